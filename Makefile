@@ -1,0 +1,35 @@
+# edgetk — `make demo` runs the whole spine, `make test` runs the test suite.
+# Both set everything up first: a .venv with the project, and the Debian packages
+# (qemu-system-arm, gcc-arm-none-eabi) when running as root.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.edgetk-installed
+TASK   ?= kws-digits
+PYTEST_ARGS ?=
+
+.PHONY: setup sysdeps demo test bench clean
+
+setup: $(STAMP) sysdeps
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (apt-get install python3.11 python3.11-venv) or run: make PYTHON=python3 ..."; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+demo: setup
+	$(VENV)/bin/edgetk demo --task $(TASK)
+
+test: setup
+	EDGETK_REQUIRE_QEMU=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf runs build .pytest_cache

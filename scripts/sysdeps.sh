@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian packages edgetk's firmware path needs, or say exactly how to.
+set -u
+need=()
+command -v gcc >/dev/null               || need+=(gcc)
+command -v qemu-system-arm >/dev/null   || need+=(qemu-system-arm)
+command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "edgetk: installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+    || { echo "edgetk: apt-get failed; the emulator and cross-compiler tests will skip (or fail under EDGETK_REQUIRE_QEMU=1)"; exit 0; }
+else
+  echo "edgetk: missing ${need[*]}. Install them with:"
+  echo "    sudo apt-get install ${need[*]}"
+  echo "edgetk: carrying on with the fallbacks (host simulator, analytic estimates)."
+fi
+exit 0

@@ -1,0 +1,1 @@
+"""One module per `edgetk` command: add_parser(subparsers) and run(args)."""
