@@ -1,0 +1,107 @@
+"""`edgetk doctor`: what this machine has, and which targets can therefore run for real, emulated or simulated."""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import shutil
+import subprocess
+import sys
+
+PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "nncf", "ai-edge-litert",
+            "tflite-runtime", "tflite-micro", "flatbuffers", "safetensors", "pyserial",
+            "scikit-learn", "sktime", "matplotlib", "pytest")
+TOOLS = {
+    "gcc": ("gcc", "--version"),
+    "arm-none-eabi-gcc": ("arm-none-eabi-gcc", "--version"),
+    "qemu-system-arm": ("qemu-system-arm", "--version"),
+}
+APT = {"gcc": "gcc", "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
+       "qemu-system-arm": "qemu-system-arm"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("doctor", help="list packages, toolchains, serial ports and what each target can do here")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed version of each Python package edgetk uses (None when absent)."""
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def tool_versions() -> dict[str, str | None]:
+    """First line of `TOOL --version` for each external tool (None when absent)."""
+    out: dict[str, str | None] = {}
+    for name, argv in TOOLS.items():
+        if shutil.which(argv[0]) is None:
+            out[name] = None
+            continue
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=20)
+        out[name] = (proc.stdout or proc.stderr).strip().splitlines()[0]
+    return out
+
+
+def serial_ports() -> list[dict[str, str]]:
+    """Serial ports pyserial can see, with USB ids where known."""
+    from serial.tools import list_ports
+
+    return [{"device": p.device, "description": p.description,
+             "vid_pid": f"{p.vid:04x}:{p.pid:04x}" if p.vid is not None else ""}
+            for p in list_ports.comports()]
+
+
+def target_modes(tools: dict[str, str | None], ports: list[dict[str, str]]) -> dict[str, str]:
+    """How each target can run on this machine: board, emulated, simulated or estimate."""
+    try:
+        from toolkit.targets import load_targets
+    except ImportError:
+        return {}
+    modes = {}
+    for t in load_targets().values():
+        modes[t.name] = _mode(t, tools, ports)
+    return modes
+
+
+def _mode(target, tools: dict[str, str | None], ports: list[dict[str, str]]) -> str:
+    usb = {p["vid_pid"] for p in ports}
+    vid_pids = set(getattr(target, "usb_ids", ()) or ())
+    if vid_pids & usb:
+        return "real board attached"
+    emulator = getattr(target, "emulator", None) or ""
+    if emulator and tools.get("qemu-system-arm") and tools.get("arm-none-eabi-gcc"):
+        return "emulated (QEMU)"
+    if tools.get("gcc"):
+        return "host simulator"
+    return "analytic estimate only"
+
+
+def run(args: argparse.Namespace) -> int:
+    pkgs, tools, ports = package_versions(), tool_versions(), serial_ports()
+    modes = target_modes(tools, ports)
+    if args.json:
+        print(json.dumps({"python": sys.version.split()[0], "packages": pkgs, "tools": tools,
+                          "serial_ports": ports, "targets": modes}, indent=2))
+        return 0
+    print(f"python {sys.version.split()[0]}")
+    print("\npackages:")
+    for name, v in pkgs.items():
+        print(f"  {name:16s} {v or '-- not installed'}")
+    print("\ntools:")
+    for name, v in tools.items():
+        print(f"  {name:18s} {v or '-- missing (apt-get install ' + APT[name] + ')'}")
+    print("\nserial ports:")
+    for p in ports or [{"device": "(none)", "description": "", "vid_pid": ""}]:
+        print(f"  {p['device']:20s} {p['vid_pid']:10s} {p['description']}")
+    if modes:
+        print("\ntargets:")
+        for name, mode in modes.items():
+            print(f"  {name:16s} {mode}")
+    return 0
