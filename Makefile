@@ -1,11 +1,11 @@
 # edgetk — `make demo` runs the whole spine, `make test` runs the test suite.
 # Both set everything up first: a .venv with the project, and the Debian packages
 # (qemu-system-arm, gcc-arm-none-eabi) when running as root.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgetk-installed
-TASK   ?= kws-digits
+TASK   ?= imu-motions
 PYTEST_ARGS ?=
 
 .PHONY: setup sysdeps demo test bench clean

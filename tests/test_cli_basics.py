@@ -1,0 +1,54 @@
+"""The CLI entry point, `edgetk doctor`, and the atomic-write helpers every stage relies on."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.fsio import atomic_dir, atomic_write_json, sha256_file
+
+EDGETK = [sys.executable, "-m", "toolkit"]
+
+
+def test_help_lists_the_spine_commands():
+    out = subprocess.run([*EDGETK, "--help"], capture_output=True, text=True, check=True).stdout
+    for cmd in ("doctor", "demo"):
+        assert cmd in out
+
+
+def test_doctor_json_reports_tools_as_found_on_path():
+    proc = subprocess.run([*EDGETK, "doctor", "--json"], capture_output=True, text=True, check=True)
+    report = json.loads(proc.stdout)
+    for tool in ("gcc", "arm-none-eabi-gcc", "qemu-system-arm"):
+        assert (report["tools"][tool] is not None) == (shutil.which(tool) is not None)
+    assert report["packages"]["torch"].startswith("2.13.0")
+
+
+def test_unknown_command_fails_with_usage():
+    proc = subprocess.run([*EDGETK, "frobnicate"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path: Path):
+    target = tmp_path / "bundle"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "half.onnx").write_bytes(b"x" * 10)
+            raise RuntimeError("export failed midway")
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_dir_replaces_an_old_folder_whole(tmp_path: Path):
+    target = tmp_path / "bundle"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    with atomic_dir(target) as d:
+        atomic_write_json(d / "manifest.json", {"a": 1})
+    assert sorted(os.listdir(target)) == ["manifest.json"]
+    assert len(sha256_file(target / "manifest.json")) == 64
