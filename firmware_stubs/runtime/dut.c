@@ -1,0 +1,648 @@
+/* Device-under-test runtime: the MLPerf Tiny DUT protocol plus edgetk's own commands.
+ *
+ * MLPerf Tiny commands: name, profile, timestamp, db load N, db <hex>, db print, infer N W, results.
+ * edgetk commands (replies closed by m-sum-<crc32 of the reply lines> before m-ready):
+ *   info            build info: board, model sha256, sizes, arena, MACs, timer and its rate
+ *   mem             arena bytes, stack size, stack high-water mark since boot (stack painting)
+ *   bload N CRC     binary upload: m-bload-ready, then N raw bytes, checked against CRC (crc32, hex)
+ *   run N W         W warm-up and N timed inferences: ticks, cycles, stack, outputs as hex + crc32
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crc32.h"
+#include "edgetk_model.h"
+#include "port.h"
+
+#ifndef EDGETK_MODEL_SHA256
+#define EDGETK_MODEL_SHA256 "unknown"
+#endif
+#ifndef EDGETK_ARENA_SIZE
+#define EDGETK_ARENA_SIZE 0
+#endif
+#ifndef EDGETK_MODEL_MACS
+#define EDGETK_MODEL_MACS 0
+#endif
+#ifndef EDGETK_OUTPUT_SCALE
+#define EDGETK_OUTPUT_SCALE 1.0f
+#endif
+#ifndef EDGETK_OUTPUT_ZERO_POINT
+#define EDGETK_OUTPUT_ZERO_POINT 0
+#endif
+
+#define CMD_MAX 80
+#define LINE_MAX 96
+#define PAINT 0xA5u
+#define PAINT_MARGIN 128u
+#define BLOAD_GAP_MS 2000u
+#define PROTOCOL_VERSION 1u
+
+static int8_t g_input[EDGETK_INPUT_SIZE];
+static int8_t g_output[EDGETK_OUTPUT_SIZE];
+static uint32_t g_expect;
+static uint32_t g_loaded;
+static int g_have_output;
+
+static char g_line[LINE_MAX];
+static uint32_t g_len;
+static int g_summing;
+static uint32_t g_sum;
+
+/* ---- reply lines ---------------------------------------------------------------------------- */
+
+static void put_bytes(const char *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        port_putc((uint8_t)s[i]);
+    }
+    if (g_summing) {
+        g_sum = crc32_update(g_sum, (const uint8_t *)s, n);
+    }
+}
+
+static void lb_str(const char *s)
+{
+    while (*s != '\0' && g_len < LINE_MAX - 2u) {
+        g_line[g_len++] = *s++;
+    }
+}
+
+static void lb_char(char c)
+{
+    if (g_len < LINE_MAX - 2u) {
+        g_line[g_len++] = c;
+    }
+}
+
+static void lb_u64(uint64_t v)
+{
+    char tmp[21];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v != 0u);
+    while (n > 0) {
+        lb_char(tmp[--n]);
+    }
+}
+
+static void lb_i32(int32_t v)
+{
+    if (v < 0) {
+        lb_char('-');
+        lb_u64((uint64_t)(-(int64_t)v));
+    } else {
+        lb_u64((uint64_t)v);
+    }
+}
+
+static void lb_hex8(uint8_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    lb_char(digits[v >> 4]);
+    lb_char(digits[v & 15u]);
+}
+
+static void lb_hex32(uint32_t v)
+{
+    for (int s = 24; s >= 0; s -= 8) {
+        lb_hex8((uint8_t)(v >> s));
+    }
+}
+
+static void lb_start(const char *prefix)
+{
+    g_len = 0;
+    lb_str(prefix);
+}
+
+static void lb_end(void)
+{
+    g_line[g_len++] = '\r';
+    g_line[g_len++] = '\n';
+    put_bytes(g_line, g_len);
+    g_len = 0;
+}
+
+static void line(const char *s)
+{
+    lb_start(s);
+    lb_end();
+}
+
+static void line_u64(const char *prefix, uint64_t v)
+{
+    lb_start(prefix);
+    lb_u64(v);
+    lb_end();
+}
+
+static void error(const char *msg, const char *detail)
+{
+    lb_start("e-[");
+    lb_str(msg);
+    lb_str(detail);
+    lb_char(']');
+    lb_end();
+}
+
+static void begin_sum(void)
+{
+    g_summing = 1;
+    g_sum = 0;
+}
+
+static void ready(void)
+{
+    if (g_summing) {
+        g_summing = 0;
+        lb_start("m-sum-");
+        lb_hex32(g_sum);
+        lb_end();
+    }
+    line("m-ready");
+}
+
+/* ---- parsing --------------------------------------------------------------------------------- */
+
+static int parse_u32(const char *s, uint32_t *out)
+{
+    uint64_t v = 0;
+    if (s == NULL || *s == '\0') {
+        return 0;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') {
+            return 0;
+        }
+        v = v * 10u + (uint64_t)(*s - '0');
+        if (v > 0xFFFFFFFFu) {
+            return 0;
+        }
+    }
+    *out = (uint32_t)v;
+    return 1;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+static int parse_hex32(const char *s, uint32_t *out)
+{
+    uint32_t v = 0;
+    int n = 0;
+    if (s == NULL) {
+        return 0;
+    }
+    for (; *s != '\0'; s++, n++) {
+        int d = hex_digit(*s);
+        if (d < 0 || n >= 8) {
+            return 0;
+        }
+        v = (v << 4) | (uint32_t)d;
+    }
+    *out = v;
+    return n > 0;
+}
+
+static int streq(const char *a, const char *b)
+{
+    while (*a != '\0' && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+static int tokenize(char *s, char **tok, int max)
+{
+    int n = 0;
+    while (*s != '\0' && n < max) {
+        while (*s == ' ') {
+            *s++ = '\0';
+        }
+        if (*s == '\0') {
+            break;
+        }
+        tok[n++] = s;
+        while (*s != '\0' && *s != ' ') {
+            s++;
+        }
+    }
+    return n;
+}
+
+/* ---- timing and memory ----------------------------------------------------------------------- */
+
+static uint32_t ticks_to_us(uint64_t ticks)
+{
+    return (uint32_t)(ticks * 1000000u / port_tick_hz());
+}
+
+static void paint_stack(void)
+{
+    volatile uint8_t *p = (volatile uint8_t *)port_stack_lo();
+    uintptr_t sp = (uintptr_t)&p;
+    if (p == NULL) {
+        return;
+    }
+    while ((uintptr_t)p + PAINT_MARGIN < sp) {
+        *p++ = PAINT;
+    }
+}
+
+static uint32_t stack_high_water(void)
+{
+    const volatile uint8_t *p = (const volatile uint8_t *)port_stack_lo();
+    uintptr_t hi = port_stack_hi();
+    if (p == NULL) {
+        return 0;
+    }
+    while ((uintptr_t)p < hi && *p == PAINT) {
+        p++;
+    }
+    return (uint32_t)(hi - (uintptr_t)p);
+}
+
+/* ---- MLPerf Tiny commands ---------------------------------------------------------------------- */
+
+static void cmd_name(void)
+{
+    lb_start("m-name-dut-[edgetk ");
+    lb_str(port_board());
+    lb_char(']');
+    lb_end();
+}
+
+static void cmd_profile(void)
+{
+    line("m-profile-[ULPMark for tinyML Firmware V0.0.1]");
+    line("m-model-[edgetk]");
+}
+
+static void cmd_timestamp(void)
+{
+    line_u64("m-lap-us-", ticks_to_us(port_ticks()));
+}
+
+static void db_load(const char *arg)
+{
+    uint32_t n;
+    if (!parse_u32(arg, &n) || n > sizeof g_input) {
+        error("db load size out of range, max ", "");
+        return;
+    }
+    g_expect = n;
+    g_loaded = 0;
+    lb_start("m-[Expecting ");
+    lb_u64(n);
+    lb_str(" bytes]");
+    lb_end();
+}
+
+static void db_hex(const char *hex)
+{
+    const char *p = hex;
+    for (; p[0] != '\0'; p += 2) {
+        int hi = hex_digit(p[0]);
+        int lo = p[1] == '\0' ? -1 : hex_digit(p[1]);
+        if (p[1] == '\0') {
+            error("Insufficent number of hex digits", "");
+            return;
+        }
+        if (hi < 0 || lo < 0) {
+            char bad[3] = {p[0], p[1], '\0'};
+            error("Invalid hex digit '", bad);
+            return;
+        }
+        if (g_loaded < g_expect) {
+            g_input[g_loaded++] = (int8_t)((hi << 4) | lo);
+        }
+    }
+    if (g_expect > 0u && g_loaded == g_expect) {
+        line("m-load-done");
+    }
+}
+
+static void db_print(void)
+{
+    for (uint32_t i = 0; i < g_loaded; i += 8u) {
+        lb_start("m-buffer");
+        for (uint32_t j = i; j < i + 8u && j < g_loaded; j++) {
+            lb_char('-');
+            lb_hex8((uint8_t)g_input[j]);
+        }
+        lb_end();
+    }
+}
+
+static void cmd_db(char **tok, int n)
+{
+    if (n >= 3 && streq(tok[1], "load")) {
+        db_load(tok[2]);
+    } else if (n >= 2 && streq(tok[1], "print")) {
+        db_print();
+    } else if (n >= 2) {
+        db_hex(tok[1]);
+    } else {
+        error("Missing db argument", "");
+    }
+}
+
+static void lb_dequantized(int8_t q)
+{
+    float f = (float)((int32_t)q - (int32_t)EDGETK_OUTPUT_ZERO_POINT) * (float)EDGETK_OUTPUT_SCALE;
+    uint32_t milli;
+    if (f < 0.0f) {
+        lb_char('-');
+        f = -f;
+    }
+    milli = (uint32_t)(f * 1000.0f + 0.5f);
+    lb_u64(milli / 1000u);
+    lb_char('.');
+    lb_char((char)('0' + (milli / 100u) % 10u));
+    lb_char((char)('0' + (milli / 10u) % 10u));
+    lb_char((char)('0' + milli % 10u));
+}
+
+static void print_results(void)
+{
+    uint32_t i;
+    lb_start("m-results-[");
+    for (i = 0; i < sizeof g_output; i++) {
+        if (g_len > LINE_MAX - 16u) {
+            lb_end();
+            lb_start("m-results-cont-");
+        }
+        if (i > 0u) {
+            lb_char(',');
+        }
+        lb_dequantized(g_output[i]);
+    }
+    lb_char(']');
+    lb_end();
+}
+
+static int invoke_n(uint32_t n)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        rc = edgetk_invoke(g_input, g_output);
+    }
+    g_have_output = (rc == 0);
+    return rc;
+}
+
+static int parse_nw(char **tok, int n, uint32_t *runs, uint32_t *warm, uint32_t default_warm)
+{
+    *runs = 1;
+    *warm = default_warm;
+    if (n >= 2 && !parse_u32(tok[1], runs)) {
+        return 0;
+    }
+    if (n >= 3 && !parse_u32(tok[2], warm)) {
+        return 0;
+    }
+    return *runs > 0u;
+}
+
+static void cmd_infer(char **tok, int n)
+{
+    uint32_t runs, warm;
+    uint64_t t0, t1;
+    if (!parse_nw(tok, n, &runs, &warm, 10u)) {
+        error("infer expects: infer N W", "");
+        return;
+    }
+    line_u64("m-warmup-start-", warm);
+    invoke_n(warm);
+    line("m-warmup-done");
+    line_u64("m-infer-start-", runs);
+    t0 = port_ticks();
+    line_u64("m-lap-us-", ticks_to_us(t0));
+    if (invoke_n(runs) != 0) {
+        error("edgetk_invoke failed", "");
+        return;
+    }
+    t1 = port_ticks();
+    line_u64("m-lap-us-", ticks_to_us(t1));
+    line("m-infer-done");
+    print_results();
+}
+
+/* ---- edgetk commands --------------------------------------------------------------------------- */
+
+static void line_tagged(const char *prefix, const char *value)
+{
+    lb_start(prefix);
+    lb_char('[');
+    lb_str(value);
+    lb_char(']');
+    lb_end();
+}
+
+static void cmd_info(void)
+{
+    begin_sum();
+    line_u64("m-info-protocol-", PROTOCOL_VERSION);
+    line_tagged("m-info-board-", port_board());
+    line_tagged("m-info-sha256-", EDGETK_MODEL_SHA256);
+    line_u64("m-info-in-", EDGETK_INPUT_SIZE);
+    line_u64("m-info-out-", EDGETK_OUTPUT_SIZE);
+    line_u64("m-info-arena-", EDGETK_ARENA_SIZE);
+    line_u64("m-info-macs-", EDGETK_MODEL_MACS);
+    line_tagged("m-info-timer-", port_timer());
+    line_u64("m-info-tick-hz-", port_tick_hz());
+    line_u64("m-info-cycles-", (uint64_t)port_has_cycles());
+}
+
+static void cmd_mem(void)
+{
+    begin_sum();
+    line_u64("m-mem-arena-", EDGETK_ARENA_SIZE);
+    line_u64("m-mem-stack-size-", port_stack_hi() - port_stack_lo());
+    line_u64("m-mem-stack-hwm-", stack_high_water());
+}
+
+static void bload_receive(uint32_t n, uint32_t want)
+{
+    uint32_t got = 0;
+    uint32_t crc;
+    g_loaded = 0;
+    g_expect = n;
+    g_have_output = 0;
+    line("m-bload-ready");
+    for (; got < n; got++) {
+        int c = port_getc_timeout(BLOAD_GAP_MS);
+        if (c < 0) {
+            break;
+        }
+        g_input[got] = (int8_t)c;
+    }
+    begin_sum();
+    if (got < n) {
+        lb_start("e-[bload timeout after ");
+        lb_u64(got);
+        lb_str(" bytes]");
+        lb_end();
+        return;
+    }
+    crc = crc32_update(0, (const uint8_t *)g_input, n);
+    lb_start("m-bload-crc-");
+    lb_hex32(crc);
+    lb_end();
+    if (crc != want) {
+        error("bload crc mismatch", "");
+        return;
+    }
+    g_loaded = n;
+    line("m-load-done");
+}
+
+static void cmd_bload(char **tok, int n)
+{
+    uint32_t len, crc;
+    if (n < 3 || !parse_u32(tok[1], &len) || !parse_hex32(tok[2], &crc)) {
+        error("bload expects: bload N CRC32HEX", "");
+        return;
+    }
+    if (len != sizeof g_input) {
+        lb_start("e-[bload size must be ");
+        lb_u64(sizeof g_input);
+        lb_char(']');
+        lb_end();
+        return;
+    }
+    bload_receive(len, crc);
+}
+
+static void run_report(uint32_t runs, uint64_t ticks, uint32_t cycles, int rc)
+{
+    line_u64("m-run-n-", runs);
+    line_u64("m-ticks-", ticks);
+    line_u64("m-cycles-", cycles);
+    line_u64("m-stack-", stack_high_water());
+    lb_start("m-status-");
+    lb_i32(rc);
+    lb_end();
+    lb_start("m-in-crc-");
+    lb_hex32(crc32_update(0, (const uint8_t *)g_input, sizeof g_input));
+    lb_end();
+    for (uint32_t i = 0; i < sizeof g_output; i += 32u) {
+        lb_start("m-out-");
+        for (uint32_t j = i; j < i + 32u && j < sizeof g_output; j++) {
+            lb_hex8((uint8_t)g_output[j]);
+        }
+        lb_end();
+    }
+    lb_start("m-out-crc-");
+    lb_hex32(crc32_update(0, (const uint8_t *)g_output, sizeof g_output));
+    lb_end();
+}
+
+static void cmd_run(char **tok, int n)
+{
+    uint32_t runs, warm, c0;
+    uint64_t t0;
+    int rc;
+    begin_sum();
+    if (!parse_nw(tok, n, &runs, &warm, 0u)) {
+        error("run expects: run N W", "");
+        return;
+    }
+    if (g_loaded != sizeof g_input) {
+        error("no input loaded", "");
+        return;
+    }
+    invoke_n(warm);
+    paint_stack();
+    c0 = port_cycles();
+    t0 = port_ticks();
+    rc = invoke_n(runs);
+    run_report(runs, port_ticks() - t0, port_cycles() - c0, rc);
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+static void dispatch(char *cmd)
+{
+    char *tok[4];
+    int n = tokenize(cmd, tok, 4);
+    if (n == 0) {
+        /* An empty command: just m-ready, used by the host to resynchronise. */
+    } else if (streq(tok[0], "name")) {
+        cmd_name();
+    } else if (streq(tok[0], "profile")) {
+        cmd_profile();
+    } else if (streq(tok[0], "timestamp")) {
+        cmd_timestamp();
+    } else if (streq(tok[0], "db")) {
+        cmd_db(tok, n);
+    } else if (streq(tok[0], "infer")) {
+        cmd_infer(tok, n);
+    } else if (streq(tok[0], "results")) {
+        if (g_have_output) {
+            print_results();
+        } else {
+            error("no results yet", "");
+        }
+    } else if (streq(tok[0], "info")) {
+        cmd_info();
+    } else if (streq(tok[0], "mem")) {
+        cmd_mem();
+    } else if (streq(tok[0], "bload")) {
+        cmd_bload(tok, n);
+    } else if (streq(tok[0], "run")) {
+        cmd_run(tok, n);
+    } else {
+        error("Unknown command: ", tok[0]);
+    }
+    ready();
+}
+
+void dut_main(void);
+
+void dut_main(void)
+{
+    static char cmd[CMD_MAX];
+    uint32_t len = 0;
+    int overflow = 0;
+    port_init();
+    paint_stack();
+    line("m-timestamp-mode-performance");
+    line_u64("m-lap-us-", ticks_to_us(port_ticks()));
+    line("m-init-done");
+    line("m-ready");
+    for (;;) {
+        int c = port_getc();
+        if (c == '%') {
+            cmd[len] = '\0';
+            if (overflow) {
+                error("Command too long", "");
+                ready();
+            } else {
+                dispatch(cmd);
+            }
+            len = 0;
+            overflow = 0;
+        } else if (c == '\r' || c == '\n' || c < 0) {
+            continue;
+        } else if (len < CMD_MAX - 1u) {
+            cmd[len++] = (char)c;
+        } else {
+            overflow = 1;
+        }
+    }
+}
