@@ -1,0 +1,227 @@
+"""Task recipes (models/*.toml) as frozen dataclasses, validated on load with "did you mean" errors.
+
+A recipe has a top-level `task` (and optional `description`) plus one table per section. Each
+section is a frozen dataclass registered in SECTIONS (required) or OPTIONAL_SECTIONS; unknown
+keys, wrong types and missing required keys raise one EdgetkError naming the file and the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from toolkit.errors import EdgetkError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset and how to cut it."""
+
+    name: str                 # dataset loader: fsdd | basicmotions | mitdb | digits
+    root: str = ""            # data folder; "" = the loader's default (e.g. ../shared/data/fsdd)
+    window: int = 0           # mitdb: samples per window (0 = loader default)
+    stride: int = 0           # mitdb: hop between windows (0 = loader default)
+    train_fraction: float = 0.0  # mitdb: leading share of the record used for training (0 = default)
+    test_fraction: float = 0.2   # digits: stratified share held out for test
+    split_seed: int = 0       # seed of the fixed train/test split where the dataset has none
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which architecture and how wide."""
+
+    arch: str                 # dscnn | cnn1d | autoencoder | resnet
+    width: float = 1.0        # channel/unit multiplier applied to every hidden layer
+    dropout: float = 0.0      # dropout before the classifier (identity at export)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; everything that changes the final weights."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3          # peak learning rate
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adamw | sgd
+    scheduler: str = "cosine"  # cosine | none
+    label_smoothing: float = 0.0
+    seed: int = 0             # seeds weights init, shuffling and dropout
+    threads: int = 1          # torch CPU threads (fixed so results are reproducible)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Optional sections: add a frozen dataclass above and one line here, e.g. "distill": DistillConfig.
+# They are read from `[name]` tables and reached as recipe.section("name") or recipe.name.
+OPTIONAL_SECTIONS: dict[str, type] = {}
+TOP_LEVEL = {"task": str, "description": str}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated task recipe."""
+
+    task: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)  # optional sections by name
+    path: str = ""            # the file it was loaded from ("" when built in code)
+
+    def section(self, name: str) -> Any:
+        """An optional section's dataclass, or None when the recipe has no such table."""
+        if name not in OPTIONAL_SECTIONS:
+            raise KeyError(name)
+        return self.extra.get(name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in OPTIONAL_SECTIONS:
+            return self.extra.get(name)
+        raise AttributeError(name)
+
+    def replace(self, **sections: Any) -> Recipe:
+        """A copy with some sections replaced (dataclass instances or field dicts)."""
+        return dataclasses.replace(self, **sections)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (defaults filled in), ready for TOML."""
+        out: dict[str, Any] = {"task": self.task, "description": self.description}
+        for name in SECTIONS:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        for name, cfg in self.extra.items():
+            out[name] = dataclasses.asdict(cfg)
+        return out
+
+    def to_toml(self) -> str:
+        """The resolved recipe as TOML text."""
+        import tomli_w
+
+        return tomli_w.dumps(_tomlable(self.to_dict()))
+
+
+def _tomlable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _tomlable(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, tuple):
+        return [_tomlable(v) for v in obj]
+    return obj
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
+    """Load and validate a recipe TOML; overrides like "train.epochs=3" are applied first."""
+    path = Path(path)
+    if not path.is_file():
+        models = Path(__file__).resolve().parent.parent / "models"
+        names = ", ".join(sorted(p.name for p in models.glob("*.toml"))) or "(none)"
+        raise EdgetkError(f"recipe not found: {path}", fix=f"pass a recipe file, e.g. models/imu-motions.toml; shipped: {names}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise EdgetkError(f"{path}: not valid TOML: {e}", fix="fix the syntax at the position shown") from None
+    for item in overrides or []:
+        _apply_override(raw, item, path)
+    return recipe_from_dict(raw, source=str(path))
+
+
+def recipe_from_dict(raw: Mapping[str, Any], source: str = "<recipe>") -> Recipe:
+    """Validate a parsed recipe dict and build the Recipe."""
+    known = list(TOP_LEVEL) + list(SECTIONS) + list(OPTIONAL_SECTIONS)
+    for key in raw:
+        if key not in known:
+            _unknown(source, key, known, where="top level")
+    for key, typ in TOP_LEVEL.items():
+        if key in raw and not isinstance(raw[key], typ):
+            _wrong_type(source, key, typ, raw[key])
+    if "task" not in raw:
+        raise EdgetkError(f"{source}: missing required field 'task'", fix='add e.g. task = "imu-motions" at the top')
+    sections = {n: _build(cls, raw.get(n), source, n) for n, cls in SECTIONS.items()}
+    extra = {n: _build(cls, raw[n], source, n) for n, cls in OPTIONAL_SECTIONS.items() if n in raw}
+    return Recipe(task=raw["task"], description=raw.get("description", ""), extra=extra, path=source, **sections)
+
+
+def _build(cls: type, table: Any, source: str, section: str) -> Any:
+    if table is None:
+        table = {}
+    if not isinstance(table, dict):
+        raise EdgetkError(f"{source}: [{section}] must be a table, got {type(table).__name__}",
+                          fix=f"write it as a [{section}] section")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            _unknown(source, f"{section}.{key}", [f"{section}.{n}" for n in fields], where=f"[{section}]")
+    values = {}
+    for name, f in fields.items():
+        if name in table:
+            values[name] = _check_type(table[name], hints[name], source, f"{section}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise EdgetkError(f"{source}: missing required field '{section}.{name}'",
+                              fix=f"add `{name} = ...` under [{section}]")
+    return cls(**values)
+
+
+def _check_type(value: Any, hint: Any, source: str, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if arg is type(None) and value is None:
+                return None
+            try:
+                return _check_type(value, arg, source, name)
+            except EdgetkError:
+                continue
+        _wrong_type(source, name, hint, value)
+    if origin is tuple:
+        if not isinstance(value, list):
+            _wrong_type(source, name, hint, value)
+        inner = typing.get_args(hint)[0]
+        return tuple(_check_type(v, inner, source, name) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        _wrong_type(source, name, hint, value)
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _wrong_type(source: str, name: str, hint: Any, value: Any) -> typing.NoReturn:
+    raise EdgetkError(f"{source}: field '{name}' must be {_type_name(hint)}, got {type(value).__name__} {value!r}",
+                      fix=f"set {name} to a {_type_name(hint)} value")
+
+
+def _unknown(source: str, key: str, valid: list[str], where: str) -> typing.NoReturn:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else f"valid names: {', '.join(valid)}"
+    raise EdgetkError(f"{source}: unknown field '{key}' in {where}; {hint}",
+                      fix=f"rename or remove '{key}'" + (f" (closest valid name: {close[0]})" if close else ""))
+
+
+def _apply_override(raw: dict[str, Any], item: str, source: Path) -> None:
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise EdgetkError(f"bad override {item!r}: expected KEY=VALUE", fix="write e.g. --set train.epochs=3")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # bare words are strings: model.arch=resnet
+    *parents, leaf = key.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise EdgetkError(f"override {item!r}: '{p}' is not a table in {source}", fix="use SECTION.FIELD=VALUE")
+    node[leaf] = value
