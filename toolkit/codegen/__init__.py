@@ -1,0 +1,78 @@
+"""TFLite int8 -> C99 code generator: lowering, static memory plan, emitter, kernels."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.codegen import emit
+from toolkit.codegen.kernels import KERNEL_SETS, kernel_sources
+from toolkit.codegen.lower import Step, lower
+from toolkit.codegen.planner import Plan, plan
+from toolkit.fsio import atomic_dir, atomic_write_json, atomic_write_text
+from toolkit.tflite import Graph, read_model
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CodegenResult", "KERNEL_SETS", "generate", "build_model"]
+
+
+@dataclass(frozen=True)
+class CodegenResult:
+    """What generate() wrote and the figures of the plan."""
+
+    out_dir: Path
+    arena_size: int
+    flash_estimate: int       # bytes of const weights, biases, multipliers and params
+    files: tuple[str, ...]    # relative to out_dir
+    ops: tuple[str, ...]      # operator types in schedule order
+    macs: int
+    sha256: str
+    kernels: str
+
+
+def build_model(tflite_path: str | os.PathLike) -> tuple[Graph, list[Step], Plan]:
+    """Read, lower and plan a model without writing anything (for inspect and tests)."""
+    graph = read_model(tflite_path)
+    steps = lower(graph)
+    return graph, steps, plan(graph, steps)
+
+
+def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+             kernels: str = "reference") -> CodegenResult:
+    """Generate the C library of a .tflite model into out_dir (replaced atomically)."""
+    tflite_path, out_dir = Path(tflite_path), Path(out_dir)
+    graph, steps, pl = build_model(tflite_path)
+    families = {s.family for s in steps if not s.alias} | ({"et_shape"} if pl.copy_input_to_output else set())
+    sources = kernel_sources(kernels, families)
+    macs = sum(s.macs for s in steps)
+    with atomic_dir(out_dir) as tmp:
+        atomic_write_text(tmp / "edgetk_model.h", emit.header(graph, pl, macs, tflite_path.name))
+        atomic_write_text(tmp / "edgetk_model.c", emit.source(graph, steps, pl, tflite_path.name))
+        (tmp / "kernels").mkdir()
+        for src in sources:
+            shutil.copyfile(src, tmp / "kernels" / src.name)
+        atomic_write_json(tmp / "plan.json", _plan_json(graph, steps, pl, kernels, macs))
+        files = tuple(sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
+    flash = sum(a.nbytes for s in steps for a in s.arrays.values()) + 128 * len(steps)
+    log.info("codegen %s: %d ops, arena %d B, ~%d B const data", tflite_path.name, len(steps),
+             pl.arena_size, flash)
+    return CodegenResult(out_dir, pl.arena_size, flash, files, tuple(s.op for s in steps), macs,
+                         graph.sha256, kernels)
+
+
+def _plan_json(graph: Graph, steps: list[Step], pl: Plan, kernels: str, macs: int) -> dict:
+    tensors = []
+    for t, (kind, off) in sorted(pl.location.items()):
+        tt = graph.tensor(t)
+        tensors.append({"index": t, "name": tt.name, "shape": list(tt.shape), "bytes": tt.nbytes,
+                        "location": kind, "offset": off})
+    return {"arena_size": pl.arena_size, "alignment": 16, "kernels": kernels, "macs": macs,
+            "model_sha256": graph.sha256, "tensors": tensors,
+            "scratch": {str(k): v for k, v in pl.scratch.items()},
+            "buffers": [{"name": b.name, "offset": b.offset, "size": b.size, "first_op": b.first,
+                         "last_op": b.last} for b in pl.buffers],
+            "ops": [{"index": s.index, "op": s.op, "kernel": None if s.alias else s.func,
+                     "macs": s.macs} for s in steps]}

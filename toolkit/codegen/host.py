@@ -1,0 +1,77 @@
+"""Compile a generated C library with the host gcc into a batch runner, and run inputs through it.
+
+The runner reads int8 inputs back to back from stdin (EDGETK_INPUT_SIZE bytes each) and writes
+EDGETK_OUTPUT_SIZE bytes per input to stdout.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.errors import EdgetkError
+
+log = logging.getLogger(__name__)
+
+CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-O2")
+SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g")
+
+MAIN_C = r"""/* edgetk host runner: int8 inputs on stdin -> int8 outputs on stdout. */
+#include <stdio.h>
+#include "edgetk_model.h"
+
+static int8_t in_buf[EDGETK_INPUT_SIZE];
+static int8_t out_buf[EDGETK_OUTPUT_SIZE];
+
+int main(void)
+{
+    while (fread(in_buf, 1, sizeof in_buf, stdin) == sizeof in_buf) {
+        if (edgetk_invoke(in_buf, out_buf) != 0) {
+            return 3;
+        }
+        if (fwrite(out_buf, 1, sizeof out_buf, stdout) != sizeof out_buf) {
+            return 4;
+        }
+    }
+    return 0;
+}
+"""
+
+
+def c_sources(lib_dir: str | os.PathLike) -> list[Path]:
+    """Every .c file of a generated library (what firmware builds compile too)."""
+    return sorted(Path(lib_dir).rglob("*.c"))
+
+
+def compile_host(lib_dir: str | os.PathLike, exe: str | os.PathLike, *, sanitize: bool = False,
+                 cc: str = "gcc", extra: tuple[str, ...] = ()) -> Path:
+    """Build the host runner for a generated library; errors carry the compiler's output."""
+    lib_dir, exe = Path(lib_dir), Path(exe)
+    if shutil.which(cc) is None:
+        raise EdgetkError(f"{cc} not found", fix="apt-get install gcc")
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    main = exe.with_suffix(".main.c")
+    main.write_text(MAIN_C)
+    cmd = [cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra, "-I", str(lib_dir),
+           "-I", str(lib_dir / "kernels"), str(main), *map(str, c_sources(lib_dir)), "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EdgetkError(f"host compile of {lib_dir} failed:\n{proc.stderr[-4000:]}",
+                          fix="report this with the model: generated C must compile warning-free")
+    return exe
+
+
+def run_host(exe: str | os.PathLike, x: np.ndarray, output_size: int, *, timeout: float = 120) -> np.ndarray:
+    """Run a batch of int8 inputs through the host runner; returns [N, output_size] int8."""
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    proc = subprocess.run([str(exe)], input=x.tobytes(), capture_output=True, timeout=timeout)
+    if proc.returncode != 0 or proc.stderr:
+        raise EdgetkError(f"{exe} failed (exit {proc.returncode}):\n{proc.stderr.decode(errors='replace')[-4000:]}")
+    out = np.frombuffer(proc.stdout, dtype=np.int8)
+    if out.size != len(x) * output_size:
+        raise EdgetkError(f"{exe} wrote {out.size} bytes for {len(x)} inputs of {output_size} outputs")
+    return out.reshape(len(x), output_size)

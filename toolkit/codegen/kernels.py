@@ -1,0 +1,36 @@
+"""Kernel sets by short name: a set is an ordered list of kernel folders, first match wins.
+
+An optimized variant (e.g. Cortex-M SIMD) is one folder under codegen/kernels/ that provides some
+family files (et_conv.c, ...) with the same functions; the rest falls back to the reference set.
+Register it with one line below; the parity tests run every registered set.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolkit.errors import EdgetkError
+
+KERNEL_ROOT = Path(__file__).resolve().parent / "kernels"
+HEADERS = ("et_kernels.h", "et_fixedpoint.h")
+
+KERNEL_SETS: dict[str, tuple[str, ...]] = {
+    "reference": ("reference",),
+}
+
+
+def kernel_sources(name: str, families: set[str]) -> list[Path]:
+    """The kernel files (headers + one .c per family used) of a kernel set."""
+    if name not in KERNEL_SETS:
+        raise EdgetkError(f"unknown kernel set '{name}'",
+                          fix=f"use one of: {', '.join(sorted(KERNEL_SETS))}")
+    files = []
+    for stem in list(HEADERS) + sorted(f"{f}.c" for f in families):
+        for folder in KERNEL_SETS[name]:
+            p = KERNEL_ROOT / folder / stem
+            if p.is_file():
+                files.append(p)
+                break
+        else:
+            raise EdgetkError(f"kernel file {stem} missing from kernel set '{name}'",
+                              fix="reinstall edgetk (kernels ship as package data)")
+    return files

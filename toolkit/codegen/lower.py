@@ -1,0 +1,398 @@
+"""Lower each TFLite operator of the graph IR to one kernel call with precomputed integer params.
+
+Validation lives here: anything the kernels would compute differently from TFLite-Micro is
+refused with one EdgetkError naming the operator index, its type and why.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from toolkit.codegen import quantize as qz
+from toolkit.errors import EdgetkError
+from toolkit.tflite.ir import Graph, Operator, Tensor
+
+log = logging.getLogger(__name__)
+
+_FIX = ("re-export the model as full-integer int8 (edgetk export), or run it with TFLite-Micro "
+        "instead of generated C")
+ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One kernel call: C function, param struct fields, const arrays and activation tensors."""
+
+    index: int
+    op: str
+    family: str                 # kernel file stem (et_conv, et_fc, ...)
+    func: str                   # C function
+    struct: str = ""            # param struct type ("" for calls without params)
+    fields: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # field name -> const data
+    inputs: tuple[int, ...] = ()
+    outputs: tuple[int, ...] = ()
+    alias: bool = False         # output is the input's memory (RESHAPE)
+    inplace: int | None = None  # input position whose buffer the output may reuse
+    scratch: int = 0            # int32 scratch bytes
+    macs: int = 0
+
+
+class Unsupported(Exception):
+    """Raised by a lowering rule; turned into an EdgetkError naming the operator."""
+
+
+def fail(why: str) -> None:
+    """Refuse the current operator."""
+    raise Unsupported(why)
+
+
+def lower(graph: Graph) -> list[Step]:
+    """Validate the graph and lower every operator to a Step."""
+    _check_graph(graph)
+    steps = []
+    for op in graph.operators:
+        rule = RULES.get(op.op)
+        try:
+            if rule is None:
+                fail(f"the generator has no kernel for it (supported: {', '.join(sorted(RULES))})")
+            _check_activations(graph, op)
+            steps.append(rule(graph, op))
+        except Unsupported as e:
+            raise EdgetkError(f"operator {op.index} ({op.op}) is not supported: {e}", fix=_FIX) from None
+    return steps
+
+
+def _check_graph(g: Graph) -> None:
+    if g.n_subgraphs != 1:
+        raise EdgetkError(f"the model has {g.n_subgraphs} subgraphs; the generator handles one",
+                          fix=_FIX)
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise EdgetkError(f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; "
+                          "edgetk_invoke takes exactly one of each", fix=_FIX)
+    for t in (g.tensor(g.inputs[0]), g.tensor(g.outputs[0])):
+        if t.dtype != "int8" or t.quant is None:
+            raise EdgetkError(f"model I/O tensor '{t.name}' is {t.dtype}"
+                              f"{'' if t.quant else ' without quantization'}; the generator needs "
+                              "int8 input and output", fix=_FIX)
+
+
+def _check_activations(g: Graph, op: Operator) -> None:
+    for i in op.inputs + op.outputs:
+        if i < 0:
+            continue
+        t = g.tensor(i)
+        if t.variable:
+            fail(f"tensor '{t.name}' is a variable (stateful models are not supported)")
+        if t.is_const:
+            continue
+        if t.dtype != "int8":
+            what = "int16 activations" if t.dtype == "int16" else f"a {t.dtype} activation"
+            fail(f"tensor '{t.name}' holds {what}; only int8 activations are supported")
+        if t.quant is None:
+            fail(f"activation '{t.name}' has no quantization parameters")
+        if t.quant.per_channel:
+            fail(f"activation '{t.name}' is quantized per channel; activations must be per tensor")
+
+
+def _const(g: Graph, op: Operator, pos: int, what: str, dtype: str) -> Tensor:
+    if pos >= len(op.inputs) or op.inputs[pos] < 0:
+        fail(f"its {what} is missing")
+    t = g.tensor(op.inputs[pos])
+    if not t.is_const:
+        fail(f"its {what} '{t.name}' is not a constant")
+    if t.dtype != dtype:
+        fail(f"its {what} '{t.name}' is {t.dtype}; {dtype} is required")
+    return t
+
+
+def _io(g: Graph, op: Operator) -> tuple[Tensor, Tensor]:
+    return g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+
+
+def _scale(t: Tensor) -> float:
+    return t.quant.scale[0]
+
+
+def _zp(t: Tensor) -> int:
+    return t.quant.zero_point[0]
+
+
+def _act(op: Operator, out: Tensor) -> tuple[int, int]:
+    act = op.options.get("fused_activation_function", "NONE")
+    if act not in ACTIVATIONS:
+        fail(f"fused activation {act} is not supported (only {', '.join(ACTIVATIONS)})")
+    return qz.activation_range(act, _scale(out), _zp(out))
+
+
+def _shape4(shape: tuple[int, ...]) -> list[int]:
+    if len(shape) > 4:
+        fail(f"a {len(shape)}-D tensor; at most 4-D is supported")
+    return [1] * (4 - len(shape)) + list(shape)
+
+
+def _same_quant(a: Tensor, b: Tensor, why: str) -> None:
+    if a.quant.scale != b.quant.scale or a.quant.zero_point != b.quant.zero_point:
+        fail(f"{why}: input '{a.name}' and output '{b.name}' have different quantization")
+
+
+def _weights(g: Graph, op: Operator, channels: int, axis: int, symmetric: bool) -> Tensor:
+    w = _const(g, op, 1, "weights", "int8")
+    q = w.quant
+    if q is None:
+        fail(f"weights '{w.name}' are not quantized")
+    if q.per_channel and (len(q.scale) != channels or q.axis != axis):
+        fail(f"weights '{w.name}' have {len(q.scale)} scales along axis {q.axis}; per-channel "
+             f"quantization needs {channels} scales along axis {axis}")
+    if symmetric and any(z != 0 for z in q.zero_point):
+        fail(f"weights '{w.name}' have a non-zero zero point; int8 kernels assume symmetric weights")
+    return w
+
+
+def _bias(g: Graph, op: Operator, channels: int) -> np.ndarray | None:
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return None
+    b = _const(g, op, 2, "bias", "int32")
+    if b.size != channels:
+        fail(f"bias '{b.name}' has {b.size} values for {channels} channels")
+    return b.data.reshape(-1).astype(np.int32)
+
+
+def _padding(kind: str, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
+    eff = (k - 1) * dil + 1
+    want = (in_size + stride - 1) // stride if kind == "SAME" else (in_size + stride - eff) // stride
+    if kind not in ("SAME", "VALID"):
+        fail(f"padding {kind}")
+    if want != out_size:
+        fail(f"output size {out_size} does not match {kind} padding (expected {want})")
+    return max((out_size - 1) * stride + eff - in_size, 0) // 2
+
+
+def _conv_common(g: Graph, op: Operator, depthwise: bool) -> dict[str, Any]:
+    x, y = _io(g, op)
+    if len(x.shape) != 4 or len(y.shape) != 4:
+        fail("input and output must be 4-D NHWC")
+    n, ih, iw, ic = x.shape
+    _, oh, ow, oc = y.shape
+    w = _weights(g, op, oc, 3 if depthwise else 0, symmetric=True)
+    kh, kw = w.shape[1], w.shape[2]
+    o = op.options
+    sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
+    dh, dw = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
+    mult, shift = qz.conv_multipliers(_scale(x), w.quant.scale, _scale(y), oc)
+    lo, hi = _act(op, y)
+    fields = dict(batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
+                  stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw,
+                  pad_h=_padding(o.get("padding", "VALID"), ih, kh, sh, dh, oh),
+                  pad_w=_padding(o.get("padding", "VALID"), iw, kw, sw, dw, ow),
+                  depth_multiplier=max(oc // ic, 1), input_offset=-_zp(x), output_offset=_zp(y),
+                  act_min=lo, act_max=hi)
+    arrays = {"filter": w.data.astype(np.int8), "mult": np.array(mult, np.int32),
+              "shift": np.array(shift, np.int32)}
+    b = _bias(g, op, oc)
+    if b is not None:
+        arrays["bias"] = b
+    return dict(fields=fields, arrays=arrays, macs=n * oh * ow * oc * kh * kw * (1 if depthwise else ic))
+
+
+def lower_conv(g: Graph, op: Operator) -> Step:
+    """CONV_2D (per-channel or per-tensor symmetric int8 weights, int32 bias)."""
+    c = _conv_common(g, op, depthwise=False)
+    if g.tensor(op.inputs[1]).shape[3] != c["fields"]["in_c"]:
+        fail("grouped convolution (filter depth differs from input channels)")
+    return Step(op.index, op.op, "et_conv", "et_conv2d_s8", "et_conv_params", c["fields"], c["arrays"],
+                (op.inputs[0],), op.outputs, macs=c["macs"])
+
+
+def lower_depthwise(g: Graph, op: Operator) -> Step:
+    """DEPTHWISE_CONV_2D with any depth multiplier."""
+    c = _conv_common(g, op, depthwise=True)
+    f = c["fields"]
+    if f["out_c"] != f["in_c"] * f["depth_multiplier"]:
+        fail(f"output channels {f['out_c']} are not a multiple of input channels {f['in_c']}")
+    return Step(op.index, op.op, "et_conv", "et_depthwise_conv2d_s8", "et_conv_params", f, c["arrays"],
+                (op.inputs[0],), op.outputs, macs=c["macs"])
+
+
+def lower_fc(g: Graph, op: Operator) -> Step:
+    """FULLY_CONNECTED with int8 weights [out, in]."""
+    x, y = _io(g, op)
+    if op.options.get("weights_format", 0) != 0:
+        fail("shuffled weights format")
+    w = _const(g, op, 1, "weights", "int8")
+    if len(w.shape) != 2:
+        fail(f"weights '{w.name}' are {len(w.shape)}-D; 2-D [out, in] is required")
+    out_d, in_d = w.shape
+    w = _weights(g, op, out_d, 0, symmetric=False)
+    if w.quant.per_channel and any(z != 0 for z in w.quant.zero_point):
+        fail(f"per-channel weights '{w.name}' with non-zero zero points")
+    if x.size % in_d or y.size != x.size // in_d * out_d:
+        fail(f"input {list(x.shape)} does not fit weights {list(w.shape)} and output {list(y.shape)}")
+    mult, shift = qz.conv_multipliers(_scale(x), w.quant.scale, _scale(y), out_d)
+    lo, hi = _act(op, y)
+    fields = dict(batches=x.size // in_d, in_depth=in_d, out_depth=out_d, input_offset=-_zp(x),
+                  filter_offset=-w.quant.zero_point[0] if not w.quant.per_channel else 0,
+                  output_offset=_zp(y), act_min=lo, act_max=hi)
+    arrays = {"filter": w.data.astype(np.int8), "mult": np.array(mult, np.int32),
+              "shift": np.array(shift, np.int32)}
+    b = _bias(g, op, out_d)
+    if b is not None:
+        arrays["bias"] = b
+    return Step(op.index, op.op, "et_fc", "et_fully_connected_s8", "et_fc_params", fields, arrays,
+                (op.inputs[0],), op.outputs, macs=x.size // in_d * in_d * out_d)
+
+
+def _strides(shape: list[int], out: list[int]) -> list[int]:
+    strides, acc = [0, 0, 0, 0], 1
+    for d in range(3, -1, -1):
+        if shape[d] not in (1, out[d]):
+            fail(f"shape {shape} does not broadcast to {out}")
+        strides[d] = 0 if shape[d] == 1 and out[d] != 1 else acc
+        acc *= shape[d]
+    return strides
+
+
+def lower_add(g: Graph, op: Operator) -> Step:
+    """ADD (int8, broadcasting, TFLite's left_shift = 20 scheme)."""
+    a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    if a.is_const or b.is_const:
+        fail("a constant operand (only activation + activation is supported)")
+    out4 = _shape4(y.shape)
+    twice_max = 2.0 * max(_scale(a), _scale(b))
+    m1, s1 = qz.quantize_multiplier(_scale(a) / twice_max)
+    m2, s2 = qz.quantize_multiplier(_scale(b) / twice_max)
+    mo, so = qz.quantize_multiplier(twice_max / (float(1 << 20) * _scale(y)))
+    lo, hi = _act(op, y)
+    fields = dict(out_shape=out4, in1_stride=_strides(_shape4(a.shape), out4),
+                  in2_stride=_strides(_shape4(b.shape), out4), left_shift=20,
+                  in1_offset=-_zp(a), in1_mult=m1, in1_shift=s1, in2_offset=-_zp(b), in2_mult=m2,
+                  in2_shift=s2, output_offset=_zp(y), out_mult=mo, out_shift=so, act_min=lo, act_max=hi)
+    inplace = 0 if a.size == y.size else (1 if b.size == y.size else None)
+    return Step(op.index, op.op, "et_add", "et_add_s8", "et_add_params", fields, {},
+                (op.inputs[0], op.inputs[1]), op.outputs, inplace=inplace)
+
+
+def _lower_pool(g: Graph, op: Operator, func: str) -> Step:
+    x, y = _io(g, op)
+    if len(x.shape) != 4:
+        fail("input must be 4-D NHWC")
+    _same_quant(x, y, "pooling does not requantize")
+    n, ih, iw, c = x.shape
+    o = op.options
+    kh, kw, sh, sw = o["filter_height"], o["filter_width"], o.get("stride_h", 1), o.get("stride_w", 1)
+    oh, ow = y.shape[1], y.shape[2]
+    lo, hi = _act(op, y)
+    fields = dict(batches=n, in_h=ih, in_w=iw, channels=c, out_h=oh, out_w=ow, k_h=kh, k_w=kw,
+                  stride_h=sh, stride_w=sw, pad_h=_padding(o.get("padding", "VALID"), ih, kh, sh, 1, oh),
+                  pad_w=_padding(o.get("padding", "VALID"), iw, kw, sw, 1, ow), act_min=lo, act_max=hi)
+    return Step(op.index, op.op, "et_pool", func, "et_pool_params", fields, {}, (op.inputs[0],),
+                op.outputs, macs=y.size * kh * kw)
+
+
+def lower_avg_pool(g: Graph, op: Operator) -> Step:
+    """AVERAGE_POOL_2D."""
+    return _lower_pool(g, op, "et_avg_pool_s8")
+
+
+def lower_max_pool(g: Graph, op: Operator) -> Step:
+    """MAX_POOL_2D."""
+    return _lower_pool(g, op, "et_max_pool_s8")
+
+
+def lower_mean(g: Graph, op: Operator) -> Step:
+    """MEAN over constant axes (int8 in and out)."""
+    x, y = _io(g, op)
+    axes_t = _const(g, op, 1, "axis", "int32")
+    rank = len(x.shape)
+    axes = sorted({int(a) % rank for a in axes_t.data.reshape(-1)}) if rank else []
+    shape4 = _shape4(x.shape)
+    reduce = [0] * 4
+    for a in axes:
+        reduce[a + 4 - rank] = 1
+    n = int(np.prod([shape4[d] for d in range(4) if reduce[d]]))
+    mult, shift = qz.quantize_multiplier(_scale(x) / _scale(y))
+    fields = dict(in_shape=shape4, reduce=reduce, input_zp=_zp(x), output_zp=_zp(y), mult=mult,
+                  shift=shift, num_elements=n)
+    return Step(op.index, op.op, "et_pool", "et_mean_s8", "et_mean_params", fields, {},
+                (op.inputs[0],), op.outputs, scratch=4 * y.size, macs=x.size)
+
+
+def lower_softmax(g: Graph, op: Operator) -> Step:
+    """SOFTMAX int8 -> int8 along the last axis."""
+    x, y = _io(g, op)
+    if abs(_scale(y) - 1.0 / 256) > 1e-9 or _zp(y) != -128:
+        fail(f"output '{y.name}' must have scale 1/256 and zero point -128 (TFLite-Micro requires it)")
+    depth = x.shape[-1] if x.shape else 1
+    mult, left, diff_min = qz.softmax_params(op.options.get("beta", 1.0), _scale(x))
+    fields = dict(outer=x.size // depth, depth=depth, input_multiplier=mult, input_left_shift=left,
+                  diff_min=diff_min)
+    return Step(op.index, op.op, "et_softmax", "et_softmax_s8", "et_softmax_params", fields, {},
+                (op.inputs[0],), op.outputs, inplace=0)
+
+
+def lower_reshape(g: Graph, op: Operator) -> Step:
+    """RESHAPE / SQUEEZE / EXPAND_DIMS: the output aliases the input (no code)."""
+    x, y = _io(g, op)
+    if x.size != y.size:
+        fail(f"input {list(x.shape)} and output {list(y.shape)} differ in size")
+    _same_quant(x, y, "reshape does not requantize")
+    return Step(op.index, op.op, "et_shape", "et_copy_s8", "", {"n": y.size}, {}, (op.inputs[0],),
+                op.outputs, alias=True)
+
+
+def lower_pad(g: Graph, op: Operator) -> Step:
+    """PAD / PADV2 with constant paddings (pad value: the zero point, or PADV2's constant)."""
+    x, y = _io(g, op)
+    pads = _const(g, op, 1, "paddings", "int32").data.reshape(-1, 2)
+    _same_quant(x, y, "pad does not requantize")
+    value = _zp(y)
+    if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        value = int(_const(g, op, 2, "constant value", "int8").data.reshape(-1)[0])
+    rank = len(x.shape)
+    before, after = [0] * 4, [0] * 4
+    for d in range(rank):
+        before[d + 4 - rank], after[d + 4 - rank] = int(pads[d][0]), int(pads[d][1])
+    if min(before + after) < 0:
+        fail("negative paddings")
+    fields = dict(in_shape=_shape4(x.shape), before=before, after=after, pad_value=value)
+    return Step(op.index, op.op, "et_shape", "et_pad_s8", "et_pad_params", fields, {}, (op.inputs[0],),
+                op.outputs)
+
+
+def lower_concat(g: Graph, op: Operator) -> Step:
+    """CONCATENATION of activations with the output's quantization."""
+    y = g.tensor(op.outputs[0])
+    if op.options.get("fused_activation_function", "NONE") != "NONE":
+        fail("a fused activation on concatenation")
+    axis = op.options.get("axis", 0) % len(y.shape)
+    ins = [g.tensor(i) for i in op.inputs]
+    for t in ins:
+        if t.is_const:
+            fail(f"constant input '{t.name}'")
+        _same_quant(t, y, "concatenation does not requantize")
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    chunks = [t.size // outer for t in ins]
+    fields = dict(outer=outer, n_inputs=len(ins), out_chunk=sum(chunks))
+    return Step(op.index, op.op, "et_shape", "et_concat_s8", "et_concat_params", fields,
+                {"chunks": np.array(chunks, np.int32)}, op.inputs, op.outputs)
+
+
+RULES: dict[str, Callable[[Graph, Operator], Step]] = {
+    "CONV_2D": lower_conv,
+    "DEPTHWISE_CONV_2D": lower_depthwise,
+    "FULLY_CONNECTED": lower_fc,
+    "ADD": lower_add,
+    "AVERAGE_POOL_2D": lower_avg_pool,
+    "MAX_POOL_2D": lower_max_pool,
+    "MEAN": lower_mean,
+    "SOFTMAX": lower_softmax,
+    "RESHAPE": lower_reshape,
+    "SQUEEZE": lower_reshape,
+    "EXPAND_DIMS": lower_reshape,
+    "PAD": lower_pad,
+    "PADV2": lower_pad,
+    "CONCATENATION": lower_concat,
+}

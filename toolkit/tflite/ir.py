@@ -1,0 +1,85 @@
+"""The graph IR read from a .tflite file: tensors, operators and their options."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DTYPE_SIZES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4,
+               "float16": 2, "float64": 8, "bool": 1, "uint16": 2, "uint32": 4, "uint64": 8}
+
+
+@dataclass(frozen=True)
+class Quant:
+    """Affine quantization: real = scale * (q - zero_point), per tensor or along `axis`."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+    @property
+    def per_channel(self) -> bool:
+        """True when there is more than one scale."""
+        return len(self.scale) > 1
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor: constant when `data` is set."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    quant: Quant | None = None
+    data: np.ndarray | None = field(default=None, repr=False, compare=False)
+    variable: bool = False
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        """Size in bytes."""
+        return self.size * DTYPE_SIZES.get(self.dtype, 1)
+
+    @property
+    def is_const(self) -> bool:
+        """True for weights, biases and other constant tensors."""
+        return self.data is not None
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One operator of the (first) subgraph; inputs of -1 are absent optional inputs."""
+
+    index: int
+    op: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A whole model: the main subgraph, its I/O and the number of subgraphs in the file."""
+
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    n_subgraphs: int = 1
+    description: str = ""
+    sha256: str = ""
+
+    def tensor(self, i: int) -> Tensor:
+        """The tensor at index i."""
+        return self.tensors[i]
+
+    def consumers(self, i: int) -> list[Operator]:
+        """Operators that read tensor i."""
+        return [op for op in self.operators if i in op.inputs]
