@@ -1,0 +1,198 @@
+"""Parameter-efficient fine-tuning: full, top layers, linear probe, BitFit, LoRA, adapters; and merge.
+
+LoRA (on Conv2d and Linear), BitFit, the probe and top-layer tuning change only weights and biases
+of the base architecture, so `merge` folds them back: the deployed model has exactly the base
+parameters and MACs. Bottleneck adapters hold a ReLU between their two projections; they cannot be
+folded and cost extra parameters and MACs on the device (see `adapter_cost`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.errors import EdgetkError
+
+log = logging.getLogger(__name__)
+
+MODES = ("full", "top", "probe", "bitfit", "lora", "adapter")
+MERGEABLE = ("full", "top", "probe", "bitfit", "lora")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How a base run is adapted to new data."""
+
+    mode: str = "lora"        # one of MODES
+    base_run: str = ""        # RUN_DIR of the base model ("" = train the base in the same job)
+    rank: int = 4             # LoRA rank / adapter bottleneck width
+    alpha: float = 8.0        # LoRA scale numerator: delta = alpha / rank * B @ A
+    top_layers: int = 2       # "top": how many conv/linear layers from the output are trained
+    epochs: int = 30
+    lr: float = 3e-3
+    labels_per_class: int = 0  # few-label fine-tuning: keep this many labelled examples per class (0 = all)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise EdgetkError(f"[finetune] mode = {self.mode!r} is not known",
+                              fix=f"use one of {', '.join(MODES)}")
+        if self.rank < 1:
+            raise EdgetkError(f"[finetune] rank = {self.rank} must be >= 1", fix="set rank = 4")
+
+
+class LoRAConv2d(nn.Module):
+    """A frozen Conv2d plus a trainable low-rank update alpha/r * B @ A of its weight."""
+
+    def __init__(self, base: nn.Conv2d, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base = base
+        fan_in = base.in_channels // base.groups * base.kernel_size[0] * base.kernel_size[1]
+        r = min(rank, fan_in, base.out_channels)
+        self.scale = alpha / r
+        self.lora_A = nn.Parameter(torch.empty(r, fan_in))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_channels, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    def delta(self) -> torch.Tensor:
+        """The weight update, shaped like base.weight."""
+        return (self.scale * self.lora_B @ self.lora_A).view_as(self.base.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.base
+        if b.groups != 1:  # depthwise/grouped: the update lives in the (tiny) per-group kernels
+            return F.conv2d(x, b.weight + self.delta(), b.bias, b.stride, b.padding, b.dilation, b.groups)
+        a = self.lora_A.view(-1, b.in_channels, *b.kernel_size)
+        h = F.conv2d(x, a, None, b.stride, b.padding, b.dilation)          # [N, r, H', W']
+        up = (self.scale * self.lora_B)[:, :, None, None]
+        return b(x) + F.conv2d(h, up)                                        # [N, Cout, H', W']
+
+    def merged(self) -> nn.Conv2d:
+        """A plain Conv2d with the update folded into its weight."""
+        with torch.no_grad():
+            self.base.weight += self.delta()
+        return self.base
+
+
+class LoRALinear(nn.Module):
+    """A frozen Linear plus a trainable low-rank update."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base = base
+        r = min(rank, base.in_features, base.out_features)
+        self.scale = alpha / r
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scale * (x @ self.lora_A.t()) @ self.lora_B.t()
+
+    def merged(self) -> nn.Linear:
+        """A plain Linear with the update folded into its weight."""
+        with torch.no_grad():
+            self.base.weight += self.scale * self.lora_B @ self.lora_A
+        return self.base
+
+
+class AdaptedConv2d(nn.Module):
+    """A frozen Conv2d followed by a residual bottleneck adapter y + up(relu(down(y)))."""
+
+    def __init__(self, base: nn.Conv2d, rank: int) -> None:
+        super().__init__()
+        self.base = base
+        c = base.out_channels
+        r = min(rank, c)
+        self.down = nn.Conv2d(c, r, 1)
+        self.up = nn.Conv2d(r, c, 1)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        return y + self.up(F.relu(self.down(y)))
+
+
+def _replace(model: nn.Module, pred, make) -> int:
+    """Replace every submodule for which pred(module) holds by make(module); return the count."""
+    count = 0
+    for name, child in list(model.named_children()):
+        if pred(child):
+            setattr(model, name, make(child))
+            count += 1
+        else:
+            count += _replace(child, pred, make)
+    return count
+
+
+def head_of(model: nn.Module) -> nn.Linear:
+    """The classifier head: the last Linear layer in registration order."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise EdgetkError("the model has no Linear head to probe or tune",
+                          fix="use mode = 'full', 'bitfit' or 'lora' for this architecture")
+    return linears[-1]
+
+
+def _top_modules(model: nn.Module, k: int) -> list[nn.Module]:
+    """The last k conv/linear layers and every norm layer registered after the first of them."""
+    leaves = [m for m in model.modules() if not list(m.children()) and list(m.parameters(recurse=False))]
+    idx = [i for i, m in enumerate(leaves) if isinstance(m, (nn.Conv2d, nn.Linear))]
+    start = idx[-min(k, len(idx))]
+    return leaves[start:]
+
+
+def apply_peft(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
+    """Freeze the base and make only the mode's parameters trainable (wrapping layers for LoRA/adapters)."""
+    for p in model.parameters():
+        p.requires_grad_(cfg.mode == "full")
+    if cfg.mode == "lora":
+        n = _replace(model, lambda m: isinstance(m, nn.Conv2d), lambda m: LoRAConv2d(m, cfg.rank, cfg.alpha))
+        n += _replace(model, lambda m: isinstance(m, nn.Linear), lambda m: LoRALinear(m, cfg.rank, cfg.alpha))
+        log.info("LoRA rank %d on %d layers", cfg.rank, n)
+    elif cfg.mode == "adapter":
+        _replace(model, lambda m: isinstance(m, nn.Conv2d) and m.groups == 1 and m.kernel_size == (1, 1),
+                 lambda m: AdaptedConv2d(m, cfg.rank))
+        head_of(model).requires_grad_(True)
+    elif cfg.mode == "bitfit":
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.endswith("bias"))
+    elif cfg.mode == "probe":
+        head_of(model).requires_grad_(True)
+    elif cfg.mode == "top":
+        for m in _top_modules(model, cfg.top_layers):
+            m.requires_grad_(True)
+    return model
+
+
+def freeze_norm_stats(model: nn.Module, cfg: FinetuneConfig) -> None:
+    """Keep BatchNorm running statistics of the base fixed in every mode but 'full' (call after .train())."""
+    if cfg.mode == "full":
+        return
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.weight.requires_grad:
+            m.eval()
+
+
+def trainable_params(model: nn.Module) -> int:
+    """Number of parameters the optimizer updates."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def merge_peft(model: nn.Module) -> nn.Module:
+    """Fold LoRA updates into the base layers in place; refuse models holding adapters."""
+    adapters = [m for m in model.modules() if isinstance(m, AdaptedConv2d)]
+    if adapters:
+        raise EdgetkError(
+            f"{len(adapters)} bottleneck adapters hold a ReLU between their projections and cannot be "
+            "folded into the base weights",
+            fix="export the adapted model as it is (it costs extra params/MACs, see bench/peft.py) "
+                "or fine-tune with mode = 'lora'")
+    _replace(model, lambda m: isinstance(m, (LoRAConv2d, LoRALinear)), lambda m: m.merged())
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
