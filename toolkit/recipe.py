@@ -59,10 +59,57 @@ class TrainConfig:
     threads: int = 1          # torch CPU threads (fixed so results are reproducible)
 
 
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised pretraining on unlabelled inputs, then supervised fine-tuning (toolkit/specialize)."""
+
+    objective: str = "masked"  # masked: fill hidden time frames | bottleneck: reconstruct through a small code
+    epochs: int = 30           # pretraining epochs (the supervised stage uses [train])
+    lr: float = 0.003
+    mask_ratio: float = 0.5    # masked: share of time frames hidden
+    mask_span: int = 4         # masked: frames per hidden span
+    bottleneck: int = 16       # size of the code the decoder reconstructs the input from
+    labels_per_class: int = 0  # supervised stage keeps this many labelled examples per class (0 = all)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from a teacher into the recipe's (student) model (toolkit/specialize)."""
+
+    teacher_run: str = ""      # RUN_DIR of a trained teacher; "" = train one first with teacher_width
+    teacher_width: float = 4.0
+    temperature: float = 4.0
+    alpha: float = 0.7         # weight of the soft-target loss (1 - alpha: hard-label loss)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Adapt a base run to new data: full | top | probe | bitfit | lora | adapter (toolkit/specialize)."""
+
+    base_run: str              # RUN_DIR of the base model
+    mode: str = "lora"
+    rank: int = 4              # LoRA rank / adapter bottleneck channels
+    alpha: float = 8.0         # LoRA update scale alpha / rank
+    top_layers: int = 2        # "top": conv/linear layers from the output that train
+    groups: tuple[str, ...] = ()  # train/test only on these data groups (kws-digits: speakers); () = all
+    merge: bool = True         # fold LoRA into the base weights in the run folder (plain base architecture)
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """One specialized model per data group, trained as one batched job (toolkit/specialize)."""
+
+    group_by: str = "speaker"  # documentation of what TaskData.groups_* hold for the dataset
+    members: int = 0           # 0 = one per group; more cycles the groups with new seeds
+    batched: bool = True       # false: train the members one after another (the baseline)
+
+
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # Optional sections: add a frozen dataclass above and one line here, e.g. "distill": DistillConfig.
 # They are read from `[name]` tables and reached as recipe.section("name") or recipe.name.
-OPTIONAL_SECTIONS: dict[str, type] = {}
+OPTIONAL_SECTIONS: dict[str, type] = {
+    "pretrain": PretrainConfig, "distill": DistillConfig, "finetune": FinetuneConfig, "fleet": FleetConfig,
+}
 TOP_LEVEL = {"task": str, "description": str}
 
 
