@@ -301,7 +301,10 @@ static void db_load(const char *arg)
 {
     uint32_t n;
     if (!parse_u32(arg, &n) || n > sizeof g_input) {
-        error("db load size out of range, max ", "");
+        lb_start("e-[db load size out of range, max ");
+        lb_u64(sizeof g_input);
+        lb_char(']');
+        lb_end();
         return;
     }
     g_expect = n;
@@ -491,7 +494,6 @@ static void bload_receive(uint32_t n, uint32_t want)
         }
         g_input[got] = (int8_t)c;
     }
-    begin_sum();
     if (got < n) {
         lb_start("e-[bload timeout after ");
         lb_u64(got);
@@ -514,6 +516,7 @@ static void bload_receive(uint32_t n, uint32_t want)
 static void cmd_bload(char **tok, int n)
 {
     uint32_t len, crc;
+    begin_sum();
     if (n < 3 || !parse_u32(tok[1], &len) || !parse_hex32(tok[2], &crc)) {
         error("bload expects: bload N CRC32HEX", "");
         return;

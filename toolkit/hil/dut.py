@@ -1,0 +1,200 @@
+"""The protocol client: commands with per-command timeouts, retries, resync and a transcript."""
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from toolkit.errors import EdgetkError
+from toolkit.fsio import atomic_write_text
+from toolkit.hil import protocol as P
+from toolkit.hil.transport import Transport
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class NothingAnsweringError(EdgetkError):
+    """No byte came back at all."""
+
+
+class WrongBaudError(EdgetkError):
+    """Bytes came back, but never a valid reply: typically a baud-rate mismatch."""
+
+
+class Transcript:
+    """Every byte each way, with timestamps; written as text for the report."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.entries: list[tuple[float, str, bytes]] = []
+
+    def add(self, direction: str, data: bytes) -> None:
+        """Record bytes sent ('>') or received ('<')."""
+        if data:
+            self.entries.append((time.monotonic() - self.t0, direction, data))
+
+    def text(self, max_bytes: int = 256) -> str:
+        """One line per chunk, printable bytes as text and binary payloads abbreviated."""
+        out = []
+        for t, d, data in self.entries:
+            shown = data[:max_bytes].decode("ascii", errors="backslashreplace")
+            more = f" ... (+{len(data) - max_bytes} bytes)" if len(data) > max_bytes else ""
+            out.append(f"{t:9.3f} {d} {shown!r}{more}")
+        return "\n".join(out) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        """Write the transcript atomically."""
+        return atomic_write_text(path, self.text())
+
+
+@dataclass(frozen=True)
+class LinkPolicy:
+    """Timeouts and retries of the client."""
+
+    timeout_s: float = 5.0             # per command, until m-ready
+    retries: int = 3                   # extra attempts after a link error
+    sync_timeout_s: float = 1.0        # per ping while synchronising
+
+
+class Dut:
+    """A device speaking the edgetk / MLPerf Tiny protocol over a Transport."""
+
+    def __init__(self, transport: Transport, policy: LinkPolicy = LinkPolicy(),
+                 transcript: Transcript | None = None) -> None:
+        self.transport = transport
+        self.policy = policy
+        self.transcript = transcript or Transcript()
+        self.stats = {"commands": 0, "retries": 0, "payload_bytes": 0, "wire_bytes": 0}
+
+    # ---- raw exchange -------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        self.transcript.add(">", data)
+        self.stats["wire_bytes"] += len(data)
+        self.transport.write(data)
+
+    def _read_until(self, marks: tuple[bytes, ...], timeout: float) -> bytes:
+        buf, deadline = b"", time.monotonic() + timeout
+        while not any(buf.endswith(m) for m in marks):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise P.LinkError(f"no complete reply within {timeout:.1f} s; got {buf[-80:]!r}")
+            chunk = self.transport.read(min(left, 0.2))
+            self.transcript.add("<", chunk)
+            buf += chunk
+        return buf
+
+    def exchange(self, cmd: str, *, checked: bool, timeout: float | None = None) -> P.Reply:
+        """One attempt: send `cmd`, read through m-ready, check the reply."""
+        self.transport.reset_input()
+        self._send(cmd.encode("ascii"))
+        raw = self._read_until((P.READY,), timeout or self.policy.timeout_s)
+        return P.parse_reply(raw, checked=checked)
+
+    def resync(self) -> None:
+        """Flush the device's command buffer with a bare '%' and drain whatever arrives."""
+        self._send(b"\r\n%")
+        deadline = time.monotonic() + self.policy.sync_timeout_s
+        while time.monotonic() < deadline:
+            chunk = self.transport.read(0.1)
+            self.transcript.add("<", chunk)
+            if not chunk:
+                break
+        self.transport.reset_input()
+
+    def retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        """Run `attempt`, resyncing and retrying on link errors; fail clearly when retries run out."""
+        last: Exception | None = None
+        for i in range(self.policy.retries + 1):
+            if i:
+                self.stats["retries"] += 1
+                log.info("retrying %s after: %s", what, last)
+                self.resync()
+            try:
+                self.stats["commands"] += 1
+                return attempt()
+            except P.LinkError as e:
+                last = e
+        raise P.LinkError(f"{what}: no valid reply after {self.policy.retries + 1} attempts: {last}",
+                          fix="check the link (cable, baud rate, emulator log); the transcript shows the bytes")
+
+    def command(self, cmd: str, *, checked: bool = True, timeout: float | None = None) -> P.Reply:
+        """A command with retries; device errors (e-[...]) are raised, not retried."""
+        reply = self.retrying(cmd, lambda: self.exchange(cmd, checked=checked, timeout=timeout))
+        if reply.errors:
+            raise P.DeviceError(f"device refused {cmd!r}: {'; '.join(reply.errors)}")
+        return reply
+
+    # ---- protocol -----------------------------------------------------------------------------
+
+    def sync(self) -> str:
+        """Make sure something answers the protocol; return its name. Clear errors otherwise."""
+        seen = b""
+        for _ in range(self.policy.retries + 2):
+            try:
+                self.resync()
+                reply = self.exchange("name%", checked=False, timeout=self.policy.sync_timeout_s)
+                return P.parse_name(reply)
+            except P.LinkError as e:
+                seen += b"".join(d for _, k, d in self.transcript.entries[-8:] if k == "<")
+                log.debug("sync: %s", e)
+        if not seen:
+            raise NothingAnsweringError(f"nothing answers on {self.transport.url}",
+                                        fix="is the firmware flashed and running? check the port, "
+                                        "the board's power, and its boot log")
+        if P.looks_like_garbage(seen):
+            raise WrongBaudError(f"{self.transport.url} sends bytes that are not the protocol "
+                                 f"({seen[:24]!r}...): wrong baud rate?",
+                                 fix=f"set connection.baud in the target TOML to the firmware's rate "
+                                 f"(now {self.transport.settings.baud})")
+        raise NothingAnsweringError(f"{self.transport.url} answers, but not with the edgetk protocol: "
+                                    f"{seen[:60]!r}", fix="flash edgetk firmware (edgetk flash BUNDLE --target T)")
+
+    def info(self) -> P.DeviceInfo:
+        """Build info: board, model sha256, sizes, timer."""
+        return P.parse_info(self.command("info%"))
+
+    def mem(self) -> P.MemInfo:
+        """Arena and stack high-water mark."""
+        return P.parse_mem(self.command("mem%"))
+
+    def _bload_once(self, data: bytes) -> P.Reply:
+        self.transport.reset_input()
+        self._send(P.bload_command(data).encode("ascii"))
+        head = self._read_until((b"m-bload-ready\r\n", P.READY), self.policy.timeout_s)
+        if head.endswith(P.READY):
+            return P.parse_reply(head, checked=True)
+        self._send(data)
+        rest = self._read_until((P.READY,), self.policy.timeout_s + len(data) / 1000)
+        reply = P.parse_reply(head + rest, checked=True)
+        P.parse_bload(reply, crc=zlib.crc32(data))
+        return reply
+
+    def upload(self, data: bytes) -> None:
+        """Binary upload with length and CRC32, retried until the device confirms the CRC."""
+        reply = self.retrying("bload", lambda: self._bload_once(data))
+        if reply.errors:
+            raise P.DeviceError(f"device refused the upload: {'; '.join(reply.errors)}",
+                                fix="the input size must equal the model's EDGETK_INPUT_SIZE")
+        self.stats["payload_bytes"] += len(data)
+
+    def upload_hex(self, data: bytes) -> None:
+        """The MLPerf Tiny upload (`db load N` + hex chunks): compatible, and slower."""
+        for cmd in P.hex_upload_commands(data):
+            self.command(cmd, checked=False)
+        self.stats["payload_bytes"] += len(data)
+
+    def run(self, runs: int = 1, warmup: int = 0, *, output_size: int, timeout: float | None = None) -> P.RunResult:
+        """Run `runs` timed inferences on the loaded input; the output is CRC-checked."""
+        def attempt() -> P.RunResult:
+            reply = self.exchange(f"run {runs} {warmup}%", checked=True, timeout=timeout)
+            return P.parse_run(reply, output_size=output_size)
+        return self.retrying("run", attempt)
+
+    def infer(self, runs: int = 1, warmup: int = 10, timeout: float = 30.0) -> P.InferResult:
+        """The MLPerf Tiny `infer N W` command (what the MLCommons runner sends)."""
+        return P.parse_infer(self.command(f"infer {runs} {warmup}%", checked=False, timeout=timeout))

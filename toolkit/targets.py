@@ -1,0 +1,219 @@
+"""Targets as data: one TOML file per board, emulator, simulator or host runtime (targets/*.toml).
+
+Every file is validated when loaded; errors name the file and the field. Nothing below the CLI and
+the pytest plugin sees raw TOML dicts: they get the frozen `TargetSpec`.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import EdgetkError
+from toolkit.paths import repo_dir
+
+log = logging.getLogger(__name__)
+
+KINDS = ("board", "qemu", "host", "linux")
+RUNTIMES = ("generated-c", "onnxruntime", "litert")
+LINE_POLICIES = ("low", "high", "keep")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """How the firmware is compiled: compiler, flags, the port folder and its linker script."""
+
+    port: str                          # folder under firmware_stubs/ports/
+    cc: str                            # compiler executable
+    cflags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()      # port sources, relative to firmware_stubs/
+    includes: tuple[str, ...] = ()     # include folders, relative to firmware_stubs/
+    linker_script: str = ""            # relative to firmware_stubs/, empty for the host
+    defines: tuple[tuple[str, str], ...] = ()
+    size_tool: str = ""                # e.g. arm-none-eabi-size; empty: no size report
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """How to reach the device's serial link."""
+
+    url: str = ""                      # pyserial URL or device path; "{port}" filled for emulators
+    baud: int = 115200
+    dtr: str = "low"                   # low | high | keep: line state set before opening
+    rts: str = "low"
+    settle_s: float = 0.0              # wait after opening (boards that reset on open)
+    timeout_s: float = 5.0             # per-command reply timeout
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class EmulatorSpec:
+    """The emulator command (a template run without a shell: {elf}, {port})."""
+
+    command: tuple[str, ...]
+    ns_per_tick: float = 40.0          # virtual ns per timer tick
+    ns_per_instruction: float = 1.0    # -icount shift=0: one instruction is 1 ns of virtual time
+    timing_label: str = "QEMU virtual time, -icount shift=0"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One target, as loaded from targets/<name>.toml."""
+
+    name: str
+    path: Path
+    description: str
+    kind: str                          # board | qemu | host | linux
+    core: str                          # cortex-m4, cortex-m7, x86_64, aarch64
+    clock_hz: int
+    flash_bytes: int
+    ram_bytes: int
+    runtime: str                       # generated-c | onnxruntime | litert
+    simulator: str = ""                # the target that stands in when this one is absent
+    cycles_per_mac: float = 0.0        # analytic estimate, labelled as one
+    build: BuildSpec | None = None
+    flash_command: tuple[str, ...] = ()
+    connection: ConnectionSpec = field(default_factory=ConnectionSpec)
+    emulator: EmulatorSpec | None = None
+    usb_ids: tuple[str, ...] = ()      # "vid:pid", lowercase hex
+
+
+_TOP = {"name": str, "description": str, "kind": str, "core": str, "clock_hz": int,
+        "flash_bytes": int, "ram_bytes": int, "runtime": str, "simulator": str,
+        "cycles_per_mac": float, "build": dict, "flash": dict, "connection": dict,
+        "emulator": dict, "usb": dict}
+_REQUIRED = ("name", "description", "kind", "core", "clock_hz", "flash_bytes", "ram_bytes", "runtime")
+_BUILD = {"port": str, "cc": str, "cflags": list, "ldflags": list, "sources": list, "includes": list,
+          "linker_script": str, "defines": dict, "size_tool": str}
+_CONNECTION = {"url": str, "baud": int, "dtr": str, "rts": str, "settle_s": float, "timeout_s": float,
+               "retries": int}
+_EMULATOR = {"command": list, "ns_per_tick": float, "ns_per_instruction": float, "timing_label": str}
+
+
+def _fail(path: Path, key: str, msg: str, fix: str) -> EdgetkError:
+    return EdgetkError(f"{path}: field {key!r}: {msg}", fix=fix)
+
+
+def _check_table(path: Path, prefix: str, table: dict[str, Any], schema: dict[str, type]) -> dict[str, Any]:
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if key not in schema:
+            close = difflib.get_close_matches(key, schema, n=1)
+            hint = f"did you mean {prefix}{close[0]!r}?" if close else f"known fields: {', '.join(schema)}"
+            raise _fail(path, name, "unknown field", hint)
+        want = schema[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else \
+            isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if not ok:
+            raise _fail(path, name, f"expected {want.__name__}, got {type(value).__name__} {value!r}",
+                        f"write {name} as a TOML {want.__name__}")
+    return table
+
+
+def _choice(path: Path, key: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _fail(path, key, f"{value!r} is not one of {', '.join(allowed)}", f"set {key} to one of them")
+    return value
+
+
+def _strs(path: Path, key: str, value: list[Any]) -> tuple[str, ...]:
+    if not all(isinstance(v, str) for v in value):
+        raise _fail(path, key, "expected a list of strings", f"quote every item of {key}")
+    return tuple(value)
+
+
+def _build(path: Path, t: dict[str, Any]) -> BuildSpec:
+    _check_table(path, "build.", t, _BUILD)
+    for key in ("port", "cc"):
+        if key not in t:
+            raise _fail(path, f"build.{key}", "missing", f"add build.{key}")
+    lists = {k: _strs(path, f"build.{k}", t.get(k, [])) for k in ("cflags", "ldflags", "sources", "includes")}
+    defines = tuple((str(k), str(v)) for k, v in t.get("defines", {}).items())
+    return BuildSpec(port=t["port"], cc=t["cc"], linker_script=t.get("linker_script", ""),
+                     defines=defines, size_tool=t.get("size_tool", ""), **lists)
+
+
+def _connection(path: Path, t: dict[str, Any]) -> ConnectionSpec:
+    _check_table(path, "connection.", t, _CONNECTION)
+    for key in ("dtr", "rts"):
+        _choice(path, f"connection.{key}", t.get(key, "low"), LINE_POLICIES)
+    if t.get("baud", 115200) <= 0:
+        raise _fail(path, "connection.baud", "must be positive", "use e.g. 115200")
+    return ConnectionSpec(**{k: (float(v) if _CONNECTION[k] is float else v) for k, v in t.items()})
+
+
+def _emulator(path: Path, t: dict[str, Any]) -> EmulatorSpec:
+    _check_table(path, "emulator.", t, _EMULATOR)
+    if not t.get("command"):
+        raise _fail(path, "emulator.command", "missing or empty", "give the emulator command as a list")
+    rest = {k: (float(v) if _EMULATOR[k] is float else v) for k, v in t.items() if k != "command"}
+    return EmulatorSpec(command=_strs(path, "emulator.command", t["command"]), **rest)
+
+
+def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
+    """Validate one target's TOML data; errors name the file and the field."""
+    _check_table(path, "", data, _TOP)
+    for key in _REQUIRED:
+        if key not in data:
+            raise _fail(path, key, "missing", f"add {key} = ... to {path.name}")
+    if data["name"] != path.stem:
+        raise _fail(path, "name", f"{data['name']!r} differs from the file name", f"set name = {path.stem!r}")
+    kind = _choice(path, "kind", data["kind"], KINDS)
+    _choice(path, "runtime", data["runtime"], RUNTIMES)
+    if kind in ("board", "qemu", "host") and "build" not in data:
+        raise _fail(path, "build", f"a {kind} target needs a [build] table", "add [build] with port and cc")
+    if kind == "qemu" and "emulator" not in data:
+        raise _fail(path, "emulator", "a qemu target needs an [emulator] table", "add [emulator] command")
+    usb = data.get("usb", {})
+    return TargetSpec(
+        name=data["name"], path=path, description=data["description"], kind=kind, core=data["core"],
+        clock_hz=data["clock_hz"], flash_bytes=data["flash_bytes"], ram_bytes=data["ram_bytes"],
+        runtime=data["runtime"], simulator=data.get("simulator", ""),
+        cycles_per_mac=float(data.get("cycles_per_mac", 0.0)),
+        build=_build(path, data["build"]) if "build" in data else None,
+        flash_command=_strs(path, "flash.command", data.get("flash", {}).get("command", [])),
+        connection=_connection(path, data.get("connection", {})),
+        emulator=_emulator(path, data["emulator"]) if "emulator" in data else None,
+        usb_ids=tuple(v.lower() for v in _strs(path, "usb.ids", usb.get("ids", []))),
+    )
+
+
+def load_target_file(path: str | Path) -> TargetSpec:
+    """Load and validate one target file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise EdgetkError(f"{path}: not valid TOML: {e}", fix="fix the syntax at the position shown") from e
+    return parse_target(path, data)
+
+
+def load_targets(folder: str | Path | None = None) -> dict[str, TargetSpec]:
+    """Every target under targets/ (or `folder`), by name."""
+    folder = Path(folder) if folder else repo_dir("targets")
+    return {p.stem: load_target_file(p) for p in sorted(folder.glob("*.toml"))}
+
+
+def get_target(name: str, folder: str | Path | None = None) -> TargetSpec:
+    """One target by name, with a "did you mean" when it does not exist."""
+    targets = load_targets(folder)
+    if name not in targets:
+        close = difflib.get_close_matches(name, targets, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise EdgetkError(f"no target named {name!r}", fix=f"{hint}known targets: {', '.join(targets)} "
+                          "(see `edgetk targets`)")
+    return targets[name]
+
+
+def fallback_chain(name: str, folder: str | Path | None = None) -> list[TargetSpec]:
+    """The target, then what stands in for it, in order (board → emulator → host simulator)."""
+    targets, chain, seen = load_targets(folder), [], set()
+    while name and name not in seen:
+        seen.add(name)
+        chain.append(targets[name] if name in targets else get_target(name, folder))
+        name = chain[-1].simulator
+    return chain
