@@ -54,13 +54,16 @@ def lower(graph: Graph) -> list[Step]:
     """Validate the graph and lower every operator to a Step."""
     _check_graph(graph)
     steps = []
+    produced = set(graph.inputs)
     for op in graph.operators:
         rule = RULES.get(op.op)
         try:
             if rule is None:
                 fail(f"the generator has no kernel for it (supported: {', '.join(sorted(RULES))})")
             _check_activations(graph, op)
-            steps.append(rule(graph, op))
+            step = rule(graph, op)
+            _check_order(graph, step, produced)
+            steps.append(step)
         except Unsupported as e:
             raise EdgetkError(f"operator {op.index} ({op.op}) is not supported: {e}", fix=_FIX) from None
     return steps
@@ -78,6 +81,14 @@ def _check_graph(g: Graph) -> None:
             raise EdgetkError(f"model I/O tensor '{t.name}' is {t.dtype}"
                               f"{'' if t.quant else ' without quantization'}; the generator needs "
                               "int8 input and output", fix=_FIX)
+
+
+def _check_order(g: Graph, step: Step, produced: set[int]) -> None:
+    for t in step.inputs:
+        if t not in produced:
+            fail(f"it reads tensor '{g.tensor(t).name}' before any operator writes it "
+                 "(operators out of order, or a second model input)")
+    produced.update(step.outputs)
 
 
 def _check_activations(g: Graph, op: Operator) -> None:
