@@ -1,0 +1,110 @@
+"""Per-stage fidelity on the real test split: torch → ONNX fp32 → ONNX int8 → TFLite → TFLite-Micro."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Scale and zero point of an int8 tensor."""
+
+    scale: float
+    zero_point: int
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """float → int8, round half to even, saturating (ONNX QuantizeLinear semantics)."""
+        return np.clip(np.rint(x / np.float32(self.scale)) + self.zero_point, -128, 127).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """int8 → float32."""
+        return ((q.astype(np.int32) - self.zero_point) * np.float32(self.scale)).astype(np.float32)
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    """A batch in ONNX layout (NCHW for 4-D) in TFLite layout (NHWC); other ranks unchanged."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def task_metric(kind: str, outputs: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy (classification) or ROC AUC of the reconstruction MSE (anomaly) as a fraction."""
+    if kind == "anomaly":
+        from sklearn.metrics import roc_auc_score
+
+        scores = ((outputs.reshape(len(x), -1) - x.reshape(len(x), -1)) ** 2).mean(axis=1)
+        return float(roc_auc_score(y, scores))
+    return float((outputs.reshape(len(y), -1).argmax(axis=1) == y).mean())
+
+
+def agreement(kind: str, a: np.ndarray, b: np.ndarray) -> float:
+    """Top-1 agreement of two output batches (classification), else the fraction of equal-within-1-LSB rows."""
+    a2, b2 = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    if kind == "anomaly":
+        return float((np.abs(a2.astype(np.float64) - b2).max(axis=1) <= 1).mean())
+    return float((a2.argmax(axis=1) == b2.argmax(axis=1)).mean())
+
+
+def compare_int(kind: str, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Max LSB difference, agreement, RMSE (LSB) and cosine of two int8 output batches."""
+    d = a.astype(np.float64) - b.astype(np.float64)
+    fa, fb = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
+    cos = float(fa @ fb / (np.linalg.norm(fa) * np.linalg.norm(fb) + 1e-12))
+    return {"max_lsb_diff": int(np.abs(d).max()), "agreement": agreement(kind, a, b),
+            "rmse_lsb": float(np.sqrt((d ** 2).mean())), "cosine": cos,
+            "identical": bool(np.array_equal(a, b)), "n": int(len(a))}
+
+
+def measure(kind: str, x: np.ndarray, y: np.ndarray, outs: dict[str, np.ndarray], out_q: QParams) -> dict[str, Any]:
+    """The fidelity record from the outputs of every stage on the same test inputs.
+
+    `outs` holds float outputs "torch", "onnx_fp32", "onnx_int8" (ONNX layout) and int8 outputs
+    "litert_ref", "tflm" (TFLite layout).
+    """
+    t, f, i = outs["torch"], outs["onnx_fp32"], outs["onnx_int8"]
+    i_q = out_q.quantize(to_nhwc(i))
+    lite, tflm = outs["litert_ref"], outs["tflm"]
+    m = {k: task_metric(kind, v, x, y) for k, v in (("torch_fp32", t), ("onnx_fp32", f), ("onnx_int8", i))}
+    m["tflite_int8"] = task_metric(kind, _back(out_q.dequantize(lite), i.shape), x, y)
+    return {
+        "kind": kind, "n_test": int(len(x)), "metric": "test_auc" if kind == "anomaly" else "test_top1",
+        "metrics": m,
+        "torch_vs_onnx_fp32": {"max_abs_diff": float(np.abs(t - f).max())},
+        "fp32_vs_int8_onnx": {"metric_delta_points": 100.0 * (m["onnx_int8"] - m["onnx_fp32"]),
+                              "top1_agreement": agreement("classification", f, i) if kind != "anomaly" else None,
+                              "max_abs_diff": float(np.abs(f - i).max())},
+        "int8_onnx_vs_tflite": compare_int(kind, i_q, lite),
+        "litert_ref_vs_tflm": compare_int(kind, lite, tflm),
+    }
+
+
+def _back(nhwc: np.ndarray, onnx_shape: tuple[int, ...]) -> np.ndarray:
+    return nhwc.transpose(0, 3, 1, 2) if len(onnx_shape) == 4 else nhwc
+
+
+def markdown(fid: dict[str, Any], title: str) -> str:
+    """fidelity.md: one table row per stage joint."""
+    m, a, b = fid["metrics"], fid["int8_onnx_vs_tflite"], fid["litert_ref_vs_tflm"]
+    q = fid["fp32_vs_int8_onnx"]
+    agree = "n/a" if q["top1_agreement"] is None else f"{100 * q['top1_agreement']:.2f} %"
+    rows = [
+        f"# Fidelity: {title}",
+        "",
+        f"Test split: {fid['n_test']} samples; metric {fid['metric']} "
+        f"(torch fp32 {100 * m['torch_fp32']:.2f}, ONNX fp32 {100 * m['onnx_fp32']:.2f}, "
+        f"ONNX int8 {100 * m['onnx_int8']:.2f}, TFLite int8 {100 * m['tflite_int8']:.2f}).",
+        "",
+        "| joint | figure |",
+        "|---|---|",
+        f"| torch fp32 ↔ ONNX fp32 | max abs diff {fid['torch_vs_onnx_fp32']['max_abs_diff']:.3g} |",
+        f"| ONNX fp32 ↔ ONNX int8 | metric delta {q['metric_delta_points']:+.2f} points, top-1 agreement {agree} |",
+        f"| ONNX int8 ↔ TFLite (LiteRT ref) | max {a['max_lsb_diff']} LSB, agreement {100 * a['agreement']:.2f} %, "
+        f"RMSE {a['rmse_lsb']:.3f} LSB, cosine {a['cosine']:.6f} |",
+        f"| LiteRT ref ↔ TFLite-Micro | {'bit-identical' if b['identical'] else 'DIFFERENT: max %d LSB' % b['max_lsb_diff']} |",
+        "",
+    ]
+    return "\n".join(rows)

@@ -1,0 +1,99 @@
+"""Post-training int8 quantization of an fp32 ONNX model into QDQ form: NNCF (default) or onnxruntime."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from toolkit.errors import EdgetkError
+
+log = logging.getLogger(__name__)
+
+
+def calibration_set(x_train: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """`n` training samples drawn without replacement (all of them when fewer)."""
+    if n <= 0:
+        raise EdgetkError(f"--calib must be positive, got {n}", fix="use e.g. --calib 200")
+    idx = np.random.default_rng(seed).permutation(len(x_train))[:n]
+    return np.ascontiguousarray(x_train[np.sort(idx)], dtype=np.float32)
+
+
+def _nncf(proto: Any, calib: np.ndarray) -> Any:
+    import nncf
+    from nncf.common.quantization.structs import QuantizationScheme
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, OverflowFix,
+                                                       QuantizationParameters)
+
+    name = proto.graph.input[0].name
+    adv = AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.DISABLE,
+        activations_quantization_params=QuantizationParameters(
+            num_bits=8, mode=QuantizationScheme.ASYMMETRIC, per_channel=False),
+        weights_quantization_params=QuantizationParameters(per_channel=True))
+    ds = nncf.Dataset(list(calib), lambda x: {name: x[None]})
+    return nncf.quantize(proto, ds, subset_size=len(calib), preset=nncf.QuantizationPreset.MIXED,
+                         advanced_parameters=adv)
+
+
+class _Reader:
+    def __init__(self, name: str, calib: np.ndarray) -> None:
+        self._it = iter([{name: x[None]} for x in calib])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def _ort(proto: Any, calib: np.ndarray) -> Any:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
+        onnx.save(proto, src)
+        quantize_static(str(src), str(dst), _Reader(proto.graph.input[0].name, calib),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        return onnx.load(dst)
+
+
+QUANTIZERS: dict[str, Callable[[Any, np.ndarray], Any]] = {"nncf": _nncf, "ort": _ort}
+
+
+def quantize_onnx(fp32_path: str | os.PathLike, calib: np.ndarray, quantizer: str = "nncf") -> Any:
+    """QDQ int8 ModelProto of an fp32 ONNX file, normalized for TFLite (see toolkit.quant.qdq)."""
+    import onnx
+
+    from toolkit.quant.qdq import normalize_qdq
+
+    if quantizer not in QUANTIZERS:
+        raise EdgetkError(f"unknown quantizer {quantizer!r}", fix=f"choose one of: {', '.join(QUANTIZERS)}")
+    proto = load_onnx(fp32_path)
+    log.info("quantizing %s with %s on %d calibration samples", Path(fp32_path).name, quantizer, len(calib))
+    q = QUANTIZERS[quantizer](proto, calib)
+    q = normalize_qdq(q, calib)
+    onnx.checker.check_model(q)
+    return q
+
+
+def load_onnx(path: str | os.PathLike) -> Any:
+    """Load and check an ONNX file; a truncated or corrupted file gives an EdgetkError."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgetkError(f"ONNX model not found: {path}", fix="export it first: edgetk export RUN_DIR")
+    try:
+        proto = onnx.load(str(path))
+        onnx.checker.check_model(proto)
+    except Exception as e:
+        raise EdgetkError(f"{path} is not a valid ONNX model ({type(e).__name__}: {str(e)[:200]})",
+                          fix="the file is truncated or corrupted; re-export it from the run") from e
+    if not proto.graph.node:
+        raise EdgetkError(f"{path} has an empty graph", fix="re-export it from the run")
+    return proto
