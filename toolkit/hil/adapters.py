@@ -146,8 +146,8 @@ class QemuTarget(Target):
         ns = ticks * emu.ns_per_tick / runs
         return {"latency_ms": ns / 1e6, "latency_source": emu.timing_label,
                 "instructions": ns / emu.ns_per_instruction,
-                "instructions_source": f"QEMU instruction count via {emu.timing_label} "
-                                       f"(resolution {emu.ns_per_tick / runs:.0f} per inference)"}
+                "instructions_source": f"instructions (QEMU icount: {emu.timing_label}; "
+                                       f"±{emu.ns_per_tick / runs / emu.ns_per_instruction:.0f} per inference)"}
 
 
 class HostSimTarget(Target):

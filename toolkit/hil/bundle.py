@@ -1,0 +1,68 @@
+"""What the runner reads from a BUNDLE (ARCHITECTURE.md): model, hash, test inputs, fidelity."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import EdgetkError
+from toolkit.fsio import sha256_file
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An exported model bundle, as the HIL runner sees it."""
+
+    path: Path
+    tflite: Path
+    sha256: str
+    x: np.ndarray              # int8 test inputs, model layout (NHWC), leading sample axis
+    y: np.ndarray | None       # labels (classification) or 0/1 (anomaly), if present
+    manifest: dict[str, Any]
+    fidelity: dict[str, Any] | None
+
+    @property
+    def macs(self) -> int:
+        return int(self.manifest.get("macs", 0) or 0)
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest.get("kind", self.manifest.get("task_kind", "classification")))
+
+    @property
+    def c_dir(self) -> Path | None:
+        """The generated C library inside the bundle, when exported with --formats c."""
+        c = self.path / "c"
+        return c if (c / "edgetk_model.h").is_file() else None
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise EdgetkError(f"{path} is not valid JSON: {e}", fix="re-run `edgetk export`") from e
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle folder; errors say which file is missing and how to make it."""
+    path = Path(path)
+    tflite = path / "model_int8.tflite"
+    if not tflite.is_file():
+        raise EdgetkError(f"{path} is not a bundle: no model_int8.tflite",
+                          fix="export one: edgetk export RUN_DIR -o BUNDLE (see ARCHITECTURE.md)")
+    xs = path / "test_x_int8.npy"
+    if not xs.is_file():
+        raise EdgetkError(f"{xs} missing: the runner needs int8 test inputs to send to the device",
+                          fix="re-run `edgetk export` (it writes test_x_int8.npy and test_y.npy)")
+    x = np.load(xs, allow_pickle=False)
+    if x.dtype != np.int8:
+        raise EdgetkError(f"{xs} has dtype {x.dtype}, expected int8", fix="re-run `edgetk export`")
+    ys = path / "test_y.npy"
+    return Bundle(path=path, tflite=tflite, sha256=sha256_file(tflite), x=x,
+                  y=np.load(ys, allow_pickle=False) if ys.is_file() else None,
+                  manifest=_json(path / "manifest.json") or {}, fidelity=_json(path / "fidelity.json"))

@@ -1,0 +1,160 @@
+"""Profile reports: JSON (everything), Markdown (the figures), HTML (figures + plots as base64 PNG)."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from toolkit.fsio import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:,.4g}{unit}"
+    if isinstance(v, int):
+        return f"{v:,}{unit}"
+    return f"{v}{unit}"
+
+
+def figure_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(figure, value, source) rows, the heart of every report format (pure)."""
+    lat, mem = report.get("latency", {}), report.get("memory", {})
+    src = mem.get("source", {})
+    rows = [("latency per inference", _fmt(lat.get("per_inference_ms"), " ms"), lat.get("source", ""))]
+    if lat.get("samples_ms"):
+        rows.append(("latency median / p90 over samples",
+                     f"{_fmt(lat.get('median_ms'), ' ms')} / {_fmt(lat.get('p90_ms'), ' ms')}", lat.get("source", "")))
+    for key in ("instructions", "cycles"):
+        if key in report:
+            d = report[key]
+            rows.append((f"{key} per inference", _fmt(d["per_inference"]), d["source"]))
+            rows.append((f"{key} per MAC", _fmt(d["per_mac"]), d["source"]))
+    rows += [("flash", _fmt(mem.get("flash_bytes"), " B"), src.get("flash/static RAM", "")),
+             ("static RAM", _fmt(mem.get("static_ram_bytes"), " B"), src.get("flash/static RAM", "")),
+             ("arena", _fmt(mem.get("arena_bytes"), " B"), src.get("arena", "")),
+             ("stack high-water", _fmt(mem.get("stack_high_water_bytes"), " B"), src.get("stack", ""))]
+    if "peak_rss_bytes" in mem:
+        rows.append(("peak RSS", _fmt(mem["peak_rss_bytes"], " B"), src.get("peak RSS", "")))
+    if "p99_ms" in lat:
+        rows.append(("latency p99", _fmt(lat["p99_ms"], " ms"), lat.get("source", "")))
+    fid = report.get("fidelity", {})
+    if fid:
+        rows.append(("on-device vs reference",
+                     f"top-1 {fid['top1_agreement']:.3f}, max {fid['max_lsb_diff']} LSB, "
+                     f"RMSE {fid['rmse_lsb']:.3g} LSB, cos {fid['cosine']:.6f}, "
+                     f"{'bit-exact' if fid['bit_exact'] else 'NOT bit-exact'} ({fid['samples']} samples)",
+                     fid.get("reference", "")))
+    return rows
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """Terminal summary: where it ran, each figure and its source."""
+    lines = [f"profile of {report.get('model', {}).get('sha256', '')[:12]} on {report['target']} "
+             f"(ran on: {report['ran_on']})"]
+    lines += [f"  fallback: {f['target']} unavailable: {f['reason']}" for f in report.get("fallbacks", [])]
+    lines += [f"  {name:36s} {value:28s} [{source}]" for name, value, source in figure_rows(report)]
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown (pure)."""
+    out = [f"# Profile on {report['target']} (ran on {report['ran_on']})", ""]
+    out += [f"- fallback: `{f['target']}` unavailable: {f['reason']}" for f in report.get("fallbacks", [])]
+    out += ["", "| figure | value | source |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in figure_rows(report)]
+    stages = report.get("fidelity_stages")
+    if stages:
+        out += ["", "## Fidelity per stage (bundle/fidelity.json)", "", "```", _compact(stages), "```"]
+    if report.get("transcript"):
+        out += ["", f"Transcript of the serial link: `{report['transcript']}`"]
+    return "\n".join(out) + "\n"
+
+
+def _compact(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=1, sort_keys=True)[:4000]
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = []
+    lat = report.get("latency", {})
+    if lat.get("samples_ms"):
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.hist(lat["samples_ms"], bins=20)
+        ax.set_xlabel(f"ms per inference ({lat.get('source', '')})", fontsize=7)
+        ax.set_ylabel("samples")
+        plots.append(("latency histogram", _png(fig)))
+    mem = {k: v for k, v in report.get("memory", {}).items() if k.endswith("_bytes") and v}
+    if mem:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.barh(list(mem), [v / 1024 for v in mem.values()])
+        ax.set_xlabel("KiB")
+        plots.append(("memory", _png(fig)))
+    stages = _stage_values(report)
+    if stages:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.bar(list(stages), list(stages.values()))
+        ax.set_ylabel("agreement")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        plots.append(("fidelity per stage", _png(fig)))
+    return plots
+
+
+def _stage_values(report: dict[str, Any]) -> dict[str, float]:
+    """One agreement number per stage: bundle/fidelity.json stages (any numeric 'top1'/'agreement' field) + device."""
+    out: dict[str, float] = {}
+    stages = report.get("fidelity_stages") or {}
+    items = stages.items() if isinstance(stages, dict) else enumerate(stages)
+    for name, st in items:
+        if isinstance(st, dict):
+            for key in ("top1_agreement", "agreement", "top1", "cosine"):
+                if isinstance(st.get(key), (int, float)):
+                    out[str(st.get("stage", name))] = float(st[key])
+                    break
+    fid = report.get("fidelity", {})
+    if fid:
+        out[f"device ({report['ran_on']})"] = float(fid["top1_agreement"])
+    return out
+
+
+def html_page(report: dict[str, Any]) -> str:
+    """A self-contained HTML page: figures table and plots (pure apart from matplotlib)."""
+    e = html.escape
+    rows = "".join(f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>" for a, b, c in figure_rows(report))
+    falls = "".join(f"<li>{e(f['target'])} unavailable: {e(f['reason'])}</li>" for f in report.get("fallbacks", []))
+    imgs = "".join(f"<h2>{e(t)}</h2><img alt='{e(t)}' src='data:image/png;base64,{b}'>" for t, b in _plots(report))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>edgetk profile {e(report['target'])}</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;"
+            "padding:.3em}table{border-collapse:collapse}</style></head><body>"
+            f"<h1>Profile on {e(report['target'])} (ran on {e(report['ran_on'])})</h1><ul>{falls}</ul>"
+            f"<table><tr><th>figure</th><th>value</th><th>source</th></tr>{rows}</table>{imgs}"
+            f"<p>transcript: {e(str(report.get('transcript', 'n/a')))}</p></body></html>\n")
+
+
+def write_reports(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """report.json, report.md and report.html in out_dir."""
+    return {"json": atomic_write_json(out_dir / "report.json", report),
+            "md": atomic_write_text(out_dir / "report.md", markdown(report)),
+            "html": atomic_write_text(out_dir / "report.html", html_page(report))}

@@ -1,0 +1,279 @@
+"""The HIL runner: build → flash → boot → check the model hash → upload → infer → validate → report.
+
+The fallback chain of the requested target (board → emulator → host simulator) is walked until a
+device is available; when none is, the figures are an analytic estimate. Every figure carries the
+name of what produced it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from toolkit.errors import EdgetkError
+from toolkit.fsio import atomic_write_json
+from toolkit.hil.adapters import Target, make_target
+from toolkit.hil.bundle import Bundle, load_bundle
+from toolkit.hil.dut import Dut, LinkPolicy, Transcript
+from toolkit.hil.fidelity import agreement
+from toolkit.hil.transport import LinkSettings, Transport
+from toolkit.paths import repo_dir
+from toolkit.targets import TargetSpec, fallback_chain
+
+log = logging.getLogger(__name__)
+
+TIMED_RUNS = 10  # inferences in the steady-state timing run (finer tick resolution)
+
+
+class ModelMismatchError(EdgetkError):
+    """The device runs a different model than the bundle: profiling it would measure the wrong thing."""
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """A profile: the report dict (figures with their sources) and the files written."""
+
+    report: dict[str, Any]
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def html_path(self) -> Path | None:
+        return self.files.get("html")
+
+    @property
+    def source(self) -> str:
+        return str(self.report["ran_on"])
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        from toolkit.hil.report import summary_lines
+
+        return "\n".join(summary_lines(self.report))
+
+
+class JsonlLog:
+    """Results appended one line at a time, flushed, so an interrupted run keeps what it measured."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        path.write_text("")
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append one JSON line and fsync."""
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def build_dir_for(spec: TargetSpec, bundle: Bundle) -> Path:
+    """build/<target>/<bundle-hash>/ (ARCHITECTURE.md)."""
+    return repo_dir("build") / spec.name / bundle.sha256[:16]
+
+
+def c_library(bundle: Bundle, build_dir: Path) -> Path:
+    """The bundle's generated C, or a fresh codegen of its .tflite when the bundle has none."""
+    if bundle.c_dir is not None:
+        return bundle.c_dir
+    from toolkit.codegen import generate
+
+    return generate(bundle.tflite, build_dir / "c").out_dir
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def _latency(samples: list[dict[str, Any]], steady: dict[str, Any]) -> dict[str, Any]:
+    per = [float(s["latency_ms"]) for s in samples]
+    return {"per_inference_ms": steady["latency_ms"], "median_ms": statistics.median(per) if per else 0.0,
+            "p90_ms": _percentile(per, 90), "min_ms": min(per, default=0.0), "max_ms": max(per, default=0.0),
+            "samples_ms": per, "source": steady["latency_source"]}
+
+
+def _extra_timing(steady: dict[str, Any], macs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "instructions" in steady:
+        out["instructions"] = {"per_inference": steady["instructions"],
+                               "per_mac": steady["instructions"] / macs if macs else None,
+                               "source": steady["instructions_source"]}
+    if "cycles" in steady:
+        out["cycles"] = {"per_inference": steady["cycles"],
+                         "per_mac": steady["cycles"] / macs if macs else None, "source": steady["cycles_source"]}
+    return out
+
+
+class Session:
+    """One device session: a started Target, an open Transport and the protocol client."""
+
+    def __init__(self, target: Target, out_dir: Path, policy: LinkPolicy | None = None) -> None:
+        self.target = target
+        self.out_dir = out_dir
+        conn = target.spec.connection
+        self.policy = policy or LinkPolicy(timeout_s=conn.timeout_s, retries=conn.retries)
+        self.transport: Transport | None = None
+        self.dut: Dut | None = None
+
+    def __enter__(self) -> Session:
+        url = self.target.start()
+        self.transport = Transport(url, LinkSettings.from_spec(self.target.spec.connection)).open()
+        self.dut = Dut(self.transport, self.policy, Transcript())
+        self.dut.sync()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.dut is not None:
+            self.dut.transcript.save(self.out_dir / "transcript.log")
+        if self.transport is not None:
+            self.transport.close()
+        self.target.stop()
+
+
+def check_model(dut: Dut, bundle: Bundle) -> Any:
+    """The device's build info, after refusing a device that runs a different model."""
+    info = dut.info()
+    if info.sha256 != bundle.sha256:
+        raise ModelMismatchError(
+            f"the device runs model {info.sha256[:16]}…, the bundle is {bundle.sha256[:16]}…: refusing to profile",
+            fix=f"flash this bundle first: edgetk flash {bundle.path} --target <target>")
+    return info
+
+
+def measure(session: Session, bundle: Bundle, samples: int, log_rows: JsonlLog) -> dict[str, Any]:
+    """Upload samples, run them, compare with TFLite-Micro, time the steady state, read memory."""
+    from toolkit.runtimes import run_tflm
+
+    dut, target = session.dut, session.target
+    info = check_model(dut, bundle)
+    x = bundle.x[:samples]
+    ref = run_tflm(bundle.tflite, x)
+    outs, rows = [], []
+    for i, xi in enumerate(x):
+        dut.upload(np.ascontiguousarray(xi).tobytes())
+        r = dut.run(1, 0, output_size=info.output_size, timeout=session.policy.timeout_s * 6)
+        out = np.frombuffer(r.output, np.int8).reshape(ref[i].shape)
+        outs.append(out)
+        row = {"sample": i, "ticks": r.ticks, **target.timing(r.ticks, 1, info.tick_hz, r.cycles),
+               "stack_bytes": r.stack_high_water, "output": out.reshape(-1).tolist(),
+               "reference": ref[i].reshape(-1).tolist(), "max_lsb_diff": int(np.abs(out.astype(int) - ref[i]).max())}
+        log_rows.append(row)
+        rows.append(row)
+    r = dut.run(TIMED_RUNS, 1, output_size=info.output_size, timeout=session.policy.timeout_s * 6 * TIMED_RUNS)
+    steady = target.timing(r.ticks, TIMED_RUNS, info.tick_hz, r.cycles)
+    mem = dut.mem()
+    zp = int(bundle.manifest.get("outputs", [{}])[0].get("zero_point", 0)) if bundle.manifest.get("outputs") else 0
+    return {"info": info, "rows": rows, "steady": steady, "mem": mem, "stack_run": r.stack_high_water,
+            "fidelity": agreement(np.stack(outs), ref, zero_point=zp) if outs else {}}
+
+
+def _firmware_report(spec: TargetSpec, target: Target, bundle: Bundle, m: dict[str, Any], dut: Dut) -> dict[str, Any]:
+    fw, info = target.firmware, m["info"]
+    macs = info.macs or bundle.macs
+    stack = max([m["mem"].stack_high_water, m["stack_run"]] + [r["stack_bytes"] for r in m["rows"]])
+    return {
+        "ran_on": spec.name, "device": {"board": info.board, "timer": info.timer, "tick_hz": info.tick_hz},
+        "model": {"sha256": bundle.sha256, "macs": macs, "tflite": str(bundle.tflite), "kind": bundle.kind},
+        "latency": _latency(m["rows"], m["steady"]), **_extra_timing(m["steady"], macs),
+        "memory": {"flash_bytes": fw.flash_bytes or None, "static_ram_bytes": fw.static_ram_bytes or None,
+                   "arena_bytes": info.arena_bytes, "stack_high_water_bytes": stack or None,
+                   "stack_reserved_bytes": fw.stack_bytes or None,
+                   "source": {"flash/static RAM": spec.build.size_tool or "n/a (host binary)",
+                              "arena": "generated C (EDGETK_ARENA_SIZE)",
+                              "stack": "stack painting on the device" if stack else "n/a on this target"}},
+        "fidelity": {**m["fidelity"], "reference": "TFLite-Micro reference kernels (tflite-micro)",
+                     "transport": "outputs returned over the serial link, CRC-checked"},
+        "link": dict(dut.stats),
+    }
+
+
+def profile_firmware(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
+                     build_dir: Path | None = None) -> dict[str, Any]:
+    """Profile on a firmware target (board, QEMU or host simulator): same code path for all three."""
+    target = make_target(spec, port=port)
+    bdir = build_dir or build_dir_for(spec, bundle)
+    fw = target.build(c_library(bundle, bdir), bdir)
+    target.flash(fw)
+    rows = JsonlLog(out_dir / "results.jsonl")
+    with Session(target, out_dir) as s:
+        m = measure(s, bundle, samples, rows)
+        report = _firmware_report(spec, target, bundle, m, s.dut)
+    report["transcript"] = str(out_dir / "transcript.log")
+    return report
+
+
+def estimate(spec: TargetSpec, bundle: Bundle) -> dict[str, Any]:
+    """The analytic estimate: MACs × cycles per MAC ÷ clock, memory from the manifest."""
+    cycles = bundle.macs * spec.cycles_per_mac
+    ms = cycles / spec.clock_hz * 1e3 if spec.clock_hz and cycles else None
+    label = f"estimate: {bundle.macs} MACs × {spec.cycles_per_mac} cycles/MAC ÷ {spec.clock_hz / 1e6:.0f} MHz"
+    return {"ran_on": "estimate", "model": {"sha256": bundle.sha256, "macs": bundle.macs, "kind": bundle.kind},
+            "latency": {"per_inference_ms": ms, "median_ms": ms, "samples_ms": [], "source": label},
+            "memory": {"arena_bytes": bundle.manifest.get("tflm_arena_bytes"),
+                       "source": {"arena": "estimate: TFLite-Micro arena from the manifest"}},
+            "fidelity": {}, "link": {}}
+
+
+def _require(spec: TargetSpec, reason: str) -> None:
+    if spec.kind == "board" and os.environ.get("EDGETK_REQUIRE_HW") == "1":
+        raise EdgetkError(f"{spec.name}: {reason}", fix="EDGETK_REQUIRE_HW=1 demands the real board: attach it")
+    if spec.kind == "qemu" and os.environ.get("EDGETK_REQUIRE_QEMU") == "1":
+        raise EdgetkError(f"{spec.name}: {reason}", fix="EDGETK_REQUIRE_QEMU=1 demands the emulator: "
+                          "apt-get install qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi")
+
+
+def _linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
+                 build_dir: Path | None = None) -> dict[str, Any]:
+    from toolkit.hil.linux_local import profile_linux_local
+
+    return profile_linux_local(spec, bundle, out_dir, samples=samples)
+
+
+def _firmware(spec: TargetSpec, bundle: Bundle, out_dir: Path, **kw: Any) -> dict[str, Any]:
+    return profile_firmware(spec, bundle, out_dir, **kw)
+
+
+PROFILERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "board": _firmware, "qemu": _firmware, "host": _firmware, "linux": _linux_local}
+
+
+def _available(spec: TargetSpec, port: str | None) -> str | None:
+    if spec.kind == "linux":
+        return None
+    return make_target(spec, port=port).unavailable()
+
+
+def profile(bundle_dir: str | os.PathLike, target: str, *, port: str | None = None, samples: int = 20,
+            out_dir: str | os.PathLike | None = None, build_dir: str | os.PathLike | None = None) -> ProfileResult:
+    """Profile a bundle on a target (or what stands in for it) and write JSON, Markdown and HTML reports."""
+    from toolkit.hil.report import write_reports
+
+    bundle = load_bundle(bundle_dir)
+    out = Path(out_dir) if out_dir else bundle.path / f"profile-{target}"
+    out.mkdir(parents=True, exist_ok=True)
+    chain, fallbacks = fallback_chain(target), []
+    t0 = time.monotonic()
+    for i, spec in enumerate(chain):
+        reason = _available(spec, port if i == 0 else None)
+        if reason:
+            _require(spec, reason)
+            fallbacks.append({"target": spec.name, "reason": reason})
+            log.warning("%s unavailable (%s); falling back", spec.name, reason)
+            continue
+        report = PROFILERS[spec.kind](spec, bundle, out, port=port if i == 0 else None, samples=samples,
+                                      build_dir=Path(build_dir) if build_dir else None)
+        break
+    else:
+        report = estimate(chain[0], bundle)
+    report.update(target=target, fallbacks=fallbacks, samples=samples, wall_s=time.monotonic() - t0,
+                  fidelity_stages=bundle.fidelity)
+    files = write_reports(report, out)
+    return ProfileResult(report=report, out_dir=out, files=files)
