@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from toolkit.errors import EdgetkError
+from toolkit.recipe import FinetuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,25 +23,11 @@ MODES = ("full", "top", "probe", "bitfit", "lora", "adapter")
 MERGEABLE = ("full", "top", "probe", "bitfit", "lora")
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """How a base run is adapted to new data."""
-
-    mode: str = "lora"        # one of MODES
-    base_run: str = ""        # RUN_DIR of the base model ("" = train the base in the same job)
-    rank: int = 4             # LoRA rank / adapter bottleneck width
-    alpha: float = 8.0        # LoRA scale numerator: delta = alpha / rank * B @ A
-    top_layers: int = 2       # "top": how many conv/linear layers from the output are trained
-    epochs: int = 30
-    lr: float = 3e-3
-    labels_per_class: int = 0  # few-label fine-tuning: keep this many labelled examples per class (0 = all)
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise EdgetkError(f"[finetune] mode = {self.mode!r} is not known",
-                              fix=f"use one of {', '.join(MODES)}")
-        if self.rank < 1:
-            raise EdgetkError(f"[finetune] rank = {self.rank} must be >= 1", fix="set rank = 4")
+def check_mode(mode: str) -> str:
+    """The mode if known, else an error naming the valid ones."""
+    if mode not in MODES:
+        raise EdgetkError(f"[finetune] mode = {mode!r} is not known", fix=f"use one of {', '.join(MODES)}")
+    return mode
 
 
 class LoRAConv2d(nn.Module):
@@ -148,6 +134,7 @@ def _top_modules(model: nn.Module, k: int) -> list[nn.Module]:
 
 def apply_peft(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     """Freeze the base and make only the mode's parameters trainable (wrapping layers for LoRA/adapters)."""
+    check_mode(cfg.mode)
     for p in model.parameters():
         p.requires_grad_(cfg.mode == "full")
     if cfg.mode == "lora":
@@ -167,15 +154,6 @@ def apply_peft(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
         for m in _top_modules(model, cfg.top_layers):
             m.requires_grad_(True)
     return model
-
-
-def freeze_norm_stats(model: nn.Module, cfg: FinetuneConfig) -> None:
-    """Keep BatchNorm running statistics of the base fixed in every mode but 'full' (call after .train())."""
-    if cfg.mode == "full":
-        return
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.weight.requires_grad:
-            m.eval()
 
 
 def trainable_params(model: nn.Module) -> int:

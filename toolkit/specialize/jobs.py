@@ -1,0 +1,185 @@
+"""Recipe-driven jobs behind `edgetk train` for recipes with [pretrain], [distill], [finetune] or [fleet].
+
+Each job writes plain run folders (recipe.toml, model.safetensors, metrics.json, ...) through the
+trainer, so `edgetk export RUN_DIR` works on their output like on any other run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.data import TaskData, load_dataset
+from toolkit.errors import EdgetkError
+from toolkit.fsio import atomic_write_bytes, atomic_write_json
+from toolkit.recipe import Recipe
+
+log = logging.getLogger(__name__)
+SPECIAL = ("fleet", "finetune", "distill", "pretrain")
+
+
+def is_special(recipe: Recipe) -> bool:
+    """Whether the recipe has a section handled here."""
+    return any(recipe.extra.get(name) is not None for name in SPECIAL)
+
+
+def run_recipe(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
+    """Run the recipe's specialization job into out; returns the run folder (a fleet: the parent folder)."""
+    jobs = [n for n in SPECIAL if recipe.extra.get(n) is not None]
+    if len(jobs) > 1:
+        raise EdgetkError(f"{recipe.path}: sections {', '.join(jobs)} cannot be combined in one recipe",
+                          fix="chain them: train one recipe, then point the next one at its run folder")
+    return {"fleet": train_fleet_job, "finetune": finetune_job, "distill": distill_job,
+            "pretrain": pretrain_job}[jobs[0]](recipe, Path(out), json_progress)
+
+
+def _seeded_model(recipe: Recipe, data: TaskData, seed: int) -> torch.nn.Module:
+    from toolkit.nn import build_model
+
+    torch.manual_seed(seed)
+    return build_model(recipe, data)
+
+
+def pretrain_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
+    """Pretrain the encoder on all (unlabelled) training inputs, then fine-tune on few labels."""
+    from toolkit.specialize.pretrain import few_labels, pretrain_encoder
+    from toolkit.train import train
+
+    cfg = recipe.pretrain
+    data = load_dataset(recipe)
+    torch.set_num_threads(max(1, recipe.train.threads))
+    model = _seeded_model(recipe, data, recipe.train.seed)
+    losses = pretrain_encoder(model, data.x_train, cfg, recipe.train)
+    labelled = few_labels(data, cfg.labels_per_class, recipe.train.seed)
+    log.info("fine-tuning on %d labelled examples", len(labelled.y_train))
+    run = train(recipe, out, model=model, data=labelled, json_progress=json_progress)
+    _add_metrics(run, {"pretrain_losses": losses, "n_unlabelled": len(data.x_train)})
+    return run
+
+
+def distill_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
+    """Train the recipe's model as a student of a teacher run (trained first when none is given)."""
+    from toolkit.specialize.distill import kd_loss
+    from toolkit.train import load_run, train
+
+    cfg = recipe.distill
+    teacher_dir = Path(cfg.teacher_run) if cfg.teacher_run else out.parent / f"{out.name}-teacher"
+    if not cfg.teacher_run:
+        wide = dataclasses.replace(recipe.model, width=cfg.teacher_width)
+        t_recipe = recipe.replace(model=wide, extra={})
+        if not (teacher_dir / "metrics.json").is_file():
+            train(t_recipe, teacher_dir, json_progress=json_progress)
+    teacher = load_run(teacher_dir)
+    if teacher.recipe.task != recipe.task:
+        raise EdgetkError(f"teacher run {teacher_dir} is task {teacher.recipe.task}, not {recipe.task}",
+                          fix="point [distill] teacher_run at a run of the same task")
+    loss = kd_loss(teacher.model, cfg, recipe.train.label_smoothing)
+    run = train(recipe, out, loss_fn=loss, data=teacher.data, json_progress=json_progress)
+    _add_metrics(run, {"teacher_run": str(teacher_dir), "teacher_value": teacher.metrics["value"],
+                       "teacher_params": teacher.metrics["params"], "teacher_macs": teacher.metrics["macs"]})
+    return run
+
+
+def restrict_groups(data: TaskData, groups: tuple[str, ...]) -> TaskData:
+    """The task restricted to samples of the given groups (kws-digits: speakers)."""
+    if not groups:
+        return data
+    if data.groups_train is None:
+        raise EdgetkError(f"dataset {data.name} has no groups to select {list(groups)} from",
+                          fix="use a dataset with groups (kws-digits: speakers) or leave groups empty")
+    known = set(data.groups_train.tolist())
+    missing = [g for g in groups if g not in known]
+    if missing:
+        raise EdgetkError(f"unknown groups {missing} in {data.name}", fix=f"choose from {sorted(known)}")
+    tr, te = np.isin(data.groups_train, groups), np.isin(data.groups_test, groups)
+    return dataclasses.replace(data, x_train=data.x_train[tr], y_train=data.y_train[tr], groups_train=data.groups_train[tr],
+                               x_test=data.x_test[te], y_test=data.y_test[te], groups_test=data.groups_test[te])
+
+
+def finetune_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
+    """Adapt a base run to the recipe's data with a PEFT mode; LoRA/BitFit/probe/top are merged back."""
+    from safetensors.torch import save
+
+    from toolkit.nn.profile import profile_model
+    from toolkit.specialize.peft import MERGEABLE, apply_peft, trainable_params
+    from toolkit.train import load_run, train
+
+    cfg = recipe.finetune
+    base = load_run(cfg.base_run)
+    if base.recipe.model != recipe.model or base.recipe.task != recipe.task:
+        raise EdgetkError(f"the base run {cfg.base_run} is {base.recipe.task} {base.recipe.model}, the recipe wants "
+                          f"{recipe.task} {recipe.model}", fix="make [model] match the base run's recipe")
+    data = restrict_groups(base.data, cfg.groups)
+    base_prof = profile_model(base.model, data.input_shape)
+    model = apply_peft(base.model, cfg)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    n_train = trainable_params(model)
+    run = train(recipe, out, model=model, data=data, param_filter=lambda n, _p: n in names, json_progress=json_progress)
+    atomic_write_bytes(run / "peft.safetensors", save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
+    info = {"finetune_mode": cfg.mode, "trainable_params": n_train, "base_params": base_prof.params,
+            "base_macs": base_prof.macs, "merged": False}
+    if cfg.mode in MERGEABLE and cfg.merge:
+        info.update(write_merged(run, recipe, model, data))
+    _add_metrics(run, info)
+    return run
+
+
+def write_merged(out: Path, recipe: Recipe, model: torch.nn.Module, data: TaskData) -> dict:
+    """Fold the PEFT model in place, rewrite out's weights and metrics; return the merge check."""
+    from toolkit.specialize.peft import merge_peft
+    from toolkit.train.rundir import write_results
+
+    x = torch.from_numpy(data.x_test[:256])
+    with torch.no_grad():
+        before = model.eval()(x)
+        merged = merge_peft(model).eval()
+        diff = float((merged(x) - before).abs().max())
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
+    write_results(out, recipe, merged, data, history)
+    log.info("merged: max |merged - unmerged| = %.3g on %d test inputs", diff, len(x))
+    return {"merged": True, "merge_max_abs_diff": diff}
+
+
+def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
+    """Train one member per data group in one batched job; write out/<member>/ run folders and out/fleet.json."""
+    from toolkit.specialize.fleet import split_members, train_fleet
+
+    data = load_dataset(recipe)
+    if data.groups_train is None:
+        raise EdgetkError(f"dataset {data.name} has no groups ({recipe.fleet.group_by}) to build a fleet from",
+                          fix="use a dataset with groups, e.g. kws-digits (speakers)")
+    torch.set_num_threads(max(1, recipe.train.threads))
+    members = split_members(data.x_train, data.y_train, data.groups_train, data.x_test, data.y_test,
+                            data.groups_test, recipe.fleet.members, recipe.train.seed)
+    seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed), members, recipe.train, recipe.fleet.batched)
+    rows = [write_member(out / m.name, recipe, m, data) for m in members]
+    summary = {"members": rows, "seconds": seconds, "batched": recipe.fleet.batched, "group_by": recipe.fleet.group_by}
+    atomic_write_json(out / "fleet.json", summary)
+    if json_progress:
+        print(json.dumps({"event": "done", "run_dir": str(out), "members": len(rows), "seconds": seconds}), flush=True)
+    return out
+
+
+def write_member(out: Path, recipe: Recipe, member, data: TaskData) -> dict:
+    """One fleet member as a plain run folder (its recipe: the fleet's, with its seed, without [fleet])."""
+    from toolkit.fsio import atomic_write_text
+    from toolkit.train.rundir import write_results
+
+    train_cfg = dataclasses.replace(recipe.train, seed=member.seed)
+    extra = {k: v for k, v in recipe.extra.items() if k != "fleet"}
+    r = recipe.replace(train=train_cfg, extra=extra, description=f"fleet member {member.name} of {recipe.task}")
+    mdata = dataclasses.replace(data, x_train=member.x_train, y_train=member.y_train, x_test=member.x_test,
+                                y_test=member.y_test, groups_train=None, groups_test=None)
+    atomic_write_text(out / "recipe.toml", r.to_toml())
+    metrics = write_results(out, r, member.model, mdata, [])
+    _add_metrics(out, {"fleet_member": member.name, "group_by": recipe.fleet.group_by})
+    return {"name": member.name, "seed": member.seed, "run_dir": str(out), "value": metrics["value"]}
+
+
+def _add_metrics(run: Path, extra: dict) -> None:
+    path = run / "metrics.json"
+    atomic_write_json(path, {**json.loads(path.read_text()), **extra})
