@@ -134,7 +134,7 @@ def _error(path) -> str:
 
 def test_codegen_refuses_float_model(external):
     msg = _error_ext(external, "tflite_micro/tensorflow/lite/micro/examples/hello_world/models/hello_world_float.tflite")
-    assert "float32" in msg and "int8" in msg
+    assert "operator 0 (FULLY_CONNECTED)" in msg and "float32" in msg and "int8" in msg
 
 
 def _error_ext(external, rel):

@@ -53,7 +53,7 @@ def fail(why: str) -> None:
 def lower(graph: Graph) -> list[Step]:
     """Validate the graph and lower every operator to a Step."""
     _check_graph(graph)
-    steps = []
+    steps: list[Step] = []
     produced = set(graph.inputs)
     for op in graph.operators:
         rule = RULES.get(op.op)
@@ -66,6 +66,7 @@ def lower(graph: Graph) -> list[Step]:
             steps.append(step)
         except Unsupported as e:
             raise EdgetkError(f"operator {op.index} ({op.op}) is not supported: {e}", fix=_FIX) from None
+    _check_io(graph)
     return steps
 
 
@@ -73,6 +74,9 @@ def _check_graph(g: Graph) -> None:
     if g.n_subgraphs != 1:
         raise EdgetkError(f"the model has {g.n_subgraphs} subgraphs; the generator handles one",
                           fix=_FIX)
+
+
+def _check_io(g: Graph) -> None:
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise EdgetkError(f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; "
                           "edgetk_invoke takes exactly one of each", fix=_FIX)
@@ -300,7 +304,7 @@ def _lower_pool(g: Graph, op: Operator, func: str) -> Step:
                   stride_h=sh, stride_w=sw, pad_h=_padding(o.get("padding", "VALID"), ih, kh, sh, 1, oh),
                   pad_w=_padding(o.get("padding", "VALID"), iw, kw, sw, 1, ow), act_min=lo, act_max=hi)
     return Step(op.index, op.op, "et_pool", func, "et_pool_params", fields, {}, (op.inputs[0],),
-                op.outputs, macs=y.size * kh * kw)
+                op.outputs)
 
 
 def lower_avg_pool(g: Graph, op: Operator) -> Step:
@@ -328,7 +332,7 @@ def lower_mean(g: Graph, op: Operator) -> Step:
     fields = dict(in_shape=shape4, reduce=reduce, input_zp=_zp(x), output_zp=_zp(y), mult=mult,
                   shift=shift, num_elements=n)
     return Step(op.index, op.op, "et_pool", "et_mean_s8", "et_mean_params", fields, {},
-                (op.inputs[0],), op.outputs, scratch=4 * y.size, macs=x.size)
+                (op.inputs[0],), op.outputs, scratch=4 * y.size)
 
 
 def lower_softmax(g: Graph, op: Operator) -> Step:

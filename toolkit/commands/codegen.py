@@ -1,0 +1,45 @@
+"""`edgetk codegen MODEL.tflite -o OUT`: the int8 model as a C99 library with a static arena."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from toolkit.errors import EdgetkError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("codegen", help="generate a C99 library (kernels + static arena) from an int8 .tflite")
+    p.add_argument("model", type=Path, help="int8 .tflite file, or a bundle folder holding model_int8.tflite")
+    p.add_argument("-o", "--out", type=Path, default=None,
+                   help="output folder (default: BUNDLE/c for a bundle, else MODEL's folder/c)")
+    p.add_argument("--kernels", default="reference", help="kernel set (default: reference)")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    return p
+
+
+def _resolve(model: Path, out: Path | None) -> tuple[Path, Path]:
+    tfl = model / "model_int8.tflite" if model.is_dir() else model
+    if not tfl.is_file():
+        raise EdgetkError(f"no such model: {tfl}",
+                          fix="pass an int8 .tflite file or a bundle folder written by `edgetk export`")
+    return tfl, out if out is not None else tfl.parent / "c"
+
+
+def run(args: argparse.Namespace) -> int:
+    from toolkit.codegen import generate
+
+    tfl, out = _resolve(args.model, args.out)
+    res = generate(tfl, out, kernels=args.kernels)
+    if args.json:
+        print(json.dumps({"out_dir": str(res.out_dir), "arena_size": res.arena_size,
+                          "flash_estimate": res.flash_estimate, "macs": res.macs, "ops": list(res.ops),
+                          "files": list(res.files), "sha256": res.sha256, "kernels": res.kernels}, indent=2))
+        return 0
+    print(f"model   {tfl} (sha256 {res.sha256[:16]}…)")
+    print(f"ops     {len(res.ops)}: {' '.join(res.ops)}")
+    print(f"MACs    {res.macs:,}")
+    print(f"arena   {res.arena_size:,} B (EDGETK_ARENA_SIZE; input/output buffers are the caller's)")
+    print(f"flash   ~{res.flash_estimate:,} B of const weights and params (+ kernel code)")
+    print(f"wrote   {out}/ ({len(res.files)} files: {', '.join(res.files)})")
+    return 0

@@ -1,0 +1,164 @@
+"""`edgetk inspect FILE.onnx|FILE.tflite`: I/O with quantization, op counts, params, MACs, TFLM arena."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import EdgetkError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("inspect", help="show a model's I/O, quantization, ops, params, MACs and TFLM arena")
+    p.add_argument("model", type=Path, help=".tflite or .onnx file")
+    p.add_argument("--no-arena", action="store_true", help="skip the TFLite-Micro arena probe (.tflite)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def inspect_tflite(path: Path, *, arena: bool = True) -> dict[str, Any]:
+    """Summary of a .tflite file, with TFLite-Micro's arena when it can allocate the model."""
+    from toolkit.runtimes import tflm_arena_bytes
+    from toolkit.tflite import read_model
+    from toolkit.tflite.stats import summary
+
+    info = {"format": "tflite", "path": str(path), **summary(read_model(path))}
+    if arena:
+        try:
+            info["tflm_arena_bytes"] = tflm_arena_bytes(path)
+        except EdgetkError as e:
+            info["tflm_arena_bytes"] = None
+            info["tflm_arena_error"] = str(e).splitlines()[-1]
+    return info
+
+
+def _load_onnx(path: Path) -> Any:
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception as e:  # noqa: BLE001 - any protobuf/checker failure means a bad file
+        raise EdgetkError(f"{path} is truncated or corrupted (ONNX load failed: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})",
+                          fix="re-export the model (edgetk export RUN_DIR) or copy the file again") from None
+
+
+def _shape(vi: Any) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in vi.type.tensor_type.shape.dim]
+
+
+def _onnx_io(vi: Any, quant: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    import onnx
+
+    scale, zp = quant.get(vi.name, (None, None))
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
+    return {"name": vi.name, "shape": _shape(vi), "dtype": dtype,
+            "scale": None if scale is None else [float(v) for v in scale.reshape(-1)],
+            "zero_point": None if scale is None else [int(v) for v in (zp.reshape(-1) if zp is not None else [0])]}
+
+
+def _io_quant(graph: Any, inits: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Scale/zero point of I/O tensors: the QuantizeLinear reading an input, the DequantizeLinear writing an output."""
+    quant = {}
+    for n in graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[1] in inits:
+            zp = inits.get(n.input[2]) if len(n.input) > 2 else None
+            name = n.input[0] if n.op_type == "QuantizeLinear" else n.output[0]
+            quant[name] = (inits[n.input[1]], zp)
+    return quant
+
+
+def _weights(graph: Any, inits: dict[str, Any]) -> dict[str, Any]:
+    """Initializers read as weights/biases by Conv/Gemm/MatMul, looking through DequantizeLinear."""
+    dq = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    out = {}
+    for n in graph.node:
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            for name in n.input[1:]:
+                src = dq.get(name, name)
+                if src in inits:
+                    out[name] = inits[src]
+    return out
+
+
+def _node_macs(n: Any, w: dict[str, Any], shapes: dict[str, list]) -> int:
+    import numpy as np
+
+    out = shapes.get(n.output[0])
+    wt = w.get(n.input[1]) if len(n.input) > 1 else None
+    if out is None or wt is None or any(not isinstance(d, int) for d in out):
+        return 0
+    n_out = int(np.prod(out))
+    if n.op_type == "Conv":
+        return n_out * int(np.prod(wt.shape[1:]))
+    if n.op_type == "Gemm":
+        trans_b = any(a.name == "transB" and a.i for a in n.attribute)
+        return n_out * int(wt.shape[1] if trans_b else wt.shape[0])
+    if n.op_type == "MatMul" and wt.ndim == 2:
+        return n_out * int(wt.shape[0])
+    return 0
+
+
+def inspect_onnx(path: Path) -> dict[str, Any]:
+    """Summary of an .onnx file (float or QDQ int8)."""
+    from collections import Counter
+
+    from onnx import numpy_helper
+
+    model = _load_onnx(path)
+    g = model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    quant = _io_quant(g, inits)
+    shapes = {vi.name: _shape(vi) for vi in list(g.value_info) + list(g.output) + list(g.input)}
+    w = _weights(g, inits)
+    seen = {id(a): a for a in w.values()}
+    return {"format": "onnx", "path": str(path), "opset": max((o.version for o in model.opset_import), default=0),
+            "inputs": [_onnx_io(vi, quant) for vi in g.input if vi.name not in inits],
+            "outputs": [_onnx_io(vi, quant) for vi in g.output],
+            "ops": dict(Counter(n.op_type for n in g.node)), "n_ops": len(g.node),
+            "params": int(sum(a.size for a in seen.values())),
+            "macs": int(sum(_node_macs(n, w, shapes) for n in g.node))}
+
+
+def _fmt_io(t: dict[str, Any]) -> str:
+    q = "" if t["scale"] is None else (
+        f"  scale {t['scale'][0]:.6g} zero_point {t['zero_point'][0]}" if len(t["scale"]) == 1
+        else f"  per-channel ({len(t['scale'])} scales)")
+    return f"  {t['name']}: {t['dtype']} {t['shape']}{q}"
+
+
+def _print(info: dict[str, Any]) -> None:
+    print(f"{info['format']}  {info['path']}")
+    print("inputs:")
+    print("\n".join(_fmt_io(t) for t in info["inputs"]))
+    print("outputs:")
+    print("\n".join(_fmt_io(t) for t in info["outputs"]))
+    ops = ", ".join(f"{k} ×{v}" for k, v in sorted(info["ops"].items(), key=lambda kv: -kv[1]))
+    print(f"ops ({info['n_ops']}): {ops}")
+    print(f"params: {info['params']:,}   MACs: {info['macs']:,}")
+    if "tflm_arena_bytes" in info:
+        a = info["tflm_arena_bytes"]
+        print(f"TFLite-Micro arena: {a:,} B" if a is not None else
+              f"TFLite-Micro arena: n/a ({info.get('tflm_arena_error', '')})")
+
+
+def run(args: argparse.Namespace) -> int:
+    path: Path = args.model
+    if not path.is_file():
+        raise EdgetkError(f"no such file: {path}", fix="pass a .tflite or .onnx file")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        info = inspect_tflite(path, arena=not args.no_arena)
+    elif suffix == ".onnx":
+        info = inspect_onnx(path)
+    else:
+        raise EdgetkError(f"cannot inspect '{path.name}': unknown format", fix="pass a .tflite or .onnx file")
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print(info)
+    return 0
