@@ -197,7 +197,10 @@ class BoardTarget(Target):
         return self.port or self.spec.connection.url or find_board_port(self.spec)
 
     def unavailable(self) -> str | None:
-        """No compiler, or no board attached."""
+        """No compiler, or no board attached; a --port that does not exist is an error, not a fallback."""
+        if self.port and "://" not in self.port and not os.path.exists(self.port):
+            raise EdgetkError(f"no such serial port: {self.port}",
+                              fix="list ports with `edgetk ports`; on Linux prefer /dev/serial/by-id/...")
         if self._url() is None:
             ids = ", ".join(self.spec.usb_ids) or "none listed"
             return f"no board attached (no serial port with USB id {ids}; pass --port)"

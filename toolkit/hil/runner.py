@@ -222,7 +222,8 @@ def estimate(spec: TargetSpec, bundle: Bundle) -> dict[str, Any]:
             "fidelity": {}, "link": {}}
 
 
-def _require(spec: TargetSpec, reason: str) -> None:
+def require_or_fallback(spec: TargetSpec, reason: str) -> None:
+    """Raise when EDGETK_REQUIRE_HW / EDGETK_REQUIRE_QEMU forbid falling back from this target."""
     if spec.kind == "board" and os.environ.get("EDGETK_REQUIRE_HW") == "1":
         raise EdgetkError(f"{spec.name}: {reason}", fix="EDGETK_REQUIRE_HW=1 demands the real board: attach it")
     if spec.kind == "qemu" and os.environ.get("EDGETK_REQUIRE_QEMU") == "1":
@@ -264,7 +265,7 @@ def profile(bundle_dir: str | os.PathLike, target: str, *, port: str | None = No
     for i, spec in enumerate(chain):
         reason = _available(spec, port if i == 0 else None)
         if reason:
-            _require(spec, reason)
+            require_or_fallback(spec, reason)
             fallbacks.append({"target": spec.name, "reason": reason})
             log.warning("%s unavailable (%s); falling back", spec.name, reason)
             continue
