@@ -1,0 +1,115 @@
+"""PEFT mechanics: every mergeable mode folds into exactly the base architecture; adapters refuse."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from toolkit.errors import EdgetkError
+from toolkit.nn import build_model
+from toolkit.nn.profile import profile_model
+from toolkit.recipe import FinetuneConfig, load_recipe
+from toolkit.specialize.peft import LoRAConv2d, LoRALinear, apply_peft, merge_peft, trainable_params
+
+TASKS = {"kws-digits": 0.25, "image-digits": 0.5, "imu-motions": 0.5}
+
+
+@pytest.fixture(scope="module")
+def datasets(shared):
+    from toolkit.data import load_dataset
+
+    out = {}
+    for task, width in TASKS.items():
+        r = load_recipe(f"models/{task}.toml", [f"model.width={width}"])
+        out[task] = (r, load_dataset(r))
+    return out
+
+
+def _perturb(model: torch.nn.Module) -> None:
+    """Stand-in for training: give every trainable tensor a non-zero random value."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("mode", ["full", "top", "probe", "bitfit", "lora"])
+def test_merge_is_exact_and_keeps_base_footprint(datasets, task, mode):
+    recipe, data = datasets[task]
+    torch.manual_seed(0)
+    model = build_model(recipe, data).eval()
+    base = profile_model(model, data.input_shape)
+    apply_peft(model, FinetuneConfig(base_run="", mode=mode, rank=4))
+    if mode == "lora":
+        assert any(isinstance(m, (LoRAConv2d, LoRALinear)) for m in model.modules())
+    n_train = trainable_params(model)
+    assert 0 < n_train <= base.params or mode == "lora"
+    _perturb(model)
+    x = torch.from_numpy(data.x_test[:64])
+    with torch.no_grad():
+        before = model.eval()(x)
+        merged = merge_peft(model).eval()
+        after = merged(x)
+    assert float((after - before).abs().max()) <= 1e-5
+    prof = profile_model(merged, data.input_shape)
+    assert (prof.params, prof.macs) == (base.params, base.macs)
+    assert set(merged.state_dict()) == set(build_model(recipe, data).state_dict())
+
+
+def test_trainable_counts_order(datasets):
+    recipe, data = datasets["kws-digits"]
+    counts = {}
+    for mode in ("full", "top", "probe", "bitfit", "lora", "adapter"):
+        torch.manual_seed(0)
+        counts[mode] = trainable_params(apply_peft(build_model(recipe, data), FinetuneConfig(base_run="", mode=mode)))
+    assert max(counts["probe"], counts["bitfit"], counts["lora"], counts["top"]) < counts["full"]
+    assert max(counts["probe"], counts["bitfit"]) < counts["top"]
+    assert counts["probe"] == 16 * 10 + 10                   # width 0.25: 16 features -> 10 classes
+
+
+def test_adapters_cost_params_and_refuse_merge(datasets):
+    recipe, data = datasets["kws-digits"]
+    torch.manual_seed(0)
+    model = build_model(recipe, data)
+    base = profile_model(model, data.input_shape)
+    apply_peft(model, FinetuneConfig(base_run="", mode="adapter", rank=4))
+    prof = profile_model(model, data.input_shape)
+    assert prof.params > base.params and prof.macs > base.macs
+    with pytest.raises(EdgetkError, match="cannot be folded"):
+        merge_peft(model)
+
+
+def test_unknown_mode_names_the_valid_ones(datasets):
+    recipe, data = datasets["imu-motions"]
+    with pytest.raises(EdgetkError, match="lora"):
+        apply_peft(build_model(recipe, data), FinetuneConfig(base_run="", mode="loraa"))
+
+
+def test_finetune_run_merges_into_plain_run(datasets, tmp_path):
+    """Base on 4 speakers -> LoRA on the other 2 -> run folder loads as the base architecture; `edgetk merge` agrees."""
+    from toolkit.cli import main
+    from toolkit.specialize import run_recipe
+    from toolkit.specialize.jobs import restrict_groups
+    from toolkit.train import load_run, train
+
+    recipe, data = datasets["kws-digits"]
+    speakers = sorted(set(data.groups_train.tolist()))
+    short = dataclasses.replace(recipe.train, epochs=2, batch_size=64)
+    recipe = recipe.replace(train=short)
+    base_dir = train(recipe, tmp_path / "base", data=restrict_groups(data, tuple(speakers[:4])))
+    ft = recipe.replace(extra={"finetune": FinetuneConfig(base_run=str(base_dir), mode="lora", groups=tuple(speakers[4:]))})
+    out = run_recipe(ft, tmp_path / "lora")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["merged"] and metrics["merge_max_abs_diff"] <= 1e-5
+    assert (metrics["params"], metrics["macs"]) == (metrics["base_params"], metrics["base_macs"])
+    assert 0 < metrics["trainable_params"] < metrics["params"]
+    run = load_run(out)                                  # the plain loader rebuilds the base architecture
+    assert run.metrics["value"] == metrics["value"]
+    assert main(["merge", str(out), "-o", str(tmp_path / "merged")]) == 0
+    again = json.loads((tmp_path / "merged" / "metrics.json").read_text())
+    assert again["merge_max_abs_diff"] <= 1e-5 and again["value"] == pytest.approx(metrics["value"])
+    assert main(["merge", str(base_dir)]) == 2          # a run without [finetune]: clear error, no traceback
