@@ -107,6 +107,9 @@ def _call(s: Step, plan: Plan) -> list[str]:
         lines += [f"        ins{s.index}[{k}] = {v};" for k, v in enumerate(ins)]
         lines.append(f"        et_concat_s8({p}, ins{s.index}, {out});\n    }}")
         return lines
+    if s.index in plan.inplace and s.inplace_func:
+        ring = f"(int8_t *)(et_arena + {plan.scratch[s.index]})"
+        return [f"    {s.inplace_func}({p}, {out}, {ring});"]
     args = [p] + ins + [out]
     if s.scratch:
         args.append(f"(int32_t *)(void *)(et_arena + {plan.scratch[s.index]})")

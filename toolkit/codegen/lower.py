@@ -37,6 +37,8 @@ class Step:
     outputs: tuple[int, ...] = ()
     alias: bool = False         # output is the input's memory (RESHAPE)
     inplace: int | None = None  # input position whose buffer the output may reuse
+    inplace_func: str = ""      # C function for the in-place form ("" = func works in place)
+    inplace_scratch: int = 0    # ring buffer bytes the in-place form needs
     scratch: int = 0            # int32 scratch bytes
     macs: int = 0
 
@@ -213,13 +215,27 @@ def _conv_common(g: Graph, op: Operator, depthwise: bool) -> dict[str, Any]:
     return dict(fields=fields, arrays=arrays, macs=n * oh * ow * oc * kh * kw * (1 if depthwise else ic))
 
 
+def _inplace_ring(f: dict[str, Any]) -> int:
+    """Ring bytes for running a conv in place, or 0 when the geometry does not allow it."""
+    out_row, in_row = f["out_w"] * f["out_c"], f["in_w"] * f["in_c"]
+    ring = (f["pad_h"] + 1) * out_row
+    ok = f["batches"] == 1 and out_row <= in_row and ring < f["out_h"] * out_row
+    return ring if ok else 0
+
+
+def _conv_step(op: Operator, c: dict[str, Any], func: str) -> Step:
+    ring = _inplace_ring(c["fields"])
+    return Step(op.index, op.op, "et_conv", func, "et_conv_params", c["fields"], c["arrays"],
+                (op.inputs[0],), op.outputs, inplace=0 if ring else None,
+                inplace_func=f"{func}_inplace" if ring else "", inplace_scratch=ring, macs=c["macs"])
+
+
 def lower_conv(g: Graph, op: Operator) -> Step:
     """CONV_2D (per-channel or per-tensor symmetric int8 weights, int32 bias)."""
     c = _conv_common(g, op, depthwise=False)
     if g.tensor(op.inputs[1]).shape[3] != c["fields"]["in_c"]:
         fail("grouped convolution (filter depth differs from input channels)")
-    return Step(op.index, op.op, "et_conv", "et_conv2d_s8", "et_conv_params", c["fields"], c["arrays"],
-                (op.inputs[0],), op.outputs, macs=c["macs"])
+    return _conv_step(op, c, "et_conv2d_s8")
 
 
 def lower_depthwise(g: Graph, op: Operator) -> Step:
@@ -228,8 +244,7 @@ def lower_depthwise(g: Graph, op: Operator) -> Step:
     f = c["fields"]
     if f["out_c"] != f["in_c"] * f["depth_multiplier"]:
         fail(f"output channels {f['out_c']} are not a multiple of input channels {f['in_c']}")
-    return Step(op.index, op.op, "et_conv", "et_depthwise_conv2d_s8", "et_conv_params", f, c["arrays"],
-                (op.inputs[0],), op.outputs, macs=c["macs"])
+    return _conv_step(op, c, "et_depthwise_conv2d_s8")
 
 
 def lower_fc(g: Graph, op: Operator) -> Step:

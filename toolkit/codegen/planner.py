@@ -38,6 +38,7 @@ class Plan:
     scratch: dict[int, int] = field(default_factory=dict)  # step index -> arena offset
     buffers: tuple[Buffer, ...] = ()
     copy_input_to_output: bool = False
+    inplace: frozenset[int] = frozenset()  # steps whose output reuses their input's buffer
 
 
 class _Groups:
@@ -70,10 +71,9 @@ def plan(graph: Graph, steps: list[Step], *, inplace: bool = True) -> Plan:
             groups.find(t)
         if s.alias:
             groups.union(s.inputs[0], s.outputs[0])
-    if inplace:
-        _merge_inplace(graph, steps, groups)
+    done = _merge_inplace(graph, steps, groups) if inplace else frozenset()
     kind = _group_kinds(groups, gin, gout)
-    buffers = _buffers(graph, steps, groups, kind)
+    buffers = _buffers(graph, steps, groups, kind, done)
     placed = _first_fit(buffers)
     location: dict[int, tuple[str, int]] = {}
     for t in list(groups.parent):
@@ -87,7 +87,7 @@ def plan(graph: Graph, steps: list[Step], *, inplace: bool = True) -> Plan:
             scratch[int(b.name[7:])] = b.offset
     size = max((b.offset + b.size for b in placed), default=0)
     both = groups.find(gin) == groups.find(gout)
-    return Plan(_align(size), location, scratch, tuple(placed), copy_input_to_output=both)
+    return Plan(_align(size), location, scratch, tuple(placed), copy_input_to_output=both, inplace=done)
 
 
 def _group_kinds(groups: _Groups, gin: int, gout: int) -> dict[int, str]:
@@ -104,21 +104,24 @@ def _last_use(steps: list[Step], members: list[int]) -> int:
     return max((s.index for s in steps for t in s.inputs if t in members), default=-1)
 
 
-def _merge_inplace(graph: Graph, steps: list[Step], groups: _Groups) -> None:
+def _merge_inplace(graph: Graph, steps: list[Step], groups: _Groups) -> frozenset[int]:
+    """Let an op write over an input that dies at that op; returns the steps run in place."""
     ext = {groups.find(graph.inputs[0]), groups.find(graph.outputs[0])}
+    done = set()
     for s in steps:
         if s.inplace is None:
             continue
         src, dst = s.inputs[s.inplace], s.outputs[0]
         if groups.find(src) in ext or groups.find(dst) in ext:
             continue
-        members = groups.members(src)
-        if _last_use(steps, members) == s.index and s.inputs.count(src) == len(
-                [t for t in s.inputs if groups.find(t) == groups.find(src)]):
+        if _last_use(steps, groups.members(src)) == s.index:
             groups.union(src, dst)
+            done.add(s.index)
+    return frozenset(done)
 
 
-def _buffers(graph: Graph, steps: list[Step], groups: _Groups, kind: dict[int, str]) -> list[Buffer]:
+def _buffers(graph: Graph, steps: list[Step], groups: _Groups, kind: dict[int, str],
+             inplace: frozenset[int]) -> list[Buffer]:
     out: list[Buffer] = []
     roots = sorted({groups.find(t) for t in list(groups.parent) if kind[groups.find(t)] == ARENA})
     for r in roots:
@@ -128,8 +131,9 @@ def _buffers(graph: Graph, steps: list[Step], groups: _Groups, kind: dict[int, s
         size = max(graph.tensor(t).nbytes for t in members)
         out.append(Buffer(f"t{r}", tuple(sorted(members)), _align(size), first, last))
     for s in steps:
-        if s.scratch:
-            out.append(Buffer(f"scratch{s.index}", (), _align(s.scratch), s.index, s.index))
+        n = s.inplace_scratch if s.index in inplace else s.scratch
+        if n:
+            out.append(Buffer(f"scratch{s.index}", (), _align(n), s.index, s.index))
     return out
 
 

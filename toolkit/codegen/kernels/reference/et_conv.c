@@ -93,3 +93,53 @@ void et_depthwise_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *o
         }
     }
 }
+
+typedef int32_t (*et_acc_fn)(const et_conv_params *p, const int8_t *in, int32_t oy, int32_t ox,
+                             int32_t oc);
+
+static void conv_row(const et_conv_params *p, et_acc_fn acc, const int8_t *in, int8_t *dst, int32_t oy)
+{
+    int32_t ox, oc;
+    for (ox = 0; ox < p->out_w; ++ox) {
+        for (oc = 0; oc < p->out_c; ++oc) {
+            *dst++ = conv_out(p, acc(p, in, oy, ox, oc), oc);
+        }
+    }
+}
+
+static void copy_row(const int8_t *src, int8_t *dst, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        dst[i] = src[i];
+    }
+}
+
+/* In place, batch 1, output row no wider than input row: output row r may overwrite input row r
+ * once output row r + pad_h exists, so rows wait in a ring of pad_h + 1 rows. */
+static void inplace_rows(const et_conv_params *p, et_acc_fn acc, int8_t *buf, int8_t *ring)
+{
+    const size_t row = (size_t)p->out_w * p->out_c;
+    const int32_t slots = p->pad_h + 1;
+    int32_t oy, r;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        conv_row(p, acc, buf, ring + (size_t)(oy % slots) * row, oy);
+        r = oy - p->pad_h;
+        if (r >= 0) {
+            copy_row(ring + (size_t)(r % slots) * row, buf + (size_t)r * row, row);
+        }
+    }
+    for (r = p->out_h - p->pad_h < 0 ? 0 : p->out_h - p->pad_h; r < p->out_h; ++r) {
+        copy_row(ring + (size_t)(r % slots) * row, buf + (size_t)r * row, row);
+    }
+}
+
+void et_conv2d_s8_inplace(const et_conv_params *p, int8_t *buf, int8_t *ring)
+{
+    inplace_rows(p, conv_acc, buf, ring);
+}
+
+void et_depthwise_conv2d_s8_inplace(const et_conv_params *p, int8_t *buf, int8_t *ring)
+{
+    inplace_rows(p, dw_acc, buf, ring);
+}

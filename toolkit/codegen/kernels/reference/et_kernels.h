@@ -64,6 +64,9 @@ typedef struct {
 
 void et_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *out);
 void et_depthwise_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *out);
+/* In-place variants (batch 1, output row bytes <= input row bytes); ring: (pad_h + 1) output rows. */
+void et_conv2d_s8_inplace(const et_conv_params *p, int8_t *buf, int8_t *ring);
+void et_depthwise_conv2d_s8_inplace(const et_conv_params *p, int8_t *buf, int8_t *ring);
 void et_fully_connected_s8(const et_fc_params *p, const int8_t *in, int8_t *out);
 void et_add_s8(const et_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void et_avg_pool_s8(const et_pool_params *p, const int8_t *in, int8_t *out);
