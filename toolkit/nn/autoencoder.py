@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from toolkit.nn.layers import init_weights, scaled
+from toolkit.nn.layers import scaled
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,9 @@ class Autoencoder(nn.Module):
             layers.append(nn.Linear(a, b))
             if i < len(rev) - 2:
                 layers.append(nn.ReLU())
+        # PyTorch's default Linear init: Kaiming-normal with the ReLU gain left the 8-unit
+        # bottleneck dead on most seeds (reconstruction loss stuck near the data variance).
         self.net = nn.Sequential(*layers)
-        init_weights(self)
 
     def forward(self, x):  # noqa: D102
         return self.net(x)

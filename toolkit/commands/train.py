@@ -1,0 +1,47 @@
+"""`edgetk train RECIPE`: train a task recipe into a run folder (resumable after a kill)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from toolkit.errors import EdgetkError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train a recipe (models/*.toml) into a run folder")
+    p.add_argument("recipe", nargs="?", type=Path, help="recipe TOML, e.g. models/imu-motions.toml")
+    p.add_argument("-o", "--out", type=Path, default=None, help="run folder (default: runs/<task>-<timestamp>)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint (uses RUN_DIR/recipe.toml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe override, e.g. train.epochs=3 (repeatable)")
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout instead of the progress display")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from toolkit.recipe import load_recipe
+    from toolkit.train import train
+
+    if args.resume is not None:
+        if args.overrides or args.out:
+            raise EdgetkError("--resume continues a run with its stored recipe; --set and -o do not apply",
+                              fix=f"run `edgetk train --resume {args.resume}` alone")
+        recipe = load_recipe(args.resume / "recipe.toml")
+        if args.recipe is not None and load_recipe(args.recipe).task != recipe.task:
+            raise EdgetkError(f"{args.recipe} is not the recipe of {args.resume} (task {recipe.task})",
+                              fix=f"run `edgetk train --resume {args.resume}` alone")
+        out = train(recipe, args.resume, resume=True, json_progress=args.json)
+    else:
+        if args.recipe is None:
+            raise EdgetkError("no recipe given", fix="edgetk train models/imu-motions.toml (or --resume RUN_DIR)")
+        recipe = load_recipe(args.recipe, args.overrides)
+        out = args.out or Path("runs") / f"{recipe.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = train(recipe, out, json_progress=args.json)
+    if not args.json:
+        import json
+
+        m = json.loads((out / "metrics.json").read_text())
+        print(f"{recipe.task}: {m['metric']} {m['value']:.4f}, {m['params']:,} params, {m['macs']:,} MACs -> {out}")
+    return 0

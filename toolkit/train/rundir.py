@@ -1,0 +1,98 @@
+"""Run folder artifacts (weights, metrics, curve) and load_run() to read a finished run back."""
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from toolkit.data import TaskData, load_dataset
+from toolkit.errors import EdgetkError
+from toolkit.fsio import atomic_write_bytes, atomic_write_json
+from toolkit.recipe import Recipe, recipe_from_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished training run: its folder, recipe, model (eval mode, weights loaded), data and metrics."""
+
+    dir: Path
+    recipe: Recipe
+    model: nn.Module
+    data: TaskData
+    metrics: dict[str, Any]
+
+
+def write_results(out: Path, recipe: Recipe, model: nn.Module, data: TaskData, history: list[dict]) -> dict[str, Any]:
+    """Write model.safetensors, metrics.json and curve.png; return the metrics."""
+    from safetensors.torch import save
+
+    from toolkit.nn.profile import profile_model
+    from toolkit.train.evaluate import evaluate
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(out / "model.safetensors", save(state))
+    prof = profile_model(model, data.input_shape)
+    metrics = {"task": recipe.task, "kind": data.kind, **evaluate(model, data), "params": prof.params,
+               "macs": prof.macs, "labels": data.labels, "n_train": len(data.x_train), "n_test": len(data.x_test),
+               "input_shape": list(data.input_shape), "epochs": len(history), "seed": recipe.train.seed,
+               "final_loss": history[-1]["loss"] if history else None,
+               "train_seconds": sum(h["seconds"] for h in history)}
+    atomic_write_json(out / "metrics.json", metrics)
+    write_curve(out / "curve.png", history, recipe.task)
+    return metrics
+
+
+def write_curve(path: Path, history: list[dict], title: str) -> None:
+    """Training loss and test metric per epoch, as a PNG (matplotlib Agg)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["loss"] for h in history], color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [h["value"] for h in history], color="tab:orange", label=history[0]["metric"] if history else "")
+    ax2.set_ylabel(history[0]["metric"] if history else "metric")
+    ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a finished run folder: recipe, model with its weights (eval mode), dataset and metrics."""
+    from safetensors.torch import load_file
+
+    from toolkit.nn import build_model
+
+    d = Path(run_dir)
+    for name in ("recipe.toml", "model.safetensors", "metrics.json"):
+        if not (d / name).is_file():
+            fix = (f"finish it with `edgetk train --resume {d}`" if (d / "checkpoints" / "last.pt").is_file()
+                   else "pass a run folder written by `edgetk train RECIPE -o RUN_DIR`")
+            raise EdgetkError(f"{d} is not a finished training run ({name} is missing)", fix=fix)
+    recipe = recipe_from_dict(tomllib.loads((d / "recipe.toml").read_text(encoding="utf-8")), source=str(d / "recipe.toml"))
+    data = load_dataset(recipe)
+    model = build_model(recipe, data)
+    try:
+        model.load_state_dict(load_file(str(d / "model.safetensors")))
+    except Exception as e:
+        raise EdgetkError(f"{d / 'model.safetensors'} does not fit the recipe's model ({type(e).__name__})",
+                          fix="re-train the run; the weights are damaged or from another recipe") from None
+    model.eval()
+    return Run(d, recipe, model, data, json.loads((d / "metrics.json").read_text(encoding="utf-8")))

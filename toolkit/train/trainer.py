@@ -1,0 +1,178 @@
+"""The trainer: deterministic epochs, an atomic checkpoint after each, exact resume, run folder artifacts."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolkit.data import TaskData, load_dataset
+from toolkit.errors import EdgetkError
+from toolkit.fsio import atomic_write_text
+from toolkit.nn import build_model
+from toolkit.recipe import Recipe, TrainConfig, recipe_from_dict
+from toolkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from toolkit.train.evaluate import evaluate
+from toolkit.train.rundir import write_results
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]   # (model, x, y) -> scalar loss
+ParamFilter = Callable[[str, nn.Parameter], bool]                           # (name, param) -> trainable?
+Progress = Callable[[dict[str, Any]], None]                                 # called once per epoch
+
+
+def setup_determinism(cfg: TrainConfig) -> None:
+    """Fixed threads, deterministic kernels, seeded RNGs."""
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+
+
+def default_loss(kind: str, label_smoothing: float = 0.0) -> LossFn:
+    """Cross-entropy for classifiers, MSE reconstruction for anomaly autoencoders."""
+    if kind == "anomaly":
+        return lambda model, x, y: nn.functional.mse_loss(model(x), x)
+    return lambda model, x, y: nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """AdamW or SGD (momentum 0.9, Nesterov) over the trainable parameters."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    raise EdgetkError(f"unknown train.optimizer={cfg.optimizer!r}", fix="use adamw or sgd")
+
+
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step cosine decay to zero, or a constant learning rate."""
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    if cfg.scheduler == "none":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    raise EdgetkError(f"unknown train.scheduler={cfg.scheduler!r}", fix="use cosine or none")
+
+
+def batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Shuffled index batches for one epoch, a pure function of (seed, epoch); a last batch of 1 is dropped (BatchNorm)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    out = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [b for b in out if len(b) > 1] or out
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: TaskData, cfg: TrainConfig,
+                epoch: int, loss_fn: LossFn) -> float:
+    """One pass over the training set; returns the mean loss."""
+    model.train()
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout masks depend on (seed, epoch) only
+    x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    total, count = 0.0, 0
+    for idx in batches(len(x_all), cfg.batch_size, cfg.seed, epoch):
+        t = torch.from_numpy(idx)
+        loss = loss_fn(model, x_all[t], y_all[t])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+    if not math.isfinite(total):
+        raise EdgetkError(f"training diverged at epoch {epoch + 1} (loss is {total})", fix="lower train.lr")
+    return total / max(1, count)
+
+
+def _same_recipe(a: Recipe, b: Recipe) -> bool:
+    strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "description"}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def _stored_recipe(run_dir: Path) -> Recipe:
+    import tomllib
+
+    path = run_dir / "recipe.toml"
+    if not path.is_file():
+        raise EdgetkError(f"{run_dir} has no recipe.toml", fix="pass a run folder written by `edgetk train`")
+    return recipe_from_dict(tomllib.loads(path.read_text(encoding="utf-8")), source=str(path))
+
+
+def _start(recipe: Recipe, out: Path, resume: bool, model: nn.Module, opt: Any, sched: Any) -> tuple[int, list]:
+    ckpt = out / "checkpoints" / "last.pt"
+    if not resume:
+        if ckpt.exists() or (out / "metrics.json").exists():
+            raise EdgetkError(f"{out} already holds a training run",
+                              fix=f"continue it with --resume {out}, or choose another output folder with -o")
+        atomic_write_text(out / "recipe.toml", recipe.to_toml())
+        return 0, []
+    state = load_checkpoint(ckpt)
+    if not _same_recipe(_stored_recipe(out), recipe):
+        raise EdgetkError(f"the recipe differs from the one {out} was started with",
+                          fix=f"resume with `edgetk train --resume {out}` alone (it reuses {out}/recipe.toml)")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    log.info("resuming %s after epoch %d", out, state["epoch"])
+    return int(state["epoch"]), list(state["history"])
+
+
+def _report(row: dict[str, Any], epochs: int, json_progress: bool, progress: Progress | None) -> None:
+    if progress is not None:
+        progress(row)
+    if json_progress:
+        print(json.dumps({"event": "epoch", **row}), flush=True)
+    else:
+        bar = "#" * int(20 * row["epoch"] / epochs)
+        print(f"epoch {row['epoch']:3d}/{epochs} [{bar:20s}] loss {row['loss']:.4f}  "
+              f"{row['metric']} {row['value']:.4f}  ({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+
+
+def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, json_progress: bool = False,
+          loss_fn: LossFn | None = None, param_filter: ParamFilter | None = None,
+          model: nn.Module | None = None, data: TaskData | None = None,
+          progress: Progress | None = None) -> Path:
+    """Train the recipe into out_dir (checkpoint each epoch) and write the run folder; returns out_dir.
+
+    Hooks for reuse (pretraining, distillation, PEFT): `loss_fn(model, x, y)` replaces the task loss,
+    `param_filter(name, param)` picks the trainable parameters (others are frozen), `model` and `data`
+    replace the recipe's freshly built model and its dataset.
+    """
+    out, cfg = Path(out_dir), recipe.train
+    setup_determinism(cfg)
+    data = data if data is not None else load_dataset(recipe)
+    model = model if model is not None else build_model(recipe, data)
+    for name, p in model.named_parameters():
+        p.requires_grad_(param_filter is None or bool(param_filter(name, p)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise EdgetkError("param_filter left no trainable parameters", fix="let at least one parameter train")
+    opt = make_optimizer(cfg, params)
+    steps = len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0))
+    sched = make_scheduler(cfg, opt, cfg.epochs * steps)
+    first, history = _start(recipe, out, resume, model, opt, sched)
+    loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
+    for epoch in range(first, cfg.epochs):
+        t0 = time.monotonic()
+        loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn)
+        m = evaluate(model, data)
+        row = {"epoch": epoch + 1, "loss": loss, "metric": m["metric"], "value": m["value"],
+               "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
+        history.append(row)
+        save_checkpoint(out / "checkpoints" / "last.pt", {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "epoch": epoch + 1, "history": history, "rng": rng_state(), "recipe": recipe.to_toml()})
+        atomic_write_text(out / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        _report(row, cfg.epochs, json_progress, progress)
+    model.eval()
+    metrics = write_results(out, recipe, model, data, history)
+    if json_progress:
+        print(json.dumps({"event": "done", "run_dir": str(out), **{k: metrics[k] for k in ("metric", "value", "params", "macs")}}), flush=True)
+    return out
