@@ -103,7 +103,7 @@ def _check_table(path: Path, prefix: str, table: dict[str, Any], schema: dict[st
         name = f"{prefix}{key}"
         if key not in schema:
             close = difflib.get_close_matches(key, schema, n=1)
-            hint = f"did you mean {prefix}{close[0]!r}?" if close else f"known fields: {', '.join(schema)}"
+            hint = f"did you mean {prefix + close[0]!r}?" if close else f"known fields: {', '.join(schema)}"
             raise _fail(path, name, "unknown field", hint)
         want = schema[key]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else \

@@ -66,3 +66,24 @@ def load_bundle(path: str | Path) -> Bundle:
     return Bundle(path=path, tflite=tflite, sha256=sha256_file(tflite), x=x,
                   y=np.load(ys, allow_pickle=False) if ys.is_file() else None,
                   manifest=_json(path / "manifest.json") or {}, fidelity=_json(path / "fidelity.json"))
+
+
+def bundle_from_tflite(tflite: str | Path, out_dir: str | Path, x: np.ndarray | None = None, *,
+                       samples: int = 8, seed: int = 0) -> Bundle:
+    """A minimal bundle around any int8 .tflite (e.g. an MLPerf Tiny model): the model + int8 inputs.
+
+    Without `x`, the inputs are uniform random int8 of the model's input shape.
+    """
+    import shutil
+
+    from toolkit.tflite import read_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tflite, out / "model_int8.tflite")
+    if x is None:
+        g = read_model(tflite)
+        shape = tuple(g.tensor(g.inputs[0]).shape[1:])
+        x = np.random.default_rng(seed).integers(-128, 128, size=(samples, *shape), dtype=np.int8)
+    np.save(out / "test_x_int8.npy", np.asarray(x, dtype=np.int8))
+    return load_bundle(out)

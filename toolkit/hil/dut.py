@@ -69,6 +69,7 @@ class Dut:
         self.policy = policy
         self.transcript = transcript or Transcript()
         self.stats = {"commands": 0, "retries": 0, "payload_bytes": 0, "wire_bytes": 0}
+        self.input_crc: int | None = None
 
     # ---- raw exchange -------------------------------------------------------------------------
 
@@ -166,20 +167,24 @@ class Dut:
         self.transport.reset_input()
         self._send(P.bload_command(data).encode("ascii"))
         head = self._read_until((b"m-bload-ready\r\n", P.READY), self.policy.timeout_s)
-        if head.endswith(P.READY):
-            return P.parse_reply(head, checked=True)
+        if head.endswith(P.READY):  # refused before the payload (size, syntax): retried like a link error
+            P.parse_bload(P.parse_reply(head, checked=True), crc=zlib.crc32(data))
         self._send(data)
         rest = self._read_until((P.READY,), self.policy.timeout_s + len(data) / 1000)
         reply = P.parse_reply(head + rest, checked=True)
-        P.parse_bload(reply, crc=zlib.crc32(data))
+        P.parse_bload(reply, crc=zlib.crc32(data))  # device errors too: a corrupted header looks like one
         return reply
 
     def upload(self, data: bytes) -> None:
         """Binary upload with length and CRC32, retried until the device confirms the CRC."""
-        reply = self.retrying("bload", lambda: self._bload_once(data))
-        if reply.errors:
-            raise P.DeviceError(f"device refused the upload: {'; '.join(reply.errors)}",
-                                fix="the input size must equal the model's EDGETK_INPUT_SIZE")
+        self.input_crc = None
+        try:
+            self.retrying("bload", lambda: self._bload_once(data))
+        except P.LinkError as e:
+            raise P.LinkError(f"upload of {len(data)} bytes failed: {e}",
+                              fix="the input size must equal the model's EDGETK_INPUT_SIZE; "
+                              "otherwise check the link (transcript)") from e
+        self.input_crc = zlib.crc32(data)
         self.stats["payload_bytes"] += len(data)
 
     def upload_hex(self, data: bytes) -> None:
@@ -192,7 +197,13 @@ class Dut:
         """Run `runs` timed inferences on the loaded input; the output is CRC-checked."""
         def attempt() -> P.RunResult:
             reply = self.exchange(f"run {runs} {warmup}%", checked=True, timeout=timeout)
-            return P.parse_run(reply, output_size=output_size)
+            r = P.parse_run(reply, output_size=output_size)
+            if r.runs != runs:
+                raise P.LinkError(f"device ran {r.runs} inferences, {runs} were asked (command corrupted)")
+            if self.input_crc is not None and r.input_crc != self.input_crc:
+                raise P.DeviceError("the device ran on a different input than the one uploaded",
+                                    fix="the device may have reset; upload again")
+            return r
         return self.retrying("run", attempt)
 
     def infer(self, runs: int = 1, warmup: int = 10, timeout: float = 30.0) -> P.InferResult:
