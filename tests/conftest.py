@@ -41,3 +41,49 @@ def shared() -> Path:
 def external(shared: Path) -> Path:
     """shared/external, the MLPerf Tiny and TFLite-Micro reference models."""
     return shared / "external"
+
+
+# Short training schedules on the real data for the test suite (the recipes' own, longer ones are
+# for `make demo`). Each still clears its acceptance floor (tests/test_train_accuracy.py).
+TEST_OVERRIDES = {
+    "imu-motions": ["train.epochs=15"],
+    "kws-digits": ["train.epochs=6"],
+    "ecg-anomaly": [],
+    "image-digits": ["train.epochs=8"],
+}
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory):
+    """Factory: trained_run("imu-motions") trains that task once per session (short config) and returns the run dir."""
+    from toolkit.paths import repo_dir
+    from toolkit.recipe import load_recipe
+    from toolkit.train import train
+
+    done: dict[str, Path] = {}
+
+    def factory(task: str) -> Path:
+        if task not in done:
+            if task == "kws-digits" and not (shared_dir() / "data" / "fsdd").is_dir():
+                pytest.skip(f"FSDD not found under {shared_dir()}; fix: set EDGETK_SHARED")
+            recipe = load_recipe(repo_dir("models") / f"{task}.toml", TEST_OVERRIDES.get(task, []))
+            done[task] = train(recipe, tmp_path_factory.mktemp(f"run-{task}"))
+        return done[task]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def exported_bundle(trained_run, tmp_path_factory: pytest.TempPathFactory):
+    """Factory: exported_bundle("imu-motions") exports trained_run(task) once per session (NNCF PTQ,
+    ONNX + TFLite) and returns the bundle dir."""
+    from toolkit.export import export_run
+
+    done: dict[str, Path] = {}
+
+    def factory(task: str) -> Path:
+        if task not in done:
+            done[task] = export_run(trained_run(task), tmp_path_factory.mktemp(f"bundle-{task}") / "bundle")
+        return done[task]
+
+    return factory
