@@ -1,0 +1,120 @@
+"""Dataset loaders: real files, shapes, splits, no network, feature cache, clear errors for missing data."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.data import load_dataset
+from toolkit.data.basicmotions import parse_ts
+from toolkit.data.mfcc import MfccConfig, dct_matrix, mfcc
+from toolkit.errors import EdgetkError
+from toolkit.paths import repo_dir
+from toolkit.recipe import load_recipe
+
+SHAPES = {  # task: (input shape, n train, n test, n labels, kind)
+    "kws-digits": ((1, 49, 10), 2700, 300, 10, "classification"),
+    "imu-motions": ((6, 1, 100), 40, 40, 4, "classification"),
+    "ecg-anomaly": ((256,), 531, 343, 2, "anomaly"),
+    "image-digits": ((1, 8, 8), 1437, 360, 10, "classification"),
+}
+
+
+def recipe(task: str, *overrides: str):
+    return load_recipe(repo_dir("models") / f"{task}.toml", list(overrides))
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list:
+    attempts: list = []
+
+    def refuse(self, address, *a, **k):
+        attempts.append(address)
+        raise OSError(f"network access attempted to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: refuse(None, address))
+    return attempts
+
+
+@pytest.mark.parametrize("task", list(SHAPES))
+def test_loader_offline_shapes_and_split(task: str, shared, no_network, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("EDGETK_CACHE", str(tmp_path / "cache"))  # compute from the raw files, offline
+    d = load_dataset(recipe(task))
+    shape, n_train, n_test, n_labels, kind = SHAPES[task]
+    assert no_network == []
+    assert d.input_shape == shape and (len(d.x_train), len(d.x_test)) == (n_train, n_test)
+    assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64 and d.y_test.dtype == np.int64
+    assert len(d.labels) == n_labels and d.kind == kind
+    assert np.isfinite(d.x_train).all() and np.isfinite(d.x_test).all()
+    assert abs(float(d.x_train.mean())) < 0.1 and abs(float(d.x_train.std()) - 1) < 0.1  # train-set normalisation
+    if kind == "classification":
+        assert set(np.unique(d.y_train)) == set(range(n_labels))
+    else:
+        assert d.y_train.sum() == 0 and 0 < d.y_test.sum() < len(d.y_test)
+    assert d.frontend and "normalize" in d.frontend
+
+
+def test_fsdd_split_is_index_0_to_4(shared) -> None:
+    d = load_dataset(recipe("kws-digits"))
+    assert np.bincount(d.y_test).tolist() == [30] * 10  # 6 speakers x 5 recordings per digit
+    fe = d.frontend
+    assert (fe["n_frames"], fe["n_mfcc"], fe["sample_rate"], fe["frame_len"], fe["hop"]) == (49, 10, 8000, 320, 160)
+    assert len(fe["mean"]) == len(fe["std"]) == 10
+
+
+def test_feature_cache_reused(shared, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("EDGETK_CACHE", str(tmp_path))
+    a = load_dataset(recipe("kws-digits"))
+    files = list(tmp_path.glob("fsdd-mfcc-*.npz"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    b = load_dataset(recipe("kws-digits"))
+    assert files[0].stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+
+
+def test_missing_data_folder_says_where_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(EdgetkError) as e:
+        load_dataset(recipe("kws-digits", f"data.root='{tmp_path / 'nope'}'"))
+    assert str(tmp_path / "nope") in str(e.value)
+    assert "Jakobovski/free-spoken-digit-dataset" in e.value.fix and "data.root" in e.value.fix
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EdgetkError, match="no FSDD recordings"):
+        load_dataset(recipe("kws-digits", f"data.root='{empty}'"))
+    for task in ("imu-motions", "ecg-anomaly"):
+        with pytest.raises(EdgetkError, match="not found"):
+            load_dataset(recipe(task, f"data.root='{empty}'"))
+
+
+def test_unknown_dataset_name() -> None:
+    with pytest.raises(EdgetkError, match="did you mean 'fsdd'"):
+        load_dataset(recipe("kws-digits", "data.name=fsd"))
+
+
+def test_parse_ts_multivariate() -> None:
+    text = "# c\n@problemName x\n@classLabel true a b\n@data\n1,2,3:4,5,6:a\n7,8,9:1,1,1:b\n"
+    x, labels, classes = parse_ts(text)
+    assert x.shape == (2, 2, 3) and labels == ["a", "b"] and classes == ["a", "b"]
+    assert x[1, 0].tolist() == [7, 8, 9]
+
+
+def test_mfcc_of_a_tone_matches_hand_dft() -> None:
+    """Frame 0 of a 1 kHz tone against a direct DFT -> mel -> log -> DCT computed independently."""
+    cfg = MfccConfig()
+    t = np.arange(cfg.clip_samples) / cfg.sample_rate
+    sig = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    got = mfcc(sig[None], cfg)[0]
+    assert got.shape == (49, 10)
+    frame = sig[: cfg.frame_len] * np.hanning(cfg.frame_len + 1)[:-1]
+    k = np.arange(cfg.n_fft // 2 + 1)[:, None]
+    spec = np.abs((frame[None, :] * np.exp(-2j * np.pi * k * np.arange(cfg.frame_len) / cfg.n_fft)).sum(1)) ** 2
+    from toolkit.data.mfcc import mel_filterbank
+
+    ref = dct_matrix(cfg.n_mels, cfg.n_mfcc) @ np.log(mel_filterbank(cfg) @ spec + cfg.log_floor)
+    np.testing.assert_allclose(got[0], ref, rtol=1e-4, atol=1e-3)
+    assert np.allclose(dct_matrix(8, 8) @ dct_matrix(8, 8).T, np.eye(8), atol=1e-9)  # orthonormal
