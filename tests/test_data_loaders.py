@@ -64,6 +64,7 @@ def test_fsdd_split_is_index_0_to_4(shared) -> None:
     fe = d.frontend
     assert (fe["n_frames"], fe["n_mfcc"], fe["sample_rate"], fe["frame_len"], fe["hop"]) == (49, 10, 8000, 320, 160)
     assert len(fe["mean"]) == len(fe["std"]) == 10
+    assert len(set(d.groups_train.tolist())) == 6 and len(d.groups_test) == len(d.y_test)  # speakers
 
 
 def test_feature_cache_reused(shared, tmp_path: Path, monkeypatch) -> None:

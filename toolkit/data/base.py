@@ -19,6 +19,8 @@ class TaskData:
     kind: str                 # "classification" | "anomaly"
     frontend: dict[str, Any] = field(default_factory=dict)  # raw sensor data -> model input
     name: str = ""
+    groups_train: np.ndarray | None = None  # per-sample group (e.g. FSDD speaker name), None when unknown
+    groups_test: np.ndarray | None = None
     groups_train: np.ndarray | None = None  # per-sample group ids (kws-digits: speaker name), for fleets/PEFT
     groups_test: np.ndarray | None = None
 

@@ -61,7 +61,8 @@ def _features(wavs: list[Path], cfg: MfccConfig) -> dict[str, np.ndarray]:
     clips = np.stack([fit_clip(read_wav(p, cfg.sample_rate), cfg.clip_samples) for p in wavs])
     parts = [p.stem.split("_") for p in wavs]
     return {"x": mfcc(clips, cfg), "digit": np.array([int(d) for d, _, _ in parts], dtype=np.int64),
-            "index": np.array([int(i) for _, _, i in parts], dtype=np.int64)}
+            "index": np.array([int(i) for _, _, i in parts], dtype=np.int64),
+            "speaker": np.array([s for _, s, _ in parts], dtype=str)}
 
 
 def load(cfg: DataConfig) -> TaskData:
@@ -69,7 +70,7 @@ def load(cfg: DataConfig) -> TaskData:
     root = Path(cfg.root).expanduser() if cfg.root else default_root()
     wavs = find_wavs(root)
     fe = MfccConfig()
-    params = {"frontend": fe.asdict(), "files": [(p.name, p.stat().st_size) for p in wavs]}
+    params = {"version": 2, "frontend": fe.asdict(), "files": [(p.name, p.stat().st_size) for p in wavs]}
     arr = cached_arrays("fsdd-mfcc", params, lambda: _features(wavs, fe))
     test = arr["index"] < 5
     x = arr["x"][:, None]                                       # [N, 1, 49, 10]
