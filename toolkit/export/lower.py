@@ -16,6 +16,7 @@ from toolkit.quant.graph import OnnxGraph, attrs, qparams
 log = logging.getLogger(__name__)
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
+_RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 _SKIP = frozenset({"QuantizeLinear", "DequantizeLinear", "Constant"})
 
 
@@ -28,11 +29,14 @@ class Act:
     scale: float
     zero_point: int
     flat_from: tuple[int, int, int] | None = None  # (C, H, W) of a flattened NHWC tensor with H*W > 1
+    as_4d: bool = False  # a 2-D ONNX tensor [N, F] held as [N, 1, 1, F] (output of a Linear lowered to CONV_2D)
 
     @property
     def tfl_shape(self) -> tuple[int, ...]:
         """Shape in TFLite layout (NHWC for 4-D)."""
         s = self.onnx_shape
+        if self.as_4d:
+            return (s[0], 1, 1, s[1])
         return tuple(s[i] for i in NCHW_TO_NHWC) if len(s) == 4 else s
 
     @property
@@ -91,21 +95,39 @@ class Lowering:
             self.fused.add(cons[0].name)
             y = cons[0].output[0]
         qs = [c for c in self.g.consumers[y] if c.op_type == "QuantizeLinear"]
+        nxt = self.g.consumers[y]
+        if not qs and len(nxt) == 1 and nxt[0].op_type in _RESHAPES:  # onnxruntime quantizes after the reshape
+            qs = [c for c in self.g.consumers[nxt[0].output[0]] if c.op_type == "QuantizeLinear"]
         params = {(float(qparams(self.g, q)[0]), int(qparams(self.g, q)[1])) for q in qs}
         if len(params) > 1:
             raise self.fail(node, f"output {y!r} is quantized with {len(params)} different scales")
         return y, act, params.pop() if params else None
 
     def new_act(self, name: str, onnx_shape: tuple[int, ...], scale: float, zp: int,
-                flat_from: tuple[int, int, int] | None = None) -> Act:
+                flat_from: tuple[int, int, int] | None = None, as_4d: bool = False) -> Act:
         """Create an int8 TFLite tensor for ONNX tensor `name` and register it."""
-        a = Act(-1, tuple(onnx_shape), scale, zp, flat_from)
+        a = Act(-1, tuple(onnx_shape), scale, zp, flat_from, as_4d)
         idx = self.b.tensor(name, a.tfl_shape, np.int8, scale=scale, zero_point=zp)
-        a = Act(idx, a.onnx_shape, scale, zp, flat_from)
+        a = Act(idx, a.onnx_shape, scale, zp, flat_from, as_4d)
         self.act[name] = a
         return a
 
-    def result(self, node: Any, fusable: bool = True, same_as: Act | None = None) -> tuple[Act, str]:
+    def relayout(self, x: Act, as_4d: bool) -> Act:
+        """The same 2-D tensor held as [N, F] or [N, 1, 1, F] (a RESHAPE when it changes)."""
+        if x.as_4d == as_4d:
+            return x
+        name = f"{self.b.tensors[x.index].name}_{'4d' if as_4d else '2d'}"
+        key = f"\0{name}"
+        if key not in self.act:
+            y = Act(-1, x.onnx_shape, x.scale, x.zero_point, x.flat_from, as_4d)
+            idx = self.b.tensor(name, y.tfl_shape, np.int8, scale=x.scale, zero_point=x.zero_point)
+            self.b.op("RESHAPE", [x.index, self.const_i32(f"{name}_shape", y.tfl_shape)], [idx],
+                      self.b.options("ReshapeOptions", newShape=list(y.tfl_shape)), "ReshapeOptions")
+            self.act[key] = Act(idx, x.onnx_shape, x.scale, x.zero_point, x.flat_from, as_4d)
+        return self.act[key]
+
+    def result(self, node: Any, fusable: bool = True, same_as: Act | None = None,
+               as_4d: bool = False) -> tuple[Act, str]:
         """The output Act of a node (quantized by its Q, or sharing `same_as`'s params) and its activation."""
         y, act, params = self.output(node, fusable)
         if params is None and same_as is None:
@@ -113,7 +135,7 @@ class Lowering:
         scale, zp = params if params is not None else (same_as.scale, same_as.zero_point)
         if same_as is not None and (not math.isclose(scale, same_as.scale, rel_tol=1e-6) or zp != same_as.zero_point):
             raise self.fail(node, "TFLite needs the same scale and zero point on input and output")
-        return self.new_act(y, self.shapes[node.output[0]], scale, zp), act
+        return self.new_act(y, self.shapes[node.output[0]], scale, zp, as_4d=as_4d), act
 
     def const_i32(self, name: str, values: Any) -> int:
         """An int32 constant tensor (shapes, axes, paddings)."""
@@ -140,6 +162,7 @@ class Lowering:
             else:
                 LOWERINGS[node.op_type](self, node)
         out = self.act.get(g.outputs[0])
+        out = out if out is None or len(out.onnx_shape) != 2 else self.relayout(out, False)
         if out is None or out.flat_from is not None:
             raise EdgetkError(f"graph output {g.outputs[0]!r} is not an int8 tensor in a TFLite layout",
                               fix="end the model with a Linear or Conv layer")
@@ -270,33 +293,41 @@ def _bias(lw: Lowering, node: Any, x: Act, w_scale: np.ndarray, n_out: int) -> i
         scale = np.broadcast_to(b_scale, (n_out,)).astype(np.float32)
     else:
         b = np.zeros(n_out, np.int32)
+    if np.atleast_1d(w_scale).size == 1:  # per-tensor weights: TFLite checks the bias's single scale
+        scale = scale[:1]
     return lw.b.tensor(f"{node.name}_bias", (n_out,), np.int32, data=np.broadcast_to(b, (n_out,)),
-                       scale=scale, zero_point=np.zeros(n_out, np.int64), quantized_dimension=0)
+                       scale=scale, zero_point=np.zeros(scale.size, np.int64), quantized_dimension=0)
 
 
 def _gemm(lw: Lowering, node: Any) -> None:
+    """Linear → CONV_2D 1×1 on [N, 1, 1, F] (LiteRT's FULLY_CONNECTED rounds unlike TFLite-Micro's)."""
     x = lw.inp(node)
     a = attrs(node)
-    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-        raise lw.fail(node, "only Gemm with transA=0, alpha=beta=1 (a Linear layer) is supported")
+    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or len(x.onnx_shape) != 2:
+        raise lw.fail(node, "only Gemm with transA=0, alpha=beta=1 on a 2-D input (a Linear layer) is supported")
     w, w_scale = lw.weight(node, 1)
     if not a.get("transB", 0):
         w = w.T
     if x.flat_from is not None:  # ONNX flattened C,H,W; TFLite flattened H,W,C: permute the columns
         c, h, wd = x.flat_from
         w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+    x = lw.relayout(x, True)
     bias = _bias(lw, node, x, w_scale, w.shape[0])
-    y, act = lw.result(node)
+    y, act = lw.result(node, as_4d=True)
     lw.params += w.size + w.shape[0]
     lw.macs += w.size
-    wt = lw.b.tensor(f"{node.name}_w", w.shape, np.int8, data=w, scale=w_scale,
+    w4 = w.reshape(w.shape[0], 1, 1, w.shape[1])
+    wt = lw.b.tensor(f"{node.name}_w", w4.shape, np.int8, data=w4, scale=w_scale,
                      zero_point=np.zeros_like(np.atleast_1d(w_scale), np.int64), quantized_dimension=0)
-    opts = lw.b.options("FullyConnectedOptions", fusedActivationFunction=_act_code(lw, act))
-    lw.b.op("FULLY_CONNECTED", [x.index, wt, bias], [y.index], opts, "FullyConnectedOptions")
+    opts = lw.b.options("Conv2DOptions", padding=lw.b.s.Padding.VALID, strideH=1, strideW=1, dilationHFactor=1,
+                        dilationWFactor=1, fusedActivationFunction=_act_code(lw, act))
+    lw.b.op("CONV_2D", [x.index, wt, bias], [y.index], opts, "Conv2DOptions")
 
 
 def _add(lw: Lowering, node: Any) -> None:
     x1, x2 = lw.inp(node, 0), lw.inp(node, 1)
+    if x1.as_4d != x2.as_4d:
+        x1, x2 = lw.relayout(x1, False), lw.relayout(x2, False)
     if x1.onnx_shape != x2.onnx_shape or x1.flat_from != x2.flat_from:
         raise lw.fail(node, f"broadcasting add {x1.onnx_shape} + {x2.onnx_shape} is not supported")
     y, act = lw.result(node)
@@ -352,6 +383,9 @@ def _reshape(lw: Lowering, node: Any) -> None:
     y_name, _, params = lw.output(node, fusable=False)
     if params is not None and (not math.isclose(params[0], x.scale, rel_tol=1e-6) or params[1] != x.zero_point):
         raise lw.fail(node, "TFLite needs the same scale and zero point on input and output")
+    if len(x.onnx_shape) == 4 and x.onnx_shape[2] * x.onnx_shape[3] == 1 and len(out_shape) == 2:
+        lw.act[y_name] = Act(x.index, tuple(out_shape), x.scale, x.zero_point, None, True)  # [N,1,1,C] as is
+        return
     y = lw.new_act(y_name, out_shape, x.scale, x.zero_point, flat_from)
     shape_t = lw.const_i32(f"{node.name}_shape", y.tfl_shape)
     lw.b.op("RESHAPE", [x.index, shape_t], [y.index],
@@ -360,6 +394,7 @@ def _reshape(lw: Lowering, node: Any) -> None:
 
 def _concat(lw: Lowering, node: Any) -> None:
     xs = [lw.inp(node, i) for i in range(len(node.input))]
+    xs = [lw.relayout(x, False) if x.as_4d else x for x in xs]
     rank = len(xs[0].onnx_shape)
     axis = int(attrs(node)["axis"]) % rank
     if any(x.flat_from is not None for x in xs):
@@ -371,7 +406,7 @@ def _concat(lw: Lowering, node: Any) -> None:
 
 
 def _softmax(lw: Lowering, node: Any) -> None:
-    x = lw.inp(node)
+    x = lw.relayout(lw.inp(node), False)
     axis = int(attrs(node).get("axis", -1)) % len(x.onnx_shape)
     if axis != len(x.onnx_shape) - 1 or len(x.onnx_shape) != 2:
         raise lw.fail(node, "only softmax over the last axis of a 2-D tensor is supported")
@@ -397,7 +432,7 @@ def _pad(lw: Lowering, node: Any) -> None:
 def _relu(lw: Lowering, node: Any) -> None:
     x = lw.inp(node)
     kind = _activation(lw, node)
-    y, _ = lw.result(node, fusable=False)
+    y, _ = lw.result(node, fusable=False, as_4d=x.as_4d)
     lw.b.op(kind, [x.index], [y.index])
 
 
