@@ -67,6 +67,10 @@ def split_reply(buf: bytes) -> tuple[bytes | None, bytes]:
 def parse_reply(raw: bytes, *, checked: bool) -> Reply:
     """Check and split one reply; raise LinkError for a bad checksum, DeviceResetError on a reboot."""
     body = raw[: -len(READY)] if raw.endswith(READY) else raw
+    if b"\r\n" + BOOT_MARK.encode() + b"\r\n" in b"\r\n" + body:
+        raise DeviceResetError("the device rebooted during the command (boot banner in the reply)",
+                               fix="check power and the reset line (DTR/RTS policy in the target "
+                               "TOML), then run again; inputs uploaded before the reset are lost")
     if checked:
         m = _SUM.search(body)
         if m is None:
@@ -76,10 +80,6 @@ def parse_reply(raw: bytes, *, checked: bool) -> Reply:
             raise LinkError(f"reply checksum mismatch (corrupted on the link): {_preview(raw)}")
     text = body.decode("ascii", errors="replace")
     lines = tuple(ln for ln in text.split("\r\n") if ln)
-    if any(ln == BOOT_MARK for ln in lines):
-        raise DeviceResetError("the device rebooted during the command (boot banner in the reply)",
-                               fix="check power and the reset line (DTR/RTS policy in the target "
-                               "TOML), then run again; inputs uploaded before the reset are lost")
     return Reply(lines=lines, raw=raw, checked=checked)
 
 

@@ -97,7 +97,7 @@ class Transport:
 
     def _require(self):
         if self._port is None:
-            raise LinkClosedError(f"link {self.url} is not open", fix="open the transport first")
+            raise LinkClosedError(f"link {self.url} is closed", fix="open the transport (again); if the device went away, check it")
         return self._port
 
     def __enter__(self) -> Transport:
