@@ -23,7 +23,7 @@ class StackedConv2d(nn.Conv2d):
     def __init__(self, convs: list[nn.Conv2d]) -> None:
         c, m = convs[0], len(convs)
         super().__init__(m * c.in_channels, m * c.out_channels, c.kernel_size, c.stride, c.padding,
-                         c.dilation, m * c.groups, c.bias is not None, c.padding_mode)
+                         c.dilation, m * c.groups, c.bias is not None, c.padding_mode, dtype=c.weight.dtype)
         self.members = m
         with torch.no_grad():
             self.weight.copy_(torch.cat([x.weight for x in convs]))
@@ -41,7 +41,8 @@ class StackedBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def __init__(self, norms: list[nn.modules.batchnorm._BatchNorm]) -> None:
         b, m = norms[0], len(norms)
-        super().__init__(m * b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats)
+        dtype = (b.weight if b.affine else b.running_mean).dtype
+        super().__init__(m * b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats, dtype=dtype)
         self.members, self._dim = m, b._check_input_dim
         with torch.no_grad():
             for name in ("weight", "bias", "running_mean", "running_var"):
