@@ -21,8 +21,6 @@ class TaskData:
     name: str = ""
     groups_train: np.ndarray | None = None  # per-sample group (e.g. FSDD speaker name), None when unknown
     groups_test: np.ndarray | None = None
-    groups_train: np.ndarray | None = None  # per-sample group ids (kws-digits: speaker name), for fleets/PEFT
-    groups_test: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

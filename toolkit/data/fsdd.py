@@ -78,6 +78,6 @@ def load(cfg: DataConfig) -> TaskData:
     frontend = {"type": "mfcc", **fe.asdict(), "layout": "[1, n_frames, n_mfcc]",
                 "mean": mean.reshape(-1).tolist(), "std": std.reshape(-1).tolist(),
                 "normalize": "per coefficient: (mfcc - mean[c]) / std[c]"}
-    speaker = np.array([p.stem.split("_")[1] for p in wavs])  # file order = cached row order
+    speaker = arr["speaker"]
     return TaskData(x_train, arr["digit"][~test], x_test, arr["digit"][test], LABELS, "classification", frontend, "fsdd",
                     groups_train=speaker[~test], groups_test=speaker[test])
