@@ -12,7 +12,7 @@ import pytest
 
 from toolkit.paths import REPO_ROOT
 
-EPOCHS = 40
+EPOCHS = 20
 ARGS = ["models/imu-motions.toml", "--set", f"train.epochs={EPOCHS}", "--json"]
 
 
