@@ -67,9 +67,11 @@ def test_codegen_parity_model_zoo(request, task, tmp_path):
     tfl = bundle / "model_int8.tflite"
     graph = read_model(tfl)
     x = par.inputs_for(task, graph, N_INPUTS)
-    calib = bundle / "calib.npy"
-    if calib.is_file():
-        real = np.load(calib, allow_pickle=False).astype(np.int8).reshape((-1,) + x.shape[1:])[:N_INPUTS // 2]
+    test_x = bundle / "test_x_int8.npy"  # the task's real test set, quantized by the exporter
+    if test_x.is_file():
+        real = np.load(test_x, allow_pickle=False).astype(np.int8).reshape((-1,) + x.shape[1:])[:N_INPUTS // 2]
         x = np.concatenate([real, x[len(real):]])
     res = par.check(tfl, x, tmp_path)
     assert res.identical == len(x), f"{task}: max {res.max_diff} LSB"
+    san = par.check(tfl, x, tmp_path, sanitize=True, ref=res.ref)
+    np.testing.assert_array_equal(san.ours, res.ref)
