@@ -40,21 +40,6 @@ static int32_t conv_acc(const et_conv_params *p, const int8_t *in, int32_t oy, i
     return acc;
 }
 
-void et_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *out)
-{
-    int32_t b, oy, ox, oc;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *src = in + (size_t)b * p->in_h * p->in_w * p->in_c;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox) {
-                for (oc = 0; oc < p->out_c; ++oc) {
-                    *out++ = conv_out(p, conv_acc(p, src, oy, ox, oc), oc);
-                }
-            }
-        }
-    }
-}
-
 static int32_t dw_acc(const et_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int32_t oc)
 {
     const int32_t ic = oc / p->depth_multiplier;
@@ -79,21 +64,6 @@ static int32_t dw_acc(const et_conv_params *p, const int8_t *in, int32_t oy, int
     return acc;
 }
 
-void et_depthwise_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *out)
-{
-    int32_t b, oy, ox, oc;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *src = in + (size_t)b * p->in_h * p->in_w * p->in_c;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox) {
-                for (oc = 0; oc < p->out_c; ++oc) {
-                    *out++ = conv_out(p, dw_acc(p, src, oy, ox, oc), oc);
-                }
-            }
-        }
-    }
-}
-
 typedef int32_t (*et_acc_fn)(const et_conv_params *p, const int8_t *in, int32_t oy, int32_t ox,
                              int32_t oc);
 
@@ -113,6 +83,29 @@ static void copy_row(const int8_t *src, int8_t *dst, size_t n)
     for (i = 0; i < n; ++i) {
         dst[i] = src[i];
     }
+}
+
+static void conv_all(const et_conv_params *p, et_acc_fn acc, const int8_t *in, int8_t *out)
+{
+    const size_t in_batch = (size_t)p->in_h * p->in_w * p->in_c;
+    const size_t row = (size_t)p->out_w * p->out_c;
+    int32_t b, oy;
+    for (b = 0; b < p->batches; ++b) {
+        for (oy = 0; oy < p->out_h; ++oy) {
+            conv_row(p, acc, in + (size_t)b * in_batch, out, oy);
+            out += row;
+        }
+    }
+}
+
+void et_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *out)
+{
+    conv_all(p, conv_acc, in, out);
+}
+
+void et_depthwise_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *out)
+{
+    conv_all(p, dw_acc, in, out);
 }
 
 /* In place, batch 1, output row no wider than input row: output row r may overwrite input row r
