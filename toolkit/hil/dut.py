@@ -38,9 +38,15 @@ class Transcript:
             self.entries.append((time.monotonic() - self.t0, direction, data))
 
     def text(self, max_bytes: int = 256) -> str:
-        """One line per chunk, printable bytes as text and binary payloads abbreviated."""
-        out = []
+        """One line per burst (consecutive chunks one way), binary payloads abbreviated."""
+        bursts: list[tuple[float, str, bytes]] = []
         for t, d, data in self.entries:
+            if bursts and bursts[-1][1] == d:
+                bursts[-1] = (bursts[-1][0], d, bursts[-1][2] + data)
+            else:
+                bursts.append((t, d, data))
+        out = []
+        for t, d, data in bursts:
             shown = data[:max_bytes].decode("ascii", errors="backslashreplace")
             more = f" ... (+{len(data) - max_bytes} bytes)" if len(data) > max_bytes else ""
             out.append(f"{t:9.3f} {d} {shown!r}{more}")

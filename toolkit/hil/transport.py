@@ -48,7 +48,7 @@ class Transport:
 
         try:
             port = serial.serial_for_url(self.url, do_not_open=True, baudrate=self.settings.baud,
-                                         timeout=0.02, write_timeout=10)
+                                         timeout=0, write_timeout=10)
             for line, policy in (("dtr", self.settings.dtr), ("rts", self.settings.rts)):
                 if policy != "keep":
                     setattr(port, line, policy == "high")
@@ -78,9 +78,10 @@ class Transport:
         deadline = time.monotonic() + timeout
         try:
             while True:
-                data = port.read(max(1, port.in_waiting))
+                data = port.read(65536)  # non-blocking (timeout=0): whatever has arrived
                 if data or time.monotonic() >= deadline:
                     return data
+                time.sleep(0.0005)
         except Exception as e:  # serial.SerialException or OSError: the other side went away
             raise LinkClosedError(f"link {self.url} closed while reading: {e}",
                                   fix="the device or emulator stopped; look at its log and retry") from e

@@ -1,0 +1,81 @@
+"""toolkit.hil.profile end to end: fallback from an absent board to QEMU, reports, JSONL, linux-local."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from conftest import require_tool
+from toolkit.cli import main
+from toolkit.errors import EdgetkError
+from toolkit.hil import profile
+from toolkit.hil.bundle import bundle_from_tflite
+from toolkit.hil.linux_local import profile_linux_local
+from toolkit.hil.runner import estimate
+from toolkit.targets import get_target
+
+KWS = "mlperf_tiny/benchmark/training/keyword_spotting/trained_models/kws_ref_model.tflite"
+HELLO = "tflite_micro/tensorflow/lite/micro/examples/hello_world/models/hello_world_int8.tflite"
+
+
+@pytest.fixture(scope="module")
+def kws_bundle(external, tmp_path_factory):
+    return bundle_from_tflite(external / KWS, tmp_path_factory.mktemp("kws"), samples=3)
+
+
+def test_absent_board_falls_back_to_qemu_with_sources_named(kws_bundle, tmp_path, monkeypatch):
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    monkeypatch.delenv("EDGETK_REQUIRE_HW", raising=False)
+    res = profile(kws_bundle.path, "nucleo-l4r5zi", samples=3, out_dir=tmp_path / "out", build_dir=tmp_path / "b")
+    rep = res.report
+    assert rep["ran_on"] == "qemu-m4" and rep["fallbacks"][0]["target"] == "nucleo-l4r5zi"
+    assert "no board attached" in rep["fallbacks"][0]["reason"]
+    assert rep["fidelity"]["bit_exact"] and rep["fidelity"]["samples"] == 3
+    assert rep["fidelity"]["top1_agreement"] == 1.0 and rep["fidelity"]["max_lsb_diff"] == 0
+    assert "-icount shift=0" in rep["latency"]["source"] and "instructions" in rep["instructions"]["source"]
+    assert 5 < rep["instructions"]["per_mac"] < 40, rep["instructions"]
+    mem = rep["memory"]
+    assert mem["arena_bytes"] > 0 and 0 < mem["stack_high_water_bytes"] < 32768 and mem["flash_bytes"] > 20000
+    rows = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["sample"] for r in rows] == [0, 1, 2] and all(r["max_lsb_diff"] == 0 for r in rows)
+    html = res.html_path.read_text()
+    assert "data:image/png;base64," in html and "QEMU virtual time" in html
+    assert "| instructions per MAC |" in (tmp_path / "out" / "report.md").read_text()
+    assert "name-dut" in (tmp_path / "out" / "transcript.log").read_text()
+    assert "ran on: qemu-m4" in res.summary()
+
+
+def test_require_hw_turns_fallback_into_failure(kws_bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGETK_REQUIRE_HW", "1")
+    with pytest.raises(EdgetkError, match="EDGETK_REQUIRE_HW=1"):
+        profile(kws_bundle.path, "nucleo-l4r5zi", samples=1, out_dir=tmp_path)
+
+
+def test_estimate_is_labelled_as_one(kws_bundle):
+    b = dataclasses.replace(kws_bundle, manifest={"macs": 2_656_768})
+    rep = estimate(get_target("nucleo-l4r5zi"), b)
+    assert rep["ran_on"] == "estimate" and rep["latency"]["source"].startswith("estimate:")
+    assert rep["latency"]["per_inference_ms"] == pytest.approx(2_656_768 * 8.0 / 120e6 * 1e3)
+
+
+def test_linux_local_litert_latency_and_rss(kws_bundle, tmp_path):
+    spec = dataclasses.replace(get_target("linux-local"), runtime="litert")
+    rep = profile_linux_local(spec, kws_bundle, tmp_path, samples=3)
+    lat = rep["latency"]
+    assert 0 < lat["median_ms"] <= lat["p90_ms"] <= lat["p99_ms"] and len(lat["samples_ms"]) == 3
+    assert rep["memory"]["peak_rss_bytes"] > 10 * 2**20
+    # LiteRT's default XNNPACK kernels are not bit-exact with TFLM (up to 15 LSB on this softmax)
+    assert rep["fidelity"]["top1_agreement"] == 1.0 and rep["fidelity"]["cosine"] > 0.99
+    assert "subprocess" in lat["source"]
+
+
+def test_cli_build_and_profile_on_host_sim(external, tmp_path, capsys):
+    require_tool("gcc")
+    b = bundle_from_tflite(external / HELLO, tmp_path / "bundle", samples=4)
+    assert main(["build", str(b.path), "--target", "host-sim", "-o", str(tmp_path / "build")]) == 0
+    assert main(["profile", str(b.path), "--target", "host-sim", "--samples", "4", "-o", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "ran on: host-sim" in out and "bit-exact (4 samples)" in out and "report:" in out
+    assert main(["profile", str(b.path), "--target", "qemu-m5"]) == 2
