@@ -17,6 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override, e.g. train.epochs=3 (repeatable)")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout instead of the progress display")
+    p.add_argument("--fit-target", default=None, metavar="TARGET",
+                   help="set model.width to the widest that fits TARGET's flash/RAM/MACs budget (targets/*.toml)")
+    p.add_argument("--fit-latency-ms", type=float, default=1000.0, metavar="MS",
+                   help="latency budget behind the MACs limit of --fit-target (default 1000)")
     return p
 
 
@@ -37,9 +41,13 @@ def run(args: argparse.Namespace) -> int:
         if args.recipe is None:
             raise EdgetkError("no recipe given", fix="edgetk train models/imu-motions.toml (or --resume RUN_DIR)")
         recipe = load_recipe(args.recipe, args.overrides)
+        if args.fit_target:
+            from toolkit.specialize.fit import apply_fit
+            recipe = apply_fit(recipe, args.fit_target, args.fit_latency_ms)
         out = args.out or Path("runs") / f"{recipe.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out = train(recipe, out, json_progress=args.json)
-    if not args.json:
+        from toolkit.specialize import is_special, run_recipe  # [pretrain]/[distill]/[finetune]/[fleet] recipes
+        out = run_recipe(recipe, out, args.json) if is_special(recipe) else train(recipe, out, json_progress=args.json)
+    if not args.json and (out / "metrics.json").is_file():
         import json
 
         m = json.loads((out / "metrics.json").read_text())

@@ -157,3 +157,15 @@ def fit_width(recipe, data, budget: FitBudget, widths: tuple[float, ...] = WIDTH
             return FitResult(best[0], best[1], budget, limit, w, fp)
         best = (w, fp)
     return FitResult(best[0], best[1], budget, "max-width", None, None)
+
+
+def apply_fit(recipe, target_name: str, latency_ms: float = 1000.0):
+    """The recipe with model.width set to the widest that fits the named target (prints why)."""
+    import sys
+
+    from toolkit.data import load_dataset
+    from toolkit.targets import get_target
+
+    result = fit_width(recipe, load_dataset(recipe), budget_for(get_target(target_name), latency_ms))
+    print(f"{target_name}: {result.summary()}", file=sys.stderr, flush=True)
+    return recipe.replace(model=dataclasses.replace(recipe.model, width=result.width))

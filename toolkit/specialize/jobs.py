@@ -161,6 +161,10 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
     atomic_write_json(out / "fleet.json", summary)
     if json_progress:
         print(json.dumps({"event": "done", "run_dir": str(out), "members": len(rows), "seconds": seconds}), flush=True)
+    else:
+        values = ", ".join(f"{r['name']} {r['value']:.3f}" for r in rows)
+        print(f"fleet of {len(rows)} ({'batched' if recipe.fleet.batched else 'sequential'}, {seconds:.1f} s): "
+              f"{values} -> {out}/<member>")
     return out
 
 
