@@ -256,6 +256,16 @@ def _unknown(source: str, key: str, valid: list[str], where: str) -> typing.NoRe
                       fix=f"rename or remove '{key}'" + (f" (closest valid name: {close[0]})" if close else ""))
 
 
+def check_choice(source: str, name: str, value: str, choices: typing.Iterable[str]) -> None:
+    """Raise an EdgetkError naming the field and the closest valid value unless value is one of choices."""
+    choices = list(choices)
+    if value in choices:
+        return
+    close = difflib.get_close_matches(value, choices, n=1)
+    raise EdgetkError(f"{source or 'recipe'}: unknown {name}={value!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+                      fix=f"choose one of: {', '.join(choices)}")
+
+
 def _apply_override(raw: dict[str, Any], item: str, source: Path) -> None:
     key, sep, text = item.partition("=")
     key = key.strip()

@@ -6,7 +6,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from toolkit.data.base import TaskData
-from toolkit.errors import EdgetkError
 
 if TYPE_CHECKING:
     from toolkit.recipe import Recipe
@@ -24,15 +23,10 @@ LOADERS = {
 
 def load_dataset(recipe: Recipe) -> TaskData:
     """The recipe's dataset as TaskData (features cached under $EDGETK_CACHE)."""
-    name = recipe.data.name
-    if name not in LOADERS:
-        import difflib
+    from toolkit.recipe import check_choice
 
-        close = difflib.get_close_matches(name, list(LOADERS), n=1)
-        raise EdgetkError(f"{recipe.path or 'recipe'}: unknown dataset data.name={name!r}"
-                          + (f"; did you mean {close[0]!r}?" if close else ""),
-                          fix=f"choose one of: {', '.join(LOADERS)}")
-    data = importlib.import_module(LOADERS[name]).load(recipe.data)
+    check_choice(recipe.path, "data.name", recipe.data.name, LOADERS)
+    data = importlib.import_module(LOADERS[recipe.data.name]).load(recipe.data)
     log.debug("%s", data.summary())
     return data
 

@@ -1,10 +1,7 @@
 """Models: one architecture per file with its config dataclass; build_model picks one by model.arch."""
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Callable
-
-from toolkit.errors import EdgetkError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,10 +42,7 @@ BUILDERS: dict[str, Callable[[ModelConfig, TaskData], nn.Module]] = {
 
 def build_model(recipe: Recipe, data: TaskData) -> nn.Module:
     """A freshly initialised model for the recipe (seed torch first for reproducible weights)."""
-    arch = recipe.model.arch
-    if arch not in BUILDERS:
-        close = difflib.get_close_matches(arch, list(BUILDERS), n=1)
-        raise EdgetkError(f"{recipe.path or 'recipe'}: unknown model.arch={arch!r}"
-                          + (f"; did you mean {close[0]!r}?" if close else ""),
-                          fix=f"choose one of: {', '.join(BUILDERS)}")
-    return BUILDERS[arch](recipe.model, data)
+    from toolkit.recipe import check_choice
+
+    check_choice(recipe.path, "model.arch", recipe.model.arch, BUILDERS)
+    return BUILDERS[recipe.model.arch](recipe.model, data)

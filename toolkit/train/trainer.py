@@ -17,7 +17,7 @@ from toolkit.data import TaskData, load_dataset
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_text
 from toolkit.nn import build_model
-from toolkit.recipe import Recipe, TrainConfig, recipe_from_dict
+from toolkit.recipe import Recipe, TrainConfig, check_choice, recipe_from_dict
 from toolkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from toolkit.train.evaluate import evaluate
 from toolkit.train.rundir import write_results
@@ -46,20 +46,18 @@ def default_loss(kind: str, label_smoothing: float = 0.0) -> LossFn:
 
 def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     """AdamW or SGD (momentum 0.9, Nesterov) over the trainable parameters."""
+    check_choice("recipe", "train.optimizer", cfg.optimizer, ("adamw", "sgd"))
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    raise EdgetkError(f"unknown train.optimizer={cfg.optimizer!r}", fix="use adamw or sgd")
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-step cosine decay to zero, or a constant learning rate."""
+    check_choice("recipe", "train.scheduler", cfg.scheduler, ("cosine", "none"))
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    if cfg.scheduler == "none":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    raise EdgetkError(f"unknown train.scheduler={cfg.scheduler!r}", fix="use cosine or none")
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
 def batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
