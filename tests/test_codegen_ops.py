@@ -88,6 +88,48 @@ CASES = {
 }
 
 
+def _conv_opts(padding, stride=1, dil=1, **kw):
+    return dict(padding=padding, stride_w=stride, stride_h=stride, dilation_w_factor=dil, dilation_h_factor=dil, **kw)
+
+
+_PW = T((6, 1, 1, 3), data=_w((6, 1, 1, 3)), scale=(0.02,), zero_point=(0,))  # 3 -> 6 channels, into the arena
+# Second op runs in place on the first op's output (checked by test_codegen_inplace_cases_run_in_place);
+# a max pool after it keeps its output inside the arena.
+INPLACE_CASES = {
+    "inplace-px-conv-even-kernel-same": (
+        [T((1, 7, 6, 3), **Q), _PW, T((1, 7, 6, 6), scale=(0.1,), zero_point=(1,)),
+         T((5, 4, 4, 6), data=_w((5, 4, 4, 6)), scale=tuple(np.linspace(.004, .01, 5)), zero_point=(0,) * 5),
+         T((5,), "int32", None, data=_b(5)), T((1, 7, 6, 5), scale=(0.3,), zero_point=(-4,))],
+        [O("CONV_2D", (0, 1, -1), (2,), _conv_opts("VALID")),
+         O("CONV_2D", (2, 3, 4), (5,), _conv_opts("SAME", fused_activation_function="RELU"))]),
+    "inplace-row-conv-stride2": (
+        [T((1, 8, 8, 3), **Q), _PW, T((1, 8, 8, 6), scale=(0.1,), zero_point=(1,)),
+         T((12, 3, 3, 6), data=_w((12, 3, 3, 6)), scale=(0.01,), zero_point=(0,)),
+         T((1, 4, 4, 12), scale=(0.3,), zero_point=(-4,))],
+        [O("CONV_2D", (0, 1, -1), (2,), _conv_opts("VALID")),
+         O("CONV_2D", (2, 3, -1), (4,), _conv_opts("SAME", stride=2))]),
+    "inplace-px-depthwise-dilated": (
+        [T((1, 9, 7, 3), **Q), _PW, T((1, 9, 7, 6), scale=(0.1,), zero_point=(1,)),
+         T((1, 3, 3, 6), data=_w((1, 3, 3, 6)), scale=tuple(np.linspace(.01, .03, 6)), zero_point=(0,) * 6, axis=3),
+         T((6,), "int32", None, data=_b(6)), T((1, 9, 7, 6), scale=(0.2,), zero_point=(3,))],
+        [O("CONV_2D", (0, 1, -1), (2,), _conv_opts("VALID")),
+         O("DEPTHWISE_CONV_2D", (2, 3, 4), (5,), _conv_opts("SAME", dil=2, depth_multiplier=1))]),
+}
+for _tensors, _ops in INPLACE_CASES.values():
+    _y = _tensors[-1]
+    _tensors.append(T((1, _y.shape[1] // 2, _y.shape[2] // 2, _y.shape[3]), scale=_y.scale, zero_point=_y.zero_point))
+    _ops.append(O("MAX_POOL_2D", (len(_tensors) - 2,), (len(_tensors) - 1,),
+                  dict(padding="VALID", stride_w=2, stride_h=2, filter_width=2, filter_height=2)))
+CASES.update(INPLACE_CASES)
+
+
+def test_codegen_inplace_cases_run_in_place(tmp_path):
+    for name, (tensors, ops) in INPLACE_CASES.items():
+        _, steps, plan = plan_model(_save(tmp_path, tensors, ops))
+        assert plan.inplace == {1} and steps[1].inplace_func, name
+        assert plan.arena_size < 2 * int(np.prod(tensors[2].shape)), name
+
+
 def _save(tmp_path, tensors, ops):
     p = tmp_path / "m.tflite"
     p.write_bytes(build_model(tensors, ops, [0], [len(tensors) - 1]))

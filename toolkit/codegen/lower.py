@@ -215,19 +215,25 @@ def _conv_common(g: Graph, op: Operator, depthwise: bool) -> dict[str, Any]:
     return dict(fields=fields, arrays=arrays, macs=n * oh * ow * oc * kh * kw * (1 if depthwise else ic))
 
 
-def _inplace_ring(f: dict[str, Any]) -> int:
-    """Ring bytes for running a conv in place, or 0 when the geometry does not allow it."""
+def _inplace_ring(f: dict[str, Any]) -> tuple[str, int]:
+    """(function suffix, ring bytes) for running a conv in place; ("", 0) when not allowed."""
     out_row, in_row = f["out_w"] * f["out_c"], f["in_w"] * f["in_c"]
-    ring = (f["pad_h"] + 1) * out_row
-    ok = f["batches"] == 1 and out_row <= in_row and ring < f["out_h"] * out_row
-    return ring if ok else 0
+    if f["batches"] != 1 or out_row > in_row:
+        return "", 0
+    out_bytes = f["out_h"] * out_row
+    px_ok = f["stride_h"] == f["stride_w"] == 1 and f["in_w"] == f["out_w"] and f["out_c"] <= f["in_c"]
+    px_ring = (f["pad_h"] * f["out_w"] + f["pad_w"] + 1) * f["out_c"]
+    if px_ok and px_ring < out_bytes:
+        return "_inplace_px", px_ring
+    row_ring = (f["pad_h"] + 1) * out_row
+    return ("_inplace", row_ring) if row_ring < out_bytes else ("", 0)
 
 
 def _conv_step(op: Operator, c: dict[str, Any], func: str) -> Step:
-    ring = _inplace_ring(c["fields"])
+    suffix, ring = _inplace_ring(c["fields"])
     return Step(op.index, op.op, "et_conv", func, "et_conv_params", c["fields"], c["arrays"],
                 (op.inputs[0],), op.outputs, inplace=0 if ring else None,
-                inplace_func=f"{func}_inplace" if ring else "", inplace_scratch=ring, macs=c["macs"])
+                inplace_func=func + suffix if ring else "", inplace_scratch=ring, macs=c["macs"])
 
 
 def lower_conv(g: Graph, op: Operator) -> Step:

@@ -136,3 +136,35 @@ void et_depthwise_conv2d_s8_inplace(const et_conv_params *p, int8_t *buf, int8_t
 {
     inplace_rows(p, dw_acc, buf, ring);
 }
+
+/* In place, batch 1, stride 1, same width, out_c <= in_c: output pixel j may overwrite input pixel j
+ * once output pixel j + pad_h * out_w + pad_w exists; pixels wait in a ring of that many + 1. */
+static void inplace_pixels(const et_conv_params *p, et_acc_fn acc, int8_t *buf, int8_t *ring)
+{
+    const int32_t delay = p->pad_h * p->out_w + p->pad_w;
+    const int32_t slots = delay + 1;
+    const int32_t n = p->out_h * p->out_w;
+    const size_t px = (size_t)p->out_c;
+    int32_t j, oc;
+    for (j = 0; j < n + delay; ++j) {
+        if (j < n) {
+            int8_t *dst = ring + (size_t)(j % slots) * px;
+            for (oc = 0; oc < p->out_c; ++oc) {
+                dst[oc] = conv_out(p, acc(p, buf, j / p->out_w, j % p->out_w, oc), oc);
+            }
+        }
+        if (j >= delay) {
+            copy_row(ring + (size_t)((j - delay) % slots) * px, buf + (size_t)(j - delay) * px, px);
+        }
+    }
+}
+
+void et_conv2d_s8_inplace_px(const et_conv_params *p, int8_t *buf, int8_t *ring)
+{
+    inplace_pixels(p, conv_acc, buf, ring);
+}
+
+void et_depthwise_conv2d_s8_inplace_px(const et_conv_params *p, int8_t *buf, int8_t *ring)
+{
+    inplace_pixels(p, dw_acc, buf, ring);
+}

@@ -67,6 +67,10 @@ void et_depthwise_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *o
 /* In-place variants (batch 1, output row bytes <= input row bytes); ring: (pad_h + 1) output rows. */
 void et_conv2d_s8_inplace(const et_conv_params *p, int8_t *buf, int8_t *ring);
 void et_depthwise_conv2d_s8_inplace(const et_conv_params *p, int8_t *buf, int8_t *ring);
+/* Pixel-granular in-place variants (also stride 1, in_w == out_w, out_c <= in_c);
+ * ring: (pad_h * out_w + pad_w + 1) output pixels. */
+void et_conv2d_s8_inplace_px(const et_conv_params *p, int8_t *buf, int8_t *ring);
+void et_depthwise_conv2d_s8_inplace_px(const et_conv_params *p, int8_t *buf, int8_t *ring);
 void et_fully_connected_s8(const et_fc_params *p, const int8_t *in, int8_t *out);
 void et_add_s8(const et_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void et_avg_pool_s8(const et_pool_params *p, const int8_t *in, int8_t *out);
