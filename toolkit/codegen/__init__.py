@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.codegen import emit
-from toolkit.codegen.kernels import KERNEL_SETS, kernel_sources
+from toolkit.codegen.kernel_sets import KERNEL_SETS, kernel_sources
 from toolkit.codegen.lower import Step, lower
 from toolkit.codegen.planner import Plan, plan
 from toolkit.fsio import atomic_dir, atomic_write_json, atomic_write_text

@@ -1,0 +1,1 @@
+"""The reference kernel set: TFLite reference-kernel arithmetic in portable C99."""
