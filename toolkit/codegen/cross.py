@@ -5,6 +5,7 @@ which also proves it needs nothing from a C library.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from toolkit.codegen.host import c_sources
 from toolkit.errors import EdgetkError
+
+log = logging.getLogger(__name__)
 
 CPUS = {"cortex-m4": ("-mcpu=cortex-m4", "-mfloat-abi=soft"),
         "cortex-m7": ("-mcpu=cortex-m7", "-mfloat-abi=soft")}

@@ -6,9 +6,12 @@ Register it with one line below; the parity tests run every registered set.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from toolkit.errors import EdgetkError
+
+log = logging.getLogger(__name__)
 
 KERNEL_ROOT = Path(__file__).resolve().parent / "kernels"
 HEADERS = ("et_kernels.h", "et_fixedpoint.h")

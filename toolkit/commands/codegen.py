@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("codegen", help="generate a C99 library (kernels + static arena) from an int8 .tflite")
     p.add_argument("model", type=Path, help="int8 .tflite file, or a bundle folder holding model_int8.tflite")
     p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output folder (default: BUNDLE/c for a bundle, else MODEL's folder/c)")
+                   help="output folder (default: BUNDLE/c for a bundle, else ./<model name>_c)")
     p.add_argument("--kernels", default="reference", help="kernel set (default: reference)")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     return p
@@ -23,7 +23,9 @@ def _resolve(model: Path, out: Path | None) -> tuple[Path, Path]:
     if not tfl.is_file():
         raise EdgetkError(f"no such model: {tfl}",
                           fix="pass an int8 .tflite file or a bundle folder written by `edgetk export`")
-    return tfl, out if out is not None else tfl.parent / "c"
+    if out is None:
+        out = tfl.parent / "c" if model.is_dir() else Path.cwd() / f"{tfl.stem}_c"
+    return tfl, out
 
 
 def run(args: argparse.Namespace) -> int:
