@@ -57,6 +57,11 @@ def test_wrong_type_names_field_and_type(tmp_path: Path) -> None:
         load_recipe(write(tmp_path, BASE + "[train]\nepochs = true\n"))
 
 
+def test_choice_checked_on_load(tmp_path: Path) -> None:
+    with pytest.raises(EdgetkError, match="did you mean 'adamw'"):
+        load_recipe(write(tmp_path, BASE + '[train]\noptimizer = "adam"\n'))
+
+
 def test_missing_required_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(EdgetkError, match="missing required field 'model.arch'"):
         load_recipe(write(tmp_path, 'task = "t"\n[data]\nname = "digits"\n'))

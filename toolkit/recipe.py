@@ -111,6 +111,9 @@ OPTIONAL_SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig, "distill": DistillConfig, "finetune": FinetuneConfig, "fleet": FleetConfig,
 }
 TOP_LEVEL = {"task": str, "description": str}
+# String fields with a fixed set of values, checked on load (data.name / model.arch are checked
+# against the loader and model registries when used, before anything is written).
+CHOICES: dict[str, tuple[str, ...]] = {"train.optimizer": ("adamw", "sgd"), "train.scheduler": ("cosine", "none")}
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,8 @@ def _build(cls: type, table: Any, source: str, section: str) -> Any:
     for name, f in fields.items():
         if name in table:
             values[name] = _check_type(table[name], hints[name], source, f"{section}.{name}")
+            if f"{section}.{name}" in CHOICES:
+                check_choice(source, f"{section}.{name}", values[name], CHOICES[f"{section}.{name}"])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise EdgetkError(f"{source}: missing required field '{section}.{name}'",
                               fix=f"add `{name} = ...` under [{section}]")
