@@ -18,6 +18,7 @@ from toolkit.fsio import atomic_dir, atomic_write_bytes, atomic_write_json, atom
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "tflite", "c")
+PER_OP_SAMPLES = 50  # test samples for the op-by-op ONNX ↔ TFLite check
 METRIC_TOLERANCE = 0.02  # reloaded weights vs metrics.json; batch-order float noise stays far below
 FP32, INT8, TFLITE = "model_fp32.onnx", "model_int8.onnx", "model_int8.tflite"
 
@@ -112,7 +113,10 @@ def write_bundle(run: Any, out: Path, cfg: ExportConfig) -> None:
 
 
 def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
+    import onnx
+
     from toolkit.export.fidelity import QParams, measure, to_nhwc
+    from toolkit.export.per_op import per_op_diff
     from toolkit.export.onnx_fp32 import torch_outputs
     from toolkit.runtimes import run_litert, run_onnx, run_tflm
 
@@ -126,7 +130,11 @@ def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
     np.save(out / "test_x_int8.npy", xq)
     np.save(out / "test_y.npy", y)
     np.save(out / "test_out_int8.npy", lite)
-    return measure(data.kind, x, y, outs, out_q)
+    fid = measure(data.kind, x, y, outs, out_q)
+    n = min(len(x), PER_OP_SAMPLES)
+    fid["int8_onnx_vs_tflite_per_op"] = per_op_diff(onnx.load(str(out / INT8)), out / TFLITE, lowered.tensors,
+                                                    xq[:n], in_q.dequantize(in_q.quantize(x[:n])))
+    return fid
 
 
 def _check_against_run(run: Any, fid: dict[str, Any]) -> None:

@@ -104,7 +104,16 @@ def markdown(fid: dict[str, Any], title: str) -> str:
         f"| ONNX fp32 ↔ ONNX int8 | metric delta {q['metric_delta_points']:+.2f} points, top-1 agreement {agree} |",
         f"| ONNX int8 ↔ TFLite (LiteRT ref) | max {a['max_lsb_diff']} LSB, agreement {100 * a['agreement']:.2f} %, "
         f"RMSE {a['rmse_lsb']:.3f} LSB, cosine {a['cosine']:.6f} |",
+        *_per_op_row(fid),
         f"| LiteRT ref ↔ TFLite-Micro | {'bit-identical' if b['identical'] else 'DIFFERENT: max %d LSB' % b['max_lsb_diff']} |",
         "",
     ]
     return "\n".join(rows)
+
+
+def _per_op_row(fid: dict[str, Any]) -> list[str]:
+    p = fid.get("int8_onnx_vs_tflite_per_op")
+    if not p:
+        return []
+    return [f"| ONNX int8 ↔ TFLite, op by op (same int8 inputs) | max {p['max_lsb_diff']} LSB over "
+            f"{p['ops_compared']} ops, {p['n']} samples |"]

@@ -190,6 +190,7 @@ class Lowered:
     macs: int
     input: Act
     output: Act
+    tensors: dict[str, Act]  # ONNX float tensor name → the int8 TFLite tensor that carries it
 
 
 def lower_qdq(proto: Any) -> Lowered:
@@ -200,7 +201,8 @@ def lower_qdq(proto: Any) -> Lowered:
     data = lw.run()
     names = {i: name for name, i in lw.b.opcodes.items()}
     ops = Counter(names[o.opcodeIndex] for o in lw.b.operators)
-    return Lowered(data, dict(sorted(ops.items())), lw.params, lw.macs, lw.model_in, lw.model_out)
+    tensors = {k: v for k, v in lw.act.items() if not k.startswith("\0")}
+    return Lowered(data, dict(sorted(ops.items())), lw.params, lw.macs, lw.model_in, lw.model_out, tensors)
 
 
 # ---- activations and padding ----

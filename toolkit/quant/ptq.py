@@ -27,10 +27,13 @@ def _nncf(proto: Any, calib: np.ndarray) -> Any:
     from nncf.common.quantization.structs import QuantizationScheme
     from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, OverflowFix,
                                                        QuantizationParameters)
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     name = proto.graph.input[0].name
     adv = AdvancedQuantizationParameters(
         overflow_fix=OverflowFix.DISABLE,
+        # the default averages per-sample extremes and clips outliers: fatal for autoencoders
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
         activations_quantization_params=QuantizationParameters(
             num_bits=8, mode=QuantizationScheme.ASYMMETRIC, per_channel=False),
         weights_quantization_params=QuantizationParameters(per_channel=True))
