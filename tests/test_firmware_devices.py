@@ -147,6 +147,10 @@ def test_generated_model_is_bit_exact_with_tflite_micro(generated, device, model
             dev.dut.upload(xi.tobytes())
             r = dev.dut.run(1, 0, output_size=info.output_size)
             np.testing.assert_array_equal(np.frombuffer(r.output, np.int8), ri)
+        if dev.spec.kind == "qemu":  # the TCG plugin's exact count agrees with icount virtual time
+            t = dev.target.timing(r.ticks, 1, info.tick_hz, 0)
+            assert "TCG plugin" in t["instructions_source"]
+            assert abs(t["instructions"] - t["icount_instructions"]) <= 80, t  # ±1 tick (40) + timer reads
     finally:
         dev.close()
 

@@ -58,6 +58,7 @@ class EmulatorSpec:
     ns_per_tick: float = 40.0          # virtual ns per timer tick
     ns_per_instruction: float = 1.0    # -icount shift=0: one instruction is 1 ns of virtual time
     timing_label: str = "QEMU virtual time, -icount shift=0"
+    insn_plugin: bool = True           # count instructions exactly with firmware_stubs/qemu-plugin
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ _BUILD = {"port": str, "cc": str, "cflags": list, "ldflags": list, "sources": li
           "linker_script": str, "defines": dict, "size_tool": str}
 _CONNECTION = {"url": str, "baud": int, "dtr": str, "rts": str, "settle_s": float, "timeout_s": float,
                "retries": int}
-_EMULATOR = {"command": list, "ns_per_tick": float, "ns_per_instruction": float, "timing_label": str}
+_EMULATOR = {"command": list, "ns_per_tick": float, "ns_per_instruction": float, "timing_label": str,
+             "insn_plugin": bool}
 
 
 def _fail(path: Path, key: str, msg: str, fix: str) -> EdgetkError:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from toolkit.errors import EdgetkError
-from toolkit.hil.build import Firmware, build_firmware
+from toolkit.hil.build import Firmware, build_firmware, firmware_root
 from toolkit.hil.ports import find_board_port
 from toolkit.targets import TargetSpec
 
@@ -101,12 +101,27 @@ class QemuTarget(Target):
         self.stop()
         self.serial_port, self.monitor_port = _free_port(), _free_port()
         fill = {"elf": str(self.firmware.elf), "port": str(self.serial_port), "monitor": str(self.monitor_port)}
-        cmd = [a.format(**fill) for a in self.spec.emulator.command]
+        cmd = [a.format(**fill) for a in self.spec.emulator.command] + self._plugin_args()
         self.log_path = self.firmware.elf.parent / "qemu.log"
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
         self._wait_listening(self.serial_port)
         return self.spec.connection.url.format(port=self.serial_port)
+
+    def _plugin_args(self) -> list[str]:
+        """-plugin arguments of the instruction counter, or [] when it cannot be built here."""
+        self.insn_file = None
+        if not self.spec.emulator.insn_plugin:
+            return []
+        try:
+            so = build_insn_plugin(self.firmware.elf.parent)
+            marks = marker_addresses(self.firmware.elf, self.spec.build.size_tool.replace("size", "nm"))
+        except EdgetkError as e:
+            log.warning("instruction-count plugin unavailable (%s); reporting icount virtual time", e)
+            return []
+        self.insn_file = self.firmware.elf.parent / "insn_counts.txt"
+        self.insn_file.write_text("")
+        return ["-plugin", f"{so},start={marks[0]:#x},stop={marks[1]:#x},outfile={self.insn_file}"]
 
     def _wait_listening(self, port: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -144,10 +159,49 @@ class QemuTarget(Target):
         """Instructions per inference from icount virtual time (1 ns = 1 instruction at shift=0)."""
         emu = self.spec.emulator
         ns = ticks * emu.ns_per_tick / runs
-        return {"latency_ms": ns / 1e6, "latency_source": emu.timing_label,
-                "instructions": ns / emu.ns_per_instruction,
-                "instructions_source": f"instructions (QEMU icount: {emu.timing_label}; "
-                                       f"±{emu.ns_per_tick / runs / emu.ns_per_instruction:.0f} per inference)"}
+        out = {"latency_ms": ns / 1e6, "latency_source": emu.timing_label,
+               "instructions": ns / emu.ns_per_instruction, "icount_instructions": ns / emu.ns_per_instruction,
+               "instructions_source": f"instructions (QEMU icount: {emu.timing_label}; "
+                                      f"±{emu.ns_per_tick / runs / emu.ns_per_instruction:.0f} per inference)"}
+        counted = _last_count(getattr(self, "insn_file", None))
+        if counted is not None:
+            out.update(instructions=counted / runs,
+                       instructions_source="instructions (QEMU TCG plugin, exact count; not cycles)")
+        return out
+
+
+def _last_count(path: Path | None) -> int | None:
+    if path is None or not path.is_file():
+        return None
+    lines = path.read_text().split()
+    return int(lines[-1]) if lines else None
+
+
+def build_insn_plugin(out_dir: Path) -> Path:
+    """Compile firmware_stubs/qemu-plugin/insn_count.c into a shared object (once per folder)."""
+    src = firmware_root() / "qemu-plugin" / "insn_count.c"
+    so = Path(out_dir) / "insn_count.so"
+    if so.is_file() and so.stat().st_mtime >= src.stat().st_mtime:
+        return so
+    if shutil.which("gcc") is None:
+        raise EdgetkError("gcc not found (needed for the QEMU instruction counter)", fix="apt-get install gcc")
+    proc = subprocess.run(["gcc", "-std=c99", "-D_DEFAULT_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-shared",
+                           "-fPIC", str(src), "-o", str(so)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise EdgetkError(f"building the QEMU plugin failed: {proc.stderr[-800:]}", fix="check gcc")
+    return so
+
+
+def marker_addresses(elf: Path, nm: str) -> tuple[int, int]:
+    """Addresses of edgetk_mark_start / edgetk_mark_stop in the firmware (from nm)."""
+    if shutil.which(nm) is None:
+        raise EdgetkError(f"{nm} not found", fix="apt-get install binutils-arm-none-eabi")
+    out = subprocess.run([nm, str(elf)], capture_output=True, text=True, timeout=60).stdout
+    syms = {parts[2]: int(parts[0], 16) for parts in (ln.split() for ln in out.splitlines()) if len(parts) == 3}
+    try:
+        return syms["edgetk_mark_start"], syms["edgetk_mark_stop"]
+    except KeyError as e:
+        raise EdgetkError(f"marker symbol {e} not in {elf}", fix="rebuild the firmware") from e
 
 
 class HostSimTarget(Target):
