@@ -88,6 +88,23 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
     return total / max(1, count)
 
 
+def trainable(model: nn.Module, param_filter: ParamFilter | None) -> list[nn.Parameter]:
+    """Mark parameters trainable per the filter (all when None) and return the trainable ones."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(param_filter is None or bool(param_filter(name, p)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise EdgetkError("param_filter left no trainable parameters", fix="let at least one parameter train")
+    return params
+
+
+def _checkpoint(out: Path, recipe: Recipe, model: nn.Module, opt: Any, sched: Any, history: list[dict]) -> None:
+    save_checkpoint(out / "checkpoints" / "last.pt", {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "epoch": history[-1]["epoch"], "history": history, "rng": rng_state(), "recipe": recipe.to_toml()})
+    atomic_write_text(out / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+
 def _same_recipe(a: Recipe, b: Recipe) -> bool:
     strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "description"}  # noqa: E731
     return strip(a) == strip(b)
@@ -143,32 +160,33 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, json_pro
     `param_filter(name, param)` picks the trainable parameters (others are frozen), `model` and `data`
     replace the recipe's freshly built model and its dataset.
     """
-    out, cfg = Path(out_dir), recipe.train
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        return _train(recipe, Path(out_dir), resume, json_progress, loss_fn, param_filter, model, data, progress)
+    finally:  # leave the process's torch settings as they were (pytest runs many things in one process)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn: LossFn | None,
+           param_filter: ParamFilter | None, model: nn.Module | None, data: TaskData | None,
+           progress: Progress | None) -> Path:
+    cfg = recipe.train
     setup_determinism(cfg)
     data = data if data is not None else load_dataset(recipe)
     model = model if model is not None else build_model(recipe, data)
-    for name, p in model.named_parameters():
-        p.requires_grad_(param_filter is None or bool(param_filter(name, p)))
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise EdgetkError("param_filter left no trainable parameters", fix="let at least one parameter train")
-    opt = make_optimizer(cfg, params)
-    steps = len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0))
-    sched = make_scheduler(cfg, opt, cfg.epochs * steps)
+    opt = make_optimizer(cfg, trainable(model, param_filter))
+    sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
     first, history = _start(recipe, out, resume, model, opt, sched)
     loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
     for epoch in range(first, cfg.epochs):
         t0 = time.monotonic()
         loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn)
         m = evaluate(model, data)
-        row = {"epoch": epoch + 1, "loss": loss, "metric": m["metric"], "value": m["value"],
-               "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
-        history.append(row)
-        save_checkpoint(out / "checkpoints" / "last.pt", {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch + 1, "history": history, "rng": rng_state(), "recipe": recipe.to_toml()})
-        atomic_write_text(out / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        _report(row, cfg.epochs, json_progress, progress)
+        history.append({"epoch": epoch + 1, "loss": loss, "metric": m["metric"], "value": m["value"],
+                        "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0})
+        _checkpoint(out, recipe, model, opt, sched, history)
+        _report(history[-1], cfg.epochs, json_progress, progress)
     model.eval()
     metrics = write_results(out, recipe, model, data, history)
     if json_progress:
