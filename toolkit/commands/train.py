@@ -25,31 +25,41 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from toolkit.recipe import load_recipe
-    from toolkit.train import train
-
-    if args.resume is not None:
-        if args.overrides or args.out:
-            raise EdgetkError("--resume continues a run with its stored recipe; --set and -o do not apply",
-                              fix=f"run `edgetk train --resume {args.resume}` alone")
-        recipe = load_recipe(args.resume / "recipe.toml")
-        if args.recipe is not None and load_recipe(args.recipe).task != recipe.task:
-            raise EdgetkError(f"{args.recipe} is not the recipe of {args.resume} (task {recipe.task})",
-                              fix=f"run `edgetk train --resume {args.resume}` alone")
-        out = train(recipe, args.resume, resume=True, json_progress=args.json)
-    else:
-        if args.recipe is None:
-            raise EdgetkError("no recipe given", fix="edgetk train models/imu-motions.toml (or --resume RUN_DIR)")
-        recipe = load_recipe(args.recipe, args.overrides)
-        if args.fit_target:
-            from toolkit.specialize.fit import apply_fit
-            recipe = apply_fit(recipe, args.fit_target, args.fit_latency_ms)
-        out = args.out or Path("runs") / f"{recipe.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-        from toolkit.specialize import is_special, run_recipe  # [pretrain]/[distill]/[finetune]/[fleet] recipes
-        out = run_recipe(recipe, out, args.json) if is_special(recipe) else train(recipe, out, json_progress=args.json)
+    out, task = _resume(args) if args.resume is not None else _new(args)
     if not args.json and (out / "metrics.json").is_file():
         import json
 
         m = json.loads((out / "metrics.json").read_text())
-        print(f"{recipe.task}: {m['metric']} {m['value']:.4f}, {m['params']:,} params, {m['macs']:,} MACs -> {out}")
+        print(f"{task}: {m['metric']} {m['value']:.4f}, {m['params']:,} params, {m['macs']:,} MACs -> {out}")
     return 0
+
+
+def _resume(args: argparse.Namespace) -> tuple[Path, str]:
+    from toolkit.recipe import load_recipe
+    from toolkit.train import train
+
+    if args.overrides or args.out or args.fit_target:
+        raise EdgetkError("--resume continues a run with its stored recipe; --set, -o and --fit-target do not apply",
+                          fix=f"run `edgetk train --resume {args.resume}` alone")
+    recipe = load_recipe(args.resume / "recipe.toml")
+    if args.recipe is not None and load_recipe(args.recipe).task != recipe.task:
+        raise EdgetkError(f"{args.recipe} is not the recipe of {args.resume} (task {recipe.task})",
+                          fix=f"run `edgetk train --resume {args.resume}` alone")
+    return train(recipe, args.resume, resume=True, json_progress=args.json), recipe.task
+
+
+def _new(args: argparse.Namespace) -> tuple[Path, str]:
+    from toolkit.recipe import load_recipe
+    from toolkit.specialize import is_special, run_recipe  # [pretrain]/[distill]/[finetune]/[fleet] recipes
+    from toolkit.train import train
+
+    if args.recipe is None:
+        raise EdgetkError("no recipe given", fix="edgetk train models/imu-motions.toml (or --resume RUN_DIR)")
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.fit_target:
+        from toolkit.specialize.fit import apply_fit
+
+        recipe = apply_fit(recipe, args.fit_target, args.fit_latency_ms)
+    out = args.out or Path("runs") / f"{recipe.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = run_recipe(recipe, out, args.json) if is_special(recipe) else train(recipe, out, json_progress=args.json)
+    return out, recipe.task
