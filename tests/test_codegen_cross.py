@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import require_tool
-from toolkit.codegen import generate
+from toolkit.codegen import KERNEL_SETS, generate
 from toolkit.codegen.cross import CPUS, cross_build, parse_size_sysv
 from toolkit.codegen.parity import EXTERNAL_MODELS
 from toolkit.paths import external_model
@@ -26,14 +26,15 @@ def test_codegen_size_parser():
     assert s.flash == 408 + 864 + 12 and s.ram == 44
 
 
+@pytest.mark.parametrize("kernels", sorted(KERNEL_SETS))
 @pytest.mark.parametrize("name", sorted(EXTERNAL_MODELS))
-def test_codegen_cross_compile_cortex_m(external, name, tmp_path):
+def test_codegen_cross_compile_cortex_m(external, name, kernels, tmp_path):
     require_tool("arm-none-eabi-gcc")
     require_tool("arm-none-eabi-size")
-    res = generate(external_model(EXTERNAL_MODELS[name]), tmp_path / "lib")
+    res = generate(external_model(EXTERNAL_MODELS[name]), tmp_path / "lib", kernels=kernels)
     for cpu in sorted(CPUS):
         size = cross_build(tmp_path / "lib", tmp_path / cpu, cpu)
-        print(f"{name} {cpu}: flash {size.flash} B (text {size.text} + rodata {size.rodata}), "
+        print(f"{name} {kernels} {cpu}: flash {size.flash} B (text {size.text} + rodata {size.rodata}), "
               f"RAM {size.ram} B (arena {res.arena_size})")
         assert size.bss >= res.arena_size          # the arena is static, zero-initialised RAM
         assert size.rodata >= res.flash_estimate - 128 * len(res.ops)  # weights stayed const (flash)

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import require_tool
 from toolkit.codegen import build_model as plan_model
-from toolkit.codegen import generate, parity
+from toolkit.codegen import KERNEL_SETS, generate, parity
 from toolkit.codegen.planner import ARENA, INPUT, OUTPUT
 from toolkit.errors import EdgetkError
 from toolkit.paths import external_model
@@ -142,9 +142,11 @@ def test_codegen_kernel_matches_tflm(case, tmp_path):
     tensors, ops = CASES[case]
     path = _save(tmp_path, tensors, ops)
     x = RNG.integers(-128, 128, size=(100,) + tensors[0].shape[1:], dtype=np.int8)
-    res = parity.check(path, x, tmp_path)
-    assert len(np.unique(res.ref)) > 8, "degenerate case: outputs barely vary"
-    assert res.identical == 100, f"max diff {res.max_diff} LSB"
+    ref = parity.run_tflm_flat(path, x)
+    assert len(np.unique(ref)) > 8, "degenerate case: outputs barely vary"
+    for kernels in sorted(KERNEL_SETS):  # every registered kernel set, ASan/UBSan on
+        res = parity.check(path, x, tmp_path, kernels=kernels, sanitize=True, ref=ref)
+        assert res.identical == 100, f"{kernels}: max diff {res.max_diff} LSB"
 
 
 def test_codegen_plan_aliases_reshape_and_keeps_io_outside_arena(external):

@@ -15,9 +15,11 @@ log = logging.getLogger(__name__)
 
 KERNEL_ROOT = Path(__file__).resolve().parent / "kernels"
 HEADERS = ("et_kernels.h", "et_fixedpoint.h")
+EXTRA_FILES = {"et_conv": ("et_conv_sched.c",)}  # schedules shared by every set (per-pixel fns vary)
 
 KERNEL_SETS: dict[str, tuple[str, ...]] = {
     "reference": ("reference",),
+    "fast": ("fast", "reference"),  # portable conv/depthwise speed-ups; rest from reference
 }
 
 
@@ -27,7 +29,8 @@ def kernel_sources(name: str, families: set[str]) -> list[Path]:
         raise EdgetkError(f"unknown kernel set '{name}'",
                           fix=f"use one of: {', '.join(sorted(KERNEL_SETS))}")
     files = []
-    for stem in list(HEADERS) + sorted(f"{f}.c" for f in families):
+    stems = sorted(f"{f}.c" for f in families) + sorted(x for f in families for x in EXTRA_FILES.get(f, ()))
+    for stem in list(HEADERS) + stems:
         for folder in KERNEL_SETS[name]:
             p = KERNEL_ROOT / folder / stem
             if p.is_file():

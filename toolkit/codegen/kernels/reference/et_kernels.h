@@ -62,6 +62,11 @@ typedef struct {
     const int32_t *chunks;   /* [n_inputs] bytes copied per outer step from each input */
 } et_concat_params;
 
+/* Per-pixel functions (all out_c channels of output pixel oy, ox): what a kernel set's et_conv.c
+ * implements; the schedules below (et_conv_sched.c) call them. */
+void et_conv2d_s8_pixel(const et_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int8_t *dst);
+void et_depthwise_conv2d_s8_pixel(const et_conv_params *p, const int8_t *in, int32_t oy, int32_t ox,
+                                  int8_t *dst);
 void et_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *out);
 void et_depthwise_conv2d_s8(const et_conv_params *p, const int8_t *in, int8_t *out);
 /* In-place variants (batch 1, output row bytes <= input row bytes); ring: (pad_h + 1) output rows. */

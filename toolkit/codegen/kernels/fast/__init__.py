@@ -1,0 +1,1 @@
+"""The fast kernel set: portable C99 speed-ups with the reference arithmetic (bit-exact)."""
