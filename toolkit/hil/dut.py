@@ -146,6 +146,8 @@ class Dut:
                 self.resync()
                 reply = self.exchange("name%", checked=False, timeout=self.policy.sync_timeout_s)
                 return P.parse_name(reply)
+            except P.DeviceResetError:  # the boot banner arrived late: the device just booted, sync again
+                continue
             except P.LinkError as e:
                 seen += b"".join(d for _, k, d in self.transcript.entries[-8:] if k == "<")
                 log.debug("sync: %s", e)
