@@ -35,7 +35,8 @@ def evaluate(model: nn.Module, data: TaskData) -> dict[str, Any]:
         train = anomaly_scores(model, data.x_train)
         auc = float(roc_auc_score(data.y_test, scores))
         return {"metric": "test_auc", "value": auc, "test_auc": auc,
-                "threshold": float(np.percentile(train, 99)), "train_score_mean": float(train.mean())}
+                "threshold": float(np.percentile(train, 99)), "train_score_mean": float(train.mean()),
+                "n_test_anomalous": int(data.y_test.sum())}
     pred = predict(model, data.x_test).argmax(axis=1)
     n = data.n_classes
     confusion = np.zeros((n, n), dtype=np.int64)
