@@ -1,13 +1,14 @@
 """export_run: a trained run → BUNDLE (ONNX fp32 + int8 QDQ, TFLite full int8, manifest, fidelity)."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -51,13 +52,27 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
                calib: int = 200, qat: bool = False, formats: tuple[str, ...] = ("onnx", "tflite")) -> Path:
     """Quantize a finished run once and write its bundle atomically; returns the bundle folder."""
     cfg = ExportConfig(quantizer, calib, qat, tuple(formats)).validate()
-    run = load_run_checked(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "bundle"
     t0 = time.monotonic()
-    with atomic_dir(out) as tmp:
-        write_bundle(run, tmp, cfg)
+    with _torch_threads(1):
+        run = load_run_checked(run_dir)
+        with atomic_dir(out) as tmp:
+            write_bundle(run, tmp, cfg)
     log.info("bundle %s written in %.1f s", out, time.monotonic() - t0)
     return out
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Batch-1 export work: extra intra-op threads only spin (and results stay reproducible)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_run_checked(run_dir: str | os.PathLike) -> Any:
@@ -78,7 +93,22 @@ def load_run_checked(run_dir: str | os.PathLike) -> Any:
     if bad:
         raise EdgetkError(f"{d / 'model.safetensors'} holds non-finite weights in {bad[:3]}",
                           fix="the weights are damaged; re-train the run")
+    check_reproduces_metric(run)
     return run
+
+
+def check_reproduces_metric(run: Any) -> None:
+    """The loaded weights must reproduce the test metric recorded at training time (catches damaged weights)."""
+    from toolkit.export.fidelity import task_metric
+    from toolkit.export.onnx_fp32 import torch_outputs
+
+    recorded = run.metrics.get("value")
+    out = torch_outputs(run.model, run.data.x_test)
+    got = task_metric(run.data.kind, out, run.data.x_test, run.data.y_test) if np.isfinite(out).all() else float("nan")
+    if recorded is not None and not abs(float(recorded) - got) <= METRIC_TOLERANCE:
+        raise EdgetkError(f"{run.dir / 'model.safetensors'} gives {run.metrics.get('metric', 'metric')} {got:.4f} "
+                          f"on the test split, but metrics.json records {float(recorded):.4f}",
+                          fix="the weights or the data changed since training; re-train the run")
 
 
 def write_bundle(run: Any, out: Path, cfg: ExportConfig) -> None:
@@ -103,7 +133,6 @@ def write_bundle(run: Any, out: Path, cfg: ExportConfig) -> None:
     atomic_write_bytes(out / TFLITE, lowered.tflite)
     check_no_transpose(out / TFLITE)
     fid = _fidelity(model, data, out, lowered)
-    _check_against_run(run, fid)
     atomic_write_json(out / "fidelity.json", fid)
     atomic_write_text(out / "fidelity.md", markdown(fid, f"{run.recipe.task} ({cfg.quantizer}{', QAT' if cfg.qat else ''})"))
     if "c" in cfg.formats:
@@ -135,15 +164,6 @@ def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
     fid["int8_onnx_vs_tflite_per_op"] = per_op_diff(onnx.load(str(out / INT8)), out / TFLITE, lowered.tensors,
                                                     xq[:n], in_q.dequantize(in_q.quantize(x[:n])))
     return fid
-
-
-def _check_against_run(run: Any, fid: dict[str, Any]) -> None:
-    """The loaded weights must reproduce the metric recorded at training time (catches damaged weights)."""
-    recorded = run.metrics.get("value")
-    got = fid["metrics"]["torch_fp32"]
-    if recorded is not None and abs(float(recorded) - got) > METRIC_TOLERANCE:
-        raise EdgetkError(f"{run.dir / 'model.safetensors'} gives {fid['metric']} {got:.4f}, but metrics.json "
-                          f"records {float(recorded):.4f}", fix="the weights or the data changed; re-train the run")
 
 
 def check_no_transpose(path: Path) -> None:

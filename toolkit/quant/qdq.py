@@ -27,7 +27,7 @@ def normalize_qdq(proto: Any, calib_x: np.ndarray) -> Any:
     """Apply every normalization pass in place and return the model."""
     g = OnnxGraph(proto)
     _signed_activations(g)
-    _quantize_output(g, calib_x)
+    _quantize_float_tensors(g, calib_x)
     _share_agnostic(g)
     _unify_concat(g)
     _share_agnostic(g)
@@ -70,33 +70,69 @@ def set_q(g: OnnxGraph, q: Any, scale: Any, zp: Any) -> None:
     g.reindex()
 
 
-def _quantize_output(g: OnnxGraph, calib_x: np.ndarray) -> None:
-    from onnx import helper
+NEEDS_INT8_INPUT = frozenset({"Conv", "Gemm", "Add", "Softmax", "ReduceMean", "GlobalAveragePool", "Concat"})
 
+
+def _float_inputs(g: OnnxGraph) -> list[str]:
+    """Activation tensors read by compute ops (or leaving the graph) that no QuantizeLinear covers."""
+    names: list[str] = []
+    for n in g.proto.graph.node:
+        if n.op_type not in NEEDS_INT8_INPUT:
+            continue
+        acts = n.input[:1] if n.op_type in ("Conv", "Gemm") else [i for i in n.input if g.const(i) is None]
+        names += [i for i in acts if i and source_q(g, i) is None and i not in names]
     for out in g.outputs:
         prod = g.producer.get(out)
-        if prod is not None and prod.op_type == "DequantizeLinear":
-            continue
-        y = _run_bytes(g.proto.SerializeToString(), calib_x, out)
-        scale, zp = int8_params(y.min(), y.max())
-        inner = g.fresh(f"{out}_float")
-        prod.output[list(prod.output).index(out)] = inner
-        s = g.set_init(g.fresh(f"{out}_scale"), np.asarray(scale))
-        z = g.set_init(g.fresh(f"{out}_zp"), np.asarray(zp))
-        q = g.fresh(f"{out}_q")
-        g.proto.graph.node.extend([helper.make_node("QuantizeLinear", [inner, s, z], [q], name=q),
-                                   helper.make_node("DequantizeLinear", [q, s, z], [out], name=f"{out}_dq")])
-        g.reindex()
+        if (prod is None or prod.op_type != "DequantizeLinear") and out not in names:
+            names.append(out)
+    return names
 
 
-def _run_bytes(model: bytes, x: np.ndarray, output: str) -> np.ndarray:
+def _quantize_float_tensors(g: OnnxGraph, calib_x: np.ndarray) -> None:
+    """Insert a calibrated Q/DQ pair on every activation the quantizer left in float."""
+    names = _float_inputs(g)
+    if not names:
+        return
+    values = _run_bytes(g.proto.SerializeToString(), calib_x, names)
+    for name, y in zip(names, values):
+        _insert_qdq(g, name, *int8_params(y.min(), y.max()))
+
+
+def _insert_qdq(g: OnnxGraph, name: str, scale: np.float32, zp: np.int8) -> None:
+    from onnx import helper
+
+    s = g.set_init(g.fresh(f"{name}_scale"), np.asarray(scale))
+    z = g.set_init(g.fresh(f"{name}_zp"), np.asarray(zp))
+    q, dq = g.fresh(f"{name}_q"), g.fresh(f"{name}_dq")
+    nodes = list(g.proto.graph.node)
+    at = nodes.index(g.producer[name]) + 1 if name in g.producer else 0
+    if name in g.outputs:  # keep the graph output's name: it becomes the DQ's output
+        inner = g.fresh(f"{name}_float")
+        prod = g.producer[name]
+        prod.output[list(prod.output).index(name)] = inner
+        src, dst = inner, name
+    else:
+        for c in g.consumers[name]:
+            c.input[list(c.input).index(name)] = dq
+        src, dst = name, dq
+    g.proto.graph.node.insert(at, helper.make_node("DequantizeLinear", [q, s, z], [dst], name=dst))
+    g.proto.graph.node.insert(at, helper.make_node("QuantizeLinear", [src, s, z], [q], name=q))
+    g.reindex()
+
+
+def _run_bytes(model: bytes, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+    import onnx
     import onnxruntime as ort
 
+    m = onnx.load_from_string(model)
+    known = {o.name for o in m.graph.output}
+    m.graph.output.extend([onnx.helper.make_empty_tensor_value_info(o) for o in outputs if o not in known])
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    return np.stack([sess.run([output], {name: xi[None]})[0][0] for xi in x])
+    runs = [sess.run(outputs, {name: xi[None]}) for xi in x]
+    return [np.stack([r[k] for r in runs]) for k in range(len(outputs))]
 
 
 def source_q(g: OnnxGraph, tensor: str) -> Any | None:
