@@ -32,3 +32,14 @@ def test_codegen_cli_refuses_float_model(external, tmp_path, capsys):
     assert main(["codegen", str(model), "-o", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "float32" in err and "fix:" in err and not (tmp_path / "c").exists()
+
+
+def test_codegen_cli_bundle_folder_default_output(external, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model_int8.tflite").write_bytes(external_model(EXTERNAL_MODELS["hello_world"]).read_bytes())
+    assert main(["codegen", str(bundle), "--kernels", "fast"]) == 0
+    assert "arena" in capsys.readouterr().out
+    assert json.loads((bundle / "c" / "plan.json").read_text())["kernels"] == "fast"
+    assert main(["codegen", str(bundle), "--kernels", "nope"]) == 2
+    assert "unknown kernel set 'nope'" in capsys.readouterr().err
