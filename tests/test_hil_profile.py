@@ -79,3 +79,14 @@ def test_cli_build_and_profile_on_host_sim(external, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ran on: host-sim" in out and "bit-exact (4 samples)" in out and "report:" in out
     assert main(["profile", str(b.path), "--target", "qemu-m5"]) == 2
+
+
+def test_zoo_bundle_on_linux_local_and_host_sim(exported_bundle, tmp_path):
+    """A real exported bundle (imu-motions): ONNX Runtime within 1 LSB of TFLM, generated C bit-exact."""
+    require_tool("gcc")
+    bundle = exported_bundle("imu-motions")
+    local = profile(bundle, "linux-local", samples=10, out_dir=tmp_path / "local").report
+    assert local["ran_on"] == "linux-local" and local["memory"]["peak_rss_bytes"] > 0
+    assert local["fidelity"]["max_lsb_diff"] <= 1 and local["fidelity"]["top1_agreement"] >= 0.9
+    sim = profile(bundle, "host-sim", samples=10, out_dir=tmp_path / "sim", build_dir=tmp_path / "b").report
+    assert sim["ran_on"] == "host-sim" and sim["fidelity"]["bit_exact"] and sim["fidelity"]["samples"] == 10

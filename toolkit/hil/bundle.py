@@ -32,6 +32,11 @@ class Bundle:
     def kind(self) -> str:
         return str(self.manifest.get("kind", self.manifest.get("task_kind", "classification")))
 
+    def io(self, which: str) -> dict[str, Any]:
+        """The manifest's "input" / "output" record (shape, layout, scale, zero_point), {} if absent."""
+        rec = self.manifest.get(which) or (self.manifest.get(which + "s") or [{}])[0]
+        return rec if isinstance(rec, dict) else {}
+
     @property
     def c_dir(self) -> Path | None:
         """The generated C library inside the bundle, when exported with --formats c."""

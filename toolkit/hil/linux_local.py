@@ -48,10 +48,10 @@ def _inputs(spec: TargetSpec, bundle: Bundle, samples: int) -> tuple[Path, np.nd
     onnx = bundle.path / "model_int8.onnx"
     if not onnx.is_file():
         raise EdgetkError(f"{onnx} missing", fix="export with ONNX: edgetk export RUN_DIR --formats onnx,tflite")
-    q = bundle.manifest.get("inputs", [{}])[0]
+    q = bundle.io("input")
     scale, zp = float(q.get("scale", 1.0)), int(q.get("zero_point", 0))
     xf = ((x.astype(np.float32) - zp) * scale)
-    if xf.ndim == 4:  # the ONNX model takes NCHW, the bundle's int8 inputs are NHWC
+    if xf.ndim == 4 and q.get("layout", "NHWC") == "NHWC":  # ONNX takes NCHW, the int8 inputs are NHWC
         xf = xf.transpose(0, 3, 1, 2)
     return onnx, np.ascontiguousarray(xf)
 
@@ -73,7 +73,7 @@ def profile_linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, samp
     ref = run_tflm(bundle.tflite, bundle.x[:samples]).reshape(len(lat), -1).astype(np.float32)
     outs = np.asarray(res["outputs"], dtype=np.float32).reshape(len(lat), -1)
     if spec.runtime == "onnxruntime":  # float output of the QDQ graph, requantized to the TFLite output
-        q = bundle.manifest.get("outputs", [{}])[0]
+        q = bundle.io("output")
         outs = np.clip(np.round(outs / float(q.get("scale", 1.0))) + int(q.get("zero_point", 0)), -128, 127)
     fid = agreement(outs, ref)
     label = f"{spec.runtime} on this machine ({platform.machine()}, 1 thread), wall clock in a subprocess"

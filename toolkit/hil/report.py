@@ -44,6 +44,7 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("peak RSS", _fmt(mem["peak_rss_bytes"], " B"), src.get("peak RSS", "")))
     if "p99_ms" in lat:
         rows.append(("latency p99", _fmt(lat["p99_ms"], " ms"), lat.get("source", "")))
+    rows = [r for r in rows if r[1] != "n/a" or report.get("ran_on") != "linux-local"]
     fid = report.get("fidelity", {})
     if fid:
         rows.append(("on-device vs reference",

@@ -170,7 +170,7 @@ def measure(session: Session, bundle: Bundle, samples: int, log_rows: JsonlLog) 
     r = dut.run(TIMED_RUNS, 1, output_size=info.output_size, timeout=session.policy.timeout_s * 6 * TIMED_RUNS)
     steady = target.timing(r.ticks, TIMED_RUNS, info.tick_hz, r.cycles)
     mem = dut.mem()
-    zp = int(bundle.manifest.get("outputs", [{}])[0].get("zero_point", 0)) if bundle.manifest.get("outputs") else 0
+    zp = int(bundle.io("output").get("zero_point", 0))
     return {"info": info, "rows": rows, "steady": steady, "mem": mem, "stack_run": r.stack_high_water,
             "fidelity": agreement(np.stack(outs), ref, zero_point=zp) if outs else {}}
 
