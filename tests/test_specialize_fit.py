@@ -11,6 +11,16 @@ from toolkit.nn import build_model
 from toolkit.recipe import load_recipe
 from toolkit.specialize.fit import FitBudget, arena_bytes, budget_for, fit_width, footprint
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: tiny models on a shared 2-core machine slow down badly with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 WIDTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 ROOMY = FitBudget(flash_bytes=10**9, ram_bytes=10**9, macs=10**12)
 

@@ -11,6 +11,16 @@ from toolkit.nn import build_model
 from toolkit.recipe import FleetConfig, load_recipe
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: tiny models on a shared 2-core machine slow down badly with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 @pytest.fixture(scope="module")
 def kws(shared):
     from toolkit.data import load_dataset
