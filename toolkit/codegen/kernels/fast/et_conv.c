@@ -1,6 +1,6 @@
 /* CONV_2D / DEPTHWISE_CONV_2D output pixels, portable speed-ups over the reference set: window
- * bounds once per pixel instead of per tap and channel, two output channels per pass over the
- * input, channel-blocked depthwise accumulators. Same integer arithmetic, so bit-exact. */
+ * bounds once per pixel instead of per tap and channel, four (then two) output channels per pass over
+ * the input, channel-blocked depthwise accumulators. Same integer arithmetic, so bit-exact. */
 #include "et_kernels.h"
 #include "et_fixedpoint.h"
 
@@ -70,6 +70,34 @@ static void conv_pair(const et_conv_params *p, const int8_t *in, const et_window
     *a1 = s1;
 }
 
+static void conv_quad(const et_conv_params *p, const int8_t *in, const et_window *w, int32_t oc,
+                      int32_t *acc)
+{
+    const size_t fstride = (size_t)p->k_h * p->k_w * p->in_c;
+    const int8_t *f0 = p->filter + (size_t)oc * fstride;
+    const int8_t *f1 = f0 + fstride;
+    const int8_t *f2 = f1 + fstride;
+    const int8_t *f3 = f2 + fstride;
+    int32_t ky, kx, ic, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (ky = w->ky0; ky < w->ky1; ++ky) {
+        for (kx = w->kx0; kx < w->kx1; ++kx) {
+            const int8_t *x = tap(p, in, w, ky, kx);
+            const size_t k = ((size_t)ky * p->k_w + kx) * p->in_c;
+            for (ic = 0; ic < p->in_c; ++ic) {
+                const int32_t v = x[ic] + p->input_offset;
+                s0 += v * f0[k + ic];
+                s1 += v * f1[k + ic];
+                s2 += v * f2[k + ic];
+                s3 += v * f3[k + ic];
+            }
+        }
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
 static int32_t conv_one(const et_conv_params *p, const int8_t *in, const et_window *w, int32_t oc)
 {
     const int8_t *f = p->filter + (size_t)oc * p->k_h * p->k_w * p->in_c;
@@ -89,8 +117,15 @@ static int32_t conv_one(const et_conv_params *p, const int8_t *in, const et_wind
 void et_conv2d_s8_pixel(const et_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int8_t *dst)
 {
     const et_window w = window_of(p, oy, ox);
-    int32_t oc, a0, a1;
-    for (oc = 0; oc + 1 < p->out_c; oc += 2) {
+    int32_t oc = 0, a0, a1, q[4];
+    for (; oc + 3 < p->out_c; oc += 4) {
+        conv_quad(p, in, &w, oc, q);
+        dst[oc] = requant(p, q[0], oc);
+        dst[oc + 1] = requant(p, q[1], oc + 1);
+        dst[oc + 2] = requant(p, q[2], oc + 2);
+        dst[oc + 3] = requant(p, q[3], oc + 3);
+    }
+    for (; oc + 1 < p->out_c; oc += 2) {
         conv_pair(p, in, &w, oc, &a0, &a1);
         dst[oc] = requant(p, a0, oc);
         dst[oc + 1] = requant(p, a1, oc + 1);
