@@ -133,6 +133,7 @@ def write_bundle(run: Any, out: Path, cfg: ExportConfig) -> None:
     atomic_write_bytes(out / TFLITE, lowered.tflite)
     check_no_transpose(out / TFLITE)
     fid = _fidelity(model, data, out, lowered)
+    fid["metrics"]["run_recorded"] = run.metrics.get("value")  # the trained model's metric (before QAT)
     atomic_write_json(out / "fidelity.json", fid)
     atomic_write_text(out / "fidelity.md", markdown(fid, f"{run.recipe.task} ({cfg.quantizer}{', QAT' if cfg.qat else ''})"))
     if "c" in cfg.formats:
