@@ -5,7 +5,7 @@ import pytest
 
 from conftest import require_tool
 from toolkit.codegen import KERNEL_SETS, generate
-from toolkit.codegen.cross import CPUS, cross_build, parse_size_sysv
+from toolkit.codegen.cross import CPUS, cross_build, kernel_set_imports, parse_size_sysv, undefined_symbols
 from toolkit.codegen.parity import EXTERNAL_MODELS
 from toolkit.paths import external_model
 
@@ -39,3 +39,17 @@ def test_codegen_cross_compile_cortex_m(external, name, kernels, tmp_path):
         assert size.bss >= res.arena_size          # the arena is static, zero-initialised RAM
         assert size.rodata >= res.flash_estimate - 128 * len(res.ops)  # weights stayed const (flash)
         assert size.text > 0
+
+
+def test_codegen_undefined_symbols_parser():
+    text = "         U __aeabi_ldivmod\n         U et_conv2d_s8_pixel\n         U memset\n"
+    assert undefined_symbols(text) == {"__aeabi_ldivmod", "memset"}
+
+
+@pytest.mark.parametrize("kernels", sorted(KERNEL_SETS))
+def test_codegen_kernels_need_no_libc_or_libgcc(kernels, tmp_path):
+    """Every kernel file (not only those a model uses): gcc -O2 must not call memset/memcpy/__aeabi_*."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("arm-none-eabi-nm")
+    for cpu in sorted(CPUS):
+        assert kernel_set_imports(kernels, cpu, tmp_path / cpu) == set(), cpu

@@ -81,3 +81,27 @@ def cross_build(lib_dir: str | os.PathLike, out_dir: str | os.PathLike, cpu: str
     size = subprocess.run([_tool("arm-none-eabi-size"), "-A", str(elf)], capture_output=True,
                           text=True, check=True)
     return parse_size_sysv(size.stdout)
+
+
+def undefined_symbols(nm_text: str) -> set[str]:
+    """Symbols `nm -u` lists as undefined, minus the kernels' own et_* API (pure: takes the text)."""
+    names = {line.split()[-1] for line in nm_text.splitlines() if line.strip().startswith("U ")}
+    return {n for n in names if not n.startswith("et_")}
+
+
+def kernel_set_imports(kernels: str, cpu: str, out_dir: str | os.PathLike) -> set[str]:
+    """Compile every C file of a kernel set for `cpu`; the symbols it needs from outside (want: none)."""
+    from toolkit.codegen.kernel_sets import KERNEL_ROOT, KERNEL_SETS
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gcc, nm = _tool("arm-none-eabi-gcc"), _tool("arm-none-eabi-nm")
+    found: set[str] = set()
+    for folder in KERNEL_SETS[kernels]:
+        for src in sorted((KERNEL_ROOT / folder).glob("*.c")):
+            obj = out_dir / f"{folder}-{src.stem}.o"
+            subprocess.run([gcc, *CFLAGS, *CPUS[cpu], "-I", str(KERNEL_ROOT / "reference"), "-c", str(src),
+                            "-o", str(obj)], check=True, capture_output=True)
+            found |= undefined_symbols(subprocess.run([nm, "-u", str(obj)], capture_output=True, text=True,
+                                                      check=True).stdout)
+    return found

@@ -349,11 +349,12 @@ def lower_mean(g: Graph, op: Operator) -> Step:
     for a in axes:
         reduce[a + 4 - rank] = 1
     n = int(np.prod([shape4[d] for d in range(4) if reduce[d]]))
-    mult, shift = qz.quantize_multiplier(_scale(x) / _scale(y))
-    fields = dict(in_shape=shape4, reduce=reduce, input_zp=_zp(x), output_zp=_zp(y), mult=mult,
-                  shift=shift, num_elements=n)
+    mult, shift = qz.mean_multiplier(_scale(x), _scale(y), n)
+    stride = [int(np.prod(shape4[d + 1:])) for d in range(4)]
+    fields = dict(in_shape=shape4, stride=stride, reduce=reduce, input_zp=_zp(x), output_zp=_zp(y),
+                  mult=mult, shift=shift, num_elements=n)
     return Step(op.index, op.op, "et_pool", "et_mean_s8", "et_mean_params", fields, {},
-                (op.inputs[0],), op.outputs, scratch=4 * y.size)
+                (op.inputs[0],), op.outputs)
 
 
 def lower_softmax(g: Graph, op: Operator) -> Step:

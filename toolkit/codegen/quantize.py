@@ -57,3 +57,11 @@ def softmax_params(beta: float, in_scale: float) -> tuple[int, int, int]:
     mult, left_shift = quantize_multiplier(real)
     radius = math.floor(1.0 * ((1 << bits) - 1) * float(1 << (31 - bits)) / float(1 << left_shift))
     return mult, left_shift, -int(radius)
+
+
+def mean_multiplier(in_scale: float, out_scale: float, n: int) -> tuple[int, int]:
+    """TFLM's integer MEAN: in/out multiplier with 1/n folded in (int64 math, int32 wrap as in C)."""
+    mult, shift = quantize_multiplier(float(in_scale) / float(out_scale))
+    k = min(n.bit_length() - 1, 32, 31 + shift)
+    m = ((mult << k) + n // 2) // n
+    return ((m + (1 << 31)) % (1 << 32)) - (1 << 31), shift - k

@@ -42,8 +42,10 @@ typedef struct {
 
 typedef struct {
     int32_t in_shape[4];     /* input extended to 4-D */
+    int32_t stride[4];       /* input element strides */
     int32_t reduce[4];       /* 1 on reduced axes */
-    int32_t input_zp, output_zp, mult, shift;
+    int32_t input_zp, output_zp;
+    int32_t mult, shift;     /* requantization with the 1/num_elements folded in (at codegen time) */
     int32_t num_elements;
 } et_mean_params;
 
@@ -80,7 +82,7 @@ void et_fully_connected_s8(const et_fc_params *p, const int8_t *in, int8_t *out)
 void et_add_s8(const et_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void et_avg_pool_s8(const et_pool_params *p, const int8_t *in, int8_t *out);
 void et_max_pool_s8(const et_pool_params *p, const int8_t *in, int8_t *out);
-void et_mean_s8(const et_mean_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
+void et_mean_s8(const et_mean_params *p, const int8_t *in, int8_t *out);
 void et_softmax_s8(const et_softmax_params *p, const int8_t *in, int8_t *out);
 void et_pad_s8(const et_pad_params *p, const int8_t *in, int8_t *out);
 void et_concat_s8(const et_concat_params *p, const int8_t *const *ins, int8_t *out);

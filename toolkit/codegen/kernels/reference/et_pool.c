@@ -54,48 +54,43 @@ void et_max_pool_s8(const et_pool_params *p, const int8_t *in, int8_t *out)
     pool(p, in, out, 1);
 }
 
-static size_t out_index(const et_mean_params *p, const int32_t *idx)
+/* Sum over the reduced axes straight into each output (no zeroed scratch: the library links without
+ * libc, and gcc turns zero-fill loops into memset). */
+static int32_t reduced_sum(const et_mean_params *p, const int8_t *in, const int32_t *outer)
 {
-    size_t o = 0;
-    int d;
-    for (d = 0; d < 4; ++d) {
-        o = o * (size_t)(p->reduce[d] ? 1 : p->in_shape[d]) + (size_t)(p->reduce[d] ? 0 : idx[d]);
+    int32_t r, d, sum = 0;
+    for (r = 0; r < p->num_elements; ++r) {
+        int32_t rest = r;
+        size_t offset = 0;
+        for (d = 3; d >= 0; --d) {
+            int32_t coord = outer[d];
+            if (p->reduce[d]) {
+                coord = rest % p->in_shape[d];
+                rest /= p->in_shape[d];
+            }
+            offset += (size_t)coord * (size_t)p->stride[d];
+        }
+        sum += in[offset];
     }
-    return o;
+    return sum;
 }
 
-void et_mean_s8(const et_mean_params *p, const int8_t *in, int8_t *out, int32_t *scratch)
+void et_mean_s8(const et_mean_params *p, const int8_t *in, int8_t *out)
 {
-    int32_t idx[4];
-    size_t n_out = 1, i = 0, o;
-    int d;
+    int32_t o[4];
+    int32_t n[4], d;
     for (d = 0; d < 4; ++d) {
-        n_out *= (size_t)(p->reduce[d] ? 1 : p->in_shape[d]);
+        n[d] = p->reduce[d] ? 1 : p->in_shape[d];
     }
-    for (o = 0; o < n_out; ++o) {
-        scratch[o] = 0;
-    }
-    for (idx[0] = 0; idx[0] < p->in_shape[0]; ++idx[0]) {
-        for (idx[1] = 0; idx[1] < p->in_shape[1]; ++idx[1]) {
-            for (idx[2] = 0; idx[2] < p->in_shape[2]; ++idx[2]) {
-                for (idx[3] = 0; idx[3] < p->in_shape[3]; ++idx[3]) {
-                    scratch[out_index(p, idx)] += in[i++];
+    for (o[0] = 0; o[0] < n[0]; ++o[0]) {
+        for (o[1] = 0; o[1] < n[1]; ++o[1]) {
+            for (o[2] = 0; o[2] < n[2]; ++o[2]) {
+                for (o[3] = 0; o[3] < n[3]; ++o[3]) {
+                    const int32_t sum = reduced_sum(p, in, o) - p->input_zp * p->num_elements;
+                    const int32_t v = et_mbqm(sum, p->mult, p->shift) + p->output_zp;
+                    *out++ = (int8_t)et_clamp(v, -128, 127);
                 }
             }
         }
-    }
-    for (o = 0; o < n_out; ++o) {
-        const int64_t n = p->num_elements;
-        int32_t shift = 0, v;
-        int64_t mult;
-        const int32_t sum = scratch[o] - p->input_zp * p->num_elements;
-        while (shift < 63 && ((int64_t)1 << (shift + 1)) <= n) {
-            ++shift;
-        }
-        shift = shift < 32 ? shift : 32;
-        shift = shift < 31 + p->shift ? shift : 31 + p->shift;
-        mult = (((int64_t)p->mult << shift) + n / 2) / n;
-        v = et_mbqm(sum, (int32_t)mult, p->shift - shift) + p->output_zp;
-        out[o] = (int8_t)et_clamp(v, -128, 127);
     }
 }
