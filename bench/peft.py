@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from toolkit.data import load_dataset  # noqa: E402
 from toolkit.recipe import load_recipe  # noqa: E402
 from toolkit.specialize import run_recipe  # noqa: E402
-from toolkit.specialize.jobs import restrict_groups  # noqa: E402
+from toolkit.data.base import select_groups  # noqa: E402
 from toolkit.specialize.peft import MODES  # noqa: E402
 from toolkit.train import load_run, train  # noqa: E402
 from toolkit.train.evaluate import evaluate  # noqa: E402
@@ -45,18 +45,19 @@ def main() -> int:
     args = ap.parse_args()
     recipe = load_recipe(Path(__file__).resolve().parent.parent / "models" / "kws-digits-peft.toml",
                          [f"train.epochs={args.epochs}"])
-    data = load_dataset(recipe)
-    new = recipe.finetune.groups
-    old = tuple(sorted(set(data.groups_train.tolist()) - set(new)))
+    new = recipe.data.groups
+    full = load_dataset(recipe.replace(data=dataclasses.replace(recipe.data, groups=())))
+    old = tuple(sorted(set(full.groups_train.tolist()) - set(new)))
     rows: dict[str, list[dict]] = {m: [] for m in ("base", *MODES)}
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             r = recipe.replace(train=dataclasses.replace(recipe.train, seed=seed))
-            base_recipe = r.replace(extra={}, train=dataclasses.replace(r.train, epochs=args.base_epochs))
-            base_dir = train(base_recipe, Path(tmp) / f"base-{seed}", data=restrict_groups(data, old), **QUIET)
+            base_recipe = r.replace(extra={}, train=dataclasses.replace(r.train, epochs=args.base_epochs),
+                                    data=dataclasses.replace(r.data, groups=old))
+            base_dir = train(base_recipe, Path(tmp) / f"base-{seed}", **QUIET)
             base = load_run(base_dir)
-            rows["base"].append({**base.metrics, **evaluate(base.model, restrict_groups(data, new)),
+            rows["base"].append({**base.metrics, **evaluate(base.model, select_groups(full, new)),
                                  "trainable_params": 0})
             for mode in MODES:
                 rows[mode].append(adapt(r, base_dir, mode, Path(tmp) / f"{mode}-{seed}"))

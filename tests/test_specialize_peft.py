@@ -103,15 +103,17 @@ def test_finetune_run_merges_into_plain_run(datasets, tmp_path):
     """Base on 4 speakers -> LoRA on the other 2 -> run folder loads as the base architecture; `edgetk merge` agrees."""
     from toolkit.cli import main
     from toolkit.specialize import run_recipe
-    from toolkit.specialize.jobs import restrict_groups
     from toolkit.train import load_run, train
 
     recipe, data = datasets["kws-digits"]
     speakers = sorted(set(data.groups_train.tolist()))
     short = dataclasses.replace(recipe.train, epochs=2, batch_size=64)
     recipe = recipe.replace(train=short)
-    base_dir = train(recipe, tmp_path / "base", data=restrict_groups(data, tuple(speakers[:4])))
-    ft = recipe.replace(extra={"finetune": FinetuneConfig(base_run=str(base_dir), mode="lora", groups=tuple(speakers[4:]))})
+    base_recipe = recipe.replace(data=dataclasses.replace(recipe.data, groups=tuple(speakers[:4])))
+    base_dir = train(base_recipe, tmp_path / "base")
+    assert load_run(base_dir).data.x_train.shape[0] == 4 * 450
+    ft = recipe.replace(data=dataclasses.replace(recipe.data, groups=tuple(speakers[4:])),
+                        extra={"finetune": FinetuneConfig(base_run=str(base_dir), mode="lora")})
     out = run_recipe(ft, tmp_path / "lora")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["merged"] and metrics["merge_max_abs_diff"] <= 1e-5
@@ -123,3 +125,8 @@ def test_finetune_run_merges_into_plain_run(datasets, tmp_path):
     again = json.loads((tmp_path / "merged" / "metrics.json").read_text())
     assert again["merge_max_abs_diff"] <= 1e-5 and again["value"] == pytest.approx(metrics["value"])
     assert main(["merge", str(base_dir)]) == 2          # a run without [finetune]: clear error, no traceback
+    from toolkit.export import export_run
+
+    merged_m = json.loads((export_run(out, tmp_path / "b1", formats=("onnx",), calib=32) / "manifest.json").read_text())
+    base_m = json.loads((export_run(base_dir, tmp_path / "b0", formats=("onnx",), calib=32) / "manifest.json").read_text())
+    assert (merged_m["params"], merged_m["macs"], merged_m["ops"]) == (base_m["params"], base_m["macs"], base_m["ops"])

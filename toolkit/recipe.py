@@ -33,6 +33,7 @@ class DataConfig:
     train_fraction: float = 0.0  # mitdb: leading share of the record used for training (0 = default)
     test_fraction: float = 0.2   # digits: stratified share held out for test
     split_seed: int = 0       # seed of the fixed train/test split where the dataset has none
+    groups: tuple[str, ...] = ()  # keep only samples of these groups (fsdd: speakers); () = all
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,6 @@ class FinetuneConfig:
     rank: int = 4              # LoRA rank / adapter bottleneck channels
     alpha: float = 8.0         # LoRA update scale alpha / rank
     top_layers: int = 2        # "top": conv/linear layers from the output that train
-    groups: tuple[str, ...] = ()  # train/test only on these data groups (kws-digits: speakers); () = all
     merge: bool = True         # fold LoRA into the base weights in the run folder (plain base architecture)
 
 

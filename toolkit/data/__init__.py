@@ -27,6 +27,10 @@ def load_dataset(recipe: Recipe) -> TaskData:
 
     check_choice(recipe.path, "data.name", recipe.data.name, LOADERS)
     data = importlib.import_module(LOADERS[recipe.data.name]).load(recipe.data)
+    if recipe.data.groups:
+        from toolkit.data.base import select_groups
+
+        data = select_groups(data, recipe.data.groups)
     log.debug("%s", data.summary())
     return data
 

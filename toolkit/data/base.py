@@ -38,6 +38,24 @@ class TaskData:
                 f"{self.kind}, labels {self.labels}")
 
 
+def select_groups(data: TaskData, groups: tuple[str, ...]) -> TaskData:
+    """The task restricted to samples of the given groups (data.groups; fsdd: speakers)."""
+    import dataclasses
+
+    from toolkit.errors import EdgetkError
+
+    if data.groups_train is None or data.groups_test is None:
+        raise EdgetkError(f"dataset {data.name} has no groups to select {list(groups)} from",
+                          fix="remove data.groups, or use a dataset with groups (fsdd: speakers)")
+    known = sorted(set(data.groups_train.tolist()))
+    missing = [g for g in groups if g not in known]
+    if missing:
+        raise EdgetkError(f"data.groups: unknown groups {missing} in {data.name}", fix=f"choose from {known}")
+    tr, te = np.isin(data.groups_train, groups), np.isin(data.groups_test, groups)
+    return dataclasses.replace(data, x_train=data.x_train[tr], y_train=data.y_train[tr], groups_train=data.groups_train[tr],
+                               x_test=data.x_test[te], y_test=data.y_test[te], groups_test=data.groups_test[te])
+
+
 def standardize(x_train: np.ndarray, x_test: np.ndarray, axis: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Normalise both sets with the train set's mean/std over `axis`; return (x_train, x_test, mean, std)."""
     mean = x_train.mean(axis=axis, keepdims=True)

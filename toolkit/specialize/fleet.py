@@ -34,6 +34,7 @@ class Member:
     """One fleet member's data and, after training, its model and test top-1."""
 
     name: str
+    group: str
     seed: int
     x_train: np.ndarray
     y_train: np.ndarray
@@ -56,7 +57,7 @@ def split_members(x: np.ndarray, y: np.ndarray, groups: np.ndarray, x_test: np.n
     for i in range(count):
         g = names[i % len(names)]
         tr, te = groups == g, groups_test == g
-        out.append(Member(f"{g}-{i // len(names)}" if count > len(names) else str(g), seed + i,
+        out.append(Member(f"{g}-{i // len(names)}" if count > len(names) else str(g), str(g), seed + i,
                           x[tr], y[tr], x_test[te], y_test[te]))
     return out
 

@@ -10,10 +10,10 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from toolkit.data import TaskData, load_dataset
+from toolkit.data.base import select_groups
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_bytes, atomic_write_json
 from toolkit.recipe import Recipe
@@ -84,22 +84,6 @@ def distill_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
     return run
 
 
-def restrict_groups(data: TaskData, groups: tuple[str, ...]) -> TaskData:
-    """The task restricted to samples of the given groups (kws-digits: speakers)."""
-    if not groups:
-        return data
-    if data.groups_train is None:
-        raise EdgetkError(f"dataset {data.name} has no groups to select {list(groups)} from",
-                          fix="use a dataset with groups (kws-digits: speakers) or leave groups empty")
-    known = set(data.groups_train.tolist())
-    missing = [g for g in groups if g not in known]
-    if missing:
-        raise EdgetkError(f"unknown groups {missing} in {data.name}", fix=f"choose from {sorted(known)}")
-    tr, te = np.isin(data.groups_train, groups), np.isin(data.groups_test, groups)
-    return dataclasses.replace(data, x_train=data.x_train[tr], y_train=data.y_train[tr], groups_train=data.groups_train[tr],
-                               x_test=data.x_test[te], y_test=data.y_test[te], groups_test=data.groups_test[te])
-
-
 def finetune_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
     """Adapt a base run to the recipe's data with a PEFT mode; LoRA/BitFit/probe/top are merged back."""
     from safetensors.torch import save
@@ -113,7 +97,7 @@ def finetune_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path
     if base.recipe.model != recipe.model or base.recipe.task != recipe.task:
         raise EdgetkError(f"the base run {cfg.base_run} is {base.recipe.task} {base.recipe.model}, the recipe wants "
                           f"{recipe.task} {recipe.model}", fix="make [model] match the base run's recipe")
-    data = restrict_groups(base.data, cfg.groups)
+    data = load_dataset(recipe)                          # [data] groups picks the new speakers / robots
     base_prof = profile_model(base.model, data.input_shape)
     model = apply_peft(base.model, cfg)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -174,10 +158,11 @@ def write_member(out: Path, recipe: Recipe, member, data: TaskData) -> dict:
     from toolkit.train.rundir import write_results
 
     train_cfg = dataclasses.replace(recipe.train, seed=member.seed)
+    data_cfg = dataclasses.replace(recipe.data, groups=(member.group,))
     extra = {k: v for k, v in recipe.extra.items() if k != "fleet"}
-    r = recipe.replace(train=train_cfg, extra=extra, description=f"fleet member {member.name} of {recipe.task}")
-    mdata = dataclasses.replace(data, x_train=member.x_train, y_train=member.y_train, x_test=member.x_test,
-                                y_test=member.y_test, groups_train=None, groups_test=None)
+    r = recipe.replace(train=train_cfg, data=data_cfg, extra=extra,
+                       description=f"fleet member {member.name} of {recipe.task}")
+    mdata = select_groups(data, (member.group,))          # what load_run(out) will load again
     atomic_write_text(out / "recipe.toml", r.to_toml())
     metrics = write_results(out, r, member.model, mdata, [])
     _add_metrics(out, {"fleet_member": member.name, "group_by": recipe.fleet.group_by})

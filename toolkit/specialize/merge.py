@@ -36,7 +36,6 @@ def load_peft_model(run_dir: Path):
     from toolkit.data import load_dataset
     from toolkit.nn import build_model
     from toolkit.recipe import recipe_from_dict
-    from toolkit.specialize.jobs import restrict_groups
     from toolkit.specialize.peft import apply_peft
 
     path = run_dir / "peft.safetensors"
@@ -47,7 +46,7 @@ def load_peft_model(run_dir: Path):
     recipe = recipe_from_dict(tomllib.loads(recipe_path.read_text(encoding="utf-8")), source=str(recipe_path))
     if recipe.finetune is None:
         raise EdgetkError(f"{recipe_path} has no [finetune] section", fix="pass the fine-tuned run, not its base")
-    data = restrict_groups(load_dataset(recipe), recipe.finetune.groups)
+    data = load_dataset(recipe)
     model = apply_peft(build_model(recipe, data), recipe.finetune)
     model.load_state_dict(load_file(str(path)))
     return recipe, data, model.eval()
