@@ -104,3 +104,7 @@ def test_fleet_job_writes_exportable_member_runs(kws, tmp_path):
     run = load_run(out / names[7])
     assert run.recipe.fleet is None and run.recipe.train.seed == 7
     assert run.metrics["fleet_member"] == names[7] and run.metrics["n_test"] == 50
+    assert run.recipe.data.groups == (names[7].rsplit("-", 1)[0],)
+    from toolkit.export.bundle import load_run_checked
+
+    load_run_checked(out / names[7])        # export's gate: the reloaded member reproduces its recorded metric
