@@ -37,10 +37,15 @@ def _row(name: str, path: Path, work: Path) -> str:
             f"{res.arena_size + io:>10,} {(res.arena_size + io) / tflm:>6.2f} {ref32:>9} {flash:>10} {ram:>9}")
 
 
+def _label(p: Path) -> str:
+    """A bundle's model is named after the bundle's folder (and its run's), a bare file by its stem."""
+    return p.parent.parent.name[:14] if p.name == "model_int8.tflite" and p.parent.name == "bundle" else (
+        p.parent.name[:14] if p.name == "model_int8.tflite" else p.stem[:14])
+
+
 def main(argv: list[str]) -> int:
     models = {k: external_model(v) for k, v in EXTERNAL_MODELS.items()}
-    models.update({Path(p).parent.name if Path(p).name == "model_int8.tflite" else Path(p).stem: Path(p)
-                   for p in argv})
+    models.update({_label(Path(p)): Path(p) for p in argv})
     print(f"{'model':<14} {'TFLM arena':>10} {'ours':>9} {'ratio':>6} {'ours+I/O':>10} {'ratio':>6} "
           f"{'vs TFLM32':>9} {'flash M4':>10} {'RAM M4':>9}")
     with tempfile.TemporaryDirectory() as d:
