@@ -63,7 +63,8 @@ def test_int8_onnx_vs_tflite_model_output(exported_bundle, task: str) -> None:
     onnx_q = outq.quantize(to_nhwc(run_onnx(b / "model_int8.onnx", xf.transpose(0, 3, 1, 2) if xf.ndim == 4 else xf)))
     d = np.abs(onnx_q.astype(int) - np.load(b / "test_out_int8.npy").astype(int))
     assert d.max() == fid["int8_onnx_vs_tflite"]["max_lsb_diff"]
-    assert fid["int8_onnx_vs_tflite"]["agreement"] >= 0.99
+    if man["kind"] == "classification":
+        assert fid["int8_onnx_vs_tflite"]["agreement"] >= 0.99  # same top-1 class
     assert fid["int8_onnx_vs_tflite"]["cosine"] > 0.999
     # TFLite double-rounds each requantization, ONNX Runtime rounds once: 1 LSB per op (the per-op test)
     # compounds to 2 LSB at the output of the deeper models; the top-1 decisions stay the same
