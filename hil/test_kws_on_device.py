@@ -61,6 +61,7 @@ def test_reference_input_is_classified_as_upstream(dut, hil_bundle):
     assert int(dut.infer(hil_bundle.x[0]).argmax()) == want
 
 
-@pytest.mark.hil(max_latency_ms=60, max_ram_kb=64)
+# QEMU figures are virtual time (deterministic); host-sim latency is this machine's wall clock: no budget
+@pytest.mark.hil(max_latency_ms={"qemu-m4": 60, "qemu-m7": 60, "nucleo-l4r5zi": 250}, max_ram_kb=64)
 def test_kws_fits_its_budget(dut, hil_bundle):
     dut.infer(hil_bundle.x[0])

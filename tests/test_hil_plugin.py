@@ -66,6 +66,9 @@ def test_budget_and_lab_helpers(tmp_path):
     assert budget_failures({"max_latency_ms": 3}, timing, {"ram_bytes": 10}) == []
     assert "latency 2 ms > budget 1 ms" in budget_failures({"max_latency_ms": 1}, timing, {"ram_bytes": 10})[0]
     assert "RAM 2.0 KB > budget 1 KB" in budget_failures({"max_ram_kb": 1}, timing, {"ram_bytes": 2048})[0]
+    per_target = {"max_latency_ms": {"qemu-m4": 1}}
+    assert budget_failures(per_target, timing, {"ram_bytes": 1}, "qemu-m4") and \
+        not budget_failures(per_target, timing, {"ram_bytes": 1}, "host-sim")
     lab = tmp_path / "lab.toml"
     lab.write_text('[boards.a]\ntarget = "nucleo-l4r5zi"\nport = "/dev/ttyACM7"\n')
     assert lab_port(lab, "nucleo-l4r5zi") == "/dev/ttyACM7" and lab_port(lab, "qemu-m4") is None

@@ -1,13 +1,14 @@
 """pytest plugin for hardware-in-the-loop tests: `--hil-target`, `--hil-port`, a `dut` fixture,
 a `hil` marker with budgets, figures in the JUnit report.
 
-    @pytest.mark.hil(max_latency_ms=50, max_ram_kb=64)
+    @pytest.mark.hil(max_latency_ms={"qemu-m4": 50, "nucleo-l4r5zi": 200}, max_ram_kb=64)
     def test_kws_fits(dut, hil_bundle):
         y = dut.infer(hil_bundle.x[0])
 
 Without `--hil-target` the `dut` tests run on every target in `--hil-targets` (default
 "qemu-m4,host-sim"); the target name is in the test id. A board that is absent falls back to its
-emulator, unless EDGETK_REQUIRE_HW=1 (then it fails); EDGETK_REQUIRE_QEMU=1 does the same for QEMU.
+emulator, unless EDGETK_REQUIRE_HW=1 (budgets are per target: a number, or a {target: number}
+table, checked against the target that actually ran) (then it fails); EDGETK_REQUIRE_QEMU=1 does the same for QEMU.
 Kept light: toolkit.hil is imported only when a `dut` is requested.
 """
 from __future__ import annotations
@@ -118,15 +119,20 @@ def _default_lab(config: pytest.Config) -> Path:
     return Path(config.rootpath) / "hil" / "lab.toml"
 
 
-def budget_failures(budgets: dict[str, float], timing: dict[str, Any], memory: dict[str, int]) -> list[str]:
+def _budget(value: Any, target: str) -> float | None:
+    """A budget is a number for every target, or a {target: number} table (absent: no budget there)."""
+    return value.get(target) if isinstance(value, dict) else value
+
+
+def budget_failures(budgets: dict[str, Any], timing: dict[str, Any], memory: dict[str, int],
+                    target: str = "") -> list[str]:
     """The budgets a measurement exceeds, as messages (pure)."""
     out = []
-    if budgets.get("max_latency_ms") is not None and timing["latency_ms"] > budgets["max_latency_ms"]:
-        out.append(f"latency {timing['latency_ms']:.4g} ms > budget {budgets['max_latency_ms']} ms "
-                   f"({timing['latency_source']})")
-    if budgets.get("max_ram_kb") is not None and memory["ram_bytes"] / 1024 > budgets["max_ram_kb"]:
-        out.append(f"RAM {memory['ram_bytes'] / 1024:.1f} KB > budget {budgets['max_ram_kb']} KB "
-                   "(static RAM + stack high-water)")
+    lat, ram = _budget(budgets.get("max_latency_ms"), target), _budget(budgets.get("max_ram_kb"), target)
+    if lat is not None and timing["latency_ms"] > lat:
+        out.append(f"latency {timing['latency_ms']:.4g} ms > budget {lat} ms ({timing['latency_source']})")
+    if ram is not None and memory["ram_bytes"] / 1024 > ram:
+        out.append(f"RAM {memory['ram_bytes'] / 1024:.1f} KB > budget {ram} KB (static RAM + stack high-water)")
     return out
 
 
@@ -143,7 +149,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
                              *[(k, v) for k, v in memory.items()]]
     if "instructions" in timing:
         item.user_properties.append(("instructions", timing["instructions"]))
-    failures = budget_failures(dict(marker.kwargs), timing, memory)
+    failures = budget_failures(dict(marker.kwargs), timing, memory, dev.source)
     if failures:
         raise AssertionError(f"HIL budget exceeded on {dev.source}: " + "; ".join(failures))
     return result
