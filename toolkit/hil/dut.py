@@ -205,6 +205,9 @@ class Dut:
         """Run `runs` timed inferences on the loaded input; the output is CRC-checked."""
         def attempt() -> P.RunResult:
             reply = self.exchange(f"run {runs} {warmup}%", checked=True, timeout=timeout)
+            if self.input_crc is not None and "no input loaded" in reply.errors:
+                raise P.DeviceResetError("the device lost the uploaded input: it was reset between commands",
+                                         fix="check power and the reset line (DTR/RTS policy), then run again")
             r = P.parse_run(reply, output_size=output_size)
             if r.runs != runs:
                 raise P.LinkError(f"device ran {r.runs} inferences, {runs} were asked (command corrupted)")
