@@ -16,6 +16,6 @@ def agreement(device: np.ndarray, reference: np.ndarray, *, zero_point: int = 0)
         "top1_agreement": float(np.mean(d.argmax(1) == r.argmax(1))) if len(d) else 0.0,
         "max_lsb_diff": int(np.abs(diff).max()) if diff.size else 0,
         "rmse_lsb": float(np.sqrt(np.mean(diff ** 2))) if diff.size else 0.0,
-        "cosine": float((dz * rz).sum() / denom) if denom else 1.0,
+        "cosine": min(1.0, float((dz * rz).sum() / denom)) if denom else 1.0,
         "bit_exact": bool(np.array_equal(d, r)),
     }
