@@ -4,6 +4,7 @@ Every parse failure of a truncated or corrupted file becomes one EdgetkError.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -54,7 +55,7 @@ def read_bytes(data: bytes, *, name: str = "<bytes>") -> Graph:
     except Exception as e:  # noqa: BLE001 - any flatbuffer decoding failure means a bad file
         raise EdgetkError(f"{name} is truncated or corrupted (flatbuffer parse failed: "
                           f"{type(e).__name__}: {e})", fix=_FIX) from None
-    return graph.__class__(**{**graph.__dict__, "sha256": hashlib.sha256(data).hexdigest()})
+    return dataclasses.replace(graph, sha256=hashlib.sha256(data).hexdigest())
 
 
 def _to_graph(model: Any, data: bytes) -> Graph:
