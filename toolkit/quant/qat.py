@@ -37,17 +37,15 @@ def _weight_fq(w: Any) -> Any:
     return torch.fake_quantize_per_channel_affine(w, scale, zp, 0, -127, 127)
 
 
-class _WeightFakeQuant:
-    """A parametrization: the weight as the kernel will see it after int8 rounding."""
+def _weight_fake_quant() -> Any:
+    """A parametrization module: the weight as the int8 kernel will see it."""
+    from torch import nn
 
-    def __new__(cls) -> Any:
-        from torch import nn
+    class WeightFakeQuant(nn.Module):
+        def forward(self, w: Any) -> Any:  # noqa: D102
+            return _weight_fq(w)
 
-        class WeightFakeQuant(nn.Module):
-            def forward(self, w: Any) -> Any:  # noqa: D102
-                return _weight_fq(w)
-
-        return WeightFakeQuant()
+    return WeightFakeQuant()
 
 
 class _ActFakeQuant:
@@ -89,7 +87,7 @@ def qat_finetune(model: Any, data: Any, cfg: QATConfig | None = None, *, seed: i
     m = fold_batchnorm(copy.deepcopy(model))
     layers = [mod for mod in m.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
     for mod in layers:
-        parametrize.register_parametrization(mod, "weight", _WeightFakeQuant())
+        parametrize.register_parametrization(mod, "weight", _weight_fake_quant())
     hooks = [mod.register_forward_hook(_ActFakeQuant(cfg.momentum)) for mod in m.modules()
              if isinstance(mod, (nn.Conv2d, nn.Linear, nn.ReLU, nn.ReLU6))]
     opt = torch.optim.AdamW(m.parameters(), lr=cfg.lr)
