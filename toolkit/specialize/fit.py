@@ -1,9 +1,11 @@
 """Fit to a target: the largest width multiplier whose predicted flash, RAM and MACs fit its budget.
 
 Predictions (estimates, labelled as such, from the float model before export):
-- flash = int8 weights (BatchNorm folded into the preceding conv) + int32 biases + code estimate;
+- flash = int8 weights (BatchNorm folded into the preceding conv) + 12 B per output channel (int32
+          bias, requantization multiplier and shift) + code estimate;
 - RAM   = activation memory plan (peak bytes of simultaneously live int8 tensors, ops that fuse or
-          work in place share their input's buffer) + static RAM (runtime buffers, stack);
+          work in place share their input's buffer; 16-byte aligned) + static RAM (runtime buffers,
+          stack); bench/fit.py compares both with the C library toolkit.codegen generates;
 - MACs  <= clock_hz / cycles_per_mac * latency budget.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from toolkit.errors import EdgetkError
 
 log = logging.getLogger(__name__)
 
+ALIGN = 16                                                   # arena alignment of the generated C
 WIDTHS = tuple(round(0.125 * i, 3) for i in range(1, 33))  # 0.125 ... 4.0
 ALIASING = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Flatten, nn.Identity)
 ALIAS_FUNCS = ("relu", "relu_", "flatten", "reshape", "view", "dropout", "squeeze", "unsqueeze")
@@ -91,7 +94,7 @@ def arena_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         src = _alias_source(gm, node)
         owner[node.name] = owner.get(src, src) if src else node.name
         if not src:
-            size[node.name] = int(torch.Size(meta.shape).numel())
+            size[node.name] = -(-int(torch.Size(meta.shape).numel()) // ALIGN) * ALIGN
     return _peak(gm, owner, size)
 
 
@@ -124,7 +127,7 @@ def footprint(model: nn.Module, input_shape: tuple[int, ...], budget: FitBudget)
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     biases = sum(m.weight.shape[0] for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     arena = arena_bytes(model, input_shape)
-    return Footprint(prof.params, prof.macs, weights + 4 * biases + budget.code_bytes,
+    return Footprint(prof.params, prof.macs, weights + 12 * biases + budget.code_bytes,
                      arena + budget.static_ram_bytes, arena)
 
 
