@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="post-training quantizer: NNCF ONNX backend (default) or onnxruntime quantize_static")
     p.add_argument("--calib", type=int, default=200, help="calibration samples from the training split (default 200)")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning before quantizing")
-    p.add_argument("--formats", default="onnx,tflite", help="comma list of onnx, tflite, c (default onnx,tflite)")
+    p.add_argument("--formats", default="onnx,tflite", help="comma list of onnx, tflite, c (default onnx,tflite; onnx and tflite are always "
+                        "written, the fidelity chain needs both; c adds the generated C library)")
     p.add_argument("-o", "--out", type=Path, default=None, help="bundle folder (default RUN_DIR/bundle)")
     return p
 

@@ -31,7 +31,7 @@ class ExportConfig:
     quantizer: str = "nncf"                   # nncf (default) | ort
     calib: int = 200                          # calibration samples from the training split
     qat: bool = False                         # fake-quant fine-tuning before PTQ (toolkit.quant.qat)
-    formats: tuple[str, ...] = ("onnx", "tflite")  # "c" adds the generated C library (toolkit.codegen)
+    formats: tuple[str, ...] = ("onnx", "tflite")  # both always written (fidelity needs them); "c" adds C
     seed: int = 0                             # calibration sample draw
 
     def validate(self) -> ExportConfig:
