@@ -87,3 +87,14 @@ def exported_bundle(trained_run, tmp_path_factory: pytest.TempPathFactory):
         return done[task]
 
     return factory
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (tiny models on a shared 2-core machine slow down with two)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

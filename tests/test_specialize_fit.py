@@ -12,13 +12,7 @@ from toolkit.recipe import load_recipe
 from toolkit.specialize.fit import FitBudget, arena_bytes, budget_for, fit_width, footprint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny models on a shared 2-core machine slow down badly with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)

@@ -11,13 +11,7 @@ from toolkit.nn import build_model
 from toolkit.recipe import FleetConfig, load_recipe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny models on a shared 2-core machine slow down badly with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -14,13 +14,7 @@ from toolkit.recipe import FinetuneConfig, load_recipe
 from toolkit.specialize.peft import LoRAConv2d, LoRALinear, apply_peft, merge_peft, trainable_params
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny models on a shared 2-core machine slow down badly with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TASKS = {"kws-digits": 0.25, "image-digits": 0.5, "imu-motions": 0.5}

@@ -16,13 +16,7 @@ from toolkit.specialize.distill import kd_loss
 from toolkit.specialize.pretrain import encoder_features, few_labels, mask_spans, pretrain_encoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny models on a shared 2-core machine slow down badly with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
