@@ -31,7 +31,7 @@ def fleet_pair(recipe, data, members: int, seed: int):
     for batched in (True, False):
         ms = split_members(data.x_train, data.y_train, data.groups_train, data.x_test, data.y_test,
                            data.groups_test, members, seed)
-        out += [ms, train_fleet(make, ms, recipe.train, batched)]
+        out += [ms, train_fleet(make, ms, recipe.train, batched, recipe.fleet.stack)]
     return out
 
 

@@ -5,6 +5,8 @@ operators (member m owns channel block m), so one forward/backward runs the whol
 loss gives each member exactly its own gradient and AdamW is element-wise, so a member follows the
 same trajectory as its twin trained alone (`batched=False`) up to float rounding.
 (`torch.func.vmap` over `stack_module_state` was measured 1.0x and slower than this on 2 CPU cores.)
+Members go through in stacks of 8 by default: on this CPU a stack of 32 width-0.25 DS-CNNs moves 8 MB
+activations per layer and turns memory-bound (26 ms per member-step vs 12 ms in stacks of 4-8).
 
 BatchNorm: a stacked BatchNorm over M*C channels keeps per-channel, hence per-member, batch
 statistics and running statistics: train-mode BN is exact, no special handling needed.
@@ -77,11 +79,12 @@ def _steps(members: list[Member], bs: int) -> int:
 
 
 def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], cfg: TrainConfig,
-                batched: bool = True) -> float:
-    """Train every member (batched or one after another); fill member.model and test_top1; return seconds."""
+                batched: bool = True, stack: int = 8) -> float:
+    """Train every member (in stacks of `stack`, or one after another); fill model and test_top1; return seconds."""
     t0 = time.perf_counter()
     if batched:
-        _train_batched(make_model, members, cfg)
+        for i in range(0, len(members), max(1, stack)):
+            _train_batched(make_model, members[i:i + max(1, stack)], cfg)
     else:
         for m in members:
             _train_batched(make_model, [m], cfg, plain=True)

@@ -139,7 +139,8 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
     torch.set_num_threads(max(1, recipe.train.threads))
     members = split_members(data.x_train, data.y_train, data.groups_train, data.x_test, data.y_test,
                             data.groups_test, recipe.fleet.members, recipe.train.seed)
-    seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed), members, recipe.train, recipe.fleet.batched)
+    seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed), members, recipe.train, recipe.fleet.batched,
+                          recipe.fleet.stack)
     rows = [write_member(out / m.name, recipe, m, data) for m in members]
     summary = {"members": rows, "seconds": seconds, "batched": recipe.fleet.batched, "group_by": recipe.fleet.group_by}
     atomic_write_json(out / "fleet.json", summary)
