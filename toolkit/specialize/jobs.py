@@ -78,7 +78,7 @@ def distill_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
         raise EdgetkError(f"teacher run {teacher_dir} is task {teacher.recipe.task}, not {recipe.task}",
                           fix="point [distill] teacher_run at a run of the same task")
     loss = kd_loss(teacher.model, cfg, recipe.train.label_smoothing)
-    run = train(recipe, out, loss_fn=loss, data=teacher.data, json_progress=json_progress)
+    run = train(recipe, out, loss_fn=loss, data=load_dataset(recipe), json_progress=json_progress)
     _add_metrics(run, {"teacher_run": str(teacher_dir), "teacher_value": teacher.metrics["value"],
                        "teacher_params": teacher.metrics["params"], "teacher_macs": teacher.metrics["macs"]})
     return run
