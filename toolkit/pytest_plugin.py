@@ -98,7 +98,10 @@ def dut(request: pytest.FixtureRequest, hil_target: str, hil_bundle: Any, _hil_d
     cfg = request.config
     key = (hil_target, str(hil_bundle.path))
     if key not in _hil_devices:
-        port = cfg.getoption("--hil-port") or lab_port(cfg.getoption("--hil-lab") or _default_lab(cfg), hil_target)
+        lab = lab_port(cfg.getoption("--hil-lab") or _default_lab(cfg), hil_target)
+        if lab and "://" not in lab and not os.path.exists(lab):
+            lab = None  # the lab's board is not plugged in here: fall back along the chain
+        port = cfg.getoption("--hil-port") or lab
         try:
             _hil_devices[key] = open_device(hil_target, hil_bundle, tmp_path_factory.mktemp(f"hil-{hil_target}"),
                                             port=port)
