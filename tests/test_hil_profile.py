@@ -37,6 +37,9 @@ def test_absent_board_falls_back_to_qemu_with_sources_named(kws_bundle, tmp_path
     assert rep["fidelity"]["top1_agreement"] == 1.0 and rep["fidelity"]["max_lsb_diff"] == 0
     assert "-icount shift=0" in rep["latency"]["source"] and "instructions" in rep["instructions"]["source"]
     assert 5 < rep["instructions"]["per_mac"] < 40, rep["instructions"]
+    est = rep["board_estimate"]
+    assert est["source"].startswith("estimate:") and est["latency_ms"] == pytest.approx(
+        rep["instructions"]["per_inference"] * 2.8 / 120e6 * 1e3)
     mem = rep["memory"]
     assert mem["arena_bytes"] > 0 and 0 < mem["stack_high_water_bytes"] < 32768 and mem["flash_bytes"] > 20000
     rows = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]

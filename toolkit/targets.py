@@ -76,6 +76,7 @@ class TargetSpec:
     runtime: str                       # generated-c | onnxruntime | litert
     simulator: str = ""                # the target that stands in when this one is absent
     cycles_per_mac: float = 0.0        # analytic estimate, labelled as one
+    cycles_per_instruction: float = 0.0  # turns emulator instruction counts into a labelled estimate
     build: BuildSpec | None = None
     flash_command: tuple[str, ...] = ()
     connection: ConnectionSpec = field(default_factory=ConnectionSpec)
@@ -85,7 +86,7 @@ class TargetSpec:
 
 _TOP = {"name": str, "description": str, "kind": str, "core": str, "clock_hz": int,
         "flash_bytes": int, "ram_bytes": int, "runtime": str, "simulator": str,
-        "cycles_per_mac": float, "build": dict, "flash": dict, "connection": dict,
+        "cycles_per_mac": float, "cycles_per_instruction": float, "build": dict, "flash": dict, "connection": dict,
         "emulator": dict, "usb": dict}
 _REQUIRED = ("name", "description", "kind", "core", "clock_hz", "flash_bytes", "ram_bytes", "runtime")
 _BUILD = {"port": str, "cc": str, "cflags": list, "ldflags": list, "sources": list, "includes": list,
@@ -176,6 +177,7 @@ def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
         clock_hz=data["clock_hz"], flash_bytes=data["flash_bytes"], ram_bytes=data["ram_bytes"],
         runtime=data["runtime"], simulator=data.get("simulator", ""),
         cycles_per_mac=float(data.get("cycles_per_mac", 0.0)),
+        cycles_per_instruction=float(data.get("cycles_per_instruction", 0.0)),
         build=_build(path, data["build"]) if "build" in data else None,
         flash_command=_strs(path, "flash.command", data.get("flash", {}).get("command", [])),
         connection=_connection(path, data.get("connection", {})),

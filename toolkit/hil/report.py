@@ -31,6 +31,9 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     if lat.get("samples_ms"):
         rows.append(("latency median / p90 over samples",
                      f"{_fmt(lat.get('median_ms'), ' ms')} / {_fmt(lat.get('p90_ms'), ' ms')}", lat.get("source", "")))
+    est = report.get("board_estimate")
+    if est:
+        rows.append((f"latency on {report['target']} (estimate)", _fmt(est["latency_ms"], " ms"), est["source"]))
     for key in ("instructions", "cycles"):
         if key in report:
             d = report[key]

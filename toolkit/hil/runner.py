@@ -246,6 +246,15 @@ PROFILERS: dict[str, Callable[..., dict[str, Any]]] = {
     "board": _firmware, "qemu": _firmware, "host": _firmware, "linux": _linux_local}
 
 
+def board_estimate(board: TargetSpec, instructions: float) -> dict[str, Any] | None:
+    """Latency on the requested board estimated from emulator instructions (labelled as an estimate)."""
+    if not (board.cycles_per_instruction and board.clock_hz):
+        return None
+    ms = instructions * board.cycles_per_instruction / board.clock_hz * 1e3
+    return {"latency_ms": ms, "source": f"estimate: QEMU instructions × {board.cycles_per_instruction} cycles/"
+            f"instruction ÷ {board.clock_hz / 1e6:.0f} MHz ({board.name}), not measured"}
+
+
 def _available(spec: TargetSpec, port: str | None) -> str | None:
     if spec.kind == "linux":
         return None
@@ -274,6 +283,8 @@ def profile(bundle_dir: str | os.PathLike, target: str, *, port: str | None = No
         break
     else:
         report = estimate(chain[0], bundle)
+    if fallbacks and "instructions" in report:
+        report["board_estimate"] = board_estimate(chain[0], report["instructions"]["per_inference"])
     report.update(target=target, fallbacks=fallbacks, samples=samples, wall_s=time.monotonic() - t0,
                   fidelity_stages=bundle.fidelity)
     files = write_reports(report, out)
