@@ -49,12 +49,18 @@ class Running:
         self.spec = get_target(name)
         self.target = make_target(self.spec)
         self.fw = self.target.build(lib, build)
-        self.transport = Transport(self.target.start(), LinkSettings.from_spec(self.spec.connection)).open()
-        self.dut = Dut(self.transport, LinkPolicy(timeout_s=20))
-        self.name = self.dut.sync()
+        self.transport: Transport | None = None
+        try:
+            self.transport = Transport(self.target.start(), LinkSettings.from_spec(self.spec.connection)).open()
+            self.dut = Dut(self.transport, LinkPolicy(timeout_s=20))
+            self.name = self.dut.sync()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self.transport.close()
+        if self.transport is not None:
+            self.transport.close()
         self.target.stop()
 
 

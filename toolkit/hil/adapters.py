@@ -12,6 +12,7 @@ import select
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -71,6 +72,21 @@ class Target(abc.ABC):
         self.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the Python process dies (Linux), so no emulator leaks."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_kwargs() -> dict[str, object]:
+    return {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,7 +120,8 @@ class QemuTarget(Target):
         cmd = [a.format(**fill) for a in self.spec.emulator.command] + self._plugin_args()
         self.log_path = self.firmware.elf.parent / "qemu.log"
         with open(self.log_path, "wb") as logf:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                         **_child_kwargs())
         self._wait_listening(self.serial_port)
         return self.spec.connection.url.format(port=self.serial_port)
 
@@ -219,7 +236,7 @@ class HostSimTarget(Target):
             raise EdgetkError("no firmware to run", fix="build it first (Target.build)")
         self.stop()
         self.proc = subprocess.Popen([str(self.firmware.elf)], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_child_kwargs())
         ready, _, _ = select.select([self.proc.stdout], [], [], 10)
         line = self.proc.stdout.readline().decode(errors="replace").strip() if ready else ""
         if not line.startswith("pty "):

@@ -124,10 +124,14 @@ class Session:
         self.dut: Dut | None = None
 
     def __enter__(self) -> Session:
-        url = self.target.start()
-        self.transport = Transport(url, LinkSettings.from_spec(self.target.spec.connection)).open()
-        self.dut = Dut(self.transport, self.policy, Transcript())
-        self.dut.sync()
+        try:
+            url = self.target.start()
+            self.transport = Transport(url, LinkSettings.from_spec(self.target.spec.connection)).open()
+            self.dut = Dut(self.transport, self.policy, Transcript())
+            self.dut.sync()
+        except BaseException:
+            self.__exit__(None, None, None)  # never leave an emulator running behind a failed start
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
