@@ -3,7 +3,7 @@
 LoRA (on Conv2d and Linear), BitFit, the probe and top-layer tuning change only weights and biases
 of the base architecture, so `merge` folds them back: the deployed model has exactly the base
 parameters and MACs. Bottleneck adapters hold a ReLU between their two projections; they cannot be
-folded and cost extra parameters and MACs on the device (see `adapter_cost`).
+folded and cost extra parameters and MACs on the device (bench/peft.py measures them).
 """
 from __future__ import annotations
 
