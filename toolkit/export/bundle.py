@@ -19,7 +19,7 @@ from toolkit.fsio import atomic_dir, atomic_write_bytes, atomic_write_json, atom
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "tflite", "c")
-PER_OP_SAMPLES = 50  # test samples for the op-by-op ONNX ↔ TFLite check
+PER_OP_SAMPLES = 2000  # test samples for the op-by-op and per-layer ONNX ↔ TFLite checks (the whole split here)
 METRIC_TOLERANCE = 0.02  # reloaded weights vs metrics.json; batch-order float noise stays far below
 FP32, INT8, TFLITE = "model_fp32.onnx", "model_int8.onnx", "model_int8.tflite"
 

@@ -1,7 +1,12 @@
-"""Per-op fidelity: every int8 ONNX QDQ op fed the exact int8 inputs TFLite computed, compared op by op.
+"""ONNX int8 ↔ TFLite, layer by layer: each QDQ op fed TFLite's own int8 inputs (per op), and both runtimes
+run end to end side by side (how the per-op differences grow through the layers).
 
-End-to-end differences compound (TFLite double-rounds each requantization, ONNX Runtime rounds once);
-this check isolates each lowered op, so a wrong lowering shows up as more than 1 LSB at its own output.
+Both files hold the same int8 weights, int32 biases, scales and zero points; they differ only in how a
+requantization (int32 accumulator × input·weight/output scale) is rounded. ONNX Runtime executes the QDQ
+semantics: one rounding of the exact product, half to even. TFLite's reference kernels (and TFLite-Micro)
+round twice: a 31-bit fixed-point multiply, then a rounding right shift (ties away from zero), so a value
+within 2^-(shift+1) LSB of a rounding boundary lands 1 LSB away. Per op that stays within 1 LSB (a wrong
+lowering shows up as more); end to end the 1-LSB differences feed the next layers and compound.
 """
 from __future__ import annotations
 
@@ -14,11 +19,20 @@ from toolkit.quant.graph import OnnxGraph
 
 log = logging.getLogger(__name__)
 
+ORT_MODE = "ONNX Runtime (CPU, default graph optimizations)"
+
 
 def _to_onnx_layout(v: np.ndarray, act: Any) -> np.ndarray:
     if act.as_4d:
         return v.reshape(act.onnx_shape)
     return v.transpose(0, 3, 1, 2) if len(act.onnx_shape) == 4 else v
+
+
+def _compared(proto: Any, tensors: dict[str, Any]) -> list[Any]:
+    """The activation QuantizeLinear nodes (graph order) whose tensor TFLite holds in the same layout."""
+    model_in = OnnxGraph(proto).inputs[0]
+    return [q for q in proto.graph.node if q.op_type == "QuantizeLinear" and q.input[0] != model_in
+            and q.input[0] in tensors and tensors[q.input[0]].flat_from is None]
 
 
 def _cut_model(proto: Any, tensors: dict[str, Any]) -> tuple[Any, list[Any]]:
@@ -29,9 +43,7 @@ def _cut_model(proto: Any, tensors: dict[str, Any]) -> tuple[Any, list[Any]]:
     m = onnx.ModelProto()
     m.CopyFrom(proto)
     g = OnnxGraph(m)
-    model_in = g.inputs[0]
-    cut = [q for q in m.graph.node if q.op_type == "QuantizeLinear" and q.input[0] != model_in
-           and q.input[0] in tensors and tensors[q.input[0]].flat_from is None]
+    cut = _compared(m, tensors)
     del m.graph.output[:]
     for q in cut:
         feed = f"{q.output[0]}__tflite"
@@ -44,11 +56,53 @@ def _cut_model(proto: Any, tensors: dict[str, Any]) -> tuple[Any, list[Any]]:
     return m, cut
 
 
-def per_op_diff(proto: Any, tflite_path: Any, tensors: dict[str, Any], x_int8: np.ndarray,
-                x_float: np.ndarray) -> dict[str, Any]:
-    """Max LSB difference of every quantized op output when both runtimes see TFLite's int8 inputs."""
+def _all_layers_model(proto: Any, layers: list[Any]) -> Any:
+    """A copy (unchanged graph) that also outputs every compared Q node's int8 result."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    known = {o.name for o in m.graph.output}
+    m.graph.output.extend(helper.make_tensor_value_info(q.output[0], TensorProto.INT8, None)
+                          for q in layers if q.output[0] not in known)
+    del m.graph.value_info[:]
+    return m
+
+
+def _session(model: Any) -> Any:
     import onnxruntime as ort
 
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+class _Growth:
+    """Counts of end-to-end differences (0, 1, 2, ≥3 LSB) of one tensor over all samples."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(4, np.int64)
+        self.max = 0
+
+    def add(self, d: np.ndarray) -> None:
+        self.counts += np.bincount(np.minimum(d.ravel(), 3), minlength=4)
+        self.max = max(self.max, int(d.max(initial=0)))
+
+    def record(self, tensor: str) -> dict[str, Any]:
+        c = self.counts
+        return {"tensor": tensor, "values": int(c.sum()), "lsb1": int(c[1]), "lsb2": int(c[2]),
+                "lsb3_plus": int(c[3]), "max_lsb_diff": self.max}
+
+
+def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.int32) - b.astype(np.int32))
+
+
+def per_op_diff(proto: Any, tflite_path: Any, tensors: dict[str, Any], x_int8: np.ndarray,
+                x_float: np.ndarray) -> dict[str, Any]:
+    """Max LSB difference of every quantized op output when both runtimes see TFLite's int8 inputs, and
+    (`end_to_end`, graph order) how far each of those tensors differs when both run the whole model."""
     from toolkit.runtimes import _litert_interpreter_cls
 
     tfl = _litert_interpreter_cls()
@@ -56,10 +110,10 @@ def per_op_diff(proto: Any, tflite_path: Any, tensors: dict[str, Any], x_int8: n
                              experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
     m, cut = _cut_model(proto, tensors)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess, whole = _session(m), _session(_all_layers_model(proto, cut))
     worst: dict[str, int] = {q.input[0]: 0 for q in cut}
+    growth = {q.input[0]: _Growth() for q in cut}
+    names = [q.output[0] for q in cut]
     in_idx, in_name = interp.get_input_details()[0]["index"], m.graph.input[0].name
     for xi, xf in zip(x_int8, x_float):
         interp.set_tensor(in_idx, xi[None])
@@ -67,8 +121,10 @@ def per_op_diff(proto: Any, tflite_path: Any, tensors: dict[str, Any], x_int8: n
         lite = {q.input[0]: _to_onnx_layout(interp.get_tensor(tensors[q.input[0]].index), tensors[q.input[0]])
                 for q in cut}
         feeds = {in_name: xf[None]} | {f"{q.output[0]}__tflite": lite[q.input[0]] for q in cut}
-        for q, out in zip(cut, sess.run([q.output[0] for q in cut], feeds)):
-            d = int(np.abs(out.astype(np.int32) - lite[q.input[0]].astype(np.int32)).max())
-            worst[q.input[0]] = max(worst[q.input[0]], d)
+        for q, out in zip(cut, sess.run(names, feeds)):
+            worst[q.input[0]] = max(worst[q.input[0]], int(_abs_diff(out, lite[q.input[0]]).max()))
+        for q, out in zip(cut, whole.run(names, {in_name: xf[None]})):
+            growth[q.input[0]].add(_abs_diff(out, lite[q.input[0]]))
     return {"ops_compared": len(cut), "max_lsb_diff": max(worst.values(), default=0), "per_tensor": worst,
-            "n": int(len(x_int8))}
+            "n": int(len(x_int8)), "onnxruntime": ORT_MODE,
+            "end_to_end": [growth[q.input[0]].record(q.input[0]) for q in cut]}
