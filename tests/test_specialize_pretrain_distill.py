@@ -88,6 +88,7 @@ def test_distill_and_pretrain_jobs_write_plain_runs(kws, tmp_path):
     teacher = tmp_path / "pre"                                     # `edgetk train` dispatches [pretrain] recipes
     assert main(["train", "models/kws-digits-pretrain.toml", "-o", str(teacher), "--set", "train.epochs=1",
                  "--set", "pretrain.epochs=1", "--set", "pretrain.labels_per_class=5", "--set", "model.width=0.25"]) == 0
+    assert main(["train", "--resume", str(teacher)]) == 2        # jobs do not resume: clear error, no traceback
     m = json.loads((teacher / "metrics.json").read_text())
     assert m["n_train"] == 50 and m["n_unlabelled"] == 2700 and len(m["pretrain_losses"]) == 1
     student = run_recipe(recipe.replace(train=short, extra={"distill": DistillConfig(teacher_run=str(teacher))}),

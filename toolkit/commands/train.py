@@ -45,6 +45,11 @@ def _resume(args: argparse.Namespace) -> tuple[Path, str]:
     if args.recipe is not None and load_recipe(args.recipe).task != recipe.task:
         raise EdgetkError(f"{args.recipe} is not the recipe of {args.resume} (task {recipe.task})",
                           fix=f"run `edgetk train --resume {args.resume}` alone")
+    from toolkit.specialize import is_special
+
+    if is_special(recipe):  # their loss, data subset or PEFT layers are not in the checkpoint
+        raise EdgetkError(f"{args.resume} is a [pretrain]/[distill]/[finetune]/[fleet] job, which cannot resume",
+                          fix=f"start it again: edgetk train {args.resume / 'recipe.toml'} -o NEW_RUN_DIR")
     return train(recipe, args.resume, resume=True, json_progress=args.json), recipe.task
 
 
