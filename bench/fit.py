@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from toolkit.data import load_dataset  # noqa: E402
 from toolkit.nn import build_model  # noqa: E402
 from toolkit.recipe import load_recipe  # noqa: E402
-from toolkit.specialize.fit import budget_for, fit_width, footprint, _limit  # noqa: E402
+from toolkit.specialize.fit import binding_limit, budget_for, fit_width, footprint  # noqa: E402
 from toolkit.targets import load_targets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def part1(latency_ms: float) -> None:
             budget = budget_for(target, latency_ms)
             torch.manual_seed(0)
             base = footprint(build_model(recipe, data), data.input_shape, budget)
-            over = _limit(base, budget)
+            over = binding_limit(base, budget)
             res = fit_width(recipe, data, budget)
             f = res.footprint
             print(f"{task:13s} {name:16s} {recipe.model.width:<5} {'fits' if not over else 'over ' + over:22s} "

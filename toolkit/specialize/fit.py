@@ -131,7 +131,8 @@ def footprint(model: nn.Module, input_shape: tuple[int, ...], budget: FitBudget)
                      arena + budget.static_ram_bytes, arena)
 
 
-def _limit(fp: Footprint, b: FitBudget) -> str | None:
+def binding_limit(fp: Footprint, b: FitBudget) -> str | None:
+    """The first budget (flash, ram, macs) the footprint exceeds, or None when it fits."""
     for name, used, have in (("flash", fp.flash_bytes, b.flash_bytes), ("ram", fp.ram_bytes, b.ram_bytes),
                              ("macs", fp.macs, b.macs)):
         if used > have:
@@ -150,7 +151,7 @@ def fit_width(recipe, data, budget: FitBudget, widths: tuple[float, ...] = WIDTH
         r = recipe.replace(model=dataclasses.replace(recipe.model, width=w))
         torch.manual_seed(0)
         fp = footprint(build_model(r, data), data.input_shape, budget)
-        limit = _limit(fp, budget)
+        limit = binding_limit(fp, budget)
         log.debug("width %s: %s -> %s", w, fp, limit or "fits")
         if limit:
             if best is None:
