@@ -3,6 +3,7 @@ profile it on the (emulated) board, and write the report."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -29,6 +30,13 @@ def _step(n: int, title: str) -> float:
     return time.monotonic()
 
 
+def _print_accuracy(bundle: Path) -> None:
+    """One line: the task metric in fp32 and int8, and the model's size, from the bundle manifest."""
+    m = json.loads((bundle / "manifest.json").read_text())
+    print(f"      {m['metric']}: fp32 {m['fp32_metric']:.4f} → int8 {m['int8_metric']:.4f}  "
+          f"({m['params']:,} params, {m['macs']:,} MACs, TFLite-Micro arena {m['tflm_arena_bytes']:,} B)")
+
+
 def run(args: argparse.Namespace) -> int:
     from toolkit.export import export_run
     from toolkit.hil import profile
@@ -49,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     t = _step(2, "quantize int8 once, export ONNX / TFLite / C")
     bundle = export_run(run_dir, out / "bundle", formats=("onnx", "tflite", "c"))
     print(f"      bundle: {bundle}  ({time.monotonic() - t:.0f} s)")
+    _print_accuracy(bundle)
 
     t = _step(3, f"build firmware and profile on {args.target}")
     result = profile(bundle, args.target, samples=args.samples, out_dir=out / "profile")

@@ -87,9 +87,36 @@ def build_firmware(spec: TargetSpec, lib_dir: str | Path, out_dir: str | Path) -
     elf = out_dir / ("firmware.elf" if spec.build.linker_script else "firmware")
     cmd = compile_command(spec.build, Path(lib_dir).resolve(), elf)
     log.info("building %s firmware in %s", spec.name, out_dir)
-    text = _run(cmd, f"build {spec.name} firmware")
+    try:
+        text = _run(cmd, f"build {spec.name} firmware")
+    except EdgetkError as e:
+        overflow = _OVERFLOW_RE.search(str(e))
+        if overflow:
+            raise _too_big(spec, overflow.group(1), f"overflowed by {int(overflow.group(2)):,} B at link time") from None
+        raise
     atomic_write_text(out_dir / "build.log", " ".join(cmd) + "\n\n" + text)
-    return _sized(spec, elf)
+    return check_fits(spec, _sized(spec, elf))
+
+
+_OVERFLOW_RE = re.compile(r"region [`'\"]?(\w+)['\"]? overflowed by (\d+) bytes")
+
+
+def _too_big(spec: TargetSpec, region: str, detail: str) -> EdgetkError:
+    return EdgetkError(
+        f"the model does not fit {spec.name}: {region} {detail} "
+        f"(the board has {spec.flash_bytes:,} B flash, {spec.ram_bytes:,} B RAM)",
+        fix=f"train a narrower model (`edgetk train RECIPE --fit-target {spec.name}` picks the widest that fits), "
+            "or choose a target with more memory")
+
+
+def check_fits(spec: TargetSpec, fw: Firmware) -> Firmware:
+    """Refuse a firmware whose flash or RAM (static data + reserved stack) exceeds the target's."""
+    if fw.flash_bytes > spec.flash_bytes:
+        raise _too_big(spec, "flash", f"needs {fw.flash_bytes:,} B")
+    ram = fw.static_ram_bytes + fw.stack_bytes
+    if ram > spec.ram_bytes:
+        raise _too_big(spec, "RAM", f"needs {ram:,} B (static {fw.static_ram_bytes:,} + stack {fw.stack_bytes:,})")
+    return fw
 
 
 def _sized(spec: TargetSpec, elf: Path) -> Firmware:
