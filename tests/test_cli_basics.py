@@ -52,3 +52,15 @@ def test_atomic_dir_replaces_an_old_folder_whole(tmp_path: Path):
         atomic_write_json(d / "manifest.json", {"a": 1})
     assert sorted(os.listdir(target)) == ["manifest.json"]
     assert len(sha256_file(target / "manifest.json")) == 64
+
+
+def test_doctor_says_what_stands_in_for_each_target():
+    proc = subprocess.run([*EDGETK, "doctor", "--json"], capture_output=True, text=True, check=True)
+    report = json.loads(proc.stdout)
+    targets = report["targets"]
+    assert targets["linux-local"].startswith("runs here")
+    assert targets["host-sim"] == ("host simulator" if shutil.which("gcc") else "analytic estimate only")
+    emulated = shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")
+    assert targets["qemu-m4"] == ("emulated (QEMU)" if emulated else "absent: host-sim stands in (host simulator)")
+    stlink = any(p["vid_pid"].lower() in ("0483:374b", "0483:374e", "0483:3752", "0483:3753") for p in report["serial_ports"])
+    assert targets["nucleo-l4r5zi"].startswith("real board" if stlink else "absent: ")

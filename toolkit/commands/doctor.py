@@ -58,34 +58,31 @@ def serial_ports() -> list[dict[str, str]]:
             for p in list_ports.comports()]
 
 
-def target_modes(tools: dict[str, str | None], ports: list[dict[str, str]]) -> dict[str, str]:
-    """How each target can run on this machine: board, emulated, simulated or estimate."""
-    try:
-        from toolkit.targets import load_targets
-    except ImportError:
-        return {}
+KIND_LABEL = {"board": "real board", "qemu": "emulated (QEMU)", "host": "host simulator",
+              "linux": "runs here (ONNX Runtime / LiteRT)"}
+
+
+def target_modes() -> dict[str, str]:
+    """For each target, what would run it on this machine: itself, or the first stand-in that can."""
+    from toolkit.hil.runner import unavailable_reason
+    from toolkit.targets import fallback_chain, load_targets
+
     modes = {}
-    for t in load_targets().values():
-        modes[t.name] = _mode(t, tools, ports)
+    for name in load_targets():
+        chain = fallback_chain(name)
+        runnable = next((t for t in chain if unavailable_reason(t) is None), None)
+        if runnable is None:
+            modes[name] = "analytic estimate only"
+        elif runnable.name == name:
+            modes[name] = KIND_LABEL.get(runnable.kind, runnable.kind)
+        else:
+            modes[name] = f"absent: {runnable.name} stands in ({KIND_LABEL.get(runnable.kind, runnable.kind)})"
     return modes
-
-
-def _mode(target, tools: dict[str, str | None], ports: list[dict[str, str]]) -> str:
-    usb = {p["vid_pid"] for p in ports}
-    vid_pids = set(getattr(target, "usb_ids", ()) or ())
-    if vid_pids & usb:
-        return "real board attached"
-    emulator = getattr(target, "emulator", None) or ""
-    if emulator and tools.get("qemu-system-arm") and tools.get("arm-none-eabi-gcc"):
-        return "emulated (QEMU)"
-    if tools.get("gcc"):
-        return "host simulator"
-    return "analytic estimate only"
 
 
 def run(args: argparse.Namespace) -> int:
     pkgs, tools, ports = package_versions(), tool_versions(), serial_ports()
-    modes = target_modes(tools, ports)
+    modes = target_modes()
     if args.json:
         print(json.dumps({"python": sys.version.split()[0], "packages": pkgs, "tools": tools,
                           "serial_ports": ports, "targets": modes}, indent=2))

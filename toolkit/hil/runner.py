@@ -259,7 +259,8 @@ def board_estimate(board: TargetSpec, instructions: float) -> dict[str, Any] | N
             f"instruction ÷ {board.clock_hz / 1e6:.0f} MHz ({board.name}), not measured"}
 
 
-def _available(spec: TargetSpec, port: str | None) -> str | None:
+def unavailable_reason(spec: TargetSpec, port: str | None = None) -> str | None:
+    """Why this target cannot run here now (None when it can)."""
     if spec.kind == "linux":
         return None
     return make_target(spec, port=port).unavailable()
@@ -276,7 +277,7 @@ def profile(bundle_dir: str | os.PathLike, target: str, *, port: str | None = No
     chain, fallbacks = fallback_chain(target), []
     t0 = time.monotonic()
     for i, spec in enumerate(chain):
-        reason = _available(spec, port if i == 0 else None)
+        reason = unavailable_reason(spec, port if i == 0 else None)
         if reason:
             require_or_fallback(spec, reason)
             fallbacks.append({"target": spec.name, "reason": reason})
