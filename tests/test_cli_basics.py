@@ -1,6 +1,7 @@
 """The CLI entry point, `edgetk doctor`, and the atomic-write helpers every stage relies on."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -51,7 +52,9 @@ def test_atomic_dir_replaces_an_old_folder_whole(tmp_path: Path):
     with atomic_dir(target) as d:
         atomic_write_json(d / "manifest.json", {"a": 1})
     assert sorted(os.listdir(target)) == ["manifest.json"]
-    assert len(sha256_file(target / "manifest.json")) == 64
+    assert json.loads((target / "manifest.json").read_text()) == {"a": 1}
+    assert sha256_file(target / "manifest.json") == hashlib.sha256((target / "manifest.json").read_bytes()).hexdigest()
+    assert sorted(os.listdir(tmp_path)) == ["bundle"]  # no temporary folder left beside it
 
 
 def test_doctor_says_what_stands_in_for_each_target():

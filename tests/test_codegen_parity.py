@@ -58,21 +58,20 @@ def test_codegen_shared_reference_inputs_are_used(external):
 
 
 @pytest.mark.parametrize("task", ZOO_TASKS)
-def test_codegen_parity_model_zoo(request, task, tmp_path):
+def test_codegen_parity_model_zoo(exported_bundle, task, tmp_path):
     require_tool("gcc")
-    try:
-        bundle_of = request.getfixturevalue("exported_bundle")
-    except pytest.FixtureLookupError:
-        pytest.skip("the exported_bundle fixture is not in tests/conftest.py yet (export stage not landed)")
-    bundle = bundle_of(task) if callable(bundle_of) else bundle_of
+    bundle = exported_bundle(task)
     tfl = bundle / "model_int8.tflite"
     graph = read_model(tfl)
     x = par.inputs_for(task, graph, N_INPUTS)
-    test_x = bundle / "test_x_int8.npy"  # the task's real test set, quantized by the exporter
-    if test_x.is_file():
-        real = np.load(test_x, allow_pickle=False).astype(np.int8).reshape((-1,) + x.shape[1:])[:N_INPUTS // 2]
-        x = np.concatenate([real, x[len(real):]])
+    # the task's real test set, quantized by the exporter, and its golden outputs (ARCHITECTURE: BUNDLE)
+    test_x = np.load(bundle / "test_x_int8.npy", allow_pickle=False)
+    real = test_x.reshape((-1,) + x.shape[1:])[:N_INPUTS // 2]
+    assert real.dtype == np.int8 and len(real) == min(N_INPUTS // 2, len(test_x))
+    x = np.concatenate([real, x[len(real):]])
     res = par.check(tfl, x, tmp_path)
     assert res.identical == len(x), f"{task}: max {res.max_diff} LSB"
+    golden = np.load(bundle / "test_out_int8.npy", allow_pickle=False).reshape(len(test_x), -1)
+    np.testing.assert_array_equal(res.ours[:len(real)], golden[:len(real)])  # the bundle's own golden answers
     san = par.check(tfl, x, tmp_path, sanitize=True, ref=res.ref)
     np.testing.assert_array_equal(san.ours, res.ref)

@@ -32,7 +32,11 @@ def test_compare_int_figures() -> None:
     b = np.array([[11, -3, 4], [0, 1, 127]], np.int8)
     c = compare_int("classification", a, b)
     assert c["max_lsb_diff"] == 1 and not c["identical"] and c["agreement"] == 1.0
-    assert c["rmse_lsb"] == pytest.approx(np.sqrt(2 / 6)) and 0.99 < c["cosine"] < 1
+    # cosine of the flattened batches by hand: a·b = 16264, |a|² = 16254, |b|² = 16276
+    assert c["rmse_lsb"] == pytest.approx(np.sqrt(2 / 6)) and c["cosine"] == pytest.approx(16264 / np.sqrt(16254 * 16276), rel=1e-12)
+    assert compare_int("classification", a, -a)["cosine"] == pytest.approx(-1.0)
+    moved = np.array([[11, -3, 4], [127, 0, 0]], np.int8)  # top-1 moves in sample 1 only
+    assert compare_int("classification", a, moved)["agreement"] == 0.5
     assert compare_int("classification", a, a)["identical"]
 
 

@@ -48,7 +48,8 @@ def test_budgets_fail_tests_and_figures_reach_junit(external, tmp_path):
     proc = _pytest(tmp_path, "--hil-target", "host-sim", f"--junitxml={junit}")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout and "2 failed" in proc.stdout
-    assert "HIL budget exceeded on host-sim: latency" in proc.stdout and "RAM" in proc.stdout
+    assert "HIL budget exceeded on host-sim: latency" in proc.stdout
+    assert "HIL budget exceeded on host-sim: RAM" in proc.stdout and "> budget 0.001 KB" in proc.stdout
     cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
     props = {p.get("name"): p.get("value") for p in cases["test_generous[host-sim]"].iter("property")}
     assert props["hil_ran_on"] == "host-sim" and float(props["latency_ms"]) > 0 and "host simulator" in props["latency_source"]

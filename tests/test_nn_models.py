@@ -37,7 +37,7 @@ def test_width_multiplier_and_export_friendly_ops(task: str, shared) -> None:
     leaves = [m for m in full.modules() if not list(m.children())]
     assert all(isinstance(m, EXPORTABLE) for m in leaves), {type(m).__name__ for m in leaves}
     out = full.eval()(torch.zeros(2, *shape))
-    assert out.shape[0] == 2
+    assert tuple(out.shape) == (2, *p_full.output_shape)
 
 
 def test_same_seed_same_init(shared) -> None:

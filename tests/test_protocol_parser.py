@@ -35,7 +35,10 @@ def test_run_reply_gives_output_and_timing():
 
 def test_mem_bload_and_mlperf_infer_replies():
     assert P.parse_mem(P.parse_reply(MEM, checked=True)).stack_high_water == 192
-    P.parse_bload(P.parse_reply(BLOAD, checked=True), crc=zlib.crc32(bytes(range(16))))
+    bload = P.parse_reply(BLOAD, checked=True)
+    assert P.parse_bload(bload, crc=zlib.crc32(bytes(range(16)))) is None  # the device received what we sent
+    with pytest.raises(P.LinkError, match="not confirmed"):
+        P.parse_bload(bload, crc=zlib.crc32(bytes(range(1, 17))))  # a CRC other than ours: refused
     inf = P.parse_infer(P.parse_reply(INFER, checked=False))
     assert inf.runs == 10 and inf.us_per_inference == 0.5 and inf.results == (-1.6, 0.2, 0.0, 1.0)
 

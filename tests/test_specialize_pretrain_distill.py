@@ -71,6 +71,13 @@ def test_kd_loss_limits(kws):
     assert torch.allclose(hard, F.cross_entropy(student(x), y))
     assert float(kd_loss(teacher, DistillConfig(alpha=1.0))(teacher, x, y).detach()) == pytest.approx(0.0, abs=1e-6)
     soft = kd_loss(teacher, DistillConfig(alpha=1.0, temperature=2.0))(student, x, y)
+    with torch.no_grad():  # T² · KL(teacher/T ‖ student/T), batch mean, written out by hand
+        p_t, s_logits = F.softmax(teacher(x) / 2.0, dim=1), student(x)
+        want = 4.0 * (p_t * (p_t.log() - F.log_softmax(s_logits / 2.0, dim=1))).sum(1).mean()
+        ce = F.cross_entropy(s_logits, y)
+    assert float(soft.detach()) == pytest.approx(float(want), rel=1e-5)
+    mixed = kd_loss(teacher, DistillConfig(alpha=0.3, temperature=2.0))(student, x, y)
+    assert float(mixed.detach()) == pytest.approx(0.3 * float(want) + 0.7 * float(ce), rel=1e-5)
     soft.backward()
     assert float(soft.detach()) > 0 and all(p.grad is None for p in teacher.parameters())
     with pytest.raises(EdgetkError, match="temperature"):
