@@ -113,7 +113,7 @@ def test_timing_and_memory_are_reported(standin):
         # -icount shift=0: virtual time is deterministic, so twice the runs is twice the ticks (±1 tick)
         assert abs(r2.ticks - 2 * r1.ticks) <= 2
         per = standin.target.timing(r2.ticks, 400, 25_000_000, 0)["instructions"]
-        assert 100 < per < 2000, per
+        assert 400 < per < 650, per  # FC 16→4 + requantization; measured 510 (qemu-m4), 513 (qemu-m7)
         assert 64 <= mem.stack_high_water < mem.stack_size == 32768
         assert standin.fw.flash_bytes > 1000 and standin.fw.static_ram_bytes > 0
     else:
