@@ -211,9 +211,17 @@ def test_tflite_full_int8_nhwc_without_transpose(exported_bundle, task: str) -> 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
-def test_manifest_hashes_and_facts(exported_bundle, task: str) -> None:
+def test_manifest_hashes_and_facts(exported_bundle, trained_run, task: str) -> None:
+    from toolkit.runtimes import tflm_arena_bytes
+    from toolkit.tflite import read_model
+    from toolkit.tflite.stats import summary
+
     b = exported_bundle(task)
     man, _ = _load(b)
+    tfl = summary(read_model(b / "model_int8.tflite"))  # the reader, independent of the lowering's own counts
+    assert (man["params"], man["macs"], man["ops"]) == (tfl["params"], tfl["macs"], tfl["ops"])
+    assert man["macs"] == json.loads((trained_run(task) / "metrics.json").read_text())["macs"]  # torch profile
+    assert man["tflm_arena_bytes"] == tflm_arena_bytes(b / "model_int8.tflite")
     for name in ("model_fp32.onnx", "model_int8.onnx", "model_int8.tflite", "fidelity.json", "test_x_int8.npy"):
         assert man["files"][name]["sha256"] == sha256_file(b / name)
         assert man["files"][name]["bytes"] == (b / name).stat().st_size

@@ -1,6 +1,7 @@
 """Targets are data: every shipped TOML loads; bad files fail naming the file and the field."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,5 @@ def test_targets_and_ports_commands(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in SHIPPED)
     assert main(["ports", "--json"]) == 0
+    ports = json.loads(capsys.readouterr().out)
+    assert isinstance(ports, list) and all({"device", "targets", "known_as"} <= set(p) for p in ports)
