@@ -50,7 +50,8 @@ def test_loader_offline_shapes_and_split(task: str, shared, no_network, tmp_path
     assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64 and d.y_test.dtype == np.int64
     assert len(d.labels) == n_labels and d.kind == kind
     assert np.isfinite(d.x_train).all() and np.isfinite(d.x_test).all()
-    assert abs(float(d.x_train.mean())) < 0.1 and abs(float(d.x_train.std()) - 1) < 0.1  # train-set normalisation
+    # train-set statistics: mean 0, std 1 up to float32 rounding (measured |mean| <= 1.6e-4, |std - 1| <= 4e-5)
+    assert abs(float(d.x_train.mean())) < 1e-3 and abs(float(d.x_train.std()) - 1) < 1e-3
     if kind == "classification":
         assert set(np.unique(d.y_train)) == set(range(n_labels))
     else:
