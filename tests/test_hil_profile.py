@@ -8,6 +8,7 @@ import pytest
 
 from conftest import require_tool
 from toolkit.cli import main
+from toolkit.codegen import build_model as plan_model
 from toolkit.errors import EdgetkError
 from toolkit.hil import profile
 from toolkit.hil.bundle import bundle_from_tflite
@@ -41,7 +42,8 @@ def test_absent_board_falls_back_to_qemu_with_sources_named(kws_bundle, tmp_path
     assert est["source"].startswith("estimate:") and est["latency_ms"] == pytest.approx(
         rep["instructions"]["per_inference"] * 2.8 / 120e6 * 1e3)
     mem = rep["memory"]
-    assert mem["arena_bytes"] > 0 and 0 < mem["stack_high_water_bytes"] < 32768 and mem["flash_bytes"] > 20000
+    assert mem["arena_bytes"] == plan_model(kws_bundle.tflite)[2].arena_size > 0  # the device reports the planner's arena
+    assert 0 < mem["stack_high_water_bytes"] < 32768 and mem["flash_bytes"] > 20000
     rows = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [r["sample"] for r in rows] == [0, 1, 2] and all(r["max_lsb_diff"] == 0 for r in rows)
     html = res.html_path.read_text()

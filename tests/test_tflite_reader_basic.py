@@ -33,7 +33,8 @@ def test_tflite_reader_kws_details(external):
     assert conv.op == "CONV_2D" and conv.options["padding"] == "SAME" and conv.options["stride_h"] == 2
     w = g.tensor(conv.inputs[1])
     assert w.data.shape == (64, 10, 4, 1) and w.quant.per_channel and len(w.quant.scale) == 64
-    assert sum(t.data.size for t in g.tensors if t.is_const and t.dtype == "int8") > 20_000
+    # DS-CNN int8 weights: conv 64x10x4, 4 x (depthwise 3x3x64 + pointwise 64x64), FC 12x64
+    assert sum(t.data.size for t in g.tensors if t.is_const and t.dtype == "int8") == 2560 + 4 * (576 + 4096) + 768
 
 
 def test_tflite_reader_truncated_files_raise_one_error(external):
