@@ -84,7 +84,7 @@ def test_roomy_target_takes_the_widest(kws):
 
 def test_nothing_fits_names_the_limit(kws):
     recipe, data = kws
-    with pytest.raises(EdgetkError, match="ram"):
+    with pytest.raises(EdgetkError, match="even width 0.25 needs .* over the target's ram budget"):
         fit_width(recipe, data, dataclasses.replace(ROOMY, ram_bytes=1000), WIDTHS)
 
 
