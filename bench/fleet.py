@@ -1,17 +1,26 @@
 """Fleet: 32 per-speaker kws-digits models trained as one batched job vs the same 32 one after another.
 
-Same data, epochs, seeds and optimiser for both; both on the same torch thread count. Prints the
-wall-clock of each (mean +- std over repetitions with different seeds), the speedup, how far each
-member's test top-1 is from its individually trained twin's, and the weight agreement after a short run.
-Usage: .venv/bin/python bench/fleet.py [--reps 3] [--members 32] [--epochs 10] [--threads 2]
+Same data, epochs, init seeds and optimiser everywhere; same torch thread count. Two baselines, measured
+in the same run and printed side by side:
+  (a) in-process loop: the fleet's own training loop on one plain model at a time (pure compute: same
+      batches, no evaluation or checkpoints) - the speedup that is due to batching alone;
+  (b) the toolkit's normal path without fleets: `toolkit.train.train` once per member (recipe with
+      data.groups = [speaker], train.seed = seed + i; it loads the data, evaluates and checkpoints every
+      epoch and writes a run folder, as `edgetk train` does). Only the first --normal-count members run;
+      their time is extrapolated linearly to all members (stated in the output).
+Also prints each member's test top-1 gap to its twin of baseline (a) and the weight agreement after a
+short run. Usage: .venv/bin/python bench/fleet.py [--reps 3] [--members 32] [--epochs 20] [--lr 0.01]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -20,58 +29,105 @@ import torch  # noqa: E402
 
 from toolkit.data import load_dataset  # noqa: E402
 from toolkit.nn import build_model  # noqa: E402
-from toolkit.recipe import load_recipe  # noqa: E402
-from toolkit.specialize.fleet import max_weight_diff, split_members, train_fleet  # noqa: E402
+from toolkit.recipe import Recipe, load_recipe  # noqa: E402
+from toolkit.specialize.fleet import Member, max_weight_diff, split_members, train_fleet  # noqa: E402
 
 
-def fleet_pair(recipe, data, members: int, seed: int):
-    """Train the fleet batched and sequentially; (batched members, seconds, sequential members, seconds)."""
-    make = lambda s: (torch.manual_seed(s), build_model(recipe, data))[1]  # noqa: E731
-    out = []
+def fleet_pair(recipe: Recipe, data, members: int, seed: int, stack: int,
+               dtype: torch.dtype = torch.float32) -> tuple:
+    """Train the fleet batched and with loop (a); (batched members, seconds, loop members, seconds)."""
+    make = lambda s: (torch.manual_seed(s), build_model(recipe, data).to(dtype))[1]  # noqa: E731
+    npt = torch.empty((), dtype=dtype).numpy().dtype
+    out: list = []
     for batched in (True, False):
-        ms = split_members(data.x_train, data.y_train, data.groups_train, data.x_test, data.y_test,
-                           data.groups_test, members, seed)
-        out += [ms, train_fleet(make, ms, recipe.train, batched, recipe.fleet.stack)]
-    return out
+        ms = split_members(data.x_train.astype(npt), data.y_train, data.groups_train,
+                           data.x_test.astype(npt), data.y_test, data.groups_test, members, seed)
+        out += [ms, train_fleet(make, ms, recipe.train, batched, stack)]
+    return tuple(out)
+
+
+def normal_path(recipe: Recipe, members: list[Member], count: int, threads: int) -> tuple[float, list[float]]:
+    """Baseline (b): toolkit.train.train per member for the first `count` members; (seconds, test top-1 %)."""
+    from toolkit.train import train
+
+    seconds, top1 = 0.0, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in members[:count]:
+            r = recipe.replace(train=dataclasses.replace(recipe.train, seed=m.seed, threads=threads),
+                               data=dataclasses.replace(recipe.data, groups=(m.group,)),
+                               extra={k: v for k, v in recipe.extra.items() if k != "fleet"})
+            t0 = time.perf_counter()
+            out = train(r, Path(tmp) / m.name)
+            seconds += time.perf_counter() - t0
+            top1.append(100 * json.loads((out / "metrics.json").read_text())["value"])
+    return seconds, top1
+
+
+def _ms(xs: list[float]) -> str:
+    return f"{statistics.mean(xs):7.1f} +- {statistics.pstdev(xs):.1f}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--members", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--stack", type=int, default=4, help="members per grouped-operator pass")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--normal-count", type=int, default=4, help="members run through toolkit.train.train")
+    ap.add_argument("--short-epochs", type=int, default=1, help="epochs of the weight-agreement run")
     args = ap.parse_args()
     recipe = load_recipe(Path(__file__).resolve().parent.parent / "models" / "kws-digits-fleet.toml",
-                         [f"train.epochs={args.epochs}"])
+                         [f"train.epochs={args.epochs}", f"train.lr={args.lr}", f"train.threads={args.threads}"])
     torch.set_num_threads(args.threads)
     data = load_dataset(recipe)
-    t_b, t_s, deltas, acc_b, acc_s = [], [], [], [], []
+    t_b, t_a, t_n, gaps, acc_b, acc_a, acc_n = [], [], [], [], [], [], []
     for rep in range(args.reps):
-        fb, sb, fs, ss = fleet_pair(recipe, data, args.members, 1000 * rep)
-        t_b.append(sb)
-        t_s.append(ss)
-        deltas += [abs(a.test_top1 - b.test_top1) for a, b in zip(fb, fs)]
+        fb, sb, fa, sa = fleet_pair(recipe, data, args.members, 1000 * rep, args.stack)
+        sn, top_n = normal_path(recipe, fa, args.normal_count, args.threads)
+        torch.set_num_threads(args.threads)
+        sn *= args.members / args.normal_count
+        t_b.append(sb), t_a.append(sa), t_n.append(sn)
+        gaps += [a.test_top1 - b.test_top1 for a, b in zip(fb, fa)]
         acc_b.append(statistics.mean(m.test_top1 for m in fb))
-        acc_s.append(statistics.mean(m.test_top1 for m in fs))
-        print(f"rep {rep}: batched {sb:.1f} s, sequential {ss:.1f} s, speedup {ss / sb:.2f}x; "
-              f"mean member top-1 {acc_b[-1]:.1f}% vs twins {acc_s[-1]:.1f}%", flush=True)
-    short = dataclasses.replace(recipe.train, epochs=1)
-    fb, _, fs, _ = fleet_pair(recipe.replace(train=short), data, args.members, 0)
-    wdiff = max(max_weight_diff(a.model, b.model) for a, b in zip(fb, fs))
-    speed = [s / b for s, b in zip(t_s, t_b)]
-    within = sum(d <= 1.0 for d in deltas)
-    print(f"kws-digits fleet: {args.members} members (DS-CNN width {recipe.model.width}, "
-          f"{len(fb[0].x_train)} clips each, {args.epochs} epochs), {args.threads} threads, {args.reps} reps")
-    print(f"  sequential (baseline)  {statistics.mean(t_s):7.1f} +- {statistics.pstdev(t_s):.1f} s   "
-          f"member top-1 {statistics.mean(acc_s):.1f} +- {statistics.pstdev(acc_s):.1f} %")
-    print(f"  one batched job        {statistics.mean(t_b):7.1f} +- {statistics.pstdev(t_b):.1f} s   "
-          f"member top-1 {statistics.mean(acc_b):.1f} +- {statistics.pstdev(acc_b):.1f} %")
-    print(f"  speedup {statistics.mean(speed):.2f}x +- {statistics.pstdev(speed):.2f} (goal >= 8x)")
-    print(f"  |member - twin| top-1: mean {statistics.mean(deltas):.2f}, max {max(deltas):.1f} points; "
-          f"{within}/{len(deltas)} within 1 point (50 test clips per member: 1 clip = 2 points)")
-    print(f"  short run (1 epoch, AdamW, float32): max |weight difference| {wdiff:.2e}")
+        acc_a.append(statistics.mean(m.test_top1 for m in fa))
+        acc_n.append(statistics.mean(top_n))
+        print(f"rep {rep}: batched {sb:.1f} s | (a) loop {sa:.1f} s = {sa / sb:.2f}x | (b) train() "
+              f"{sn:.1f} s (extrapolated from {args.normal_count}) = {sn / sb:.2f}x; member top-1 batched "
+              f"{acc_b[-1]:.1f}% / twins {acc_a[-1]:.1f}% / train() {acc_n[-1]:.1f}%", flush=True)
+    short = recipe.replace(train=dataclasses.replace(recipe.train, epochs=args.short_epochs))
+    wdiff = {}
+    for dtype in (torch.float32, torch.float64):
+        fb, _, fa, _ = fleet_pair(short, data, args.members, 0, args.stack, dtype)
+        wdiff[str(dtype).split(".")[1]] = [max_weight_diff(a.model, b.model) for a, b in zip(fb, fa)]
+    report(args, recipe, len(fb[0].x_train), t_b, t_a, t_n, acc_b, acc_a, acc_n, gaps, wdiff)
     return 0
+
+
+def report(args, recipe: Recipe, clips: int, t_b, t_a, t_n, acc_b, acc_a, acc_n, gaps, wdiff) -> None:
+    """Print the summary: each baseline with its ratio, the twin gaps and the weight agreement."""
+    sp_a = [a / b for a, b in zip(t_a, t_b)]
+    sp_n = [n / b for n, b in zip(t_n, t_b)]
+    absg = [abs(g) for g in gaps]
+    print(f"kws-digits fleet: {args.members} members (DS-CNN width {recipe.model.width}, {clips} clips each, "
+          f"{args.epochs} epochs, AdamW lr {args.lr}), stacks of {args.stack}, {args.threads} thread(s), "
+          f"{args.reps} reps")
+    print(f"  one batched job                    {_ms(t_b)} s   member top-1 {_ms(acc_b)} %")
+    print(f"  (a) in-process loop, pure compute  {_ms(t_a)} s   member top-1 {_ms(acc_a)} %   "
+          f"speedup {statistics.mean(sp_a):.2f}x +- {statistics.pstdev(sp_a):.2f}")
+    print(f"  (b) toolkit.train.train per member {_ms(t_n)} s   member top-1 {_ms(acc_n)} %   "
+          f"speedup {statistics.mean(sp_n):.2f}x +- {statistics.pstdev(sp_n):.2f}   "
+          f"[first {args.normal_count} members timed, x{args.members / args.normal_count:g} extrapolated]")
+    print(f"  goal >= 8x: vs (a) {'met' if statistics.mean(sp_a) >= 8 else 'NOT met'}, "
+          f"vs (b) {'met' if statistics.mean(sp_n) >= 8 else 'NOT met'}")
+    dist = ", ".join(f"{k:+.0f}: {v}" for k, v in sorted(Counter(round(g, 1) for g in gaps).items()))
+    print(f"  member - twin (a) top-1, {len(gaps)} pairs: mean |gap| {statistics.mean(absg):.2f}, max "
+          f"{max(absg):.1f} points; {sum(g <= 1.0 for g in absg)}/{len(gaps)} within 1 point "
+          f"(50 test clips: 1 clip = 2 points); distribution {{{dist}}}")
+    for name, w in wdiff.items():
+        print(f"  short run ({args.short_epochs} epoch(s), AdamW, {name}): max |weight difference| per member: "
+              f"median {statistics.median(w):.2e}, max {max(w):.2e}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def test_stacked_forward_and_backward_match_members(shared, task, width):
         members.append(build_model(r, data))
     x = torch.from_numpy(data.x_train[:16])
     stacked = stack_models(members, x)
+    assert any(isinstance(m, torch.nn.ReLU) and m.inplace for m in stacked.modules())  # ReLU after BN runs in place
     xs = torch.stack([x, x.flip(0), x * 0.5])                       # different data per member
     got = from_blocks(stacked.train()(to_blocks(xs)), 3)
     got.square().sum().backward()

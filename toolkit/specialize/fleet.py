@@ -5,8 +5,13 @@ operators (member m owns channel block m), so one forward/backward runs the whol
 loss gives each member exactly its own gradient and AdamW is element-wise, so a member follows the
 same trajectory as its twin trained alone (`batched=False`) up to float rounding.
 (`torch.func.vmap` over `stack_module_state` was measured 1.0x and slower than this on 2 CPU cores.)
-Members go through in stacks of 8 by default: on this CPU a stack of 32 width-0.25 DS-CNNs moves 8 MB
-activations per layer and turns memory-bound (26 ms per member-step vs 12 ms in stacks of 4-8).
+Members go through in stacks of 4 by default: a stack's activations must stay in the core's L2 cache
+(width-0.25 DS-CNN, batch 32: 256 KB per member per layer; measured on the 2-core EPYC, 1 thread,
+channels-last: 3.2-3.7 ms per member-step in stacks of 4, 4.9-6.0 at 8, 7.1-7.8 at 16, vs 8.7 for one
+plain model; micro-benchmark of one step). `edgetk train` uses the recipe's `[fleet] stack`
+(FleetConfig default 8, owned by toolkit/recipe.py); bench/fleet.py passes 4. Profile of a stack of 4 (per step): BatchNorm
+fwd+bwd ~30 %, depthwise and pointwise convolutions ~25 % each, ReLU backward ~10 %, AdamW ~3 %;
+bmm/einsum pointwise layers and torch.compile were measured no faster (compile: 7.8 vs 4.5 ms, 38 s).
 
 BatchNorm: a stacked BatchNorm over M*C channels keeps per-channel, hence per-member, batch
 statistics and running statistics: train-mode BN is exact, no special handling needed.
@@ -79,7 +84,7 @@ def _steps(members: list[Member], bs: int) -> int:
 
 
 def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], cfg: TrainConfig,
-                batched: bool = True, stack: int = 8) -> float:
+                batched: bool = True, stack: int = 4) -> float:
     """Train every member (in stacks of `stack`, or one after another); fill model and test_top1; return seconds."""
     t0 = time.perf_counter()
     if batched:
