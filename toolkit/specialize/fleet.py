@@ -9,8 +9,9 @@ Members go through in stacks of 4 by default: a stack's activations must stay in
 (width-0.25 DS-CNN, batch 32: 256 KB per member per layer; measured on the 2-core EPYC, 1 thread,
 channels-last: 3.2-3.7 ms per member-step in stacks of 4, 4.9-6.0 at 8, 7.1-7.8 at 16, vs 8.7 for one
 plain model; micro-benchmark of one step). `edgetk train` uses the recipe's `[fleet] stack`
-(FleetConfig default 8, owned by toolkit/recipe.py); bench/fleet.py passes 4. Profile of a stack of 4 (per step): BatchNorm
-fwd+bwd ~30 %, depthwise and pointwise convolutions ~25 % each, ReLU backward ~10 %, AdamW ~3 %;
+(FleetConfig default 8, owned by toolkit/recipe.py); bench/fleet.py passes 4. Profile of a stack of
+4 (per step): BatchNorm fwd+bwd ~30 %, depthwise and pointwise convolutions ~23 % each, ReLU backward
+~11 %, AdamW ~3 %;
 bmm/einsum pointwise layers and torch.compile were measured no faster (compile: 7.8 vs 4.5 ms, 38 s).
 
 BatchNorm: a stacked BatchNorm over M*C channels keeps per-channel, hence per-member, batch
