@@ -102,7 +102,7 @@ class FleetConfig:
     group_by: str = "speaker"  # documentation of what TaskData.groups_* hold for the dataset
     members: int = 0           # 0 = one per group; more cycles the groups with new seeds
     batched: bool = True       # false: train the members one after another (the baseline)
-    stack: int = 8             # members per grouped-operator pass (8 tiny members' activations stay in cache)
+    stack: int = 4             # members per grouped-operator pass (measured fastest on CPU: activations stay in L2)
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
