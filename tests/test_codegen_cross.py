@@ -51,5 +51,10 @@ def test_codegen_kernels_need_no_libc_or_libgcc(kernels, tmp_path):
     """Every kernel file (not only those a model uses): gcc -O2 must not call memset/memcpy/__aeabi_*."""
     require_tool("arm-none-eabi-gcc")
     require_tool("arm-none-eabi-nm")
+    from toolkit.codegen.kernel_sets import KERNEL_ROOT
+
+    sources = {f"{folder}-{c.stem}.o" for folder in KERNEL_SETS[kernels] for c in (KERNEL_ROOT / folder).glob("*.c")}
+    assert len(sources) >= 5, sources  # conv, depthwise, fc, pool, ... : the check is not vacuous
     for cpu in sorted(CPUS):
         assert kernel_set_imports(kernels, cpu, tmp_path / cpu) == set(), cpu
+        assert {o.name for o in (tmp_path / cpu).glob("*.o")} == sources, cpu  # every kernel file was compiled
