@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from toolkit.pytest_plugin import skip_without_data
 from toolkit.runtimes import run_tflm
 
 KWS = "mlperf_tiny/benchmark/training/keyword_spotting/trained_models/kws_ref_model.tflite"
@@ -25,7 +26,7 @@ def external() -> Path:
 
     d = shared_dir() / "external"
     if not (d / KWS).is_file():
-        pytest.skip(f"MLPerf Tiny models not found under {d}; fix: set EDGETK_SHARED")
+        skip_without_data(f"MLPerf Tiny models not found under {d}; fix: set EDGETK_SHARED")
     return d
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.paths import shared_dir
+from toolkit.pytest_plugin import skip_without_data
 
 FIXES = {
     "qemu-system-arm": "apt-get install qemu-system-arm",
@@ -33,7 +34,7 @@ def shared() -> Path:
     """../shared (or $EDGETK_SHARED); skip with the reason when it is not beside the repo."""
     d = shared_dir()
     if not (d / "MANIFEST.md").is_file():
-        pytest.skip(f"shared data folder not found at {d}; fix: set EDGETK_SHARED")
+        skip_without_data(f"shared data folder not found at {d}; fix: set EDGETK_SHARED")
     return d
 
 
@@ -65,7 +66,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory):
     def factory(task: str) -> Path:
         if task not in done:
             if task == "kws-digits" and not (shared_dir() / "data" / "fsdd").is_dir():
-                pytest.skip(f"FSDD not found under {shared_dir()}; fix: set EDGETK_SHARED")
+                skip_without_data(f"FSDD not found under {shared_dir()}; fix: set EDGETK_SHARED")
             recipe = load_recipe(repo_dir("models") / f"{task}.toml", TEST_OVERRIDES.get(task, []))
             done[task] = train(recipe, tmp_path_factory.mktemp(f"run-{task}"))
         return done[task]

@@ -24,6 +24,13 @@ DEFAULT_TARGETS = "qemu-m4,host-sim"
 _DEVICES_KEY = pytest.StashKey[dict]()
 
 
+def skip_without_data(msg: str) -> None:
+    """Skip a test whose ../shared data is absent; fail instead in CI (CI=true) or under EDGETK_REQUIRE_DATA=1."""
+    if os.environ.get("CI") == "true" or os.environ.get("EDGETK_REQUIRE_DATA") == "1":
+        pytest.fail(f"{msg} (CI=true / EDGETK_REQUIRE_DATA=1 turns this skip into a failure)")
+    pytest.skip(msg)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the --hil-* options."""
     g = parser.getgroup("edgetk-hil", "hardware-in-the-loop (edgetk)")
