@@ -65,7 +65,7 @@ def test_bit_flipped_weights(imu_run: Path) -> None:
 def test_corrupted_metrics_json(imu_run: Path) -> None:
     p = imu_run / "metrics.json"
     p.write_text(p.read_text()[:20])
-    _export_fails(imu_run, str(imu_run))
+    _export_fails(imu_run, "metrics.json is not valid JSON")
 
 
 def test_not_a_run_folder(tmp_path: Path) -> None:

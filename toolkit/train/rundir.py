@@ -95,4 +95,11 @@ def load_run(run_dir: str | Path) -> Run:
         raise EdgetkError(f"{d / 'model.safetensors'} does not fit the recipe's model ({type(e).__name__})",
                           fix="re-train the run; the weights are damaged or from another recipe") from None
     model.eval()
-    return Run(d, recipe, model, data, json.loads((d / "metrics.json").read_text(encoding="utf-8")))
+    return Run(d, recipe, model, data, _read_metrics(d / "metrics.json"))
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EdgetkError(f"{path} is not valid JSON ({e})", fix="the run is damaged; re-train it") from None
