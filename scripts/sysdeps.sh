@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
 # Install the Debian packages edgetk's firmware path needs, or say exactly how to.
 set -u
+if [ "${1:-}" = "--venv" ]; then   # Debian's Python needs its venv package before `python -m venv` works
+  py=$(basename "${2:-python3}")
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "edgetk: installing ${py}-venv"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${py}-venv" >/dev/null && exit 0
+  fi
+  echo "edgetk: ${py} cannot create virtual environments; install them with: sudo apt-get install ${py}-venv"
+  exit 1
+fi
 need=()
 command -v gcc >/dev/null               || need+=(gcc)
 command -v qemu-system-arm >/dev/null   || need+=(qemu-system-arm)
