@@ -9,13 +9,8 @@ import pytest
 
 from toolkit.paths import shared_dir
 from toolkit.pytest_plugin import skip_without_data
+from toolkit.tools import install_hint
 
-FIXES = {
-    "qemu-system-arm": "apt-get install qemu-system-arm",
-    "arm-none-eabi-gcc": "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
-    "arm-none-eabi-size": "apt-get install gcc-arm-none-eabi",
-    "gcc": "apt-get install gcc",
-}
 
 
 def require_tool(name: str) -> str:
@@ -23,7 +18,7 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    msg = f"{name} not found; fix: {FIXES.get(name, 'install ' + name)}"
+    msg = f"{name} not found; fix: {install_hint(name)}"
     if os.environ.get("EDGETK_REQUIRE_QEMU") == "1":
         pytest.fail(f"{msg} (EDGETK_REQUIRE_QEMU=1 turns this skip into a failure)")
     pytest.skip(msg)

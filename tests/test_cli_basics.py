@@ -68,3 +68,14 @@ def test_doctor_says_what_stands_in_for_each_target():
     assert targets["qemu-m4"] == ("emulated (QEMU)" if emulated else "absent: host-sim stands in (host simulator)")
     stlink = any(p["vid_pid"].lower() in ("0483:374b", "0483:374e", "0483:3752", "0483:3753") for p in report["serial_ports"])
     assert targets["nucleo-l4r5zi"].startswith("real board" if stlink else "absent: ")
+
+
+def test_a_missing_tool_names_the_package_that_installs_it():
+    from toolkit.errors import EdgetkError
+    from toolkit.tools import install_hint, require_tool
+
+    with pytest.raises(EdgetkError, match=r"arm-none-eabi-nosuchtool not found \(needed to flash\)") as e:
+        require_tool("arm-none-eabi-nosuchtool", "flash")
+    assert e.value.fix == "apt-get install gcc-arm-none-eabi"
+    assert install_hint("arm-none-eabi-gcc") == "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+    assert require_tool("sh") == shutil.which("sh")

@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.codegen.host import c_sources
 from toolkit.errors import EdgetkError
+from toolkit.tools import require_tool
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,7 @@ def parse_size_sysv(text: str) -> Size:
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise EdgetkError(f"{name} not found", fix="apt-get install gcc-arm-none-eabi")
-    return path
+    return require_tool(name, "cross-build for Cortex-M")
 
 
 def cross_build(lib_dir: str | os.PathLike, out_dir: str | os.PathLike, cpu: str) -> Size:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from toolkit.errors import EdgetkError
+from toolkit.tools import require_tool
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ def compile_host(lib_dir: str | os.PathLike, exe: str | os.PathLike, *, sanitize
                  cc: str = "gcc", extra: tuple[str, ...] = ()) -> Path:
     """Build the host runner for a generated library; errors carry the compiler's output."""
     lib_dir, exe = Path(lib_dir), Path(exe)
-    if shutil.which(cc) is None:
-        raise EdgetkError(f"{cc} not found", fix="apt-get install gcc")
+    require_tool(cc, "build the host runner")
     exe.parent.mkdir(parents=True, exist_ok=True)
     main = exe.with_suffix(".main.c")
     main.write_text(MAIN_C)

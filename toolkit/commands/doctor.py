@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 
+from toolkit.tools import install_hint
+
 PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "nncf", "ai-edge-litert",
             "tflite-runtime", "tflite-micro", "flatbuffers", "safetensors", "pyserial",
             "scikit-learn", "sktime", "matplotlib", "pytest")
@@ -16,8 +18,6 @@ TOOLS = {
     "arm-none-eabi-gcc": ("arm-none-eabi-gcc", "--version"),
     "qemu-system-arm": ("qemu-system-arm", "--version"),
 }
-APT = {"gcc": "gcc", "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
-       "qemu-system-arm": "qemu-system-arm"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:16s} {v or '-- not installed'}")
     print("\ntools:")
     for name, v in tools.items():
-        print(f"  {name:18s} {v or '-- missing (apt-get install ' + APT[name] + ')'}")
+        print(f"  {name:18s} {v or '-- missing (' + install_hint(name) + ')'}")
     print("\nserial ports:")
     for p in ports or [{"device": "(none)", "description": "", "vid_pid": ""}]:
         print(f"  {p['device']:20s} {p['vid_pid']:10s} {p['description']}")

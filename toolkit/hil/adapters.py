@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from toolkit.errors import EdgetkError
+from toolkit.tools import require_tool
 from toolkit.hil.build import Firmware, build_firmware, firmware_root
 from toolkit.hil.ports import find_board_port
 from toolkit.targets import TargetSpec
@@ -200,8 +201,7 @@ def build_insn_plugin(out_dir: Path) -> Path:
     so = Path(out_dir) / "insn_count.so"
     if so.is_file() and so.stat().st_mtime >= src.stat().st_mtime:
         return so
-    if shutil.which("gcc") is None:
-        raise EdgetkError("gcc not found (needed for the QEMU instruction counter)", fix="apt-get install gcc")
+    require_tool("gcc", "build the QEMU instruction counter")
     proc = subprocess.run(["gcc", "-std=c99", "-D_DEFAULT_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-shared",
                            "-fPIC", str(src), "-o", str(so)], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
@@ -211,8 +211,7 @@ def build_insn_plugin(out_dir: Path) -> Path:
 
 def marker_addresses(elf: Path, nm: str) -> tuple[int, int]:
     """Addresses of edgetk_mark_start / edgetk_mark_stop in the firmware (from nm)."""
-    if shutil.which(nm) is None:
-        raise EdgetkError(f"{nm} not found", fix="apt-get install binutils-arm-none-eabi")
+    require_tool(nm, "find the firmware's timing markers")
     out = subprocess.run([nm, str(elf)], capture_output=True, text=True, timeout=60).stdout
     syms = {parts[2]: int(parts[0], 16) for parts in (ln.split() for ln in out.splitlines()) if len(parts) == 3}
     try:

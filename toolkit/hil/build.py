@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_text
 from toolkit.paths import repo_dir
 from toolkit.targets import BuildSpec, TargetSpec
+from toolkit.tools import require_tool
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,7 @@ def parse_size_sysv(text: str) -> dict[str, int]:
 
 
 def _run(cmd: list[str], what: str) -> str:
-    if shutil.which(cmd[0]) is None:
-        raise EdgetkError(f"{cmd[0]} not found (needed to {what})",
-                          fix="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi" if "arm" in cmd[0]
-                          else f"install {cmd[0]}")
+    require_tool(cmd[0], what)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise EdgetkError(f"{what} failed ({cmd[0]} exit {proc.returncode}):\n{proc.stderr[-3000:]}",

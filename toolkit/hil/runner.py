@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.errors import EdgetkError
-from toolkit.fsio import atomic_write_json
+from toolkit.tools import APT_PACKAGES, install_hint
 from toolkit.hil.adapters import Target, make_target
 from toolkit.hil.bundle import Bundle, load_bundle
 from toolkit.hil.dut import Dut, LinkPolicy, Transcript
@@ -232,7 +232,7 @@ def require_or_fallback(spec: TargetSpec, reason: str) -> None:
         raise EdgetkError(f"{spec.name}: {reason}", fix="EDGETK_REQUIRE_HW=1 demands the real board: attach it")
     if spec.kind == "qemu" and os.environ.get("EDGETK_REQUIRE_QEMU") == "1":
         raise EdgetkError(f"{spec.name}: {reason}", fix="EDGETK_REQUIRE_QEMU=1 demands the emulator: "
-                          "apt-get install qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi")
+                          f"{install_hint('qemu-system-arm')} {APT_PACKAGES['arm-none-eabi-gcc']}")
 
 
 def _linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
