@@ -93,23 +93,38 @@ def test_unknown_mode_names_the_valid_ones(datasets):
         apply_peft(build_model(recipe, data), FinetuneConfig(base_run="", mode="loraa"))
 
 
-def test_finetune_run_merges_into_plain_run(datasets, tmp_path):
-    """Base on 4 speakers -> LoRA on the other 2 -> run folder loads as the base architecture; `edgetk merge` agrees."""
-    from toolkit.cli import main
-    from toolkit.specialize import run_recipe
+@pytest.fixture(scope="module")
+def base(datasets, tmp_path_factory):
+    """(short recipe, base run on 4 speakers, its bundle's manifest, the 2 new speakers)."""
+    from toolkit.export import export_run
     from toolkit.train import load_run, train
 
     recipe, data = datasets["kws-digits"]
     speakers = sorted(set(data.groups_train.tolist()))
-    short = dataclasses.replace(recipe.train, epochs=2, batch_size=64)
-    recipe = recipe.replace(train=short)
+    recipe = recipe.replace(train=dataclasses.replace(recipe.train, epochs=2, batch_size=64))
     base_recipe = recipe.replace(data=dataclasses.replace(recipe.data, groups=tuple(speakers[:4])))
-    base_dir = train(base_recipe, tmp_path / "base")
+    base_dir = train(base_recipe, tmp_path_factory.mktemp("base") / "run")
     assert load_run(base_dir).data.x_train.shape[0] == 4 * 450
-    ft = recipe.replace(data=dataclasses.replace(recipe.data, groups=tuple(speakers[4:])),
-                        extra={"finetune": FinetuneConfig(base_run=str(base_dir), mode="lora")})
-    out = run_recipe(ft, tmp_path / "lora")
-    metrics = json.loads((out / "metrics.json").read_text())
+    bundle = export_run(base_dir, tmp_path_factory.mktemp("base") / "bundle", calib=32)
+    return recipe, base_dir, json.loads((bundle / "manifest.json").read_text()), tuple(speakers[4:])
+
+
+def _finetune(base, out, **cfg):
+    from toolkit.specialize import run_recipe
+
+    recipe, base_dir, _, new = base
+    ft = recipe.replace(data=dataclasses.replace(recipe.data, groups=new),
+                        extra={"finetune": FinetuneConfig(base_run=str(base_dir), **cfg)})
+    run = run_recipe(ft, out)
+    return run, json.loads((run / "metrics.json").read_text())
+
+
+def test_finetune_run_merges_into_plain_run(base, tmp_path):
+    """Base on 4 speakers -> LoRA on the other 2 -> run folder loads as the base architecture; `edgetk merge` agrees."""
+    from toolkit.cli import main
+    from toolkit.train import load_run
+
+    out, metrics = _finetune(base, tmp_path / "lora", mode="lora")
     assert metrics["merged"] and metrics["merge_max_abs_diff"] <= 1e-5
     assert (metrics["params"], metrics["macs"]) == (metrics["base_params"], metrics["base_macs"])
     assert 0 < metrics["trainable_params"] < metrics["params"]
@@ -121,9 +136,50 @@ def test_finetune_run_merges_into_plain_run(datasets, tmp_path):
     assert main(["merge", str(out), "-o", str(tmp_path / "merged")]) == 0
     again = json.loads((tmp_path / "merged" / "metrics.json").read_text())
     assert again["merge_max_abs_diff"] <= 1e-5 and again["value"] == pytest.approx(metrics["value"])
-    assert main(["merge", str(base_dir)]) == 2          # a run without [finetune]: clear error, no traceback
+    assert main(["merge", str(base[1])]) == 2           # a run without [finetune]: clear error, no traceback
     from toolkit.export import export_run
 
     merged_m = json.loads((export_run(out, tmp_path / "b1", formats=("onnx",), calib=32) / "manifest.json").read_text())
-    base_m = json.loads((export_run(base_dir, tmp_path / "b0", formats=("onnx",), calib=32) / "manifest.json").read_text())
-    assert (merged_m["params"], merged_m["macs"], merged_m["ops"]) == (base_m["params"], base_m["macs"], base_m["ops"])
+    assert (merged_m["params"], merged_m["macs"], merged_m["ops"]) == tuple(base[2][k] for k in ("params", "macs", "ops"))
+
+
+def test_adapter_run_exports_with_its_extra_cost(base, tmp_path):
+    """An adapter run (not foldable) exports as base + adapters: 4 extra 1x1 conv pairs and ADDs, priced in metrics.json."""
+    import numpy as np
+
+    from toolkit.export import export_run
+    from toolkit.runtimes import run_litert
+    from toolkit.specialize.merge import load_peft_model
+    from toolkit.train import load_run
+
+    out, metrics = _finetune(base, tmp_path / "adapter", mode="adapter")
+    assert not metrics["merged"] and metrics["deployed"] == "base + unmerged adapters"
+    assert (metrics["extra_params"], metrics["extra_macs"]) == (4 * (16 * 4 + 4 + 4 * 16 + 16), 4 * 25 * 5 * 2 * 16 * 4)
+    assert metrics["macs"] == metrics["base_macs"] + metrics["extra_macs"]
+    x = torch.from_numpy(load_run(out).data.x_test)
+    with torch.no_grad():       # load_run's model (adapters moved behind their BatchNorm) == the trained one
+        assert float((load_run(out).model(x) - load_peft_model(out)[2](x)).abs().max()) <= 1e-5
+    bundle = export_run(out, tmp_path / "bundle", calib=32)
+    for name in ("model_fp32.onnx", "model_int8.onnx", "model_int8.tflite", "fidelity.json", "test_out_int8.npy"):
+        assert (bundle / name).is_file(), name
+    man, base_man = json.loads((bundle / "manifest.json").read_text()), base[2]
+    assert man["macs"] == metrics["macs"] > base_man["macs"]
+    assert (man["params"] - base_man["params"], man["macs"] - base_man["macs"]) == (metrics["extra_params"], metrics["extra_macs"])
+    assert man["ops"]["ADD"] == 4 and man["ops"]["CONV_2D"] == base_man["ops"]["CONV_2D"] + 8
+    xq = np.load(bundle / "test_x_int8.npy")
+    out_q = run_litert(bundle / "model_int8.tflite", xq)
+    assert np.array_equal(out_q, np.load(bundle / "test_out_int8.npy"))
+    assert float((out_q.argmax(1) == np.load(bundle / "test_y.npy")).mean()) == pytest.approx(man["int8_metric"])
+
+
+def test_unmerged_lora_run_exports_as_base(base, tmp_path):
+    """merge = false keeps LoRA layers in the run folder; load_run (hence export) folds them: the base's footprint."""
+    from toolkit.export import export_run
+    from toolkit.train import load_run
+
+    out, metrics = _finetune(base, tmp_path / "lora", mode="lora", merge=False)
+    assert not metrics["merged"] and metrics["params"] > metrics["base_params"]   # LoRA factors are in the file
+    assert (metrics["deployed"], metrics["extra_params"], metrics["extra_macs"]) == ("base architecture", 0, 0)
+    assert not any(isinstance(m, (LoRAConv2d, LoRALinear)) for m in load_run(out).model.modules())
+    man = json.loads((export_run(out, tmp_path / "bundle", formats=("onnx",), calib=32) / "manifest.json").read_text())
+    assert (man["params"], man["macs"], man["ops"]) == tuple(base[2][k] for k in ("params", "macs", "ops"))

@@ -105,11 +105,22 @@ def finetune_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path
     run = train(recipe, out, model=model, data=data, param_filter=lambda n, _p: n in names, json_progress=json_progress)
     atomic_write_bytes(run / "peft.safetensors", save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
     info = {"finetune_mode": cfg.mode, "trainable_params": n_train, "base_params": base_prof.params,
-            "base_macs": base_prof.macs, "merged": False}
+            "base_macs": base_prof.macs, "merged": False,
+            **deployed_cost(cfg.mode, profile_model(model, data.input_shape), base_prof)}
     if cfg.mode in MERGEABLE and cfg.merge:
         info.update(write_merged(run, recipe, model, data))
     _add_metrics(run, info)
     return run
+
+
+def deployed_cost(mode: str, prof, base) -> dict:
+    """What the exported model costs beyond the base: nothing for modes that fold, the adapters' params/MACs."""
+    from toolkit.specialize.peft import MERGEABLE
+
+    if mode in MERGEABLE:  # folded here (merge = true) or by load_run/export (merge = false)
+        return {"deployed": "base architecture", "extra_params": 0, "extra_macs": 0}
+    return {"deployed": "base + unmerged adapters", "extra_params": prof.params - base.params,
+            "extra_macs": prof.macs - base.macs}
 
 
 def write_merged(out: Path, recipe: Recipe, model: torch.nn.Module, data: TaskData) -> dict:

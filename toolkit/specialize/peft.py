@@ -85,22 +85,49 @@ class LoRALinear(nn.Module):
         return self.base
 
 
-class AdaptedConv2d(nn.Module):
-    """A frozen Conv2d followed by a residual bottleneck adapter y + up(relu(down(y)))."""
+class Adapter(nn.Module):
+    """A residual bottleneck adapter y + up(relu(down(y))) on c channels (starts as the identity)."""
 
-    def __init__(self, base: nn.Conv2d, rank: int) -> None:
+    def __init__(self, c: int, rank: int) -> None:
         super().__init__()
-        self.base = base
-        c = base.out_channels
         r = min(rank, c)
         self.down = nn.Conv2d(c, r, 1)
         self.up = nn.Conv2d(r, c, 1)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
         return y + self.up(F.relu(self.down(y)))
+
+
+class AdaptedConv2d(Adapter):
+    """A frozen Conv2d followed by an Adapter."""
+
+    def __init__(self, base: nn.Conv2d, rank: int) -> None:
+        super().__init__(base.out_channels, rank)
+        self.base = base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.base(x))
+
+    def behind(self, bn: nn.BatchNorm2d) -> tuple[nn.Conv2d, nn.Sequential]:
+        """(conv, Sequential(bn, adapter')) computing bn(self(x)) exactly, so that bn folds into conv at export.
+
+        bn(z) = s*z + t in eval mode; with y' = bn(y): down(y) = (down.w / s) y' + down.b - down.w (t / s)
+        and s * up(h) = (s * up.w) h + s * up.b.
+        """
+        s = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+        t = (bn.bias if bn.affine else 0.0) - bn.running_mean * s
+        if not bool((s != 0).all()):
+            raise EdgetkError("a BatchNorm after an adapter has a zero scale; the adapter cannot move behind it",
+                              fix="export is not possible for this run; fine-tune it again")
+        moved = Adapter(self.up.out_channels, self.down.out_channels)
+        with torch.no_grad():
+            moved.down.weight.copy_(self.down.weight / s[None, :, None, None])
+            moved.down.bias.copy_(self.down.bias - self.down.weight[:, :, 0, 0] @ (t / s))
+            moved.up.weight.copy_(self.up.weight * s[:, None, None, None])
+            moved.up.bias.copy_(self.up.bias * s)
+        return self.base, nn.Sequential(bn, moved)
 
 
 def _replace(model: nn.Module, pred, make) -> int:
@@ -174,3 +201,14 @@ def merge_peft(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(True)
     return model
+
+
+def deployable(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
+    """The eval-mode model as export ships it: foldable modes merged, adapters moved behind their BatchNorm."""
+    if cfg.mode in MERGEABLE:
+        return merge_peft(model).eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], AdaptedConv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i], seq[i + 1] = seq[i].behind(seq[i + 1].eval())
+    return model.eval()

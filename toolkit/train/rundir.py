@@ -76,10 +76,6 @@ def write_curve(path: Path, history: list[dict], title: str) -> None:
 
 def load_run(run_dir: str | Path) -> Run:
     """Read a finished run folder: recipe, model with its weights (eval mode), dataset and metrics."""
-    from safetensors.torch import load_file
-
-    from toolkit.nn import build_model
-
     d = Path(run_dir)
     for name in ("recipe.toml", "model.safetensors", "metrics.json"):
         if not (d / name).is_file():
@@ -87,15 +83,33 @@ def load_run(run_dir: str | Path) -> Run:
                    else "pass a run folder written by `edgetk train RECIPE -o RUN_DIR`")
             raise EdgetkError(f"{d} is not a finished training run ({name} is missing)", fix=fix)
     recipe = recipe_from_dict(tomllib.loads((d / "recipe.toml").read_text(encoding="utf-8")), source=str(d / "recipe.toml"))
+    metrics = _read_metrics(d / "metrics.json")
     data = load_dataset(recipe)
+    return Run(d, recipe, _load_model(d / "model.safetensors", recipe, data, metrics), data, metrics)
+
+
+def _load_model(path: Path, recipe: Recipe, data: TaskData, metrics: dict) -> nn.Module:
+    """The recipe's model with path's weights; an unmerged fine-tuned run is rebuilt with PEFT, as export ships it."""
+    from toolkit.nn import build_model
+
     model = build_model(recipe, data)
+    cfg = None if metrics.get("merged", False) else recipe.finetune
+    if cfg is None:
+        return _load_weights(model, path).eval()
+    from toolkit.specialize.peft import apply_peft, deployable
+
+    return deployable(_load_weights(apply_peft(model, cfg), path), cfg).requires_grad_(True)
+
+
+def _load_weights(model: nn.Module, path: Path) -> nn.Module:
+    from safetensors.torch import load_file
+
     try:
-        model.load_state_dict(load_file(str(d / "model.safetensors")))
+        model.load_state_dict(load_file(str(path)))
     except Exception as e:
-        raise EdgetkError(f"{d / 'model.safetensors'} does not fit the recipe's model ({type(e).__name__})",
+        raise EdgetkError(f"{path} does not fit the recipe's model ({type(e).__name__})",
                           fix="re-train the run; the weights are damaged or from another recipe") from None
-    model.eval()
-    return Run(d, recipe, model, data, _read_metrics(d / "metrics.json"))
+    return model
 
 
 def _read_metrics(path: Path) -> dict:
