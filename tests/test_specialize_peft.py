@@ -109,13 +109,13 @@ def base(datasets, tmp_path_factory):
     return recipe, base_dir, json.loads((bundle / "manifest.json").read_text()), tuple(speakers[4:])
 
 
-def _finetune(base, out, **cfg):
+def _finetune(base, out, resume=False, **cfg):
     from toolkit.specialize import run_recipe
 
     recipe, base_dir, _, new = base
     ft = recipe.replace(data=dataclasses.replace(recipe.data, groups=new),
                         extra={"finetune": FinetuneConfig(base_run=str(base_dir), **cfg)})
-    run = run_recipe(ft, out)
+    run = run_recipe(ft, out, resume=resume)
     return run, json.loads((run / "metrics.json").read_text())
 
 
@@ -156,6 +156,7 @@ def test_adapter_run_exports_with_its_extra_cost(base, tmp_path):
     assert not metrics["merged"] and metrics["deployed"] == "base + unmerged adapters"
     assert (metrics["extra_params"], metrics["extra_macs"]) == (4 * (16 * 4 + 4 + 4 * 16 + 16), 4 * 25 * 5 * 2 * 16 * 4)
     assert metrics["macs"] == metrics["base_macs"] + metrics["extra_macs"]
+    assert _finetune(base, out, resume=True, mode="adapter") == (out, metrics)  # base reloaded, train() resumes
     x = torch.from_numpy(load_run(out).data.x_test)
     with torch.no_grad():       # load_run's model (adapters moved behind their BatchNorm) == the trained one
         assert float((load_run(out).model(x) - load_peft_model(out)[2](x)).abs().max()) <= 1e-5
@@ -163,7 +164,7 @@ def test_adapter_run_exports_with_its_extra_cost(base, tmp_path):
     for name in ("model_fp32.onnx", "model_int8.onnx", "model_int8.tflite", "fidelity.json", "test_out_int8.npy"):
         assert (bundle / name).is_file(), name
     man, base_man = json.loads((bundle / "manifest.json").read_text()), base[2]
-    assert man["macs"] == metrics["macs"] > base_man["macs"]
+    assert man["macs"] > base_man["macs"] and man["params"] > base_man["params"]
     assert (man["params"] - base_man["params"], man["macs"] - base_man["macs"]) == (metrics["extra_params"], metrics["extra_macs"])
     assert man["ops"]["ADD"] == 4 and man["ops"]["CONV_2D"] == base_man["ops"]["CONV_2D"] + 8
     xq = np.load(bundle / "test_x_int8.npy")

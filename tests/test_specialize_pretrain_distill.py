@@ -99,12 +99,17 @@ def test_distill_and_pretrain_jobs_write_plain_runs(kws, tmp_path):
     teacher = tmp_path / "pre"                                     # `edgetk train` dispatches [pretrain] recipes
     assert main(["train", "models/kws-digits-pretrain.toml", "-o", str(teacher), "--set", "train.epochs=1",
                  "--set", "pretrain.epochs=1", "--set", "pretrain.labels_per_class=5", "--set", "model.width=0.25"]) == 0
-    assert main(["train", "--resume", str(teacher)]) == 2        # jobs do not resume: clear error, no traceback
     m = json.loads((teacher / "metrics.json").read_text())
     assert m["n_train"] == 50 and m["n_unlabelled"] == 2700 and len(m["pretrain_losses"]) == 1
-    student = run_recipe(recipe.replace(train=short, extra={"distill": DistillConfig(teacher_run=str(teacher))}),
-                         tmp_path / "kd")
+    assert main(["train", "--resume", str(teacher)]) == 0        # a finished job resumes to the same result
+    assert json.loads((teacher / "metrics.json").read_text()) == m
+    kd = recipe.replace(train=short, extra={"distill": DistillConfig(teacher_run=str(teacher))})
+    student = run_recipe(kd, tmp_path / "kd")
     run = load_run(student)                                        # a plain run folder: exports like any other
     assert run.metrics["teacher_run"] == str(teacher) and run.recipe.distill.teacher_run == str(teacher)
+    with pytest.raises(EdgetkError, match="already holds a training run"):
+        run_recipe(kd, student)                                    # a new job never overwrites one
+    assert run_recipe(kd, student, resume=True) == student         # teacher reloaded, train() resumes at the end
+    assert json.loads((student / "metrics.json").read_text()) == run.metrics
     with pytest.raises(EdgetkError, match="cannot be combined"):
         run_recipe(recipe.replace(extra={"distill": DistillConfig(), "pretrain": PretrainConfig()}), tmp_path / "x")

@@ -4,8 +4,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit.errors import EdgetkError
+
+if TYPE_CHECKING:
+    from toolkit.recipe import Recipe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> tuple[Path, str]:
     from toolkit.recipe import load_recipe
-    from toolkit.train import train
 
     if args.overrides or args.out or args.fit_target:
         raise EdgetkError("--resume continues a run with its stored recipe; --set, -o and --fit-target do not apply",
@@ -45,18 +48,11 @@ def _resume(args: argparse.Namespace) -> tuple[Path, str]:
     if args.recipe is not None and load_recipe(args.recipe).task != recipe.task:
         raise EdgetkError(f"{args.recipe} is not the recipe of {args.resume} (task {recipe.task})",
                           fix=f"run `edgetk train --resume {args.resume}` alone")
-    from toolkit.specialize import is_special
-
-    if is_special(recipe):  # their loss, data subset or PEFT layers are not in the checkpoint
-        raise EdgetkError(f"{args.resume} is a [pretrain]/[distill]/[finetune]/[fleet] job, which cannot resume",
-                          fix=f"start it again: edgetk train {args.resume / 'recipe.toml'} -o NEW_RUN_DIR")
-    return train(recipe, args.resume, resume=True, json_progress=args.json), recipe.task
+    return _run(recipe, args.resume, args.json, resume=True), recipe.task
 
 
 def _new(args: argparse.Namespace) -> tuple[Path, str]:
     from toolkit.recipe import load_recipe
-    from toolkit.specialize import is_special, run_recipe  # [pretrain]/[distill]/[finetune]/[fleet] recipes
-    from toolkit.train import train
 
     if args.recipe is None:
         raise EdgetkError("no recipe given", fix="edgetk train models/imu-motions.toml (or --resume RUN_DIR)")
@@ -66,5 +62,12 @@ def _new(args: argparse.Namespace) -> tuple[Path, str]:
 
         recipe = apply_fit(recipe, args.fit_target, args.fit_latency_ms)
     out = args.out or Path("runs") / f"{recipe.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = run_recipe(recipe, out, args.json) if is_special(recipe) else train(recipe, out, json_progress=args.json)
-    return out, recipe.task
+    return _run(recipe, out, args.json), recipe.task
+
+
+def _run(recipe: Recipe, out: Path, json_progress: bool, resume: bool = False) -> Path:
+    """Plain training, or the job of a [pretrain]/[distill]/[finetune]/[fleet] recipe; new or resumed."""
+    from toolkit.specialize import is_special, run_recipe
+    from toolkit.train import train
+
+    return (run_recipe if is_special(recipe) else train)(recipe, out, json_progress=json_progress, resume=resume)

@@ -24,6 +24,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -85,15 +86,16 @@ def _steps(members: list[Member], bs: int) -> int:
 
 
 def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], cfg: TrainConfig,
-                batched: bool = True, stack: int = 4) -> float:
-    """Train every member (in stacks of `stack`, or one after another); fill model and test_top1; return seconds."""
+                batched: bool = True, stack: int = 4, ckpt_dir: Path | None = None) -> float:
+    """Train every member (in stacks of `stack`, or one after another); fill model and test_top1; return seconds.
+
+    With `ckpt_dir`, stack i saves its state to ckpt_dir/stack-<i>.pt after every epoch and continues from it.
+    """
     t0 = time.perf_counter()
-    if batched:
-        for i in range(0, len(members), max(1, stack)):
-            _train_batched(make_model, members[i:i + max(1, stack)], cfg)
-    else:
-        for m in members:
-            _train_batched(make_model, [m], cfg, plain=True)
+    size = max(1, stack) if batched else 1
+    for i in range(0, len(members), size):
+        ckpt = ckpt_dir / f"stack-{i // size}.pt" if ckpt_dir is not None else None
+        _train_batched(make_model, members[i:i + size], cfg, plain=not batched, ckpt=ckpt)
     seconds = time.perf_counter() - t0
     for m in members:
         m.test_top1 = evaluate(m.model, m.x_test, m.y_test)
@@ -101,38 +103,47 @@ def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], c
 
 
 def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member], cfg: TrainConfig,
-                   plain: bool = False) -> None:
-    from toolkit.specialize.stack import from_blocks, stack_models, to_blocks, unstack
+                   plain: bool = False, ckpt: Path | None = None) -> None:
+    from toolkit.specialize.stack import stack_models, unstack
+    from toolkit.train.checkpoint import resume_loop, save_loop
     from toolkit.train.trainer import make_optimizer, make_scheduler
 
     models = [make_model(m.seed) for m in members]
-    xs = [torch.as_tensor(m.x_train) for m in members]
-    ys = [torch.as_tensor(m.y_train) for m in members]
+    data = [(torch.as_tensor(m.x_train), torch.as_tensor(m.y_train)) for m in members]
     gens = [torch.Generator().manual_seed(m.seed) for m in members]
-    net = models[0] if plain else stack_models(models, xs[0][: cfg.batch_size])
+    net = models[0] if plain else stack_models(models, data[0][0][: cfg.batch_size])
     net.train()
     if not plain:
         net = net.to(memory_format=torch.channels_last)
     steps = _steps(members, cfg.batch_size)
     opt = make_optimizer(cfg, list(net.parameters()))
     sched = make_scheduler(cfg, opt, cfg.epochs * steps)
-    for _ in range(cfg.epochs):
-        order = _orders(members, steps, cfg.batch_size, gens)                  # [M, steps, bs]
-        for s in range(steps):
-            xb = torch.stack([x[order[i, s]] for i, x in enumerate(xs)])      # [M, bs, C, H, W]
-            yb = torch.stack([y[order[i, s]] for i, y in enumerate(ys)])      # [M, bs]
-            xin = to_blocks(xb) if plain else to_blocks(xb).contiguous(memory_format=torch.channels_last)
-            logits = from_blocks(net(xin), len(members))                     # [M, bs, K]
-            loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="sum",
-                                   label_smoothing=cfg.label_smoothing) / cfg.batch_size
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    for epoch in range(resume_loop(ckpt, net, opt, sched, gens).get("epoch", 0), cfg.epochs):
+        _fleet_epoch(net, opt, sched, data, _orders(members, steps, cfg.batch_size, gens), cfg, plain)
+        if ckpt is not None:
+            save_loop(ckpt, net, opt, sched, epoch + 1, gens)
     if not plain:
         unstack(net, models)
     for m, model in zip(members, models):
         m.model = model.eval()
+
+
+def _fleet_epoch(net: nn.Module, opt, sched, data: list[tuple[torch.Tensor, torch.Tensor]], order: torch.Tensor,
+                 cfg: TrainConfig, plain: bool) -> None:
+    """One epoch of the stacked net over every member's batches (order: [M, steps, bs] indices)."""
+    from toolkit.specialize.stack import from_blocks, to_blocks
+
+    for s in range(order.shape[1]):
+        xb = torch.stack([x[order[i, s]] for i, (x, _) in enumerate(data)])      # [M, bs, C, H, W]
+        yb = torch.stack([y[order[i, s]] for i, (_, y) in enumerate(data)])      # [M, bs]
+        xin = to_blocks(xb) if plain else to_blocks(xb).contiguous(memory_format=torch.channels_last)
+        logits = from_blocks(net(xin), len(data))                               # [M, bs, K]
+        loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="sum",
+                               label_smoothing=cfg.label_smoothing) / cfg.batch_size
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
 
 
 @torch.no_grad()

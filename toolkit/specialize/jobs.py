@@ -27,14 +27,28 @@ def is_special(recipe: Recipe) -> bool:
     return any(recipe.extra.get(name) is not None for name in SPECIAL)
 
 
-def run_recipe(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
-    """Run the recipe's specialization job into out; returns the run folder (a fleet: the parent folder)."""
+def run_recipe(recipe: Recipe, out: Path, json_progress: bool = False, resume: bool = False) -> Path:
+    """Run (or resume) the recipe's specialization job into out; returns the run folder (a fleet: the parent folder).
+
+    A job continues from whatever checkpoints its folder holds (checkpoints/pretrain.pt, stack-<i>.pt,
+    last.pt); a new job refuses a folder that holds any.
+    """
+    from toolkit.train.trainer import begin_run
+
     jobs = [n for n in SPECIAL if recipe.extra.get(n) is not None]
     if len(jobs) > 1:
         raise EdgetkError(f"{recipe.path}: sections {', '.join(jobs)} cannot be combined in one recipe",
                           fix="chain them: train one recipe, then point the next one at its run folder")
+    begin_run(recipe, Path(out), resume, checkpoints="*.pt")
     return {"fleet": train_fleet_job, "finetune": finetune_job, "distill": distill_job,
             "pretrain": pretrain_job}[jobs[0]](recipe, Path(out), json_progress)
+
+
+def _train(recipe: Recipe, out: Path, **hooks) -> Path:
+    """toolkit.train.train, resuming when out holds the trainer's checkpoint."""
+    from toolkit.train import train
+
+    return train(recipe, out, resume=(out / "checkpoints" / "last.pt").is_file(), **hooks)
 
 
 def _seeded_model(recipe: Recipe, data: TaskData, seed: int) -> torch.nn.Module:
@@ -47,16 +61,15 @@ def _seeded_model(recipe: Recipe, data: TaskData, seed: int) -> torch.nn.Module:
 def pretrain_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
     """Pretrain the encoder on all (unlabelled) training inputs, then fine-tune on few labels."""
     from toolkit.specialize.pretrain import few_labels, pretrain_encoder
-    from toolkit.train import train
 
     cfg = recipe.pretrain
     data = load_dataset(recipe)
     torch.set_num_threads(max(1, recipe.train.threads))
     model = _seeded_model(recipe, data, recipe.train.seed)
-    losses = pretrain_encoder(model, data.x_train, cfg, recipe.train)
+    losses = pretrain_encoder(model, data.x_train, cfg, recipe.train, out / "checkpoints" / "pretrain.pt")
     labelled = few_labels(data, cfg.labels_per_class, recipe.train.seed)
     log.info("fine-tuning on %d labelled examples", len(labelled.y_train))
-    run = train(recipe, out, model=model, data=labelled, json_progress=json_progress)
+    run = _train(recipe, out, model=model, data=labelled, json_progress=json_progress)
     _add_metrics(run, {"pretrain_losses": losses, "n_unlabelled": len(data.x_train)})
     return run
 
@@ -64,7 +77,7 @@ def pretrain_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path
 def distill_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
     """Train the recipe's model as a student of a teacher run (trained first when none is given)."""
     from toolkit.specialize.distill import kd_loss
-    from toolkit.train import load_run, train
+    from toolkit.train import load_run
 
     cfg = recipe.distill
     teacher_dir = Path(cfg.teacher_run) if cfg.teacher_run else out.parent / f"{out.name}-teacher"
@@ -72,13 +85,13 @@ def distill_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
         wide = dataclasses.replace(recipe.model, width=cfg.teacher_width)
         t_recipe = recipe.replace(model=wide, extra={})
         if not (teacher_dir / "metrics.json").is_file():
-            train(t_recipe, teacher_dir, json_progress=json_progress)
+            _train(t_recipe, teacher_dir, json_progress=json_progress)
     teacher = load_run(teacher_dir)
     if teacher.recipe.task != recipe.task:
         raise EdgetkError(f"teacher run {teacher_dir} is task {teacher.recipe.task}, not {recipe.task}",
                           fix="point [distill] teacher_run at a run of the same task")
     loss = kd_loss(teacher.model, cfg, recipe.train.label_smoothing)
-    run = train(recipe, out, loss_fn=loss, data=load_dataset(recipe), json_progress=json_progress)
+    run = _train(recipe, out, loss_fn=loss, data=load_dataset(recipe), json_progress=json_progress)
     _add_metrics(run, {"teacher_run": str(teacher_dir), "teacher_value": teacher.metrics["value"],
                        "teacher_params": teacher.metrics["params"], "teacher_macs": teacher.metrics["macs"]})
     return run
@@ -90,7 +103,7 @@ def finetune_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path
 
     from toolkit.nn.profile import profile_model
     from toolkit.specialize.peft import MERGEABLE, apply_peft, trainable_params
-    from toolkit.train import load_run, train
+    from toolkit.train import load_run
 
     cfg = recipe.finetune
     base = load_run(cfg.base_run)
@@ -102,7 +115,7 @@ def finetune_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path
     model = apply_peft(base.model, cfg)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     n_train = trainable_params(model)
-    run = train(recipe, out, model=model, data=data, param_filter=lambda n, _p: n in names, json_progress=json_progress)
+    run = _train(recipe, out, model=model, data=data, param_filter=lambda n, _p: n in names, json_progress=json_progress)
     atomic_write_bytes(run / "peft.safetensors", save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
     info = {"finetune_mode": cfg.mode, "trainable_params": n_train, "base_params": base_prof.params,
             "base_macs": base_prof.macs, "merged": False,
@@ -151,7 +164,7 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
     members = split_members(data.x_train, data.y_train, data.groups_train, data.x_test, data.y_test,
                             data.groups_test, recipe.fleet.members, recipe.train.seed)
     seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed), members, recipe.train, recipe.fleet.batched,
-                          recipe.fleet.stack)
+                          recipe.fleet.stack, out / "checkpoints")
     rows = [write_member(out / m.name, recipe, m, data) for m in members]
     summary = {"members": rows, "seconds": seconds, "batched": recipe.fleet.batched, "group_by": recipe.fleet.group_by}
     atomic_write_json(out / "fleet.json", summary)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,25 +81,32 @@ def encoder_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return got[0]
 
 
-def pretrain_encoder(model: nn.Module, x_unlabelled: np.ndarray, cfg: PretrainConfig, train: TrainConfig) -> list[float]:
-    """Train the model's encoder (in place) to reconstruct its inputs; returns the loss per epoch."""
+def pretrain_encoder(model: nn.Module, x_unlabelled: np.ndarray, cfg: PretrainConfig, train: TrainConfig,
+                     ckpt: Path | None = None) -> list[float]:
+    """Train the model's encoder (in place) to reconstruct its inputs; returns the loss per epoch.
+
+    With `ckpt`, the loop saves its state there after every epoch and continues from it when it exists.
+    """
+    from toolkit.train.checkpoint import resume_loop, save_loop
     from toolkit.train.trainer import batches, make_optimizer, make_scheduler
 
     if cfg.objective not in OBJECTIVES:
         raise EdgetkError(f"[pretrain] objective = {cfg.objective!r} is not known", fix=f"use one of {OBJECTIVES}")
     x_all = torch.from_numpy(x_unlabelled)
     feats = encoder_features(model.eval(), x_all[:2]).shape[1]
-    decoder = Reconstructor(feats, cfg.bottleneck, tuple(x_all.shape[1:]))
+    both = nn.ModuleList([model, Reconstructor(feats, cfg.bottleneck, tuple(x_all.shape[1:]))])  # encoder, decoder
     tcfg = dataclasses.replace(train, epochs=cfg.epochs, lr=cfg.lr)
     steps = len(batches(len(x_all), tcfg.batch_size, tcfg.seed, 0))
-    params = list(model.parameters()) + list(decoder.parameters())
-    opt = make_optimizer(tcfg, params)
+    opt = make_optimizer(tcfg, list(both.parameters()))
     sched = make_scheduler(tcfg, opt, tcfg.epochs * steps)
     gen = torch.Generator().manual_seed(train.seed)
-    history = []
-    for epoch in range(tcfg.epochs):
-        history.append(_pretrain_epoch(model, decoder, opt, sched, x_all, tcfg, cfg, epoch, gen))
+    state = resume_loop(ckpt, both, opt, sched, [gen])
+    history = list(state.get("history", []))
+    for epoch in range(state.get("epoch", 0), tcfg.epochs):
+        history.append(_pretrain_epoch(model, both[1], opt, sched, x_all, tcfg, cfg, epoch, gen))
         log.info("pretrain epoch %d/%d: reconstruction loss %.4f", epoch + 1, tcfg.epochs, history[-1])
+        if ckpt is not None:
+            save_loop(ckpt, both, opt, sched, epoch + 1, [gen], history=history)
     model.eval()
     return history
 

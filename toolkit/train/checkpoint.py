@@ -6,16 +6,18 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "rng", "recipe")
+LOOP_KEYS = ("model", "optimizer", "scheduler", "epoch", "rng")      # every training loop's checkpoint
+KEYS = (*LOOP_KEYS, "history", "recipe")                              # the trainer's checkpoints/last.pt
 
 
 def rng_state() -> dict[str, Any]:
@@ -45,7 +47,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, keys: tuple[str, ...] = KEYS) -> dict[str, Any]:
     """Read a checkpoint safely; any damage becomes one EdgetkError naming the file and the fix."""
     fix = (f"delete {path.parent.parent} and train again without --resume (the run cannot be continued), "
            "or restore an intact copy of the checkpoint")
@@ -58,6 +60,36 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as e:  # torch raises many types for truncated/garbage files
         raise EdgetkError(f"checkpoint {path} is corrupted or not a checkpoint ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200] if str(e) else 'unreadable'})", fix=fix) from None
-    if not isinstance(state, dict) or any(k not in state for k in KEYS):
+    if not isinstance(state, dict) or any(k not in state for k in keys):
         raise EdgetkError(f"checkpoint {path} is not an edgetk training checkpoint (missing fields)", fix=fix)
+    return state
+
+
+def save_loop(path: Path, model: nn.Module, opt: Any, sched: Any, epoch: int,
+              gens: Sequence[torch.Generator] = (), **extra: Any) -> None:
+    """Checkpoint a training loop after `epoch` epochs: weights, optimizer, scheduler, global RNGs, its own generators."""
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                           "epoch": epoch, "rng": rng_state(), "generators": [g.get_state() for g in gens], **extra})
+
+
+def restore_loop(state: dict[str, Any], model: nn.Module, opt: Any, sched: Any,
+                 gens: Sequence[torch.Generator] = ()) -> int:
+    """Put what save_loop() captured back into the loop's objects; returns the epochs done."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    for g, g_state in zip(gens, state.get("generators", ()), strict=True):
+        g.set_state(g_state)
+    return int(state["epoch"])
+
+
+def resume_loop(path: Path | None, model: nn.Module, opt: Any, sched: Any,
+                gens: Sequence[torch.Generator] = ()) -> dict[str, Any]:
+    """Restore the save_loop() checkpoint at path when there is one; returns its state ({} when none: start afresh)."""
+    if path is None or not path.is_file():
+        return {}
+    state = load_checkpoint(path, LOOP_KEYS)
+    restore_loop(state, model, opt, sched, gens)
+    log.info("resuming %s after epoch %d", path, state["epoch"])
     return state

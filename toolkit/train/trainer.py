@@ -18,7 +18,7 @@ from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_text
 from toolkit.nn import build_model
 from toolkit.recipe import Recipe, TrainConfig, check_choice, recipe_from_dict
-from toolkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from toolkit.train.checkpoint import load_checkpoint, restore_loop, save_loop
 from toolkit.train.evaluate import evaluate
 from toolkit.train.rundir import write_results
 
@@ -99,9 +99,8 @@ def trainable(model: nn.Module, param_filter: ParamFilter | None) -> list[nn.Par
 
 
 def _checkpoint(out: Path, recipe: Recipe, model: nn.Module, opt: Any, sched: Any, history: list[dict]) -> None:
-    save_checkpoint(out / "checkpoints" / "last.pt", {
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "epoch": history[-1]["epoch"], "history": history, "rng": rng_state(), "recipe": recipe.to_toml()})
+    save_loop(out / "checkpoints" / "last.pt", model, opt, sched, history[-1]["epoch"], history=history,
+              recipe=recipe.to_toml())
     atomic_write_text(out / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
 
@@ -119,22 +118,25 @@ def _stored_recipe(run_dir: Path) -> Recipe:
     return recipe_from_dict(tomllib.loads(path.read_text(encoding="utf-8")), source=str(path))
 
 
+def begin_run(recipe: Recipe, out: Path, resume: bool, checkpoints: str = "last.pt") -> None:
+    """New run: refuse a folder holding one (metrics.json or `checkpoints` glob), store the recipe; resumed: same recipe."""
+    if resume:
+        if not _same_recipe(_stored_recipe(out), recipe):
+            raise EdgetkError(f"the recipe differs from the one {out} was started with",
+                              fix=f"resume with `edgetk train --resume {out}` alone (it reuses {out}/recipe.toml)")
+        return
+    if any((out / "checkpoints").glob(checkpoints)) or (out / "metrics.json").exists():
+        raise EdgetkError(f"{out} already holds a training run",
+                          fix=f"continue it with --resume {out}, or choose another output folder with -o")
+    atomic_write_text(out / "recipe.toml", recipe.to_toml())
+
+
 def _start(recipe: Recipe, out: Path, resume: bool, model: nn.Module, opt: Any, sched: Any) -> tuple[int, list]:
-    ckpt = out / "checkpoints" / "last.pt"
-    if not resume:
-        if ckpt.exists() or (out / "metrics.json").exists():
-            raise EdgetkError(f"{out} already holds a training run",
-                              fix=f"continue it with --resume {out}, or choose another output folder with -o")
-        atomic_write_text(out / "recipe.toml", recipe.to_toml())
+    state = load_checkpoint(out / "checkpoints" / "last.pt") if resume else None  # a missing one is the first error
+    begin_run(recipe, out, resume)
+    if state is None:
         return 0, []
-    state = load_checkpoint(ckpt)
-    if not _same_recipe(_stored_recipe(out), recipe):
-        raise EdgetkError(f"the recipe differs from the one {out} was started with",
-                          fix=f"resume with `edgetk train --resume {out}` alone (it reuses {out}/recipe.toml)")
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
+    restore_loop(state, model, opt, sched)
     log.info("resuming %s after epoch %d", out, state["epoch"])
     return int(state["epoch"]), list(state["history"])
 

@@ -1,0 +1,103 @@
+"""Kill a real `edgetk train` of a [pretrain] or [fleet] job after a checkpoint, resume it, get bit-identical weights."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from toolkit.paths import REPO_ROOT
+
+PRETRAIN, FINETUNE = 3, 10
+PRETRAIN_ARGS = ["models/kws-digits-pretrain.toml", "--set", "model.width=0.25", "--set", f"pretrain.epochs={PRETRAIN}",
+                 "--set", f"train.epochs={FINETUNE}", "--set", "pretrain.labels_per_class=50", "--json"]
+FLEET_EPOCHS = 12
+FLEET_ARGS = ["models/kws-digits-fleet.toml", "--set", "fleet.members=4", "--set", "fleet.stack=2",
+              "--set", f"train.epochs={FLEET_EPOCHS}", "--json"]
+
+
+def edgetk(*args: str) -> list[str]:
+    return [sys.executable, "-m", "toolkit", *args]
+
+
+def kill_when(args: list[str], ckpt: Path, log: Path) -> tuple[int, str]:
+    """Run `edgetk train ARGS`, SIGKILL it as soon as ckpt appears; (the checkpoint's epoch, the run's log)."""
+    with log.open("w") as err:
+        proc = subprocess.Popen(edgetk("train", *args), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 120
+            while not ckpt.exists():
+                assert proc.poll() is None, f"edgetk train {' '.join(args)} ended before {ckpt} appeared: {log.read_text()}"
+                assert time.monotonic() < deadline, f"{ckpt} did not appear within 120 s"
+                time.sleep(0.005)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    return epoch_of(ckpt), log.read_text()
+
+
+def run(*args: str) -> str:
+    """Run `edgetk train ARGS` to the end; its log."""
+    proc = subprocess.run(edgetk("train", *args), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stderr
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    from safetensors.numpy import load_file
+
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert wa[k].tobytes() == wb[k].tobytes(), (a, k)
+
+
+def epoch_of(ckpt: Path) -> int:
+    import torch
+
+    return int(torch.load(ckpt, weights_only=True)["epoch"])
+
+
+@pytest.mark.slow
+def test_pretrain_job_resumes_in_either_phase(shared, tmp_path: Path) -> None:
+    killed, ckpts = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
+    stopped, _ = kill_when([*PRETRAIN_ARGS, "-o", str(killed)], ckpts / "pretrain.pt", tmp_path / "1.log")
+    assert 1 <= stopped < PRETRAIN and not (ckpts / "last.pt").exists()        # killed while pretraining
+    tuned, log = kill_when(["--resume", str(killed)], ckpts / "last.pt", tmp_path / "2.log")
+    assert f"resuming {ckpts / 'pretrain.pt'} after epoch {stopped}" in log
+    assert 1 <= tuned < FINETUNE and epoch_of(ckpts / "pretrain.pt") == PRETRAIN  # killed while fine-tuning
+    log = run("--resume", str(killed))
+    assert f"resuming {killed} after epoch {tuned}" in log                      # the trainer's own checkpoint
+
+    straight = tmp_path / "straight"
+    run(*PRETRAIN_ARGS, "-o", str(straight))
+    assert_same_weights(killed, straight)
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (killed, straight)]
+    for key in ("pretrain_losses", "value", "final_loss", "n_train", "n_unlabelled"):
+        assert metrics[0][key] == metrics[1][key], key
+
+
+@pytest.mark.slow
+def test_fleet_job_resumes_mid_stack(shared, tmp_path: Path) -> None:
+    killed, ckpts = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
+    stopped, _ = kill_when([*FLEET_ARGS, "-o", str(killed)], ckpts / "stack-1.pt", tmp_path / "1.log")
+    assert 1 <= stopped < FLEET_EPOCHS and epoch_of(ckpts / "stack-0.pt") == FLEET_EPOCHS
+    assert not (killed / "fleet.json").exists()
+    log = run("--resume", str(killed))
+    assert f"resuming {ckpts / 'stack-0.pt'} after epoch {FLEET_EPOCHS}" in log
+    assert f"resuming {ckpts / 'stack-1.pt'} after epoch {stopped}" in log
+
+    straight = tmp_path / "straight"
+    run(*FLEET_ARGS, "-o", str(straight))
+    members = [json.loads((d / "fleet.json").read_text())["members"] for d in (killed, straight)]
+    assert [m["name"] for m in members[0]] == [m["name"] for m in members[1]] and len(members[0]) == 4
+    for a, b in zip(*members):
+        assert a["value"] == b["value"]
+        assert_same_weights(killed / a["name"], straight / b["name"])
