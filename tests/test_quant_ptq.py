@@ -57,10 +57,12 @@ def test_qat_produces_the_same_three_formats(trained_run, exported_bundle, tmp_p
 def test_int8_onnx_is_in_tflite_normal_form(exported_bundle) -> None:
     import onnx
 
+    from toolkit.quant.dyadic import MEAN_DOC, is_dyadic, output_q
     from toolkit.quant.graph import OnnxGraph, qparams
     from toolkit.quant.qdq import source_q
 
     g = OnnxGraph(onnx.load(str(exported_bundle("image-digits") / "model_int8.onnx")))
+    assert is_dyadic(g.proto)
     kinds = [n.op_type for n in g.proto.graph.node]
     assert kinds.count("Conv") >= 5 and kinds.count("Gemm") == 1 and kinds.count("QuantizeLinear") >= 8  # not vacuous
     for n in g.proto.graph.node:
@@ -69,9 +71,17 @@ def test_int8_onnx_is_in_tflite_normal_form(exported_bundle) -> None:
         if n.op_type in ("Conv", "Gemm"):
             s_in = qparams(g, source_q(g, n.input[0]))[0]  # through Reshape/MaxPool to its QuantizeLinear
             s_w = qparams(g, g.producer[n.input[1]])[0]
+            m = s_in.astype(np.float64) * s_w / qparams(g, output_q(g, n))[0]
+            excess = m * 2.0 ** np.round(-np.log2(m)) - 1
+            assert np.all((excess > 0) & (excess < 2e-3)), (n.name, excess)  # dyadic: 2^-k plus a hair
+            if n.doc_string == MEAN_DOC:  # the even-sized global mean as a bias-free depthwise conv
+                continue
             b_dq = g.producer[n.input[2]]
             assert g.const(b_dq.input[0]).dtype == np.int32
             np.testing.assert_allclose(qparams(g, b_dq)[0], s_in * s_w, rtol=1e-6)
+        if n.op_type == "Add":  # one scale across an Add: an exact integer sum
+            scales = {float(qparams(g, q)[0]) for q in [source_q(g, i) for i in n.input] + [output_q(g, n)]}
+            assert len(scales) == 1, (n.name, scales)
     assert g.producer[g.outputs[0]].op_type == "DequantizeLinear"
 
 

@@ -167,6 +167,8 @@ def test_adapter_run_exports_with_its_extra_cost(base, tmp_path):
     assert man["macs"] > base_man["macs"] and man["params"] > base_man["params"]
     assert (man["params"] - base_man["params"], man["macs"] - base_man["macs"]) == (metrics["extra_params"], metrics["extra_macs"])
     assert man["ops"]["ADD"] == 4 and man["ops"]["CONV_2D"] == base_man["ops"]["CONV_2D"] + 8
+    assert man["finetune"] == {k: metrics[k] for k in ("finetune_mode", "deployed", "extra_params", "extra_macs",
+                                                       "base_params", "base_macs")}
     xq = np.load(bundle / "test_x_int8.npy")
     out_q = run_litert(bundle / "model_int8.tflite", xq)
     assert np.array_equal(out_q, np.load(bundle / "test_out_int8.npy"))

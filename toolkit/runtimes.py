@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,13 +20,28 @@ from toolkit.errors import EdgetkError
 log = logging.getLogger(__name__)
 
 
-def run_onnx(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """Run an ONNX model sample by sample (batch dimension 1) in ONNX Runtime on the CPU."""
+# ONNX Runtime fuses DQ → op → Q into its integer kernels. With int8 activations it does so for every op only
+# where int8 is "allowed": by default on ARM64; on x86 only for Q → DQ pairs it can turn into uint8, which
+# excludes tensors read by several ops (residual connections), left in float (other rounding). This option
+# makes x86 run the integer kernels everywhere, as ARM64 does by default.
+INT8_KERNELS = {"session.qdqisint8allowed": "1"}
+
+
+def onnx_session(model: str | os.PathLike | bytes, *, int8_kernels: bool = True) -> Any:
+    """An ONNX Runtime CPU session (integer kernels for every QDQ op unless int8_kernels=False)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    for k, v in (INT8_KERNELS if int8_kernels else {}).items():
+        opts.add_session_config_entry(k, v)
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path: str | os.PathLike, x: np.ndarray, *, int8_kernels: bool = True) -> np.ndarray:
+    """Run an ONNX model sample by sample (batch dimension 1) in ONNX Runtime on the CPU."""
+    sess = onnx_session(path, int8_kernels=int8_kernels)
     name = sess.get_inputs()[0].name
     return np.stack([sess.run(None, {name: xi[None]})[0][0] for xi in x])
 

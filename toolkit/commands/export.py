@@ -17,6 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="post-training quantizer: NNCF ONNX backend (default) or onnxruntime quantize_static")
     p.add_argument("--calib", type=int, default=200, help="calibration samples from the training split (default 200)")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning before quantizing")
+    p.add_argument("--free-scales", action="store_true",
+                   help="keep the quantizer's weight scales instead of dyadic ones (ONNX int8 and TFLite then round "
+                        "some values 1 LSB apart; see toolkit/quant/dyadic.py)")
     p.add_argument("--formats", default="onnx,tflite", help="comma list of onnx, tflite, c (default onnx,tflite; onnx and tflite are always "
                         "written, the fidelity chain needs both; c adds the generated C library)")
     p.add_argument("-o", "--out", type=Path, default=None, help="bundle folder (default RUN_DIR/bundle)")
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     out = export_run(args.run_dir, args.out, quantizer=args.quantizer, calib=args.calib, qat=args.qat,
-                     formats=formats)
+                     formats=formats, dyadic=not args.free_scales)
     print((out / "fidelity.md").read_text(encoding="utf-8"))
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     sizes = ", ".join(f"{k} {v['bytes']:,} B" for k, v in m["files"].items() if k.startswith("model_"))

@@ -22,6 +22,7 @@ FORMATS = ("onnx", "tflite", "c")
 PER_OP_SAMPLES = 2000  # test samples for the op-by-op and per-layer ONNX ↔ TFLite checks (the whole split here)
 METRIC_TOLERANCE = 0.02  # reloaded weights vs metrics.json; batch-order float noise stays far below
 FP32, INT8, TFLITE = "model_fp32.onnx", "model_int8.onnx", "model_int8.tflite"
+PEFT_KEYS = ("finetune_mode", "deployed", "extra_params", "extra_macs", "base_params", "base_macs")  # metrics.json
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ExportConfig:
     qat: bool = False                         # fake-quant fine-tuning before PTQ (toolkit.quant.qat)
     formats: tuple[str, ...] = ("onnx", "tflite")  # both always written (fidelity needs them); "c" adds C
     seed: int = 0                             # calibration sample draw
+    dyadic: bool = True                       # integer-exact requantization (toolkit.quant.dyadic)
 
     def validate(self) -> ExportConfig:
         """Check the fields; returns self."""
@@ -49,9 +51,10 @@ class ExportConfig:
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, quantizer: str = "nncf",
-               calib: int = 200, qat: bool = False, formats: tuple[str, ...] = ("onnx", "tflite")) -> Path:
+               calib: int = 200, qat: bool = False, formats: tuple[str, ...] = ("onnx", "tflite"),
+               dyadic: bool = True) -> Path:
     """Quantize a finished run once and write its bundle atomically; returns the bundle folder."""
-    cfg = ExportConfig(quantizer, calib, qat, tuple(formats)).validate()
+    cfg = ExportConfig(quantizer, calib, qat, tuple(formats), dyadic=dyadic).validate()
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "bundle"
     t0 = time.monotonic()
     with _torch_threads(1):
@@ -127,7 +130,7 @@ def write_bundle(run: Any, out: Path, cfg: ExportConfig) -> None:
         model = qat_finetune(model, data, seed=cfg.seed)
     export_fp32(model, data.x_test[0], out / FP32)
     calib = calibration_set(data.x_train, cfg.calib, cfg.seed)
-    q = quantize_onnx(out / FP32, calib, cfg.quantizer)
+    q = quantize_onnx(out / FP32, calib, cfg.quantizer, dyadic=cfg.dyadic)
     atomic_write_bytes(out / INT8, q.SerializeToString())
     lowered = lower_qdq(onnx.load(str(out / INT8)))
     atomic_write_bytes(out / TFLITE, lowered.tflite)
@@ -147,6 +150,7 @@ def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
 
     from toolkit.export.fidelity import QParams, measure, to_nhwc
     from toolkit.export.per_op import per_op_diff
+    from toolkit.quant.dyadic import is_dyadic
     from toolkit.export.onnx_fp32 import torch_outputs
     from toolkit.runtimes import run_litert, run_onnx, run_tflm
 
@@ -156,11 +160,13 @@ def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
     xq = to_nhwc(in_q.quantize(x))
     lite = run_litert(out / TFLITE, xq, reference=True)
     outs = {"torch": torch_outputs(model, x), "onnx_fp32": run_onnx(out / FP32, x),
-            "onnx_int8": run_onnx(out / INT8, x), "litert_ref": lite, "tflm": run_tflm(out / TFLITE, xq)}
+            "onnx_int8": run_onnx(out / INT8, x), "onnx_int8_ort_defaults": run_onnx(out / INT8, x, int8_kernels=False),
+            "litert_ref": lite, "tflm": run_tflm(out / TFLITE, xq)}
     np.save(out / "test_x_int8.npy", xq)
     np.save(out / "test_y.npy", y)
     np.save(out / "test_out_int8.npy", lite)
     fid = measure(data.kind, x, y, outs, out_q)
+    fid["dyadic"] = is_dyadic(onnx.load(str(out / INT8)))
     n = min(len(x), PER_OP_SAMPLES)
     fid["int8_onnx_vs_tflite_per_op"] = per_op_diff(onnx.load(str(out / INT8)), out / TFLITE, lowered.tensors,
                                                     xq[:n], in_q.dequantize(in_q.quantize(x[:n])))
@@ -203,6 +209,8 @@ def _tensor_info(act: Any, name: str) -> dict[str, Any]:
 def manifest(run: Any, out: Path, cfg: ExportConfig, lowered: Any, fid: dict[str, Any], arena: int | None) -> dict:
     """manifest.json: hashes and sizes of every file, I/O quantization, labels, frontend, ops, costs."""
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    from toolkit.runtimes import INT8_KERNELS
+
     data = run.data
     return {
         "format_version": 1, "edgetk_version": __version__, "task": run.recipe.task, "kind": data.kind,
@@ -211,6 +219,8 @@ def manifest(run: Any, out: Path, cfg: ExportConfig, lowered: Any, fid: dict[str
         "export": asdict(cfg) | {"formats": list(cfg.formats)},
         "input": _tensor_info(lowered.input, "input"), "output": _tensor_info(lowered.output, "output"),
         "ops": lowered.ops, "params": lowered.params, "macs": lowered.macs, "tflm_arena_bytes": arena,
+        "onnxruntime_session_config": dict(INT8_KERNELS),  # runs every QDQ op on integer kernels (see runtimes)
+        **({"finetune": peft} if (peft := {k: run.metrics[k] for k in PEFT_KEYS if k in run.metrics}) else {}),
         "test_set": {"x": "test_x_int8.npy", "y": "test_y.npy", "reference_out": "test_out_int8.npy",
                      "n": int(len(data.x_test))},
         "files": {str(p.relative_to(out)): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},

@@ -62,8 +62,9 @@ def compare_int(kind: str, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
 def measure(kind: str, x: np.ndarray, y: np.ndarray, outs: dict[str, np.ndarray], out_q: QParams) -> dict[str, Any]:
     """The fidelity record from the outputs of every stage on the same test inputs.
 
-    `outs` holds float outputs "torch", "onnx_fp32", "onnx_int8" (ONNX layout) and int8 outputs
-    "litert_ref", "tflm" (TFLite layout).
+    `outs` holds float outputs "torch", "onnx_fp32", "onnx_int8" (ONNX Runtime on integer kernels) and,
+    optionally, "onnx_int8_ort_defaults" (ONNX Runtime's default options on this CPU), in ONNX layout, and
+    int8 outputs "litert_ref", "tflm" (TFLite layout).
     """
     t, f, i = outs["torch"], outs["onnx_fp32"], outs["onnx_int8"]
     i_q = out_q.quantize(to_nhwc(i))
@@ -78,6 +79,8 @@ def measure(kind: str, x: np.ndarray, y: np.ndarray, outs: dict[str, np.ndarray]
                               "top1_agreement": agreement("classification", f, i) if kind != "anomaly" else None,
                               "max_abs_diff": float(np.abs(f - i).max())},
         "int8_onnx_vs_tflite": compare_int(kind, i_q, lite),
+        **({"int8_onnx_ort_defaults_vs_tflite": compare_int(kind, out_q.quantize(to_nhwc(outs["onnx_int8_ort_defaults"])), lite)}
+           if "onnx_int8_ort_defaults" in outs else {}),
         "litert_ref_vs_tflm": compare_int(kind, lite, tflm),
     }
 
@@ -102,14 +105,28 @@ def markdown(fid: dict[str, Any], title: str) -> str:
         "|---|---|",
         f"| torch fp32 ↔ ONNX fp32 | max abs diff {fid['torch_vs_onnx_fp32']['max_abs_diff']:.3g} |",
         f"| ONNX fp32 ↔ ONNX int8 | metric delta {q['metric_delta_points']:+.2f} points, top-1 agreement {agree} |",
-        f"| ONNX int8 ↔ TFLite (LiteRT ref) | max {a['max_lsb_diff']} LSB, agreement {100 * a['agreement']:.2f} %, "
-        f"RMSE {a['rmse_lsb']:.3f} LSB, cosine {a['cosine']:.6f} |",
+        f"| ONNX int8 (ONNX Runtime, integer kernels) ↔ TFLite (LiteRT ref) | {_int_cmp(a)} |",
+        *_defaults_row(fid),
         *_per_op_row(fid),
         f"| LiteRT ref ↔ TFLite-Micro | {'bit-identical' if b['identical'] else 'DIFFERENT: max %d LSB' % b['max_lsb_diff']} |",
         "",
         *_rounding_section(fid),
     ]
     return "\n".join(rows)
+
+
+def _int_cmp(c: dict[str, Any]) -> str:
+    if c["identical"]:
+        return f"bit-identical on all {c['n']} test samples"
+    return (f"max {c['max_lsb_diff']} LSB, agreement {100 * c['agreement']:.2f} %, RMSE {c['rmse_lsb']:.3f} LSB, "
+            f"cosine {c['cosine']:.6f}")
+
+
+def _defaults_row(fid: dict[str, Any]) -> list[str]:
+    c = fid.get("int8_onnx_ort_defaults_vs_tflite")
+    if not c:
+        return []
+    return [f"| ONNX int8 (ONNX Runtime defaults on this CPU) ↔ TFLite | {_int_cmp(c)} |"]
 
 
 def _per_op_row(fid: dict[str, Any]) -> list[str]:
@@ -121,28 +138,33 @@ def _per_op_row(fid: dict[str, Any]) -> list[str]:
 
 
 ROUNDING_NOTE = (
-    "ONNX int8 and TFLite hold the same int8 weights, int32 biases, scales and zero points; they differ only "
-    "in how each requantization (int32 accumulator × input·weight/output scale) is rounded. {ort} executes "
-    "the QDQ semantics: the product rounded once, half to even (measured on the zoo's models: the same "
-    "integers as with ORT_DISABLE_ALL, and as exact arithmetic but for about 1 value in 10^6). TFLite's "
-    "reference kernels, and TFLite-Micro, whose outputs are the golden answers "
-    "(test_out_int8.npy), round twice: a 31-bit fixed-point multiply, then a rounding right shift with ties "
-    "away from zero. A value within 2^-(shift+1) LSB of a rounding boundary then lands 1 LSB away (about "
-    "0.03-0.3 % of an op's outputs), so each op agrees within 1 LSB given the same int8 inputs. End to end, "
-    "those 1-LSB differences are inputs to the next layers, where one input LSB can move an output by more "
-    "than 1 LSB (|weight| × input·weight/output scale above 1), and they compound:"
+    "Every int8 op ends in a requantization: its int32 accumulator × input·weight/output scale, rounded. "
+    "ONNX Runtime rounds that product once; TFLite's reference kernels and TFLite-Micro, whose outputs are "
+    "the golden answers (test_out_int8.npy), round twice: a 31-bit fixed-point multiply, then a rounding "
+    "right shift with ties away from zero. With arbitrary scales a value near a rounding boundary lands "
+    "1 LSB apart (0.03-0.3 % of an op's outputs) and those differences compound over the layers. "
+    "{how}"
+)
+DYADIC_NOTE = (
+    "This bundle uses dyadic requantization (toolkit/quant/dyadic.py): per-channel weight scales are snapped "
+    "so that every multiplier is a power of two 2^-k, spatial means are depthwise convolutions with the same "
+    "property, the tensors an Add joins share one scale, and ties are pinned away from zero in both files, so "
+    "both runtimes compute the same integers. Per tensor, end to end on the same test samples ({ort}):"
+)
+FREE_NOTE = (
+    "This bundle keeps the quantizer's free scales (--free-scales), so the runtimes part ways as follows "
+    "({ort}), per quantized tensor, end to end on the same test samples:"
 )
 
 
 def _rounding_section(fid: dict[str, Any]) -> list[str]:
-    """Why ONNX int8 and TFLite differ by more than 1 LSB at the output, with the per-layer growth."""
+    """How ONNX int8 and TFLite round, with the per-tensor differences end to end (all zero when dyadic)."""
     p = fid.get("int8_onnx_vs_tflite_per_op") or {}
     layers = p.get("end_to_end")
     if not layers:
         return []
-    rows = ["## ONNX int8 ↔ TFLite: where the output differences come from", "",
-            ROUNDING_NOTE.format(ort=p.get("onnxruntime", "ONNX Runtime")), "",
-            f"End to end, both runtimes on the same {p['n']} test samples, each quantized tensor in graph order:", "",
+    how = (DYADIC_NOTE if fid.get("dyadic", True) else FREE_NOTE).format(ort=p.get("onnxruntime", "ONNX Runtime"))
+    rows = ["## ONNX int8 ↔ TFLite: the rounding of each requantization", "", ROUNDING_NOTE.format(how=how), "",
             "| tensor | values | 1 LSB | 2 LSB | ≥3 LSB | max |", "|---|---|---|---|---|---|"]
     rows += [f"| {r['tensor']} | {r['values']} | {r['lsb1']} | {r['lsb2']} | {r['lsb3_plus']} | {r['max_lsb_diff']} |"
              for r in layers]

@@ -11,6 +11,7 @@ import numpy as np
 
 from toolkit.errors import EdgetkError
 from toolkit.export.tflite_writer import TFLiteBuilder
+from toolkit.quant.dyadic import is_dyadic, tflite_weight_scales
 from toolkit.quant.graph import OnnxGraph, attrs, qparams
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Lowering:
         self.params = 0
         self.shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
                        for v in [*self.proto.graph.value_info, *self.proto.graph.input, *self.proto.graph.output]}
+        self.dyadic = is_dyadic(proto)
 
     # ---- helpers used by the op lowerings ----
     def fail(self, node: Any, why: str) -> EdgetkError:
@@ -85,6 +87,11 @@ class Lowering:
         if np.any(zp != 0):
             raise self.fail(node, "weights and biases must be symmetric (zero point 0)")
         return q, scale
+
+    def weight_scales(self, node: Any, x: Act, w_scale: np.ndarray) -> np.ndarray:
+        """The TFLite file's weight scales: the ONNX file's, pinned just below 2^-k in a dyadic model."""
+        params = self.output(node)[2] if self.dyadic else None
+        return w_scale if params is None else tflite_weight_scales(x.scale, w_scale, params[0])
 
     def output(self, node: Any, fusable: bool = True) -> tuple[str, str, tuple[float, int] | None]:
         """(final float name, fused activation, int8 params) following the node through Relu/Clip into Q."""
@@ -266,6 +273,7 @@ def _conv(lw: Lowering, node: Any) -> None:
     if len(w.shape) != 4:
         raise lw.fail(node, "only 2-D convolutions (1-D as kernel (1, k)) are supported")
     x, padding = _padding(lw, node, x, w.shape[2:], strides, dil)
+    w_scale = lw.weight_scales(node, x, w_scale)
     bias = _bias(lw, node, x, w_scale, o)
     y, act = lw.result(node)
     lw.params += w.size + o
@@ -292,7 +300,8 @@ def _bias(lw: Lowering, node: Any, x: Act, w_scale: np.ndarray, n_out: int) -> i
         b, b_scale = lw.weight(node, 2)
         if b.dtype != np.int32:
             raise lw.fail(node, "bias must be int32 (normalize the QDQ graph first)")
-        scale = np.broadcast_to(b_scale, (n_out,)).astype(np.float32)
+        if not lw.dyadic:  # a dyadic model's TFLite weight scales are pinned (see weight_scales)
+            scale = np.broadcast_to(b_scale, (n_out,)).astype(np.float32)
     else:
         b = np.zeros(n_out, np.int32)
     if np.atleast_1d(w_scale).size == 1:  # per-tensor weights: TFLite checks the bias's single scale
@@ -314,6 +323,7 @@ def _gemm(lw: Lowering, node: Any) -> None:
         c, h, wd = x.flat_from
         w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
     x = lw.relayout(x, True)
+    w_scale = lw.weight_scales(node, x, w_scale)
     bias = _bias(lw, node, x, w_scale, w.shape[0])
     y, act = lw.result(node, as_4d=True)
     lw.params += w.size + w.shape[0]
@@ -366,6 +376,12 @@ def _mean(lw: Lowering, node: Any) -> None:
     y_name, act, params = lw.output(node, fusable=False)
     scale, zp = params if params is not None else (x.scale, x.zero_point)
     y = lw.new_act(y_name, lw.shapes[node.output[0]], scale, zp)
+    if lw.dyadic and keep and (scale, zp) == (x.scale, x.zero_point):  # an odd-sized mean made exact (dyadic.py)
+        h, w = x.onnx_shape[2:]
+        opts = lw.b.options("Pool2DOptions", padding=lw.b.s.Padding.VALID, strideH=1, strideW=1, filterHeight=h,
+                            filterWidth=w, fusedActivationFunction=lw.b.s.ActivationFunctionType.NONE)
+        lw.b.op("AVERAGE_POOL_2D", [x.index], [y.index], opts, "Pool2DOptions")
+        return
     lw.b.op("MEAN", [x.index, lw.const_i32(f"{node.name}_axes", [1, 2])], [y.index],
             lw.b.options("ReducerOptions", keepDims=bool(keep)), "ReducerOptions")
 

@@ -1,12 +1,12 @@
 """ONNX int8 ↔ TFLite, layer by layer: each QDQ op fed TFLite's own int8 inputs (per op), and both runtimes
-run end to end side by side (how the per-op differences grow through the layers).
+run end to end side by side (per tensor: where differences appear and how they grow).
 
-Both files hold the same int8 weights, int32 biases, scales and zero points; they differ only in how a
-requantization (int32 accumulator × input·weight/output scale) is rounded. ONNX Runtime executes the QDQ
-semantics: one rounding of the exact product, half to even. TFLite's reference kernels (and TFLite-Micro)
-round twice: a 31-bit fixed-point multiply, then a rounding right shift (ties away from zero), so a value
-within 2^-(shift+1) LSB of a rounding boundary lands 1 LSB away. Per op that stays within 1 LSB (a wrong
-lowering shows up as more); end to end the 1-LSB differences feed the next layers and compound.
+Both files hold the same int8 weights and int32 biases; a requantization (int32 accumulator ×
+input·weight/output scale) is rounded once by ONNX Runtime and twice by TFLite's kernels. With dyadic
+requantization (toolkit.quant.dyadic, the default) both give the same integers, so every count here is
+zero; with free scales a value near a rounding boundary lands 1 LSB apart, and end to end those
+differences feed the next layers and compound. A wrong lowering shows up as more than 1 LSB per op.
+ONNX Runtime runs with its integer kernels for every op (toolkit.runtimes.onnx_session).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from toolkit.quant.graph import OnnxGraph
 
 log = logging.getLogger(__name__)
 
-ORT_MODE = "ONNX Runtime (CPU, default graph optimizations)"
+ORT_MODE = "ONNX Runtime on the CPU, integer kernels for every QDQ op (session.qdqisint8allowed=1)"
 
 
 def _to_onnx_layout(v: np.ndarray, act: Any) -> np.ndarray:
@@ -71,11 +71,9 @@ def _all_layers_model(proto: Any, layers: list[Any]) -> Any:
 
 
 def _session(model: Any) -> Any:
-    import onnxruntime as ort
+    from toolkit.runtimes import onnx_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return onnx_session(model.SerializeToString())
 
 
 class _Growth:

@@ -19,11 +19,12 @@ from toolkit.targets import TargetSpec
 _SCRIPT = r"""
 import json, resource, sys, time
 import numpy as np
-runtime, model, xs, warm = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+runtime, model, xs, warm, cfg = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
 x = np.load(xs)
 if runtime == "onnxruntime":
     import onnxruntime as ort
     o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.log_severity_level = 3
+    for k, v in cfg.items(): o.add_session_config_entry(k, v)
     s = ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
     name = s.get_inputs()[0].name
     f = lambda xi: s.run(None, {name: xi[None]})[0][0]
@@ -63,7 +64,8 @@ def profile_linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, samp
     model, x = _inputs(spec, bundle, samples)
     xs = out_dir / "linux_local_inputs.npy"
     np.save(xs, x)
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, spec.runtime, str(model), str(xs), "5"],
+    cfg = bundle.manifest.get("onnxruntime_session_config") or {}  # how the bundle's ONNX file is meant to run
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, spec.runtime, str(model), str(xs), "5", json.dumps(cfg)],
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise EdgetkError(f"{spec.runtime} failed on {model}: {proc.stderr.strip()[-800:]}",
@@ -77,6 +79,8 @@ def profile_linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, samp
         outs = np.clip(np.round(outs / float(q.get("scale", 1.0))) + int(q.get("zero_point", 0)), -128, 127)
     fid = agreement(outs, ref)
     label = f"{spec.runtime} on this machine ({platform.machine()}, 1 thread), wall clock in a subprocess"
+    if cfg and spec.runtime == "onnxruntime":
+        label += f", session config {cfg}"
     return {"ran_on": spec.name, "model": {"sha256": bundle.sha256, "macs": bundle.macs, "kind": bundle.kind,
                                            "file": str(model)},
             "latency": {"per_inference_ms": float(np.median(lat)), "median_ms": float(np.median(lat)),

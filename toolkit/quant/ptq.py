@@ -68,18 +68,25 @@ def _ort(proto: Any, calib: np.ndarray) -> Any:
 QUANTIZERS: dict[str, Callable[[Any, np.ndarray], Any]] = {"nncf": _nncf, "ort": _ort}
 
 
-def quantize_onnx(fp32_path: str | os.PathLike, calib: np.ndarray, quantizer: str = "nncf") -> Any:
-    """QDQ int8 ModelProto of an fp32 ONNX file, normalized for TFLite (see toolkit.quant.qdq)."""
+def quantize_onnx(fp32_path: str | os.PathLike, calib: np.ndarray, quantizer: str = "nncf",
+                  dyadic: bool = True) -> Any:
+    """QDQ int8 ModelProto of an fp32 ONNX file, normalized for TFLite (see toolkit.quant.qdq) and, by default,
+    with integer-exact requantization (see toolkit.quant.dyadic)."""
+    import copy
+
     import onnx
 
+    from toolkit.quant.dyadic import make_dyadic
     from toolkit.quant.qdq import normalize_qdq
 
     if quantizer not in QUANTIZERS:
         raise EdgetkError(f"unknown quantizer {quantizer!r}", fix=f"choose one of: {', '.join(QUANTIZERS)}")
     proto = load_onnx(fp32_path)
     log.info("quantizing %s with %s on %d calibration samples", Path(fp32_path).name, quantizer, len(calib))
-    q = QUANTIZERS[quantizer](proto, calib)
+    q = QUANTIZERS[quantizer](copy.deepcopy(proto), calib)
     q = normalize_qdq(q, calib)
+    if dyadic:
+        make_dyadic(q, proto)
     onnx.checker.check_model(q)
     return q
 
