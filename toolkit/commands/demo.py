@@ -31,10 +31,15 @@ def _step(n: int, title: str) -> float:
 
 
 def _print_accuracy(bundle: Path) -> None:
-    """One line: the task metric in fp32 and int8, and the model's size, from the bundle manifest."""
+    """Two lines: the task metric in fp32 and int8 with the model's size (manifest), and how the three int8
+    runtimes agree (fidelity)."""
     m = json.loads((bundle / "manifest.json").read_text())
+    f = json.loads((bundle / "fidelity.json").read_text())
     print(f"      {m['metric']}: fp32 {m['fp32_metric']:.4f} → int8 {m['int8_metric']:.4f}  "
           f"({m['params']:,} params, {m['macs']:,} MACs, TFLite-Micro arena {m['tflm_arena_bytes']:,} B)")
+    same = lambda c: "bit-identical" if c["identical"] else f"max {c['max_lsb_diff']} LSB apart"  # noqa: E731
+    print(f"      int8 outputs on {f['n_test']} test samples: ONNX Runtime vs TFLite {same(f['int8_onnx_vs_tflite'])}, "
+          f"TFLite vs TFLite-Micro {same(f['litert_ref_vs_tflm'])}")
 
 
 def run(args: argparse.Namespace) -> int:
