@@ -78,6 +78,9 @@ def test_int8_onnx_vs_tflite_model_output_identical(exported_bundle, task: str) 
     assert all(r["max_lsb_diff"] == 0 for r in layers), layers
     assert fid["int8_onnx_ort_defaults_vs_tflite"]["max_lsb_diff"] <= 2  # see the docstring
     assert man["onnxruntime_session_config"] == {"session.qdqisint8allowed": "1"}
+    rq = man["requantization"]
+    assert rq["dyadic_channels"] >= 16 and rq["inexact_channels"] == 0 and rq["exact_means"] == (task != "ecg-anomaly")
+    assert rq["add_groups"] == (3 if task == "image-digits" else 0)  # each residual Add: its own scale group
     md = (b / "fidelity.md").read_text()
     assert "bit-identical on all" in md and "dyadic requantization" in md
 
@@ -243,7 +246,7 @@ def test_free_scales_round_apart(trained_run, tmp_path) -> None:
 
     b = export_run(trained_run("ecg-anomaly"), tmp_path / "bundle", dyadic=False)
     fid = json.loads((b / "fidelity.json").read_text())
-    assert fid["dyadic"] is False
+    assert fid["dyadic"] is False and fid["requantization"] is None
     assert fid["int8_onnx_vs_tflite_per_op"]["max_lsb_diff"] == 1
     assert fid["int8_onnx_vs_tflite"]["max_lsb_diff"] >= 1 and not fid["int8_onnx_vs_tflite"]["identical"]
     assert "free scales" in (b / "fidelity.md").read_text()

@@ -150,7 +150,7 @@ def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
 
     from toolkit.export.fidelity import QParams, measure, to_nhwc
     from toolkit.export.per_op import per_op_diff
-    from toolkit.quant.dyadic import is_dyadic
+    from toolkit.quant.dyadic import is_dyadic, requantization_info
     from toolkit.export.onnx_fp32 import torch_outputs
     from toolkit.runtimes import run_litert, run_onnx, run_tflm
 
@@ -166,7 +166,8 @@ def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
     np.save(out / "test_y.npy", y)
     np.save(out / "test_out_int8.npy", lite)
     fid = measure(data.kind, x, y, outs, out_q)
-    fid["dyadic"] = is_dyadic(onnx.load(str(out / INT8)))
+    fid["dyadic"] = is_dyadic(int8 := onnx.load(str(out / INT8)))
+    fid["requantization"] = requantization_info(int8)
     n = min(len(x), PER_OP_SAMPLES)
     fid["int8_onnx_vs_tflite_per_op"] = per_op_diff(onnx.load(str(out / INT8)), out / TFLITE, lowered.tensors,
                                                     xq[:n], in_q.dequantize(in_q.quantize(x[:n])))
@@ -220,6 +221,7 @@ def manifest(run: Any, out: Path, cfg: ExportConfig, lowered: Any, fid: dict[str
         "input": _tensor_info(lowered.input, "input"), "output": _tensor_info(lowered.output, "output"),
         "ops": lowered.ops, "params": lowered.params, "macs": lowered.macs, "tflm_arena_bytes": arena,
         "onnxruntime_session_config": dict(INT8_KERNELS),  # runs every QDQ op on integer kernels (see runtimes)
+        "requantization": fid.get("requantization"),       # what toolkit.quant.dyadic did; None: free scales
         **({"finetune": peft} if (peft := {k: run.metrics[k] for k in PEFT_KEYS if k in run.metrics}) else {}),
         "test_set": {"x": "test_x_int8.npy", "y": "test_y.npy", "reference_out": "test_out_int8.npy",
                      "n": int(len(data.x_test))},

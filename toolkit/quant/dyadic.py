@@ -18,6 +18,7 @@ can land 1 LSB apart, and those 1-LSB differences compound over the layers. When
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -29,6 +30,7 @@ from toolkit.quant.graph import OnnxGraph, attrs, qparams
 log = logging.getLogger(__name__)
 
 MARKER = "edgetk.requantization"   # metadata_props key; value "dyadic" once make_dyadic ran
+INFO = "edgetk.requantization.info"     # metadata_props key: what make_dyadic did (JSON)
 MEAN_DOC = "edgetk: exact spatial mean"  # doc_string of the depthwise convs that replace an even-sized mean
 MAX_SHIFT = 12          # beyond 2^-12 the hair no longer stands clear of float32 rounding (2^-24 per op)
 _RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -43,13 +45,21 @@ def make_dyadic(proto: Any, fp32: Any | None = None) -> dict[str, Any]:
     adds = _unify_add_scales(g)
     channels, inexact = _snap_weight_scales(g, _float_weights(fp32))
     drop_unused_initializers(proto)
-    for p in [p for p in proto.metadata_props if p.key == MARKER]:
+    info = {"exact_means": means, "add_groups": adds, "dyadic_channels": channels, "inexact_channels": inexact}
+    for p in [p for p in proto.metadata_props if p.key in (MARKER, INFO)]:
         proto.metadata_props.remove(p)
     proto.metadata_props.add(key=MARKER, value="dyadic")
-    info = {"exact_means": means, "add_groups": adds, "dyadic_channels": channels,
-            "inexact_channels": inexact}
+    proto.metadata_props.add(key=INFO, value=json.dumps(info))
     log.info("integer-exact requantization: %s", info)
     return info
+
+
+def requantization_info(proto: Any) -> dict[str, Any] | None:
+    """What make_dyadic recorded in a model (None for a model with free scales)."""
+    for p in proto.metadata_props:
+        if p.key == INFO:
+            return json.loads(p.value)
+    return None
 
 
 def is_dyadic(proto: Any) -> bool:
