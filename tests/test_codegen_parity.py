@@ -57,8 +57,9 @@ def test_codegen_shared_reference_inputs_are_used(external):
     assert len(par.shared_inputs("ad", read_model(external_model(par.EXTERNAL_MODELS["ad"])))) == 40
 
 
+@pytest.mark.parametrize("kernels", sorted(KERNEL_SETS))
 @pytest.mark.parametrize("task", ZOO_TASKS)
-def test_codegen_parity_model_zoo(exported_bundle, task, tmp_path):
+def test_codegen_parity_model_zoo(exported_bundle, task, kernels, tmp_path):
     require_tool("gcc")
     bundle = exported_bundle(task)
     tfl = bundle / "model_int8.tflite"
@@ -69,9 +70,9 @@ def test_codegen_parity_model_zoo(exported_bundle, task, tmp_path):
     real = test_x.reshape((-1,) + x.shape[1:])[:N_INPUTS // 2]
     assert real.dtype == np.int8 and len(real) == min(N_INPUTS // 2, len(test_x))
     x = np.concatenate([real, x[len(real):]])
-    res = par.check(tfl, x, tmp_path)
-    assert res.identical == len(x), f"{task}: max {res.max_diff} LSB"
+    res = par.check(tfl, x, tmp_path, kernels=kernels)
+    assert res.identical == len(x), f"{task} ({kernels}): max {res.max_diff} LSB"
     golden = np.load(bundle / "test_out_int8.npy", allow_pickle=False).reshape(len(test_x), -1)
     np.testing.assert_array_equal(res.ours[:len(real)], golden[:len(real)])  # the bundle's own golden answers
-    san = par.check(tfl, x, tmp_path, sanitize=True, ref=res.ref)
+    san = par.check(tfl, x, tmp_path, kernels=kernels, sanitize=True, ref=res.ref)
     np.testing.assert_array_equal(san.ours, res.ref)

@@ -36,7 +36,7 @@ def test_absent_board_falls_back_to_qemu_with_sources_named(kws_bundle, tmp_path
     assert rep["fidelity"]["bit_exact"] and rep["fidelity"]["samples"] == 3
     assert rep["fidelity"]["top1_agreement"] == 1.0 and rep["fidelity"]["max_lsb_diff"] == 0
     assert "-icount shift=0" in rep["latency"]["source"] and "instructions" in rep["instructions"]["source"]
-    assert 11 < rep["instructions"]["per_mac"] < 18, rep["instructions"]  # measured 14.3 (reference kernels)
+    assert 5 < rep["instructions"]["per_mac"] < 9, rep["instructions"]  # measured 7.08 (fast kernels; reference 14.3)
     assert rep["instructions"]["per_mac"] == pytest.approx(rep["instructions"]["per_inference"] / 2_656_768)
     est = rep["board_estimate"]
     assert est["source"].startswith("estimate:") and est["latency_ms"] == pytest.approx(

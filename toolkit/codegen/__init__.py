@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.codegen import emit
-from toolkit.codegen.kernel_sets import KERNEL_SETS, kernel_sources
+from toolkit.codegen.kernel_sets import DEFAULT, KERNEL_SETS, kernel_sources
 from toolkit.codegen.lower import Step, lower
 from toolkit.codegen.planner import Plan, plan
 from toolkit.fsio import atomic_dir, atomic_write_json, atomic_write_text
@@ -41,7 +41,7 @@ def build_model(tflite_path: str | os.PathLike) -> tuple[Graph, list[Step], Plan
 
 
 def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-             kernels: str = "reference") -> CodegenResult:
+             kernels: str = DEFAULT) -> CodegenResult:
     """Generate the C library of a .tflite model into out_dir (replaced atomically)."""
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
     graph, steps, pl = build_model(tflite_path)

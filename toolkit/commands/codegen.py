@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="int8 .tflite file, or a bundle folder holding model_int8.tflite")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="output folder (default: BUNDLE/c for a bundle, else ./<model name>_c)")
-    p.add_argument("--kernels", default="reference", help="kernel set (default: reference)")
+    p.add_argument("--kernels", default=None,
+                   help="kernel set: fast (default) or reference; all are bit-exact with TFLite-Micro")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     return p
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from toolkit.codegen import generate
 
     tfl, out = _resolve(args.model, args.out)
-    res = generate(tfl, out, kernels=args.kernels)
+    res = generate(tfl, out, **({"kernels": args.kernels} if args.kernels else {}))
     if args.json:
         print(json.dumps({"out_dir": str(res.out_dir), "arena_size": res.arena_size,
                           "flash_estimate": res.flash_estimate, "macs": res.macs, "ops": list(res.ops),
