@@ -60,6 +60,9 @@ def test_wrong_type_names_field_and_type(tmp_path: Path) -> None:
 def test_choice_checked_on_load(tmp_path: Path) -> None:
     with pytest.raises(EdgetkError, match="did you mean 'adamw'"):
         load_recipe(write(tmp_path, BASE + '[train]\noptimizer = "adam"\n'))
+    with pytest.raises(EdgetkError, match=r"fleet.dtype='float16'(.|\n)*float32, float64"):
+        load_recipe(write(tmp_path, BASE + '[fleet]\ndtype = "float16"\n'))
+    assert load_recipe(write(tmp_path, BASE + '[fleet]\ndtype = "float64"\n')).fleet.dtype == "float64"
 
 
 def test_missing_required_and_bad_toml(tmp_path: Path) -> None:

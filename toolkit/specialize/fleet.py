@@ -9,7 +9,7 @@ Members go through in stacks of 4 by default: a stack's activations must stay in
 (width-0.25 DS-CNN, batch 32: 256 KB per member per layer; measured on the 2-core EPYC, 1 thread,
 channels-last: 3.2-3.7 ms per member-step in stacks of 4, 4.9-6.0 at 8, 7.1-7.8 at 16, vs 8.7 for one
 plain model; micro-benchmark of one step). `edgetk train` uses the recipe's `[fleet] stack`
-(FleetConfig default 8, owned by toolkit/recipe.py); bench/fleet.py passes 4. Profile of a stack of
+(FleetConfig default 4, owned by toolkit/recipe.py). Profile of a stack of
 4 (per step): BatchNorm fwd+bwd ~30 %, depthwise and pointwise convolutions ~23 % each, ReLU backward
 ~11 %, AdamW ~3 %;
 bmm/einsum pointwise layers and torch.compile were measured no faster (compile: 7.8 vs 4.5 ms, 38 s).
@@ -17,6 +17,14 @@ bmm/einsum pointwise layers and torch.compile were measured no faster (compile: 
 BatchNorm: a stacked BatchNorm over M*C channels keeps per-channel, hence per-member, batch
 statistics and running statistics: train-mode BN is exact, no special handling needed.
 Dropout draws different masks than the member alone would; twins agree exactly only without it.
+
+Precision (`[fleet] dtype`): in float32 the grouped and plain kernels round differently and AdamW's
+first steps turn that into lr-sized weight differences, so a member's test top-1 can differ from its
+twin's by a clip or two. In float64 members match their twins (max |dw| 4e-12 after 300 AdamW steps,
+96/96 equal test top-1 in bench/fleet.py), but CPU float64 convolutions have no oneDNN kernels (one
+small GEMM per group, stacked or not): ~19 ms per member-step either way, so a float64 fleet gains
+nothing from batching (1.01x). Stacks run channels-last only in float32 (float64 runs 2x slower in
+it). Run folders always get float32 weights.
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.data.base import TaskData
 from toolkit.errors import EdgetkError
 from toolkit.recipe import TrainConfig
 
@@ -54,20 +63,21 @@ class Member:
     extra: dict = field(default_factory=dict)
 
 
-def split_members(x: np.ndarray, y: np.ndarray, groups: np.ndarray, x_test: np.ndarray,
-                  y_test: np.ndarray, groups_test: np.ndarray, members: int, seed: int) -> list[Member]:
-    """One member per group (cycled with fresh seeds when more members than groups are asked for)."""
-    names = sorted(set(groups.tolist()))
+def split_members(data: TaskData, members: int, seed: int, dtype: str = "float32") -> list[Member]:
+    """One member per group (cycled with fresh seeds when more members than groups are asked for); inputs in dtype."""
+    groups, groups_test = data.groups_train, data.groups_test
+    names = sorted(set(groups.tolist())) if groups is not None else []
     if not names:
         raise EdgetkError("the dataset has no groups to build a fleet from",
                           fix="pick a task whose loader provides groups (kws-digits: speaker)")
+    x, x_test = data.x_train.astype(dtype, copy=False), data.x_test.astype(dtype, copy=False)
     count = members or len(names)
     out = []
     for i in range(count):
         g = names[i % len(names)]
         tr, te = groups == g, groups_test == g
         out.append(Member(f"{g}-{i // len(names)}" if count > len(names) else str(g), str(g), seed + i,
-                          x[tr], y[tr], x_test[te], y_test[te]))
+                          x[tr], data.y_train[tr], x_test[te], data.y_test[te]))
     return out
 
 
@@ -112,14 +122,13 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
     data = [(torch.as_tensor(m.x_train), torch.as_tensor(m.y_train)) for m in members]
     gens = [torch.Generator().manual_seed(m.seed) for m in members]
     net = models[0] if plain else stack_models(models, data[0][0][: cfg.batch_size])
-    net.train()
-    if not plain:
-        net = net.to(memory_format=torch.channels_last)
+    fmt = _memory_format(net, plain)
+    net = net.train().to(memory_format=fmt)
     steps = _steps(members, cfg.batch_size)
     opt = make_optimizer(cfg, list(net.parameters()))
     sched = make_scheduler(cfg, opt, cfg.epochs * steps)
     for epoch in range(resume_loop(ckpt, net, opt, sched, gens).get("epoch", 0), cfg.epochs):
-        _fleet_epoch(net, opt, sched, data, _orders(members, steps, cfg.batch_size, gens), cfg, plain)
+        _fleet_epoch(net, opt, sched, data, _orders(members, steps, cfg.batch_size, gens), cfg, fmt)
         if ckpt is not None:
             save_loop(ckpt, net, opt, sched, epoch + 1, gens)
     if not plain:
@@ -128,15 +137,21 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
         m.model = model.eval()
 
 
+def _memory_format(net: nn.Module, plain: bool) -> torch.memory_format:
+    """Channels-last for float32 stacks (oneDNN grouped kernels); float64 has no oneDNN kernels and runs 2x slower in it."""
+    dtype = next(net.parameters()).dtype
+    return torch.channels_last if not plain and dtype == torch.float32 else torch.contiguous_format
+
+
 def _fleet_epoch(net: nn.Module, opt, sched, data: list[tuple[torch.Tensor, torch.Tensor]], order: torch.Tensor,
-                 cfg: TrainConfig, plain: bool) -> None:
+                 cfg: TrainConfig, fmt: torch.memory_format) -> None:
     """One epoch of the stacked net over every member's batches (order: [M, steps, bs] indices)."""
     from toolkit.specialize.stack import from_blocks, to_blocks
 
     for s in range(order.shape[1]):
         xb = torch.stack([x[order[i, s]] for i, (x, _) in enumerate(data)])      # [M, bs, C, H, W]
         yb = torch.stack([y[order[i, s]] for i, (_, y) in enumerate(data)])      # [M, bs]
-        xin = to_blocks(xb) if plain else to_blocks(xb).contiguous(memory_format=torch.channels_last)
+        xin = to_blocks(xb).contiguous(memory_format=fmt)
         logits = from_blocks(net(xin), len(data))                               # [M, bs, K]
         loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="sum",
                                label_smoothing=cfg.label_smoothing) / cfg.batch_size

@@ -161,12 +161,14 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
         raise EdgetkError(f"dataset {data.name} has no groups ({recipe.fleet.group_by}) to build a fleet from",
                           fix="use a dataset with groups, e.g. kws-digits (speakers)")
     torch.set_num_threads(max(1, recipe.train.threads))
-    members = split_members(data.x_train, data.y_train, data.groups_train, data.x_test, data.y_test,
-                            data.groups_test, recipe.fleet.members, recipe.train.seed)
-    seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed), members, recipe.train, recipe.fleet.batched,
-                          recipe.fleet.stack, out / "checkpoints")
+    cfg = recipe.fleet
+    members = split_members(data, cfg.members, recipe.train.seed, cfg.dtype)
+    dtype = getattr(torch, cfg.dtype)
+    seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed).to(dtype), members, recipe.train,
+                          cfg.batched, cfg.stack, out / "checkpoints")
     rows = [write_member(out / m.name, recipe, m, data) for m in members]
-    summary = {"members": rows, "seconds": seconds, "batched": recipe.fleet.batched, "group_by": recipe.fleet.group_by}
+    summary = {"members": rows, "seconds": seconds, "batched": cfg.batched, "group_by": cfg.group_by,
+               "dtype": cfg.dtype}
     atomic_write_json(out / "fleet.json", summary)
     if json_progress:
         print(json.dumps({"event": "done", "run_dir": str(out), "members": len(rows), "seconds": seconds}), flush=True)
@@ -178,7 +180,7 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
 
 
 def write_member(out: Path, recipe: Recipe, member, data: TaskData) -> dict:
-    """One fleet member as a plain run folder (its recipe: the fleet's, with its seed, without [fleet])."""
+    """One fleet member as a plain run folder (its recipe: the fleet's, with its seed, without [fleet]; float32 weights)."""
     from toolkit.fsio import atomic_write_text
     from toolkit.train.rundir import write_results
 
@@ -189,9 +191,10 @@ def write_member(out: Path, recipe: Recipe, member, data: TaskData) -> dict:
                        description=f"fleet member {member.name} of {recipe.task}")
     mdata = select_groups(data, (member.group,))          # what load_run(out) will load again
     atomic_write_text(out / "recipe.toml", r.to_toml())
-    metrics = write_results(out, r, member.model, mdata, [])
+    metrics = write_results(out, r, member.model.float(), mdata, [])     # runs hold float32 weights
     _add_metrics(out, {"fleet_member": member.name, "group_by": recipe.fleet.group_by})
-    return {"name": member.name, "seed": member.seed, "run_dir": str(out), "value": metrics["value"]}
+    return {"name": member.name, "seed": member.seed, "run_dir": str(out), "value": metrics["value"],
+            "trained_value": member.test_top1 / 100}          # top-1 in the training dtype (value: saved float32)
 
 
 def _add_metrics(run: Path, extra: dict) -> None:
