@@ -106,3 +106,16 @@ def test_inspect_unknown_format(tmp_path, capsys):
     p.write_bytes(b"xx")
     rc, _, err = _inspect(capsys, str(p))
     assert rc == 2 and "unknown format" in err
+
+
+@pytest.mark.slow
+def test_inspect_exported_int8_onnx_says_dyadic(exported_bundle, capsys):
+    """An exported int8 ONNX file carries what dyadic requantization did; inspect prints it."""
+    b = exported_bundle("image-digits")
+    rc, out, err = _inspect(capsys, str(b / "model_int8.onnx"))
+    assert rc == 0, err
+    man = json.loads((b / "manifest.json").read_text())["requantization"]
+    assert (f"requantization: dyadic (integer-exact with TFLite): {man['dyadic_channels']} channels, 0 inexact, "
+            f"1 means, 3 Add scale groups") in out
+    rc, out, _ = _inspect(capsys, str(b / "model_fp32.onnx"))
+    assert rc == 0 and "requantization" not in out

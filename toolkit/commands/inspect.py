@@ -121,7 +121,15 @@ def inspect_onnx(path: Path) -> dict[str, Any]:
             "outputs": [_onnx_io(vi, quant) for vi in g.output],
             "ops": dict(Counter(n.op_type for n in g.node)), "n_ops": len(g.node),
             "params": int(sum(a.size for a in seen.values())),
-            "macs": int(sum(_node_macs(n, w, shapes) for n in g.node))}
+            "macs": int(sum(_node_macs(n, w, shapes) for n in g.node)),
+            "requantization": _requantization(model)}
+
+
+def _requantization(model: Any) -> dict[str, Any] | None:
+    """What edgetk's dyadic requantization did to a QDQ model (None: not applied)."""
+    from toolkit.quant.dyadic import requantization_info
+
+    return requantization_info(model)
 
 
 def _fmt_io(t: dict[str, Any]) -> str:
@@ -140,6 +148,10 @@ def _print(info: dict[str, Any]) -> None:
     ops = ", ".join(f"{k} ×{v}" for k, v in sorted(info["ops"].items(), key=lambda kv: -kv[1]))
     print(f"ops ({info['n_ops']}): {ops}")
     print(f"params: {info['params']:,}   MACs: {info['macs']:,}")
+    if info.get("requantization"):
+        r = info["requantization"]
+        print(f"requantization: dyadic (integer-exact with TFLite): {r['dyadic_channels']} channels, "
+              f"{r['inexact_channels']} inexact, {r['exact_means']} means, {r['add_groups']} Add scale groups")
     if "tflm_arena_bytes" in info:
         a = info["tflm_arena_bytes"]
         print(f"TFLite-Micro arena: {a:,} B" if a is not None else
