@@ -1,17 +1,20 @@
 """Fleet: 32 per-speaker kws-digits models trained as one batched job vs the same 32 one after another.
 
-Same data, epochs, init seeds and optimiser everywhere; same torch thread count. Two baselines, measured
-in the same run and printed side by side:
+Same data, epochs, init seeds and optimiser everywhere. The batched job runs its stacks in --workers
+processes of 1 torch thread each (0 = one per CPU core; 1 = in this process on --threads threads).
+Two baselines, each at every --baseline-threads torch thread count, measured in the same run and
+printed side by side:
   (a) in-process loop: the fleet's own training loop on one plain model at a time (pure compute: same
-      batches, no evaluation or checkpoints) - the speedup that is due to batching alone;
+      batches, no evaluation or checkpoints) - the speedup that is due to batching (and workers) alone;
   (b) the toolkit's normal path without fleets: `toolkit.train.train` once per member (recipe with
       data.groups = [speaker], train.seed = seed + i; it loads the data, evaluates and checkpoints every
       epoch and writes a run folder, as `edgetk train` does). Only the first --normal-count members run;
       their time is extrapolated linearly to all members (stated in the output).
-Also prints each member's test top-1 gap to its twin of baseline (a) and the weight agreement after a
-short run (float32 and float64). --dtype sets the precision of the batched job and of (a); (b) runs
-`train()` in float32, as a user does. Usage: .venv/bin/python bench/fleet.py [--reps 3] [--members 32]
-[--epochs 20] [--lr 0.01] [--dtype float32|float64]
+Also prints each member's test top-1 gap to its twin of baseline (a) on the first thread count and the
+weight agreement after a short run (float32 and float64). --dtype sets the precision of the batched job
+and of (a); (b) runs `train()` in float32, as a user does. Usage: .venv/bin/python bench/fleet.py
+[--reps 3] [--members 32] [--epochs 20] [--lr 0.01] [--dtype float32|float64] [--workers 0]
+[--baseline-threads 1,2]
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -33,17 +37,17 @@ import torch  # noqa: E402
 from toolkit.data import load_dataset  # noqa: E402
 from toolkit.nn import build_model  # noqa: E402
 from toolkit.recipe import Recipe, load_recipe  # noqa: E402
-from toolkit.specialize.fleet import Member, evaluate, max_weight_diff, split_members, train_fleet  # noqa: E402
+from toolkit.specialize.fleet import (Member, evaluate, fleet_workers, max_weight_diff, split_members,  # noqa: E402
+                                      train_fleet)
 
 
-def fleet_pair(recipe: Recipe, data, members: int, seed: int, stack: int, dtype: str = "float32") -> tuple:
-    """Train the fleet batched and with loop (a) in dtype; (batched members, seconds, loop members, seconds)."""
+def fleet_run(recipe: Recipe, data, members: int, seed: int, dtype: str, stack: int = 0,
+              workers: int = 1, threads: int = 1) -> tuple[list[Member], float]:
+    """Train the fleet in dtype: batched in stacks of `stack` over `workers` processes, or (stack 0) loop (a)."""
     make = lambda s: (torch.manual_seed(s), build_model(recipe, data).to(getattr(torch, dtype)))[1]  # noqa: E731
-    out: list = []
-    for batched in (True, False):
-        ms = split_members(data, members, seed, dtype)
-        out += [ms, train_fleet(make, ms, recipe.train, batched, stack)]
-    return tuple(out)
+    ms = split_members(data, members, seed, dtype)
+    torch.set_num_threads(threads)
+    return ms, train_fleet(make, ms, recipe.train, stack > 0, stack, workers=workers)
 
 
 def normal_path(recipe: Recipe, members: list[Member], count: int, threads: int) -> tuple[float, list[float]]:
@@ -74,7 +78,9 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--stack", type=int, default=4, help="members per grouped-operator pass")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the batched job with --workers 1")
+    ap.add_argument("--workers", type=int, default=0, help="processes of the batched job (0 = one per CPU core)")
+    ap.add_argument("--baseline-threads", default="1,2", help="torch thread counts for baselines (a) and (b)")
     ap.add_argument("--normal-count", type=int, default=4, help="members run through toolkit.train.train")
     ap.add_argument("--short-epochs", type=int, default=1, help="epochs of the weight-agreement run")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -82,30 +88,29 @@ def main() -> int:
     args = ap.parse_args()
     recipe = load_recipe(Path(__file__).resolve().parent.parent / "models" / "kws-digits-fleet.toml",
                          [f"train.epochs={args.epochs}", f"train.lr={args.lr}", f"train.threads={args.threads}"])
-    torch.set_num_threads(args.threads)
+    threads = [int(t) for t in args.baseline_threads.split(",")]
     data = load_dataset(recipe)
-    t_b, t_a, t_n, gaps, acc_b, acc_a, acc_n, saved, full = [], [], [], [], [], [], [], [], []
+    t_b, acc_b, gaps, saved, full = [], [], [], [], []
+    base: dict[tuple[str, int], list[tuple[float, float]]] = {}          # (baseline, threads): [(s, top-1)]
     for rep in range(args.reps):
-        fb, sb, fa, sa = fleet_pair(recipe, data, args.members, 1000 * rep, args.stack, args.dtype)
-        sn, top_n = normal_path(recipe, fa, args.normal_count, args.threads)
-        torch.set_num_threads(args.threads)
-        sn *= args.members / args.normal_count
-        t_b.append(sb), t_a.append(sa), t_n.append(sn)
+        fb, sb = fleet_run(recipe, data, args.members, 1000 * rep, args.dtype, args.stack, args.workers, args.threads)
+        fa, rows = baselines(recipe, data, args, 1000 * rep, threads)
+        t_b.append(sb)
         gaps += [a.test_top1 - b.test_top1 for a, b in zip(fb, fa)]
         saved += [saved_gap(m) for m in fb]
         full += [max_weight_diff(a.model, b.model) for a, b in zip(fb, fa)]
         acc_b.append(statistics.mean(m.test_top1 for m in fb))
-        acc_a.append(statistics.mean(m.test_top1 for m in fa))
-        acc_n.append(statistics.mean(top_n))
-        print(f"rep {rep}: batched {sb:.1f} s | (a) loop {sa:.1f} s = {sa / sb:.2f}x | (b) train() "
-              f"{sn:.1f} s (extrapolated from {args.normal_count}) = {sn / sb:.2f}x; member top-1 batched "
-              f"{acc_b[-1]:.1f}% / twins {acc_a[-1]:.1f}% / train() {acc_n[-1]:.1f}%", flush=True)
+        for key, row in rows.items():
+            base.setdefault(key, []).append(row)
+        line = " | ".join(f"({k}) {t} thr {s:.1f} s = {s / sb:.2f}x, top-1 {a:.1f}%" for (k, t), (s, a) in rows.items())
+        print(f"rep {rep}: batched {sb:.1f} s, top-1 {acc_b[-1]:.1f}% | {line}", flush=True)
     short = recipe.replace(train=dataclasses.replace(recipe.train, epochs=args.short_epochs))
     wdiff = {}
     for dtype in ("float32", "float64"):
-        fb, _, fa, _ = fleet_pair(short, data, args.members, 0, args.stack, dtype)
+        fb, _ = fleet_run(short, data, args.members, 0, dtype, args.stack, args.workers, args.threads)
+        fa, _ = fleet_run(short, data, args.members, 0, dtype, threads=threads[0])
         wdiff[dtype] = [max_weight_diff(a.model, b.model) for a, b in zip(fb, fa)]
-    report(args, recipe, len(fb[0].x_train), t_b, t_a, t_n, acc_b, acc_a, acc_n, gaps, wdiff)
+    report(args, recipe, len(fb[0].x_train), t_b, acc_b, base, gaps, wdiff)
     print(f"  full runs ({args.dtype}): max |weight difference| member vs twin (a): median "
           f"{statistics.median(full):.2e}, max {max(full):.2e}")
     print(f"  saved as float32 (what the run folders hold): {sum(g == 0 for g in saved)}/{len(saved)} members keep "
@@ -113,27 +118,38 @@ def main() -> int:
     return 0
 
 
+def baselines(recipe: Recipe, data, args, seed: int, threads: list[int]) -> tuple[list[Member], dict]:
+    """Baselines (a) and (b) at each thread count: (the twins of (a) on threads[0], {(a|b, threads): (s, top-1)})."""
+    loops = {t: fleet_run(recipe, data, args.members, seed, args.dtype, threads=t) for t in threads}
+    twins = loops[threads[0]][0]
+    rows = {("a", t): (s, statistics.mean(m.test_top1 for m in ms)) for t, (ms, s) in loops.items()}
+    for t in threads:
+        sn, top_n = normal_path(recipe, twins, args.normal_count, t)
+        rows["b", t] = (sn * args.members / args.normal_count, statistics.mean(top_n))
+    return twins, rows
+
+
 def saved_gap(m: Member) -> float:
     """Test top-1 of the member's weights cast to float32 (as its run folder stores them) minus its own."""
     return evaluate(copy.deepcopy(m.model).float(), m.x_test.astype("float32"), m.y_test) - m.test_top1
 
 
-def report(args, recipe: Recipe, clips: int, t_b, t_a, t_n, acc_b, acc_a, acc_n, gaps, wdiff) -> None:
+def report(args, recipe: Recipe, clips: int, t_b, acc_b, base: dict, gaps, wdiff) -> None:
     """Print the summary: each baseline with its ratio, the twin gaps and the weight agreement."""
-    sp_a = [a / b for a, b in zip(t_a, t_b)]
-    sp_n = [n / b for n, b in zip(t_n, t_b)]
     absg = [abs(g) for g in gaps]
+    workers = fleet_workers(args.workers, math.ceil(args.members / args.stack))
     print(f"kws-digits fleet: {args.members} members (DS-CNN width {recipe.model.width}, {clips} clips each, "
-          f"{args.epochs} epochs, AdamW lr {args.lr}), stacks of {args.stack}, {args.threads} thread(s), "
-          f"{args.reps} reps; batched job and (a) in {args.dtype}, (b) in float32")
-    print(f"  one batched job                    {_ms(t_b)} s   member top-1 {_ms(acc_b)} %")
-    print(f"  (a) in-process loop, pure compute  {_ms(t_a)} s   member top-1 {_ms(acc_a)} %   "
-          f"speedup {statistics.mean(sp_a):.2f}x +- {statistics.pstdev(sp_a):.2f}")
-    print(f"  (b) toolkit.train.train per member {_ms(t_n)} s   member top-1 {_ms(acc_n)} %   "
-          f"speedup {statistics.mean(sp_n):.2f}x +- {statistics.pstdev(sp_n):.2f}   "
-          f"[first {args.normal_count} members timed, x{args.members / args.normal_count:g} extrapolated]")
-    print(f"  goal >= 8x: vs (a) {'met' if statistics.mean(sp_a) >= 8 else 'NOT met'}, "
-          f"vs (b) {'met' if statistics.mean(sp_n) >= 8 else 'NOT met'}")
+          f"{args.epochs} epochs, AdamW lr {args.lr}), stacks of {args.stack}, {args.reps} reps; batched job in "
+          f"{workers} worker process(es) x {1 if workers > 1 else args.threads} thread(s); batched job and (a) in "
+          f"{args.dtype}, (b) in float32")
+    print(f"  one batched job                         {_ms(t_b)} s   member top-1 {_ms(acc_b)} %")
+    what = {"a": "in-process loop, pure compute", "b": "toolkit.train.train per member"}
+    for (kind, threads), rows in base.items():
+        sp = [s / b for (s, _), b in zip(rows, t_b)]
+        note = f"   [first {args.normal_count} timed, x{args.members / args.normal_count:g}]" if kind == "b" else ""
+        print(f"  ({kind}) {what[kind]:<30} {threads} thr {_ms([s for s, _ in rows])} s   member top-1 "
+              f"{_ms([a for _, a in rows])} %   speedup {statistics.mean(sp):.2f}x +- {statistics.pstdev(sp):.2f}"
+              f"   goal >= 8x {'met' if statistics.mean(sp) >= 8 else 'NOT met'}{note}")
     dist = ", ".join(f"{k:+.0f}: {v}" for k, v in sorted(Counter(round(g, 1) for g in gaps).items()))
     print(f"  member - twin (a) top-1 ({args.dtype}), {len(gaps)} pairs: {sum(g == 0 for g in absg)}/{len(gaps)} equal, "
           f"{sum(g <= 1.0 for g in absg)}/{len(gaps)} within 1 point (50 test clips: 1 clip = 2 points); mean |gap| "

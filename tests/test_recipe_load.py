@@ -65,6 +65,14 @@ def test_choice_checked_on_load(tmp_path: Path) -> None:
     assert load_recipe(write(tmp_path, BASE + '[fleet]\ndtype = "float64"\n')).fleet.dtype == "float64"
 
 
+def test_minimum_checked_on_load(tmp_path: Path) -> None:
+    with pytest.raises(EdgetkError, match=r"fleet.workers=-1 is below its minimum 0(.|\n)*fix: set fleet.workers"):
+        load_recipe(write(tmp_path, BASE + "[fleet]\nworkers = -1\n"))
+    with pytest.raises(EdgetkError, match="fleet.workers' must be int"):
+        load_recipe(write(tmp_path, BASE + '[fleet]\nworkers = "all"\n'))
+    assert load_recipe(write(tmp_path, BASE + "[fleet]\nworkers = 0\n")).fleet.workers == 0
+
+
 def test_missing_required_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(EdgetkError, match="missing required field 'model.arch'"):
         load_recipe(write(tmp_path, 'task = "t"\n[data]\nname = "digits"\n'))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -109,6 +110,59 @@ def test_float64_fleet_members_equal_their_twins(kws):
     assert max_weight_diff(runs[True][0].model, make(0)) > 1e-2     # it did train
 
 
+def _short_fleet(r, data, make, workers: int) -> list:
+    """4 members on 128 clips each, 2 AdamW epochs, stacks of 2, in `workers` processes."""
+    from toolkit.specialize.fleet import split_members, train_fleet
+
+    cfg = dataclasses.replace(r.train, epochs=2, batch_size=32, optimizer="adamw", lr=0.01)
+    ms = split_members(data, 4, seed=0)
+    for m in ms:
+        m.x_train, m.y_train = m.x_train[:128], m.y_train[:128]
+    train_fleet(make, ms, cfg, batched=True, stack=2, workers=workers)
+    return ms
+
+
+def test_workers_train_bit_identical_members(kws):
+    """Stacks in 2 worker processes (1 thread each) give the same bits as the same stacks in this process."""
+    from toolkit.specialize.fleet import max_weight_diff
+
+    r, data = kws
+    make = lambda seed: (torch.manual_seed(seed), build_model(r, data))[1]  # noqa: E731
+    alone, forked = _short_fleet(r, data, make, workers=1), _short_fleet(r, data, make, workers=2)
+    for a, b in zip(alone, forked):
+        sa, sb = a.model.state_dict(), b.model.state_dict()
+        assert a.name == b.name and sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), a.name
+        assert a.test_top1 == b.test_top1
+    torch.manual_seed(0)
+    assert max_weight_diff(forked[0].model, make(0)) > 1e-2          # it did train
+
+
+@pytest.mark.parametrize("death,why", [("kill", r"code -9 .*\(killed by signal 9\)"),
+                                       ("raise", r"code 1 .*: seed 3 is cursed(.|\n)*fix: pick another seed")],
+                         ids=["killed", "raised"])
+def test_dead_worker_names_its_stack_and_exit_code(kws, death, why):
+    """A worker that dies (SIGKILL) or raises gives one EdgetkError naming the worker, stack, members and exit code."""
+    import signal
+
+    from toolkit.errors import EdgetkError
+
+    r, data = kws
+    parent = os.getpid()
+
+    def make(seed):
+        if seed == 3 and os.getpid() != parent:                      # member 3: stack 1, worker 1
+            if death == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise EdgetkError("seed 3 is cursed", fix="pick another seed")
+        torch.manual_seed(seed)
+        return build_model(r, data)
+
+    with pytest.raises(EdgetkError, match=r"fleet worker 1 exited with " + why) as e:
+        _short_fleet(r, data, make, workers=2)
+    assert "while training stack 1 (lucas, nicolas)" in str(e.value)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fleet_job_writes_exportable_member_runs(kws, tmp_path, dtype):
     from toolkit.specialize import run_recipe
@@ -120,6 +174,7 @@ def test_fleet_job_writes_exportable_member_runs(kws, tmp_path, dtype):
     out = run_recipe(recipe, tmp_path / "fleet")
     summary = json.loads((out / "fleet.json").read_text())
     assert len(summary["members"]) == 8 and summary["batched"] and summary["dtype"] == dtype
+    assert summary["workers"] == min(len(os.sched_getaffinity(0)), 2)      # workers = 0: a core each, 2 stacks
     for m in summary["members"]:          # float32 weights of a float64 fleet: the same top-1 within a clip (0.02)
         assert abs(m["value"] - m["trained_value"]) <= 0.02 + 1e-9, m
     names = [m["name"] for m in summary["members"]]

@@ -85,17 +85,25 @@ def test_pretrain_job_resumes_in_either_phase(shared, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fleet_job_resumes_mid_stack(shared, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fleet_job_resumes_mid_stack(shared, tmp_path: Path, workers: int) -> None:
+    """Killed while stack 1 trains (workers = 1: after stack 0; 2: beside it), resumed == one sequential run."""
+    args = [*FLEET_ARGS, "--set", f"fleet.workers={workers}"]
     killed, ckpts = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
-    stopped, _ = kill_when([*FLEET_ARGS, "-o", str(killed)], ckpts / "stack-1.pt", tmp_path / "1.log")
-    assert 1 <= stopped < FLEET_EPOCHS and epoch_of(ckpts / "stack-0.pt") == FLEET_EPOCHS
-    assert not (killed / "fleet.json").exists()
+    stopped, _ = kill_when([*args, "-o", str(killed)], ckpts / "stack-1.pt", tmp_path / "1.log")
+    assert 1 <= stopped < FLEET_EPOCHS and not (killed / "fleet.json").exists()
+    if workers == 1:
+        assert epoch_of(ckpts / "stack-0.pt") == FLEET_EPOCHS
+    epochs = {p.name: epoch_of(p) for p in ckpts.glob("stack-*.pt")}
+    time.sleep(1.0)                                           # an epoch takes ~0.2 s: orphaned workers would show
+    assert {p.name: epoch_of(p) for p in ckpts.glob("stack-*.pt")} == epochs, "a worker outlived its killed job"
     log = run("--resume", str(killed))
-    assert f"resuming {ckpts / 'stack-0.pt'} after epoch {FLEET_EPOCHS}" in log
-    assert f"resuming {ckpts / 'stack-1.pt'} after epoch {stopped}" in log
+    for name, epoch in epochs.items():
+        assert f"resuming {ckpts / name} after epoch {epoch}" in log
+    assert json.loads((killed / "fleet.json").read_text())["workers"] == workers
 
     straight = tmp_path / "straight"
-    run(*FLEET_ARGS, "-o", str(straight))
+    run(*FLEET_ARGS, "--set", "fleet.workers=1", "-o", str(straight))
     members = [json.loads((d / "fleet.json").read_text())["members"] for d in (killed, straight)]
     assert [m["name"] for m in members[0]] == [m["name"] for m in members[1]] and len(members[0]) == 4
     for a, b in zip(*members):

@@ -104,6 +104,7 @@ class FleetConfig:
     batched: bool = True       # false: train the members one after another (the baseline)
     stack: int = 4             # members per grouped-operator pass (measured fastest on CPU: activations stay in L2)
     dtype: str = "float32"     # training precision; float64: members equal their twins trained alone (runs save float32)
+    workers: int = 0           # processes sharing the stacks, 1 torch thread each: 0 = one per CPU core, 1 = in process
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -117,6 +118,8 @@ TOP_LEVEL = {"task": str, "description": str}
 # against the loader and model registries when used, before anything is written).
 CHOICES: dict[str, tuple[str, ...]] = {"train.optimizer": ("adamw", "sgd"), "train.scheduler": ("cosine", "none"),
                                        "fleet.dtype": ("float32", "float64")}
+# Integer fields with a lower bound, checked on load.
+MINIMUMS: dict[str, int] = {"fleet.workers": 0}
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,8 @@ def _build(cls: type, table: Any, source: str, section: str) -> Any:
             values[name] = _check_type(table[name], hints[name], source, f"{section}.{name}")
             if f"{section}.{name}" in CHOICES:
                 check_choice(source, f"{section}.{name}", values[name], CHOICES[f"{section}.{name}"])
+            if f"{section}.{name}" in MINIMUMS:
+                check_minimum(source, f"{section}.{name}", values[name], MINIMUMS[f"{section}.{name}"])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise EdgetkError(f"{source}: missing required field '{section}.{name}'",
                               fix=f"add `{name} = ...` under [{section}]")
@@ -272,6 +277,13 @@ def check_choice(source: str, name: str, value: str, choices: typing.Iterable[st
     close = difflib.get_close_matches(value, choices, n=1)
     raise EdgetkError(f"{source or 'recipe'}: unknown {name}={value!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
                       fix=f"choose one of: {', '.join(choices)}")
+
+
+def check_minimum(source: str, name: str, value: int, low: int) -> None:
+    """Raise an EdgetkError naming the field unless value >= low."""
+    if value < low:
+        raise EdgetkError(f"{source or 'recipe'}: {name}={value} is below its minimum {low}",
+                          fix=f"set {name} to {low} or more")
 
 
 def _apply_override(raw: dict[str, Any], item: str, source: Path) -> None:
