@@ -149,9 +149,9 @@ def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
     import onnx
 
     from toolkit.export.fidelity import QParams, measure, to_nhwc
+    from toolkit.export.onnx_fp32 import torch_outputs
     from toolkit.export.per_op import per_op_diff
     from toolkit.quant.dyadic import is_dyadic, requantization_info
-    from toolkit.export.onnx_fp32 import torch_outputs
     from toolkit.runtimes import run_litert, run_onnx, run_tflm
 
     x, y = data.x_test, data.y_test
@@ -166,10 +166,10 @@ def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
     np.save(out / "test_y.npy", y)
     np.save(out / "test_out_int8.npy", lite)
     fid = measure(data.kind, x, y, outs, out_q)
-    fid["dyadic"] = is_dyadic(int8 := onnx.load(str(out / INT8)))
-    fid["requantization"] = requantization_info(int8)
+    int8 = onnx.load(str(out / INT8))
+    fid["dyadic"], fid["requantization"] = is_dyadic(int8), requantization_info(int8)
     n = min(len(x), PER_OP_SAMPLES)
-    fid["int8_onnx_vs_tflite_per_op"] = per_op_diff(onnx.load(str(out / INT8)), out / TFLITE, lowered.tensors,
+    fid["int8_onnx_vs_tflite_per_op"] = per_op_diff(int8, out / TFLITE, lowered.tensors,
                                                     xq[:n], in_q.dequantize(in_q.quantize(x[:n])))
     return fid
 

@@ -41,7 +41,7 @@ def make_dyadic(proto: Any, fp32: Any | None = None) -> dict[str, Any]:
     from toolkit.quant.qdq import drop_unused_initializers
 
     g = OnnxGraph(proto)
-    means = _means_to_depthwise(g)
+    means = _exact_means(g)
     adds = _unify_add_scales(g)
     channels, inexact = _snap_weight_scales(g, _float_weights(fp32))
     drop_unused_initializers(proto)
@@ -115,7 +115,7 @@ def _spatial_means(g: OnnxGraph) -> list[Any]:
     return out
 
 
-def _means_to_depthwise(g: OnnxGraph) -> int:
+def _exact_means(g: OnnxGraph) -> int:
     """Make each spatial mean of a 4-D int8 tensor exact: odd sizes share the input's params (an average pool
     without ties), even sizes become a depthwise conv whose requantization is a shift."""
     import onnx

@@ -122,14 +122,13 @@ def _insert_qdq(g: OnnxGraph, name: str, scale: np.float32, zp: np.int8) -> None
 
 def _run_bytes(model: bytes, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
     import onnx
-    import onnxruntime as ort
+
+    from toolkit.runtimes import onnx_session
 
     m = onnx.load_from_string(model)
     known = {o.name for o in m.graph.output}
     m.graph.output.extend([onnx.helper.make_empty_tensor_value_info(o) for o in outputs if o not in known])
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = onnx_session(m.SerializeToString(), int8_kernels=False)  # the calibration's ranges, as before
     name = sess.get_inputs()[0].name
     runs = [sess.run(outputs, {name: xi[None]}) for xi in x]
     return [np.stack([r[k] for r in runs]) for k in range(len(outputs))]
