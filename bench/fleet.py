@@ -14,7 +14,7 @@ Also prints each member's test top-1 gap to its twin of baseline (a) on the firs
 weight agreement after a short run (float32 and float64). --dtype sets the precision of the batched job
 and of (a); (b) runs `train()` in float32, as a user does. Usage: .venv/bin/python bench/fleet.py
 [--reps 3] [--members 32] [--epochs 20] [--lr 0.01] [--dtype float32|float64] [--workers 0]
-[--baseline-threads 1,2]
+[--baseline-threads 1,2] [--inexact]
 """
 from __future__ import annotations
 
@@ -42,12 +42,12 @@ from toolkit.specialize.fleet import (Member, evaluate, fleet_workers, max_weigh
 
 
 def fleet_run(recipe: Recipe, data, members: int, seed: int, dtype: str, stack: int = 0,
-              workers: int = 1, threads: int = 1) -> tuple[list[Member], float]:
+              workers: int = 1, threads: int = 1, exact: bool = True) -> tuple[list[Member], float]:
     """Train the fleet in dtype: batched in stacks of `stack` over `workers` processes, or (stack 0) loop (a)."""
     make = lambda s: (torch.manual_seed(s), build_model(recipe, data).to(getattr(torch, dtype)))[1]  # noqa: E731
     ms = split_members(data, members, seed, dtype)
     torch.set_num_threads(threads)
-    return ms, train_fleet(make, ms, recipe.train, stack > 0, stack, workers=workers)
+    return ms, train_fleet(make, ms, recipe.train, stack > 0, stack, workers=workers, exact=exact)
 
 
 def normal_path(recipe: Recipe, members: list[Member], count: int, threads: int) -> tuple[float, list[float]]:
@@ -83,6 +83,8 @@ def main() -> int:
     ap.add_argument("--baseline-threads", default="1,2", help="torch thread counts for baselines (a) and (b)")
     ap.add_argument("--normal-count", type=int, default=4, help="members run through toolkit.train.train")
     ap.add_argument("--short-epochs", type=int, default=1, help="epochs of the weight-agreement run")
+    ap.add_argument("--inexact", action="store_true",
+                    help="[fleet] exact = false: every layer grouped (faster; members equal twins up to rounding)")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                     help="precision of the batched job and baseline (a); (b) stays float32")
     args = ap.parse_args()
@@ -93,7 +95,8 @@ def main() -> int:
     t_b, acc_b, gaps, saved, full = [], [], [], [], []
     base: dict[tuple[str, int], list[tuple[float, float]]] = {}          # (baseline, threads): [(s, top-1)]
     for rep in range(args.reps):
-        fb, sb = fleet_run(recipe, data, args.members, 1000 * rep, args.dtype, args.stack, args.workers, args.threads)
+        fb, sb = fleet_run(recipe, data, args.members, 1000 * rep, args.dtype, args.stack, args.workers, args.threads,
+                           not args.inexact)
         fa, rows = baselines(recipe, data, args, 1000 * rep, threads)
         t_b.append(sb)
         gaps += [a.test_top1 - b.test_top1 for a, b in zip(fb, fa)]
@@ -107,7 +110,8 @@ def main() -> int:
     short = recipe.replace(train=dataclasses.replace(recipe.train, epochs=args.short_epochs))
     wdiff = {}
     for dtype in ("float32", "float64"):
-        fb, _ = fleet_run(short, data, args.members, 0, dtype, args.stack, args.workers, args.threads)
+        fb, _ = fleet_run(short, data, args.members, 0, dtype, args.stack, args.workers, args.threads,
+                          not args.inexact)
         fa, _ = fleet_run(short, data, args.members, 0, dtype, threads=threads[0])
         wdiff[dtype] = [max_weight_diff(a.model, b.model) for a, b in zip(fb, fa)]
     report(args, recipe, len(fb[0].x_train), t_b, acc_b, base, gaps, wdiff)
@@ -139,7 +143,8 @@ def report(args, recipe: Recipe, clips: int, t_b, acc_b, base: dict, gaps, wdiff
     absg = [abs(g) for g in gaps]
     workers = fleet_workers(args.workers, math.ceil(args.members / args.stack))
     print(f"kws-digits fleet: {args.members} members (DS-CNN width {recipe.model.width}, {clips} clips each, "
-          f"{args.epochs} epochs, AdamW lr {args.lr}), stacks of {args.stack}, {args.reps} reps; batched job in "
+          f"{args.epochs} epochs, AdamW lr {args.lr}), stacks of {args.stack} "
+          f"({'inexact: every layer grouped' if args.inexact else 'exact'}), {args.reps} reps; batched job in "
           f"{workers} worker process(es) x {1 if workers > 1 else args.threads} thread(s); batched job and (a) in "
           f"{args.dtype}, (b) in float32")
     print(f"  one batched job                         {_ms(t_b)} s   member top-1 {_ms(acc_b)} %")

@@ -3,12 +3,12 @@
 All members share one architecture; `stack.stack_models` turns M members into one model of grouped
 operators (member m owns channel block m), so one forward/backward runs the whole fleet. The summed
 loss gives each member exactly its own gradient and AdamW is element-wise, so a member follows the
-same trajectory as its twin trained alone (`batched=False`) up to float rounding.
+same trajectory as its twin trained alone (`batched=False`), bit for bit (see Exactness below).
 (`torch.func.vmap` over `stack_module_state` was measured 1.0x and slower than this on 2 CPU cores.)
 Members go through in stacks of 4 by default: a stack's activations must stay in the core's L2 cache
 (width-0.25 DS-CNN, batch 32: 256 KB per member per layer; measured on the 2-core EPYC, 1 thread,
-channels-last: 3.2-3.7 ms per member-step in stacks of 4, 4.9-6.0 at 8, 7.1-7.8 at 16, vs 8.7 for one
-plain model; micro-benchmark of one step). `edgetk train` uses the recipe's `[fleet] stack`
+channels-last, before exactness: 3.2-3.7 ms per member-step in stacks of 4, 4.9-6.0 at 8, 7.1-7.8 at
+16, vs 8.7 for one plain model; micro-benchmark of one step). `edgetk train` uses the recipe's `[fleet] stack`
 (FleetConfig default 4, owned by toolkit/recipe.py). Profile of a stack of
 4 (per step): BatchNorm fwd+bwd ~30 %, depthwise and pointwise convolutions ~23 % each, ReLU backward
 ~11 %, AdamW ~3 %;
@@ -25,16 +25,21 @@ members, 2 cores, 2 workers: 23.7 s vs 96.3 s for one plain model after another 
 the stacks train in this process.
 
 BatchNorm: a stacked BatchNorm over M*C channels keeps per-channel, hence per-member, batch
-statistics and running statistics: train-mode BN is exact, no special handling needed.
-Dropout draws different masks than the member alone would; twins agree exactly only without it.
+statistics and running statistics. Dropout draws different masks than the member alone would; twins
+agree exactly only without it.
 
-Precision (`[fleet] dtype`): in float32 the grouped and plain kernels round differently and AdamW's
-first steps turn that into lr-sized weight differences, so a member's test top-1 can differ from its
-twin's by a clip or two. In float64 members match their twins (max |dw| 4e-12 after 300 AdamW steps,
-96/96 equal test top-1 in bench/fleet.py), but CPU float64 convolutions have no oneDNN kernels (one
-small GEMM per group, stacked or not): ~19 ms per member-step either way, so a float64 fleet gains
-nothing from batching (1.01x). Stacks run channels-last only in float32 (float64 runs 2x slower in
-it). Run folders always get float32 weights.
+Exactness (`[fleet] exact`, default true): every member computes the very bits it computes alone, so a
+member equals its twin trained alone (same seed, data order and optimiser) bit for bit, in float32 too.
+oneDNN's grouped kernels round differently from one member's for some layers (the 1-input-channel stem,
+pointwise weight gradients, BatchNorm and pooling over channel counts that are not a multiple of the
+vector width): stack.StackedConv2d / StackedBatchNorm / MemberwisePool probe each layer on this machine
+with the training shapes and run the ones that differ member by member with the member's own call.
+Measured in float32: 20 AdamW epochs, 8 members, max |dw| = 0 (it was 0.1-0.6 with all layers grouped,
+as AdamW grows last-bit differences into different runs). `exact = false` runs every layer grouped (~20 %
+faster, equal to the twins only up to float rounding). Both the stack and the plain twin run
+channels-last in float32 (float64: contiguous; CPU float64 convolutions have no oneDNN kernels and run
+2x slower in channels-last). `[fleet] dtype = "float64"` remains (exact too) but is no faster than
+training one member after another. Run folders always get float32 weights.
 """
 from __future__ import annotations
 
@@ -117,11 +122,13 @@ def _steps(members: list[Member], bs: int) -> int:
 
 
 def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], cfg: TrainConfig,
-                batched: bool = True, stack: int = 4, ckpt_dir: Path | None = None, workers: int = 1) -> float:
+                batched: bool = True, stack: int = 4, ckpt_dir: Path | None = None, workers: int = 1,
+                exact: bool = True) -> float:
     """Train every member (in stacks of `stack`, or one after another); fill model and test_top1; return seconds.
 
     With `ckpt_dir`, stack i saves its state to ckpt_dir/stack-<i>.pt after every epoch and continues from it.
     `workers` (batched only): processes sharing the stacks (0 = one per CPU core; 1 = this process).
+    `exact` (batched only): every member computes the very bits it computes alone (stack.StackedConv2d).
     """
     t0 = time.perf_counter()
     size = max(1, stack) if batched else 1
@@ -132,10 +139,10 @@ def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], c
         log.info("fleet: worker processes need the fork start method (Linux); training in this process")
     if n > 1:
         log.info("fleet: %d stacks of %d on %d worker processes (1 thread each)", len(stacks), size, n)
-        _train_in_workers(make_model, stacks, cfg, ckpts, n)
+        _train_in_workers(make_model, stacks, cfg, ckpts, n, exact)
     else:
         for group, ckpt in zip(stacks, ckpts):
-            _train_batched(make_model, group, cfg, plain=not batched, ckpt=ckpt)
+            _train_batched(make_model, group, cfg, plain=not batched, ckpt=ckpt, exact=exact)
     seconds = time.perf_counter() - t0
     for m in members:
         m.test_top1 = evaluate(m.model, m.x_test, m.y_test)
@@ -149,12 +156,12 @@ def fleet_workers(requested: int, stacks: int) -> int:
 
 
 def _train_in_workers(make_model: Callable[[int], nn.Module], stacks: list[list[Member]], cfg: TrainConfig,
-                      ckpts: list[Path | None], workers: int) -> None:
+                      ckpts: list[Path | None], workers: int, exact: bool) -> None:
     """Train the stacks in `workers` forked processes (stack i in worker i % workers); load the members' weights."""
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="edgetk-fleet-") as tmp:
         shares = [list(range(w, len(stacks), workers)) for w in range(workers)]
-        job = (make_model, stacks, cfg, ckpts, Path(tmp), os.getpid())
+        job = (make_model, stacks, cfg, ckpts, exact, Path(tmp), os.getpid())
         procs = [ctx.Process(target=_worker, args=(*job, share), daemon=True, name=f"edgetk-fleet-{w}")
                  for w, share in enumerate(shares)]
         try:
@@ -171,13 +178,13 @@ def _train_in_workers(make_model: Callable[[int], nn.Module], stacks: list[list[
 
 
 def _worker(make_model: Callable[[int], nn.Module], stacks: list[list[Member]], cfg: TrainConfig,
-            ckpts: list[Path | None], tmp: Path, parent: int, share: list[int]) -> None:
+            ckpts: list[Path | None], exact: bool, tmp: Path, parent: int, share: list[int]) -> None:
     """Worker process body: one torch thread, train its share of stacks, write each stack's members' weights."""
     _die_with(parent)
     torch.set_num_threads(1)
     for i in share:
         try:
-            _train_batched(make_model, stacks[i], cfg, ckpt=ckpts[i])
+            _train_batched(make_model, stacks[i], cfg, ckpt=ckpts[i], exact=exact)
         except Exception as e:
             fix = getattr(e, "fix", None)
             what = str(e).removesuffix(f"\n  fix: {fix}") if fix else f"{type(e).__name__}: {e}"
@@ -228,7 +235,7 @@ def _load_results(make_model: Callable[[int], nn.Module], group: list[Member], p
 
 
 def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member], cfg: TrainConfig,
-                   plain: bool = False, ckpt: Path | None = None) -> None:
+                   plain: bool = False, ckpt: Path | None = None, exact: bool = True) -> None:
     from toolkit.specialize.stack import stack_models, unstack
     from toolkit.train.checkpoint import resume_loop, save_loop
     from toolkit.train.trainer import make_optimizer, make_scheduler
@@ -236,8 +243,8 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
     models = [make_model(m.seed) for m in members]
     data = [(torch.as_tensor(m.x_train), torch.as_tensor(m.y_train)) for m in members]
     gens = [torch.Generator().manual_seed(m.seed) for m in members]
-    net = models[0] if plain else stack_models(models, data[0][0][: cfg.batch_size])
-    fmt = _memory_format(net, plain)
+    fmt = _memory_format(models[0])
+    net = models[0] if plain else stack_models(models, data[0][0][: cfg.batch_size], fmt, exact)
     net = net.train().to(memory_format=fmt)
     steps = _steps(members, cfg.batch_size)
     opt = make_optimizer(cfg, list(net.parameters()))
@@ -252,10 +259,11 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
         m.model = model.eval()
 
 
-def _memory_format(net: nn.Module, plain: bool) -> torch.memory_format:
-    """Channels-last for float32 stacks (oneDNN grouped kernels); float64 has no oneDNN kernels and runs 2x slower in it."""
+def _memory_format(net: nn.Module) -> torch.memory_format:
+    """Channels-last in float32, stacked or plain (a member computes the same bits either way); float64 has no
+    oneDNN kernels and runs 2x slower in it."""
     dtype = next(net.parameters()).dtype
-    return torch.channels_last if not plain and dtype == torch.float32 else torch.contiguous_format
+    return torch.channels_last if dtype == torch.float32 else torch.contiguous_format
 
 
 def _fleet_epoch(net: nn.Module, opt, sched, data: list[tuple[torch.Tensor, torch.Tensor]], order: torch.Tensor,

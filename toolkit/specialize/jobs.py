@@ -166,11 +166,11 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
     members = split_members(data, cfg.members, recipe.train.seed, cfg.dtype)
     dtype = getattr(torch, cfg.dtype)
     seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed).to(dtype), members, recipe.train,
-                          cfg.batched, cfg.stack, out / "checkpoints", cfg.workers)
+                          cfg.batched, cfg.stack, out / "checkpoints", cfg.workers, cfg.exact)
     rows = [write_member(out / m.name, recipe, m, data) for m in members]
     workers = fleet_workers(cfg.workers, math.ceil(len(members) / max(1, cfg.stack))) if cfg.batched else 1
     summary = {"members": rows, "seconds": seconds, "batched": cfg.batched, "group_by": cfg.group_by,
-               "dtype": cfg.dtype, "workers": workers}
+               "dtype": cfg.dtype, "workers": workers, "exact": cfg.exact}
     atomic_write_json(out / "fleet.json", summary)
     if json_progress:
         print(json.dumps({"event": "done", "run_dir": str(out), "members": len(rows), "seconds": seconds}), flush=True)
