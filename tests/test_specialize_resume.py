@@ -1,4 +1,5 @@
-"""Kill a real `edgetk train` of a [pretrain] or [fleet] job after a checkpoint, resume it, get bit-identical weights."""
+"""Kill a real `edgetk train` of a [pretrain], [fleet], [distill] or [finetune] job after a checkpoint, resume it,
+get bit-identical weights."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,11 @@ PRETRAIN_ARGS = ["models/kws-digits-pretrain.toml", "--set", "model.width=0.25",
 FLEET_EPOCHS = 12
 FLEET_ARGS = ["models/kws-digits-fleet.toml", "--set", "fleet.members=4", "--set", "fleet.stack=2",
               "--set", f"train.epochs={FLEET_EPOCHS}", "--json"]
+DISTILL = 4
+DISTILL_ARGS = ["models/kws-digits-distill.toml", "--set", "distill.teacher_width=0.5", "--set", f"train.epochs={DISTILL}",
+                "--json"]
+TUNE = 4
+TUNE_ARGS = ["models/kws-digits-peft.toml", "--set", "model.width=0.25", "--set", f"train.epochs={TUNE}", "--json"]
 
 
 def edgetk(*args: str) -> list[str]:
@@ -50,13 +56,19 @@ def run(*args: str) -> str:
     return proc.stderr
 
 
-def assert_same_weights(a: Path, b: Path) -> None:
+def assert_same_weights(a: Path, b: Path, name: str = "model.safetensors") -> None:
     from safetensors.numpy import load_file
 
-    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    wa, wb = load_file(a / name), load_file(b / name)
     assert wa.keys() == wb.keys()
     for k in wa:
-        assert wa[k].tobytes() == wb[k].tobytes(), (a, k)
+        assert wa[k].tobytes() == wb[k].tobytes(), (a / name, k)
+
+
+def assert_same_metrics(a: Path, b: Path, *keys: str) -> None:
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    for key in keys:
+        assert ma[key] == mb[key], key
 
 
 def epoch_of(ckpt: Path) -> int:
@@ -79,9 +91,7 @@ def test_pretrain_job_resumes_in_either_phase(shared, tmp_path: Path) -> None:
     straight = tmp_path / "straight"
     run(*PRETRAIN_ARGS, "-o", str(straight))
     assert_same_weights(killed, straight)
-    metrics = [json.loads((d / "metrics.json").read_text()) for d in (killed, straight)]
-    for key in ("pretrain_losses", "value", "final_loss", "n_train", "n_unlabelled"):
-        assert metrics[0][key] == metrics[1][key], key
+    assert_same_metrics(killed, straight, "pretrain_losses", "value", "final_loss", "n_train", "n_unlabelled")
 
 
 @pytest.mark.slow
@@ -109,3 +119,47 @@ def test_fleet_job_resumes_mid_stack(shared, tmp_path: Path, workers: int) -> No
     for a, b in zip(*members):
         assert a["value"] == b["value"]
         assert_same_weights(killed / a["name"], straight / b["name"])
+
+
+@pytest.mark.slow
+def test_distill_job_resumes_the_student(shared, tmp_path: Path) -> None:
+    """teacher_run = "": the job trains <out>-teacher, then the student; killed mid-student, resumed == a straight student."""
+    killed, teacher = tmp_path / "killed", tmp_path / "killed-teacher"
+    stopped, _ = kill_when([*DISTILL_ARGS, "-o", str(killed)], killed / "checkpoints" / "last.pt", tmp_path / "1.log")
+    assert 1 <= stopped < DISTILL and epoch_of(teacher / "checkpoints" / "last.pt") == DISTILL
+    trained = (teacher / "model.safetensors").read_bytes()
+    log = run("--resume", str(killed))
+    assert f"resuming {killed} after epoch {stopped}" in log and f"resuming {teacher}" not in log
+    assert (teacher / "model.safetensors").read_bytes() == trained                 # the teacher is not trained again
+
+    straight = tmp_path / "straight"
+    run(*DISTILL_ARGS, "--set", f"distill.teacher_run={teacher}", "-o", str(straight))
+    assert_same_weights(killed, straight)
+    assert_same_metrics(killed, straight, "value", "final_loss", "teacher_run", "teacher_value")
+
+
+@pytest.fixture(scope="module")
+def base_run(shared, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-epoch kws-digits run on the 4 speakers that models/kws-digits-peft.toml does not adapt to."""
+    out = tmp_path_factory.mktemp("base") / "run"
+    run("models/kws-digits.toml", "--set", "model.width=0.25", "--set", "train.epochs=1",
+        "--set", 'data.groups=["george", "jackson", "lucas", "nicolas"]', "-o", str(out))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["lora", "adapter"])
+def test_finetune_job_resumes(base_run: Path, tmp_path: Path, mode: str) -> None:
+    """Killed after the first epochs of a PEFT run, resumed == a straight one: merged (lora) and unmerged weights."""
+    args = [*TUNE_ARGS, "--set", f"finetune.base_run={base_run}", "--set", f"finetune.mode={mode}"]
+    killed = tmp_path / "killed"
+    stopped, _ = kill_when([*args, "-o", str(killed)], killed / "checkpoints" / "last.pt", tmp_path / "1.log")
+    assert 1 <= stopped < TUNE and not (killed / "peft.safetensors").exists()
+    assert f"resuming {killed} after epoch {stopped}" in run("--resume", str(killed))
+
+    straight = tmp_path / "straight"
+    run(*args, "-o", str(straight))
+    assert_same_weights(killed, straight)
+    assert_same_weights(killed, straight, "peft.safetensors")
+    assert_same_metrics(killed, straight, "value", "final_loss", "merged", "trainable_params", "extra_params")
+    assert json.loads((killed / "metrics.json").read_text())["merged"] == (mode == "lora")

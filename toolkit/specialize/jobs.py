@@ -113,6 +113,7 @@ def finetune_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path
                           f"{recipe.task} {recipe.model}", fix="make [model] match the base run's recipe")
     data = load_dataset(recipe)                          # [data] groups picks the new speakers / robots
     base_prof = profile_model(base.model, data.input_shape)
+    torch.manual_seed(recipe.train.seed)                 # new LoRA/adapter weights: the recipe's, not the process's
     model = apply_peft(base.model, cfg)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     n_train = trainable_params(model)
