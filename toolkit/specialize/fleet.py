@@ -238,12 +238,12 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
                    plain: bool = False, ckpt: Path | None = None, exact: bool = True) -> None:
     from toolkit.specialize.stack import stack_models, unstack
     from toolkit.train.checkpoint import resume_loop, save_loop
-    from toolkit.train.trainer import make_optimizer, make_scheduler
+    from toolkit.train.trainer import make_optimizer, make_scheduler, memory_format
 
     models = [make_model(m.seed) for m in members]
     data = [(torch.as_tensor(m.x_train), torch.as_tensor(m.y_train)) for m in members]
     gens = [torch.Generator().manual_seed(m.seed) for m in members]
-    fmt = _memory_format(models[0])
+    fmt = memory_format(models[0], members[0].x_train)
     net = models[0] if plain else stack_models(models, data[0][0][: cfg.batch_size], fmt, exact)
     net = net.train().to(memory_format=fmt)
     steps = _steps(members, cfg.batch_size)
@@ -257,13 +257,6 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
         unstack(net, models)
     for m, model in zip(members, models):
         m.model = model.eval()
-
-
-def _memory_format(net: nn.Module) -> torch.memory_format:
-    """Channels-last in float32, stacked or plain (a member computes the same bits either way); float64 has no
-    oneDNN kernels and runs 2x slower in it."""
-    dtype = next(net.parameters()).dtype
-    return torch.channels_last if dtype == torch.float32 else torch.contiguous_format
 
 
 def _fleet_epoch(net: nn.Module, opt, sched, data: list[tuple[torch.Tensor, torch.Tensor]], order: torch.Tensor,

@@ -88,7 +88,7 @@ def pretrain_encoder(model: nn.Module, x_unlabelled: np.ndarray, cfg: PretrainCo
     With `ckpt`, the loop saves its state there after every epoch and continues from it when it exists.
     """
     from toolkit.train.checkpoint import resume_loop, save_loop
-    from toolkit.train.trainer import batches, make_optimizer, make_scheduler
+    from toolkit.train.trainer import batches, make_optimizer, make_scheduler, memory_format
 
     if cfg.objective not in OBJECTIVES:
         raise EdgetkError(f"[pretrain] objective = {cfg.objective!r} is not known", fix=f"use one of {OBJECTIVES}")
@@ -96,6 +96,8 @@ def pretrain_encoder(model: nn.Module, x_unlabelled: np.ndarray, cfg: PretrainCo
     feats = encoder_features(model.eval(), x_all[:2]).shape[1]
     both = nn.ModuleList([model, Reconstructor(feats, cfg.bottleneck, tuple(x_all.shape[1:]))])  # encoder, decoder
     tcfg = dataclasses.replace(train, epochs=cfg.epochs, lr=cfg.lr)
+    fmt = memory_format(model, x_unlabelled)
+    model.to(memory_format=fmt)
     steps = len(batches(len(x_all), tcfg.batch_size, tcfg.seed, 0))
     opt = make_optimizer(tcfg, list(both.parameters()))
     sched = make_scheduler(tcfg, opt, tcfg.epochs * steps)
@@ -103,15 +105,16 @@ def pretrain_encoder(model: nn.Module, x_unlabelled: np.ndarray, cfg: PretrainCo
     state = resume_loop(ckpt, both, opt, sched, [gen])
     history = list(state.get("history", []))
     for epoch in range(state.get("epoch", 0), tcfg.epochs):
-        history.append(_pretrain_epoch(model, both[1], opt, sched, x_all, tcfg, cfg, epoch, gen))
+        history.append(_pretrain_epoch(model, both[1], opt, sched, x_all, tcfg, cfg, epoch, gen, fmt))
         log.info("pretrain epoch %d/%d: reconstruction loss %.4f", epoch + 1, tcfg.epochs, history[-1])
         if ckpt is not None:
             save_loop(ckpt, both, opt, sched, epoch + 1, [gen], history=history)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     return history
 
 
-def _pretrain_epoch(model, decoder, opt, sched, x_all, tcfg: TrainConfig, cfg: PretrainConfig, epoch: int, gen) -> float:
+def _pretrain_epoch(model, decoder, opt, sched, x_all, tcfg: TrainConfig, cfg: PretrainConfig, epoch: int, gen,
+                    fmt: torch.memory_format) -> float:
     from toolkit.train.trainer import batches
 
     model.train()
@@ -122,7 +125,7 @@ def _pretrain_epoch(model, decoder, opt, sched, x_all, tcfg: TrainConfig, cfg: P
         inp = x
         if cfg.objective == "masked":
             inp = x.masked_fill(mask_spans(x, cfg.mask_ratio, cfg.mask_span, gen), 0.0)
-        loss = F.mse_loss(decoder(encoder_features(model, inp)), x)
+        loss = F.mse_loss(decoder(encoder_features(model, inp.contiguous(memory_format=fmt))), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

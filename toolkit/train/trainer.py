@@ -67,16 +67,30 @@ def batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     return [b for b in out if len(b) > 1] or out
 
 
+def memory_format(model: nn.Module, x: np.ndarray) -> torch.memory_format:
+    """The layout to train in: channels-last for a float32 model with Conv2d layers on 4-D input, else contiguous.
+
+    oneDNN's CPU convolutions are faster channels-last (measured, 1 thread, one AdamW step: DS-CNN width 1.0
+    batch 64 52 vs 78 ms; its pretraining autoencoder 21 vs 33 ms; the IMU 1-D CNN 3.9 vs 4.5 ms; the 8x8
+    ResNet about even). CPU float64 convolutions have no oneDNN kernels and run 2x slower in it.
+    """
+    p = next(model.parameters(), None)
+    conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    ok = conv and x.ndim == 4 and p is not None and p.dtype == torch.float32
+    return torch.channels_last if ok else torch.contiguous_format
+
+
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: TaskData, cfg: TrainConfig,
-                epoch: int, loss_fn: LossFn) -> float:
-    """One pass over the training set; returns the mean loss."""
+                epoch: int, loss_fn: LossFn, fmt: torch.memory_format = torch.contiguous_format) -> float:
+    """One pass over the training set (batches in layout fmt); returns the mean loss."""
     model.train()
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout masks depend on (seed, epoch) only
     x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     total, count = 0.0, 0
     for idx in batches(len(x_all), cfg.batch_size, cfg.seed, epoch):
         t = torch.from_numpy(idx)
-        loss = loss_fn(model, x_all[t], y_all[t])
+        xb = x_all[t] if fmt == torch.contiguous_format else x_all[t].contiguous(memory_format=fmt)
+        loss = loss_fn(model, xb, y_all[t])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -177,19 +191,21 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
     setup_determinism(cfg)
     data = data if data is not None else load_dataset(recipe)
     model = model if model is not None else build_model(recipe, data)
+    fmt = memory_format(model, data.x_train)
+    model.to(memory_format=fmt)                            # back to contiguous below, before anyone else sees it
     opt = make_optimizer(cfg, trainable(model, param_filter))
     sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
     first, history = _start(recipe, out, resume, model, opt, sched)
     loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
     for epoch in range(first, cfg.epochs):
         t0 = time.monotonic()
-        loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn)
+        loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn, fmt)
         m = evaluate(model, data)
         history.append({"epoch": epoch + 1, "loss": loss, "metric": m["metric"], "value": m["value"],
                         "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0})
         _checkpoint(out, recipe, model, opt, sched, history)
         _report(history[-1], cfg.epochs, json_progress, progress)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     metrics = write_results(out, recipe, model, data, history)
     if json_progress:
         print(json.dumps({"event": "done", "run_dir": str(out), **{k: metrics[k] for k in ("metric", "value", "params", "macs")}}), flush=True)
