@@ -20,8 +20,8 @@ stacks' checkpoints; fork lets the workers inherit make_model and the member arr
 members' state_dicts back through a temporary file (read with weights_only=True). Members come out
 bit-identical to workers = 1. Workers get SIGKILL when the job dies (PR_SET_PDEATHSIG); a worker that
 dies or raises ends the job with one EdgetkError naming its stack and exit code. bench/fleet.py, 32
-members, 2 cores, 2 workers, exact: 26.7 s vs 89.0 s for one plain channels-last model after another on
-1 thread (3.3x) and 81.0 s on 2 threads (3.0x: tiny models barely speed up with a second thread).
+members, 2 cores, 2 workers, exact: 26.7-32.4 s vs 86-89 s for one plain channels-last model after
+another on 1 thread (2.7-3.3x) and 74-81 s on 2 threads (tiny models barely speed up with a second thread).
 Without fork (not Linux) the stacks train in this process.
 
 BatchNorm: a stacked BatchNorm over M*C channels keeps per-channel, hence per-member, batch
