@@ -168,7 +168,6 @@ class StackedBatchNorm(nn.modules.batchnorm._BatchNorm):
             for name in ("weight", "bias", "running_mean", "running_var"):
                 if getattr(b, name) is not None:
                     getattr(self, name).copy_(torch.cat([getattr(x, name) for x in norms]))
-
         self.grouped = m == 1
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
