@@ -256,7 +256,7 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
     if not plain:
         unstack(net, models)
     for m, model in zip(members, models):
-        m.model = model.eval()
+        m.model = model.to(memory_format=torch.contiguous_format).eval()   # a plain twin trained channels-last
 
 
 def _fleet_epoch(net: nn.Module, opt, sched, data: list[tuple[torch.Tensor, torch.Tensor]], order: torch.Tensor,

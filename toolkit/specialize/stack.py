@@ -120,7 +120,7 @@ class StackedConv2d(nn.Conv2d):
         self.grouped = {"fwd": True, "dx": True, "dw": True}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if all(self.grouped.values()) or self.padding_mode != "zeros":
+        if all(self.grouped.values()) or self.padding_mode != "zeros":   # (no zoo model pads otherwise)
             return super().forward(x)
         return _MemberwiseConv.apply(x, self.weight, self.bias, self)
 
