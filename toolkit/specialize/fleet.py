@@ -29,7 +29,8 @@ statistics and running statistics. Dropout draws different masks than the member
 agree exactly only without it.
 
 Exactness (`[fleet] exact`, default true): every member computes the very bits it computes alone, so a
-member equals its twin trained alone (same seed, data order and optimiser) bit for bit, in float32 too.
+member equals its twin trained alone (same seed, data order, optimiser and torch threads: oneDNN's
+reduction order can depend on the thread count) bit for bit, in float32 too.
 oneDNN's grouped kernels round differently from one member's for some layers (the 1-input-channel stem,
 pointwise weight gradients, BatchNorm and pooling over channel counts that are not a multiple of the
 vector width): stack.StackedConv2d / StackedBatchNorm / MemberwisePool probe each layer on this machine

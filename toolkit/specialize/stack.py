@@ -12,12 +12,15 @@ layers whose grouped kernel rounds differently on this machine run member by mem
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from toolkit.errors import EdgetkError
+
+log = logging.getLogger(__name__)
 
 
 class _MemberwiseConv(torch.autograd.Function):
@@ -366,12 +369,21 @@ def stack_models(models: list[nn.Module], example: torch.Tensor,
         h.remove()
     for mod, x in shapes.items():
         mod.probe(x) if exact else mod.grouped_all()
+    if exact:
+        alone = [f"{n} ({', '.join(w)})" for n, mod in stacked.named_modules() if mod in shapes and (w := _alone(mod))]
+        log.info("fleet stack of %d, exact: member by member on this machine: %s", len(models), ", ".join(alone) or "-")
     for m, w in zip(models, was):
         m.train(w)
     if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
         raise EdgetkError("this architecture's forward mixes members' channel blocks (e.g. a channel concat)",
                           fix="train this fleet with [fleet] batched = false")
     return stacked
+
+
+def _alone(mod: nn.Module) -> list[str]:
+    """What a probed layer runs member by member (forward, input/weight gradient, or all of it)."""
+    g = mod.grouped
+    return [k for k, v in g.items() if not v] if isinstance(g, dict) else ([] if g else ["all"])
 
 
 def unstack(stacked: nn.Module, models: list[nn.Module]) -> None:
