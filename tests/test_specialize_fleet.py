@@ -199,6 +199,7 @@ def test_fleet_job_writes_exportable_member_runs(kws, tmp_path, dtype):
     summary = json.loads((out / "fleet.json").read_text())
     assert len(summary["members"]) == 8 and summary["batched"] and summary["dtype"] == dtype
     assert summary["workers"] == min(len(os.sched_getaffinity(0)), 2)      # workers = 0: a core each, 2 stacks
+    assert summary["exact"] is True                                        # members bit-identical to their twins
     for m in summary["members"]:          # float32 weights of a float64 fleet: the same top-1 within a clip (0.02)
         assert abs(m["value"] - m["trained_value"]) <= 0.02 + 1e-9, m
     names = [m["name"] for m in summary["members"]]
