@@ -90,6 +90,11 @@ def _blocks(t: torch.Tensor | None, members: int, dim: int = 1) -> list:
     return [b.contiguous(memory_format=fmt) for b in t.chunk(members, dim)]
 
 
+def _random_like(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Probe data: normal values with t's shape, dtype and memory layout."""
+    return torch.randn(t.shape, generator=gen, dtype=t.dtype).contiguous(memory_format=_format(t))
+
+
 def _format(t: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
         and not t.is_contiguous() else torch.contiguous_format
@@ -130,11 +135,11 @@ class StackedConv2d(nn.Conv2d):
     def probe(self, x: torch.Tensor) -> None:
         """Set self.grouped: which of forward / input grad / weight grad the grouped call gets bit for bit right."""
         gen = torch.Generator().manual_seed(0)
-        x = torch.randn(x.shape, generator=gen, dtype=x.dtype).contiguous(memory_format=_format(x))
+        x = _random_like(x, gen)
         self.grouped = {"fwd": True, "dx": True, "dw": True}
         with torch.no_grad():
             y = super().forward(x)
-        gy = torch.randn(y.shape, generator=gen, dtype=y.dtype).contiguous(memory_format=_format(y))
+        gy = _random_like(y, gen)
         args = (self.stride, self.padding, self.dilation, False, [0, 0])
         bias = [self.out_channels] if self.bias is not None else None
         mask = [True, True, bias is not None]
@@ -197,9 +202,7 @@ class StackedBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def probe(self, x: torch.Tensor) -> None:
         """Set self.grouped: whether one call gives every member its own bits (output, gradients, running stats)."""
-        fmt = _format(x)
-        x = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
-        x = x.contiguous(memory_format=fmt).requires_grad_(True)
+        x = _random_like(x, torch.Generator().manual_seed(0)).requires_grad_(True)
         runs = []
         for grouped in (True, False):
             bn = copy.deepcopy(self).train()
@@ -279,9 +282,7 @@ class MemberwisePool(nn.Module):
 
     def probe(self, x: torch.Tensor) -> None:
         """Set self.grouped: whether one pool over the stack gives every member its own bits, forward and backward."""
-        fmt = _format(x)
-        x = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
-        x = x.contiguous(memory_format=fmt).requires_grad_(True)
+        x = _random_like(x, torch.Generator().manual_seed(0)).requires_grad_(True)
         self.grouped = True
         y = self(x)
         gy = torch.randn_like(y)

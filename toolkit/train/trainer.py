@@ -71,7 +71,7 @@ def memory_format(model: nn.Module, x: np.ndarray) -> torch.memory_format:
     """The layout to train in: channels-last for a float32 model with Conv2d layers on 4-D input, else contiguous.
 
     oneDNN's CPU convolutions are faster channels-last (measured, 1 thread, one AdamW step: DS-CNN width 1.0
-    batch 64 52 vs 78 ms; its pretraining autoencoder 21 vs 33 ms; the IMU 1-D CNN 3.9 vs 4.5 ms; the 8x8
+    batch 64 52 vs 78 ms; the pretraining recipe's DS-CNN, batch 32, 21 vs 33 ms; the IMU 1-D CNN 3.9 vs 4.5 ms; the 8x8
     ResNet about even). CPU float64 convolutions have no oneDNN kernels and run 2x slower in it.
     """
     p = next(model.parameters(), None)
