@@ -239,7 +239,7 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
                    plain: bool = False, ckpt: Path | None = None, exact: bool = True) -> None:
     from toolkit.specialize.stack import stack_models, unstack
     from toolkit.train.checkpoint import resume_loop, save_loop
-    from toolkit.train.trainer import make_optimizer, make_scheduler, memory_format
+    from toolkit.train.trainer import channels_last_grads, make_optimizer, make_scheduler, memory_format
 
     models = [make_model(m.seed) for m in members]
     data = [(torch.as_tensor(m.x_train), torch.as_tensor(m.y_train)) for m in members]
@@ -251,7 +251,8 @@ def _train_batched(make_model: Callable[[int], nn.Module], members: list[Member]
     opt = make_optimizer(cfg, list(net.parameters()))
     sched = make_scheduler(cfg, opt, cfg.epochs * steps)
     for epoch in range(resume_loop(ckpt, net, opt, sched, gens).get("epoch", 0), cfg.epochs):
-        _fleet_epoch(net, opt, sched, data, _orders(members, steps, cfg.batch_size, gens), cfg, fmt)
+        with channels_last_grads(net, fmt):
+            _fleet_epoch(net, opt, sched, data, _orders(members, steps, cfg.batch_size, gens), cfg, fmt)
         if ckpt is not None:
             save_loop(ckpt, net, opt, sched, epoch + 1, gens)
     if not plain:

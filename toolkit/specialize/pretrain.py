@@ -88,7 +88,7 @@ def pretrain_encoder(model: nn.Module, x_unlabelled: np.ndarray, cfg: PretrainCo
     With `ckpt`, the loop saves its state there after every epoch and continues from it when it exists.
     """
     from toolkit.train.checkpoint import resume_loop, save_loop
-    from toolkit.train.trainer import batches, make_optimizer, make_scheduler, memory_format
+    from toolkit.train.trainer import batches, channels_last_grads, make_optimizer, make_scheduler, memory_format
 
     if cfg.objective not in OBJECTIVES:
         raise EdgetkError(f"[pretrain] objective = {cfg.objective!r} is not known", fix=f"use one of {OBJECTIVES}")
@@ -105,7 +105,8 @@ def pretrain_encoder(model: nn.Module, x_unlabelled: np.ndarray, cfg: PretrainCo
     state = resume_loop(ckpt, both, opt, sched, [gen])
     history = list(state.get("history", []))
     for epoch in range(state.get("epoch", 0), tcfg.epochs):
-        history.append(_pretrain_epoch(model, both[1], opt, sched, x_all, tcfg, cfg, epoch, gen, fmt))
+        with channels_last_grads(model, fmt):
+            history.append(_pretrain_epoch(model, both[1], opt, sched, x_all, tcfg, cfg, epoch, gen, fmt))
         log.info("pretrain epoch %d/%d: reconstruction loss %.4f", epoch + 1, tcfg.epochs, history[-1])
         if ckpt is not None:
             save_loop(ckpt, both, opt, sched, epoch + 1, [gen], history=history)

@@ -1,13 +1,14 @@
 """The trainer: deterministic epochs, an atomic checkpoint after each, exact resume, run folder artifacts."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -78,6 +79,38 @@ def memory_format(model: nn.Module, x: np.ndarray) -> torch.memory_format:
     conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     ok = conv and x.ndim == 4 and p is not None and p.dtype == torch.float32
     return torch.channels_last if ok else torch.contiguous_format
+
+
+_AVG_POOLS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d)
+
+
+@contextlib.contextmanager
+def channels_last_grads(model: nn.Module, fmt: torch.memory_format) -> Iterator[None]:
+    """While training in channels-last, hand the gradient of every average pool's input on channels-last too.
+
+    A global average pool's backward (mean: expand, divide) returns a contiguous gradient, so the ReLU
+    before it runs its backward on mixed layouts, which takes a slow strided path ([32, 64, 25, 5], 1 thread:
+    1.5 ms instead of 50 us; in a fleet stack of 16 DS-CNNs the ReLU backwards took 0.65 ms per member-step,
+    0.32 with this hook, of about 6). The values are the same: the ReLU backward is element-wise and already
+    wrote a channels-last result.
+    Layers that wrap a pool (the fleet's MemberwisePool) are hooked too when they set `pools_input = True`.
+    """
+    if fmt != torch.channels_last:
+        yield
+        return
+    hooks = [m.register_forward_pre_hook(_grad_channels_last) for m in model.modules()
+             if isinstance(m, _AVG_POOLS) or getattr(m, "pools_input", False)]
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _grad_channels_last(module: nn.Module, args: tuple) -> None:
+    x = args[0]
+    if isinstance(x, torch.Tensor) and x.requires_grad and x.dim() == 4:
+        x.register_hook(lambda g: g.contiguous(memory_format=torch.channels_last))
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: TaskData, cfg: TrainConfig,
@@ -199,7 +232,8 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
     loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
     for epoch in range(first, cfg.epochs):
         t0 = time.monotonic()
-        loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn, fmt)
+        with channels_last_grads(model, fmt):
+            loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn, fmt)
         m = evaluate(model, data)
         history.append({"epoch": epoch + 1, "loss": loss, "metric": m["metric"], "value": m["value"],
                         "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0})
