@@ -162,6 +162,38 @@ def test_workers_train_bit_identical_members(kws):
     assert max_weight_diff(forked[0].model, make(0)) > 1e-2          # it did train
 
 
+def test_fork_probe_and_in_process_fallback(kws, monkeypatch, caplog, tmp_path):
+    """The probe: a forked child here can run backward (CPU torch starts no autograd device threads), also after a
+    backward in this process. Where it cannot (CUDA torch after a backward: seen on a GPU machine, every worker died),
+    the job trains its stacks in this process instead, with a warning that says how to get the workers back."""
+    from toolkit.specialize import fleet
+
+    x = torch.ones(3, requires_grad=True)
+    (x * x).sum().backward()
+    assert fleet.autograd_survives_fork()
+    r, data = kws
+    parent, log = os.getpid(), tmp_path / "pids"
+
+    def make(seed):
+        with log.open("a") as f:                                      # forked workers write here too
+            f.write(f"{os.getpid()}\n")
+        torch.manual_seed(seed)
+        return build_model(r, data)
+
+    monkeypatch.setattr(fleet, "autograd_survives_fork", lambda: False)
+    with caplog.at_level("WARNING", logger="toolkit.specialize.fleet"):
+        fell_back = _short_fleet(r, data, make, workers=2)
+    pids = lambda: set(map(int, log.read_text().split()))  # noqa: E731
+    assert pids() == {parent}
+    assert "CUDA_VISIBLE_DEVICES" in caplog.text
+    monkeypatch.undo()
+    log.unlink()
+    forked = _short_fleet(r, data, make, workers=2)
+    assert len(pids() - {parent}) == 2                                # the two workers trained this time
+    assert all(torch.equal(a.model.state_dict()[k], b.model.state_dict()[k])
+               for a, b in zip(fell_back, forked) for k in a.model.state_dict())
+
+
 @pytest.mark.parametrize("death,why", [("kill", r"code -9 .*\(killed by signal 9\)"),
                                        ("raise", r"code 1 .*: seed 3 is cursed(.|\n)*fix: pick another seed")],
                          ids=["killed", "raised"])

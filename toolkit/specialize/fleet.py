@@ -22,7 +22,8 @@ bit-identical to workers = 1. Workers get SIGKILL when the job dies (PR_SET_PDEA
 dies or raises ends the job with one EdgetkError naming its stack and exit code. bench/fleet.py, 32
 members, 2 cores, 2 workers, exact: 26.7-32.4 s vs 86-89 s for one plain channels-last model after
 another on 1 thread (2.7-3.3x) and 74-81 s on 2 threads (tiny models barely speed up with a second thread).
-Without fork (not Linux) the stacks train in this process.
+Without fork (not Linux), or where a forked child cannot run autograd (`autograd_survives_fork`), the stacks
+train in this process.
 
 BatchNorm: a stacked BatchNorm over M*C channels keeps per-channel, hence per-member, batch
 statistics and running statistics. Dropout draws different masks than the member alone would; twins
@@ -138,6 +139,12 @@ def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], c
     n = fleet_workers(workers, len(stacks)) if batched else 1
     if workers != 1 and batched and not CAN_FORK:
         log.info("fleet: worker processes need the fork start method (Linux); training in this process")
+    if n > 1 and not autograd_survives_fork():
+        log.warning("fleet: this process already ran autograd on torch's device threads (a CUDA build of torch "
+                    "with a visible GPU), so forked workers cannot train; training the %d stacks in this process. "
+                    "Fix: start the fleet job in a fresh process (edgetk train), or set CUDA_VISIBLE_DEVICES=''",
+                    len(stacks))
+        n = 1
     if n > 1:
         log.info("fleet: %d stacks of %d on %d worker processes (1 thread each)", len(stacks), size, n)
         _train_in_workers(make_model, stacks, cfg, ckpts, n, exact)
@@ -148,6 +155,29 @@ def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], c
     for m in members:
         m.test_top1 = evaluate(m.model, m.x_test, m.y_test)
     return seconds
+
+
+def autograd_survives_fork() -> bool:
+    """Whether a forked child of this process can run a backward pass.
+
+    torch refuses autograd in a forked child once the parent's autograd engine has started its device
+    threads (a CUDA build of torch with a visible GPU, after any backward here; seen on a 16-core GPU
+    machine: every worker died with "Unable to handle autograd's threading in combination with
+    fork-based multiprocessing"). A CPU build never starts them. Probed with a throwaway child (a few ms).
+    """
+    if not CAN_FORK:
+        return False
+    pid = os.fork()
+    if pid == 0:                                                    # the child: try one backward, report, exit
+        code = 1
+        try:
+            x = torch.ones(1, requires_grad=True)
+            (x * 2).sum().backward()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def fleet_workers(requested: int, stacks: int) -> int:
