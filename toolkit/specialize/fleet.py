@@ -20,8 +20,10 @@ stacks' checkpoints; fork lets the workers inherit make_model and the member arr
 members' state_dicts back through a temporary file (read with weights_only=True). Members come out
 bit-identical to workers = 1. Workers get SIGKILL when the job dies (PR_SET_PDEATHSIG); a worker that
 dies or raises ends the job with one EdgetkError naming its stack and exit code. bench/fleet.py, 32
-members, 2 cores, 2 workers, exact: 26.7-32.4 s vs 86-89 s for one plain channels-last model after
-another on 1 thread (2.7-3.3x) and 74-81 s on 2 threads (tiny models barely speed up with a second thread).
+members, 2 cores, 2 workers, exact: 26.7-32.4 s vs 86-92 s for one plain channels-last model after
+another on 1 thread (2.7-3.3x) and 74-87 s on 2 threads (tiny models barely speed up with a second thread);
+on a 16-core Xeon, bench/fleet_scaling.py: 2.5x with 2 workers, 4.7x with 4, 8.75x with 8. The most a
+stack can gain per core is the plain step's time over a member-step's (bench/fleet_ceiling.py: 1.8x here).
 Without fork (not Linux), or where a forked child cannot run autograd (`autograd_survives_fork`), the stacks
 train in this process.
 
