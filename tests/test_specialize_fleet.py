@@ -190,6 +190,7 @@ def test_fork_probe_and_in_process_fallback(kws, monkeypatch, caplog, tmp_path):
     log.unlink()
     forked = _short_fleet(r, data, make, workers=2)
     assert len(pids() - {parent}) == 2                                # the two workers trained this time
+    assert [m.extra["workers"] for m in fell_back + forked] == [1] * 4 + [2] * 4   # what fleet.json records
     assert all(torch.equal(a.model.state_dict()[k], b.model.state_dict()[k])
                for a, b in zip(fell_back, forked) for k in a.model.state_dict())
 

@@ -156,6 +156,7 @@ def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], c
     seconds = time.perf_counter() - t0
     for m in members:
         m.test_top1 = evaluate(m.model, m.x_test, m.y_test)
+        m.extra["workers"] = n                                       # the processes that trained it (fleet.json)
     return seconds
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -156,7 +155,7 @@ def write_merged(out: Path, recipe: Recipe, model: torch.nn.Module, data: TaskDa
 
 def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
     """Train one member per data group in one batched job; write out/<member>/ run folders and out/fleet.json."""
-    from toolkit.specialize.fleet import fleet_workers, split_members, train_fleet
+    from toolkit.specialize.fleet import split_members, train_fleet
 
     data = load_dataset(recipe)
     if data.groups_train is None:
@@ -169,9 +168,8 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
     seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed).to(dtype), members, recipe.train,
                           cfg.batched, cfg.stack, out / "checkpoints", cfg.workers, cfg.exact)
     rows = [write_member(out / m.name, recipe, m, data) for m in members]
-    workers = fleet_workers(cfg.workers, math.ceil(len(members) / max(1, cfg.stack))) if cfg.batched else 1
     summary = {"members": rows, "seconds": seconds, "batched": cfg.batched, "group_by": cfg.group_by,
-               "dtype": cfg.dtype, "workers": workers, "exact": cfg.exact}
+               "dtype": cfg.dtype, "workers": members[0].extra["workers"], "exact": cfg.exact}
     atomic_write_json(out / "fleet.json", summary)
     if json_progress:
         print(json.dumps({"event": "done", "run_dir": str(out), "members": len(rows), "seconds": seconds}), flush=True)
