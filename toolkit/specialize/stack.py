@@ -267,8 +267,6 @@ class MemberwisePool(nn.Module):
     """An averaging pool over the stacked channels, or on each member's channel block alone where the
     stacked reduction differs in the last bit from the member's (`probe`, as StackedConv2d)."""
 
-    pools_input = True          # trainer.channels_last_grads hooks this layer's input like a plain pool's
-
     def __init__(self, pool: nn.Module, members: int) -> None:
         super().__init__()
         self.pool, self.members, self.grouped = pool, members, False
