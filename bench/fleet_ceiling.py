@@ -117,14 +117,13 @@ def main() -> int:
     print(f"  plain model, one after another (baseline)   {ms['plain']:6.2f} +- {sd['plain']:.2f}")
     print(f"  plain model at batch 2 (~ its fixed cost)    {ms['fixed']:6.2f} +- {sd['fixed']:.2f}   "
           f"(arithmetic share of the plain step <= {100 * (1 - ms['fixed'] / ms['plain']):.0f} %)")
-    best = None
     for m in stacks:
         for suffix in ("", " inexact"):
             a, c = f"{m}{suffix} alone", f"{m}{suffix} x{p}"
             ceiling = p * ms["plain"] / ms[c]
-            best = max(best or 0.0, ceiling) if suffix == "" else best
             print(f"  stack of {m:2d}{suffix or ' exact':8s}  alone {ms[a]:6.2f} +- {sd[a]:.2f}   {p} at once "
                   f"{ms[c]:6.2f} +- {sd[c]:.2f}   ceiling on {p} cores {ceiling:4.1f}x")
+    best = max(p * ms["plain"] / ms[f"{m} x{p}"] for m in stacks)
     need = p * ms["plain"] / args.goal
     print(f"  ceiling (best exact stack) on {p} cores: {best:.1f}x; goal {args.goal:g}x needs a member-step of "
           f"<= {need:.2f} ms with {p} at once, i.e. {ms['plain'] - ms['fixed']:.2f} ms of plain arithmetic done "
