@@ -1,8 +1,8 @@
-"""export_run: a trained run → BUNDLE (ONNX fp32 + int8 QDQ, TFLite full int8, manifest, fidelity)."""
+"""export_run: a trained run → BUNDLE. A thin caller of the bundle stage (toolkit/export/writer.py): it turns
+the run into BundleInputs (fp32 ONNX from torch, calibration draw, test split, torch reference outputs)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import time
@@ -12,16 +12,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from toolkit import __version__
 from toolkit.errors import EdgetkError
-from toolkit.fsio import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from toolkit.export.writer import FORMATS, BundleInputs, check_formats, write
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "tflite", "c")
-PER_OP_SAMPLES = 2000  # test samples for the op-by-op and per-layer ONNX ↔ TFLite checks (the whole split here)
 METRIC_TOLERANCE = 0.02  # reloaded weights vs metrics.json; batch-order float noise stays far below
-FP32, INT8, TFLITE = "model_fp32.onnx", "model_int8.onnx", "model_int8.tflite"
 PEFT_KEYS = ("finetune_mode", "deployed", "extra_params", "extra_macs", "base_params", "base_macs")  # metrics.json
 
 
@@ -40,9 +36,7 @@ class ExportConfig:
         """Check the fields; returns self."""
         from toolkit.quant import QUANTIZERS
 
-        bad = [f for f in self.formats if f not in FORMATS]
-        if bad:
-            raise EdgetkError(f"unknown export format(s) {bad}", fix=f"choose from: {', '.join(FORMATS)}")
+        check_formats(self.formats)
         if self.quantizer not in QUANTIZERS:
             raise EdgetkError(f"unknown quantizer {self.quantizer!r}", fix=f"choose one of: {', '.join(QUANTIZERS)}")
         if self.calib <= 0:
@@ -59,9 +53,8 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     t0 = time.monotonic()
     with _torch_threads(1):
         run = load_run_checked(run_dir)
-        with atomic_dir(out) as tmp:
-            write_bundle(run, tmp, cfg)
-    log.info("bundle %s written in %.1f s", out, time.monotonic() - t0)
+        write(bundle_inputs(run, cfg), out)
+    log.info("run %s exported in %.1f s", run_dir, time.monotonic() - t0)
     return out
 
 
@@ -114,116 +107,44 @@ def check_reproduces_metric(run: Any) -> None:
                           fix="the weights or the data changed since training; re-train the run")
 
 
-def write_bundle(run: Any, out: Path, cfg: ExportConfig) -> None:
-    """Write every bundle file of `run` into the (temporary) folder `out`."""
-    import onnx
-
-    from toolkit.export.fidelity import markdown
-    from toolkit.export.lower import lower_qdq
-    from toolkit.export.onnx_fp32 import export_fp32
-    from toolkit.quant import calibration_set, quantize_onnx
+def bundle_inputs(run: Any, cfg: ExportConfig) -> BundleInputs:
+    """What the bundle stage needs from a run: torch's fp32 ONNX, a calibration draw, the test split, torch outputs."""
+    from toolkit.export.onnx_fp32 import fp32_proto, torch_outputs
+    from toolkit.quant import calibration_set
 
     model, data = run.model, run.data
     if cfg.qat:
         from toolkit.quant.qat import qat_finetune
 
         model = qat_finetune(model, data, seed=cfg.seed)
-    export_fp32(model, data.x_test[0], out / FP32)
     calib = calibration_set(data.x_train, cfg.calib, cfg.seed)
-    q = quantize_onnx(out / FP32, calib, cfg.quantizer, dyadic=cfg.dyadic)
-    atomic_write_bytes(out / INT8, q.SerializeToString())
-    lowered = lower_qdq(onnx.load(str(out / INT8)))
-    atomic_write_bytes(out / TFLITE, lowered.tflite)
-    check_no_transpose(out / TFLITE)
-    fid = _fidelity(model, data, out, lowered)
-    fid["metrics"]["run_recorded"] = run.metrics.get("value")  # the trained model's metric (before QAT)
-    atomic_write_json(out / "fidelity.json", fid)
-    atomic_write_text(out / "fidelity.md", markdown(fid, f"{run.recipe.task} ({cfg.quantizer}{', QAT' if cfg.qat else ''})"))
-    if "c" in cfg.formats:
-        _codegen(out)
-    arena = _arena(out / TFLITE)
-    atomic_write_json(out / "manifest.json", manifest(run, out, cfg, lowered, fid, arena))
+    split = {"source": "recipe", "recipe": run.recipe.path or None, "dataset": run.recipe.data.name}
+    peft = {k: run.metrics[k] for k in PEFT_KEYS if k in run.metrics}
+    return BundleInputs(
+        task=run.recipe.task, title=f"{run.recipe.task} ({cfg.quantizer}{', QAT' if cfg.qat else ''})",
+        fp32_onnx=fp32_proto(model, data.x_test[0]).SerializeToString(), calib_x=calib,
+        test_x=data.x_test, test_y=data.y_test, reference_out=torch_outputs(model, data.x_test),
+        kind=data.kind, labels=tuple(data.labels), frontend=data.frontend,
+        quantizer=cfg.quantizer, dyadic=cfg.dyadic, formats=cfg.formats,
+        input_qparams=input_pin(data.frontend),  # a frontend's int8 features fix the model input's quantization
+        export=asdict(cfg) | {"formats": list(cfg.formats)},
+        source={"kind": "training run", "run_dir": str(run.dir)},
+        data={"calib": split | {"split": "train", "n": int(len(calib)), "seed": cfg.seed,
+                                "description": f"training split of {split['dataset']}"},
+              "test": split | {"split": "test", "n": int(len(data.x_test)),
+                               "description": f"test split of {split['dataset']}"}},
+        recorded_metric=run.metrics.get("value"),  # the trained model's metric (before QAT)
+        manifest_extra={"finetune": peft} if peft else {})
 
 
-def _fidelity(model: Any, data: Any, out: Path, lowered: Any) -> dict[str, Any]:
-    import onnx
-
-    from toolkit.export.fidelity import QParams, measure, to_nhwc
-    from toolkit.export.onnx_fp32 import torch_outputs
-    from toolkit.export.per_op import per_op_diff
-    from toolkit.quant.dyadic import is_dyadic, requantization_info
-    from toolkit.runtimes import run_litert, run_onnx, run_tflm
-
-    x, y = data.x_test, data.y_test
-    in_q = QParams(lowered.input.scale, lowered.input.zero_point)
-    out_q = QParams(lowered.output.scale, lowered.output.zero_point)
-    xq = to_nhwc(in_q.quantize(x))
-    lite = run_litert(out / TFLITE, xq, reference=True)
-    outs = {"torch": torch_outputs(model, x), "onnx_fp32": run_onnx(out / FP32, x),
-            "onnx_int8": run_onnx(out / INT8, x), "onnx_int8_ort_defaults": run_onnx(out / INT8, x, int8_kernels=False),
-            "litert_ref": lite, "tflm": run_tflm(out / TFLITE, xq)}
-    np.save(out / "test_x_int8.npy", xq)
-    np.save(out / "test_y.npy", y)
-    np.save(out / "test_out_int8.npy", lite)
-    fid = measure(data.kind, x, y, outs, out_q)
-    int8 = onnx.load(str(out / INT8))
-    fid["dyadic"], fid["requantization"] = is_dyadic(int8), requantization_info(int8)
-    n = min(len(x), PER_OP_SAMPLES)
-    fid["int8_onnx_vs_tflite_per_op"] = per_op_diff(int8, out / TFLITE, lowered.tensors,
-                                                    xq[:n], in_q.dequantize(in_q.quantize(x[:n])))
-    return fid
+def input_pin(frontend: dict[str, Any] | None) -> tuple[float, int] | None:
+    """(scale, zero point) a frontend fixes for the model input (frontend["input_quant"]), else None."""
+    q = (frontend or {}).get("input_quant")
+    return None if not q else (float(q["scale"]), int(q["zero_point"]))
 
 
-def check_no_transpose(path: Path) -> None:
-    """Refuse a .tflite that contains a TRANSPOSE op."""
-    from toolkit.export.tflite_writer import schema
+def write_bundle(run: Any, out: Path, cfg: ExportConfig) -> None:
+    """Write every bundle file of `run` into the (temporary) folder `out`."""
+    from toolkit.export.writer import write_files
 
-    s = schema()
-    m = s.Model.GetRootAs(path.read_bytes(), 0)
-    codes = {max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
-             for i in range(m.OperatorCodesLength())}
-    if s.BuiltinOperator.TRANSPOSE in codes:
-        raise EdgetkError(f"{path} contains a TRANSPOSE op", fix="report this as an edgetk bug")
-
-
-def _arena(path: Path) -> int | None:
-    from toolkit.runtimes import tflm_arena_bytes
-
-    return tflm_arena_bytes(path)
-
-
-def _codegen(out: Path) -> None:
-    if importlib.util.find_spec("toolkit.codegen") is None:
-        raise EdgetkError("format 'c' needs toolkit.codegen, which is not installed",
-                          fix="drop 'c' from --formats or update edgetk")
-    from toolkit.codegen import generate
-
-    generate(out / TFLITE, out / "c")
-
-
-def _tensor_info(act: Any, name: str) -> dict[str, Any]:
-    return {"name": name, "shape": list(act.tfl_shape), "onnx_shape": list(act.onnx_shape), "dtype": "int8",
-            "layout": "NHWC" if len(act.onnx_shape) == 4 else "flat", "scale": act.scale,
-            "zero_point": act.zero_point}
-
-
-def manifest(run: Any, out: Path, cfg: ExportConfig, lowered: Any, fid: dict[str, Any], arena: int | None) -> dict:
-    """manifest.json: hashes and sizes of every file, I/O quantization, labels, frontend, ops, costs."""
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
-    from toolkit.runtimes import INT8_KERNELS
-
-    data = run.data
-    return {
-        "format_version": 1, "edgetk_version": __version__, "task": run.recipe.task, "kind": data.kind,
-        "labels": list(data.labels), "frontend": data.frontend,
-        "metric": fid["metric"], "fp32_metric": fid["metrics"]["onnx_fp32"], "int8_metric": fid["metrics"]["tflite_int8"],
-        "export": asdict(cfg) | {"formats": list(cfg.formats)},
-        "input": _tensor_info(lowered.input, "input"), "output": _tensor_info(lowered.output, "output"),
-        "ops": lowered.ops, "params": lowered.params, "macs": lowered.macs, "tflm_arena_bytes": arena,
-        "onnxruntime_session_config": dict(INT8_KERNELS),  # runs every QDQ op on integer kernels (see runtimes)
-        "requantization": fid.get("requantization"),       # what toolkit.quant.dyadic did; None: free scales
-        **({"finetune": peft} if (peft := {k: run.metrics[k] for k in PEFT_KEYS if k in run.metrics}) else {}),
-        "test_set": {"x": "test_x_int8.npy", "y": "test_y.npy", "reference_out": "test_out_int8.npy",
-                     "n": int(len(data.x_test))},
-        "files": {str(p.relative_to(out)): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
-    }
+    write_files(bundle_inputs(run, cfg), out)

@@ -36,8 +36,7 @@ def task_metric(kind: str, outputs: np.ndarray, x: np.ndarray, y: np.ndarray) ->
     if kind == "anomaly":
         from sklearn.metrics import roc_auc_score
 
-        scores = ((outputs.reshape(len(x), -1) - x.reshape(len(x), -1)) ** 2).mean(axis=1)
-        return float(roc_auc_score(y, scores))
+        return float(roc_auc_score(y, anomaly_scores(outputs, x)))
     return float((outputs.reshape(len(y), -1).argmax(axis=1) == y).mean())
 
 
@@ -59,25 +58,59 @@ def compare_int(kind: str, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
             "identical": bool(np.array_equal(a, b)), "n": int(len(a))}
 
 
-def measure(kind: str, x: np.ndarray, y: np.ndarray, outs: dict[str, np.ndarray], out_q: QParams) -> dict[str, Any]:
+def anomaly_scores(outputs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Reconstruction error per sample: the mean squared difference between output and input."""
+    return ((outputs.reshape(len(x), -1) - x.reshape(len(x), -1)) ** 2).mean(axis=1)
+
+
+def float_vs_int8(kind: str, x: np.ndarray, ref: np.ndarray, int8: np.ndarray,
+                  threshold: float | None = None) -> dict[str, Any]:
+    """How the int8 model (dequantized outputs) agrees with the float reference on the same inputs.
+
+    Classification: top-1 agreement. Anomaly (autoencoders): the reconstruction errors (`anomaly_scores`) of
+    both, their Spearman rank correlation, and the agreement of the decisions "score > threshold" with the
+    threshold given (the float model's 90th percentile on the calibration inputs) or, without one, the
+    float scores' 90th percentile on these inputs.
+    """
+    if kind != "anomaly":
+        return {"top1_agreement": agreement("classification", ref, int8), "n": int(len(x))}
+    from scipy.stats import spearmanr
+
+    sf, sq = anomaly_scores(ref, x), anomaly_scores(int8, x)
+    thr = float(np.percentile(sf, 90)) if threshold is None else float(threshold)
+    rho = float(spearmanr(sf, sq).statistic) if len(x) > 1 else 1.0
+    return {"decision_agreement": float(((sf > thr) == (sq > thr)).mean()), "threshold": thr,
+            "score_spearman": rho, "score_rel_err_max": float((np.abs(sq - sf) / np.maximum(sf, 1e-12)).max()),
+            "n": int(len(x))}
+
+
+def measure(kind: str, x: np.ndarray, y: np.ndarray | None, outs: dict[str, np.ndarray], out_q: QParams, *,
+            reference: str = "torch", threshold: float | None = None) -> dict[str, Any]:
     """The fidelity record from the outputs of every stage on the same test inputs.
 
-    `outs` holds float outputs "torch", "onnx_fp32", "onnx_int8" (ONNX Runtime on integer kernels) and,
+    `outs` holds float outputs `reference` (the float model the bundle comes from: "torch" for a training run,
+    "source" for an imported model), "onnx_fp32", "onnx_int8" (ONNX Runtime on integer kernels) and,
     optionally, "onnx_int8_ort_defaults" (ONNX Runtime's default options on this CPU), in ONNX layout, and
-    int8 outputs "litert_ref", "tflm" (TFLite layout).
+    int8 outputs "litert_ref", "tflm" (TFLite layout). Without labels (`y` None) there is no task metric:
+    the agreement with the float reference (`float_vs_int8_tflite`) is the figure.
     """
-    t, f, i = outs["torch"], outs["onnx_fp32"], outs["onnx_int8"]
+    t, f, i = outs[reference], outs["onnx_fp32"], outs["onnx_int8"]
     i_q = out_q.quantize(to_nhwc(i))
     lite, tflm = outs["litert_ref"], outs["tflm"]
-    m = {k: task_metric(kind, v, x, y) for k, v in (("torch_fp32", t), ("onnx_fp32", f), ("onnx_int8", i))}
-    m["tflite_int8"] = task_metric(kind, _back(out_q.dequantize(lite), i.shape), x, y)
+    lite_f = _back(out_q.dequantize(lite), i.shape)
+    m: dict[str, float] = {}
+    if y is not None:
+        m = {k: task_metric(kind, v, x, y) for k, v in ((f"{reference}_fp32", t), ("onnx_fp32", f), ("onnx_int8", i))}
+        m["tflite_int8"] = task_metric(kind, lite_f, x, y)
     return {
-        "kind": kind, "n_test": int(len(x)), "metric": "test_auc" if kind == "anomaly" else "test_top1",
+        "kind": kind, "n_test": int(len(x)), "reference": reference, "labelled": y is not None,
+        "metric": ("test_auc" if kind == "anomaly" else "test_top1") if y is not None else None,
         "metrics": m,
-        "torch_vs_onnx_fp32": {"max_abs_diff": float(np.abs(t - f).max())},
-        "fp32_vs_int8_onnx": {"metric_delta_points": 100.0 * (m["onnx_int8"] - m["onnx_fp32"]),
+        f"{reference}_vs_onnx_fp32": {"max_abs_diff": float(np.abs(t - f).max())},
+        "fp32_vs_int8_onnx": {"metric_delta_points": 100.0 * (m["onnx_int8"] - m["onnx_fp32"]) if m else None,
                               "top1_agreement": agreement("classification", f, i) if kind != "anomaly" else None,
                               "max_abs_diff": float(np.abs(f - i).max())},
+        "float_vs_int8_tflite": float_vs_int8(kind, x, t, lite_f, threshold),
         "int8_onnx_vs_tflite": compare_int(kind, i_q, lite),
         **({"int8_onnx_ort_defaults_vs_tflite": compare_int(kind, out_q.quantize(to_nhwc(outs["onnx_int8_ort_defaults"])), lite)}
            if "onnx_int8_ort_defaults" in outs else {}),
@@ -90,21 +123,23 @@ def _back(nhwc: np.ndarray, onnx_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def markdown(fid: dict[str, Any], title: str) -> str:
-    """fidelity.md: one table row per stage joint."""
-    m, a, b = fid["metrics"], fid["int8_onnx_vs_tflite"], fid["litert_ref_vs_tflm"]
-    q = fid["fp32_vs_int8_onnx"]
+    """fidelity.md: where the inputs come from, then one table row per stage joint."""
+    a, b, q = fid["int8_onnx_vs_tflite"], fid["litert_ref_vs_tflm"], fid["fp32_vs_int8_onnx"]
+    ref = fid.get("reference", "torch")
+    ref_name = fid.get("reference_name", f"{ref} fp32")
     agree = "n/a" if q["top1_agreement"] is None else f"{100 * q['top1_agreement']:.2f} %"
+    delta = "" if q["metric_delta_points"] is None else f"metric delta {q['metric_delta_points']:+.2f} points, "
     rows = [
         f"# Fidelity: {title}",
         "",
-        f"Test split: {fid['n_test']} samples; metric {fid['metric']} "
-        f"(torch fp32 {100 * m['torch_fp32']:.2f}, ONNX fp32 {100 * m['onnx_fp32']:.2f}, "
-        f"ONNX int8 {100 * m['onnx_int8']:.2f}, TFLite int8 {100 * m['tflite_int8']:.2f}).",
+        *data_lines(fid.get("data")),
+        _metric_line(fid, ref_name),
         "",
         "| joint | figure |",
         "|---|---|",
-        f"| torch fp32 ↔ ONNX fp32 | max abs diff {fid['torch_vs_onnx_fp32']['max_abs_diff']:.3g} |",
-        f"| ONNX fp32 ↔ ONNX int8 | metric delta {q['metric_delta_points']:+.2f} points, top-1 agreement {agree} |",
+        f"| {ref_name} ↔ ONNX fp32 | max abs diff {fid[f'{ref}_vs_onnx_fp32']['max_abs_diff']:.3g} |",
+        f"| ONNX fp32 ↔ ONNX int8 | {delta}top-1 agreement {agree} |",
+        *([f"| {ref_name} ↔ TFLite int8 | {_float_int8(fid['float_vs_int8_tflite'])} |"] if "float_vs_int8_tflite" in fid else []),
         f"| ONNX int8 (ONNX Runtime, integer kernels) ↔ TFLite (LiteRT ref) | {_int_cmp(a)} |",
         *_defaults_row(fid),
         *_per_op_row(fid),
@@ -113,6 +148,38 @@ def markdown(fid: dict[str, Any], title: str) -> str:
         *_rounding_section(fid),
     ]
     return "\n".join(rows)
+
+
+def data_lines(data: dict[str, Any] | None) -> list[str]:
+    """One line per data role (calibration, test) naming its source; random inputs are flagged loudly."""
+    if not data:
+        return []
+    out = []
+    for role, name in (("calib", "Calibration inputs"), ("test", "Test inputs")):
+        d = data.get(role)
+        if d:
+            flag = "**RANDOM inputs** (no real data given): " if d.get("source") == "random" else ""
+            out.append(f"{name}: {flag}{d.get('description', d.get('source'))} ({d.get('n', '?')} samples).")
+    return out + [""] if out else []
+
+
+def _metric_line(fid: dict[str, Any], ref_name: str) -> str:
+    m = fid["metrics"]
+    if not m:
+        return (f"Test inputs: {fid['n_test']} samples without labels: no task metric; the figure is the agreement "
+                f"of the int8 model with the float model ({ref_name}).")
+    ref = fid.get("reference", "torch")
+    return (f"Test split: {fid['n_test']} samples; metric {fid['metric']} "
+            f"({ref_name} {100 * m[f'{ref}_fp32']:.2f}, ONNX fp32 {100 * m['onnx_fp32']:.2f}, "
+            f"ONNX int8 {100 * m['onnx_int8']:.2f}, TFLite int8 {100 * m['tflite_int8']:.2f}).")
+
+
+def _float_int8(c: dict[str, Any]) -> str:
+    if "top1_agreement" in c:
+        return f"top-1 agreement {100 * c['top1_agreement']:.2f} % ({c['n']} samples)"
+    return (f"anomaly decisions (score > {c['threshold']:.4g}) agree on {100 * c['decision_agreement']:.2f} % of "
+            f"{c['n']} samples; score rank correlation {c['score_spearman']:.4f}; "
+            f"max relative score error {100 * c['score_rel_err_max']:.2f} %")
 
 
 def _int_cmp(c: dict[str, Any]) -> str:

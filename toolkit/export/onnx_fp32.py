@@ -34,6 +34,11 @@ def fold_batchnorm(model: Any) -> Any:
 
 def export_fp32(model: Any, sample: np.ndarray, path: str | os.PathLike) -> Path:
     """Export `model` for one NCHW sample shape to a single-file ONNX model at `path`."""
+    return atomic_write_bytes(path, fp32_proto(model, sample).SerializeToString())
+
+
+def fp32_proto(model: Any, sample: np.ndarray) -> Any:
+    """The checked single-file ONNX ModelProto of `model` for one NCHW sample shape (batch 1, BN folded)."""
     import onnx
     import torch
 
@@ -52,7 +57,7 @@ def export_fp32(model: Any, sample: np.ndarray, path: str | os.PathLike) -> Path
     proto = program.model_proto
     _check_no_batchnorm(proto)
     onnx.checker.check_model(proto)
-    return atomic_write_bytes(path, proto.SerializeToString())
+    return proto
 
 
 @contextlib.contextmanager
