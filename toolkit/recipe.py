@@ -24,16 +24,97 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset and how to cut it."""
+    """Which dataset and how to cut it: a built-in preset (name), your own files (format) or a Python hook (loader)."""
 
-    name: str                 # dataset loader: fsdd | basicmotions | mitdb | digits
-    root: str = ""            # data folder; "" = the loader's default (e.g. ../shared/data/fsdd)
-    window: int = 0           # mitdb: samples per window (0 = loader default)
-    stride: int = 0           # mitdb: hop between windows (0 = loader default)
+    name: str = ""            # built-in preset: fsdd | basicmotions | mitdb | digits (exactly one of name/format/loader)
+    format: str = ""          # your own files: audio-folder | csv | parquet | image-folder | npz (toolkit/data)
+    loader: str = ""          # Python hook "package.module:function" (DataConfig -> TaskData) or an `edgetk.datasets` entry point
+    root: str = ""            # data folder (npz: the file); relative paths start at base_dir; "" = the preset's default
+    base_dir: str = ""        # folder that relative paths (root, manifest, noise, loader modules) start from; set to the recipe's folder on load
+    window: int = 0           # samples per window (mitdb; csv/parquet: 0 = a whole recording per sample)
+    stride: int = 0           # hop between windows in samples (0 = the preset's default; csv/parquet: = window)
     train_fraction: float = 0.0  # mitdb: leading share of the record used for training (0 = default)
-    test_fraction: float = 0.2   # digits: stratified share held out for test
-    split_seed: int = 0       # seed of the fixed train/test split where the dataset has none
+    test_fraction: float = 0.2   # share held out for test by the group and fraction splits
+    split_seed: int = 0       # seed of the group/fraction split (and of noise augmentation)
     groups: tuple[str, ...] = ()  # keep only samples of these groups (fsdd: speakers); () = all
+    split: str = "auto"       # auto (folders/given, else group when groups exist, else fraction) | folders | group | fraction
+    on_error: str = "raise"   # a broken file: raise (one error naming it) | skip (skipped, listed in the run and `edgetk data`)
+    normalize: str = "auto"   # float inputs without [frontend]: auto | channel | scalar | none (train-set mean/std)
+    group_pattern: str = ""   # regex with a named group `group` matched on file names, e.g. '^(?P<group>[^_]+)_'
+    manifest: str = ""        # CSV with columns file,label[,group][,split]: which files, their class, group and split
+    sample_rate: int = 0      # audio: rate to resample to (0 = [frontend] sample_rate, else 8000)
+    clip_samples: int = 0     # audio: samples per clip after resampling (0 = [frontend] clip_samples, else 1 s)
+    pad: str = "end"          # audio: where short clips get zeros: end | center
+    crop: str = "start"       # audio: which part of a long clip is kept: start | center
+    channel: int = -1         # audio: -1 = mix all channels to mono; k = keep channel k
+    noise: str = ""           # audio: folder of noise WAVs ("" = none)
+    noise_mode: str = "augment"  # augment: mix noise into training clips | class: noise clips become a class
+    noise_label: str = "_silence_"  # noise_mode = "class": the class name
+    noise_snr_db: tuple[float, ...] = (5.0, 20.0)  # augment: [low, high] SNR in dB, drawn uniformly per clip
+    noise_prob: float = 0.5   # augment: share of training clips that get noise (seeded by split_seed)
+    columns: tuple[str, ...] = ()  # csv/parquet: sensor columns in order (() = every numeric column but time/label)
+    timestamp_column: str = ""  # csv/parquet: timestamps in ms ("" = none; then rate_hz is required)
+    label_column: str = ""    # csv/parquet: per-row class ("" = the class is the file's folder)
+    rate_hz: float = 0.0      # csv/parquet: the sample rate (declared, or checked against the timestamps; 0 = from them)
+    rate_tolerance: float = 0.05  # csv/parquet: allowed relative deviation of a timestamp step from 1 / rate
+    image_size: tuple[int, ...] = ()  # image-folder: [height, width] after resize (() = keep; every image the same size)
+    color: str = "grayscale"  # image-folder: grayscale | rgb
+
+
+DATA_FORMATS = ("audio-folder", "csv", "parquet", "image-folder", "npz")
+# [data] fields that only some formats read: setting one for another format is an error, not silently ignored.
+_FORMAT_FIELDS = {
+    "audio-folder": ("sample_rate", "clip_samples", "pad", "crop", "channel", "noise", "noise_mode", "noise_label",
+                     "noise_snr_db", "noise_prob"),
+    "csv": ("columns", "timestamp_column", "label_column", "rate_hz", "rate_tolerance", "window", "stride"),
+    "image-folder": ("image_size", "color"),
+}
+_FORMAT_FIELDS["parquet"] = _FORMAT_FIELDS["csv"]
+
+
+def check_data(cfg: DataConfig, source: str) -> DataConfig:
+    """Validate [data] combinations (one EdgetkError naming the field) and fill base_dir with the recipe's folder."""
+    import re
+
+    chosen = [k for k in ("name", "format", "loader") if getattr(cfg, k)]
+    if len(chosen) != 1:
+        got = ", ".join(f"{k} = {getattr(cfg, k)!r}" for k in chosen) or "none of them"
+        raise EdgetkError(f"{source}: [data] needs exactly one of name, format or loader (got {got})",
+                          fix='write e.g. format = "audio-folder" with root = "my_words", or name = "fsdd" for a preset')
+    if cfg.format:
+        check_choice(source, "data.format", cfg.format, DATA_FORMATS)
+        if not cfg.root:
+            raise EdgetkError(f"{source}: data.format = {cfg.format!r} needs data.root", fix="set root to your data folder (npz: the file)")
+        defaults = DataConfig(format=cfg.format)
+        for fmt, names in _FORMAT_FIELDS.items():
+            for n in names:
+                if fmt != cfg.format and n not in _FORMAT_FIELDS.get(cfg.format, ()) and getattr(cfg, n) != getattr(defaults, n):
+                    raise EdgetkError(f"{source}: data.{n} applies to format {fmt!r}, not {cfg.format!r}", fix=f"remove data.{n}")
+    if cfg.format in ("csv", "parquet") and not (cfg.timestamp_column or cfg.rate_hz > 0):
+        what = f"data.window = {cfg.window} samples" if cfg.window else "a time series"
+        raise EdgetkError(f"{source}: {what} without a rate: set data.timestamp_column or data.rate_hz",
+                          fix='add timestamp_column = "t_ms" (timestamps in ms) or rate_hz = 50.0')
+    if cfg.stride and not cfg.window:
+        raise EdgetkError(f"{source}: data.stride = {cfg.stride} without data.window", fix="set data.window (samples per window)")
+    for n in ("window", "stride", "sample_rate", "clip_samples"):
+        check_minimum(source, f"data.{n}", getattr(cfg, n), 0)
+    if not 0.0 < cfg.test_fraction < 1.0:
+        raise EdgetkError(f"{source}: data.test_fraction = {cfg.test_fraction} is not between 0 and 1", fix="use e.g. 0.2")
+    if len(cfg.noise_snr_db) != 2 or cfg.noise_snr_db[0] > cfg.noise_snr_db[1] or not 0.0 <= cfg.noise_prob <= 1.0:
+        raise EdgetkError(f"{source}: data.noise_snr_db must be [low, high] and data.noise_prob within [0, 1] "
+                          f"(got {list(cfg.noise_snr_db)}, {cfg.noise_prob})", fix="e.g. noise_snr_db = [5.0, 20.0], noise_prob = 0.5")
+    if cfg.image_size and (len(cfg.image_size) != 2 or min(cfg.image_size) < 1):
+        raise EdgetkError(f"{source}: data.image_size must be [height, width], got {list(cfg.image_size)}", fix="e.g. image_size = [32, 32]")
+    if cfg.group_pattern:
+        try:
+            named = "group" in re.compile(cfg.group_pattern).groupindex
+        except re.error as e:
+            raise EdgetkError(f"{source}: data.group_pattern is not a valid regex ({e})", fix="e.g. '^(?P<group>[^_]+)_'") from None
+        if not named:
+            raise EdgetkError(f"{source}: data.group_pattern has no named group `group`", fix="write it as (?P<group>...), e.g. '^(?P<group>[^_]+)_'")
+    if not cfg.base_dir and Path(source).is_file():
+        cfg = dataclasses.replace(cfg, base_dir=str(Path(source).resolve().parent))
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -119,6 +200,10 @@ TOP_LEVEL = {"task": str, "description": str}
 # against the loader and model registries when used, before anything is written).
 CHOICES: dict[str, tuple[str, ...]] = {"train.optimizer": ("adamw", "sgd"), "train.scheduler": ("cosine", "none"),
                                        "fleet.dtype": ("float32", "float64")}
+CHOICES.update({"data.split": ("auto", "folders", "group", "fraction"), "data.on_error": ("raise", "skip"),
+                "data.normalize": ("auto", "channel", "scalar", "none"), "data.pad": ("end", "center"),
+                "data.crop": ("start", "center"), "data.noise_mode": ("augment", "class"),
+                "data.color": ("grayscale", "rgb")})
 # Integer fields with a lower bound, checked on load.
 MINIMUMS: dict[str, int] = {"fleet.workers": 0}
 
@@ -202,6 +287,7 @@ def recipe_from_dict(raw: Mapping[str, Any], source: str = "<recipe>") -> Recipe
     if "task" not in raw:
         raise EdgetkError(f"{source}: missing required field 'task'", fix='add e.g. task = "imu-motions" at the top')
     sections = {n: _build(cls, raw.get(n), source, n) for n, cls in SECTIONS.items()}
+    sections["data"] = check_data(sections["data"], source)
     extra = {n: _build(cls, raw[n], source, n) for n, cls in OPTIONAL_SECTIONS.items() if n in raw}
     return Recipe(task=raw["task"], description=raw.get("description", ""), extra=extra, path=source, **sections)
 

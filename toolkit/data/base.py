@@ -21,6 +21,12 @@ class TaskData:
     name: str = ""
     groups_train: np.ndarray | None = None  # per-sample group (e.g. FSDD speaker name), None when unknown
     groups_test: np.ndarray | None = None
+    ids_train: np.ndarray | None = None     # per-sample id (str): file path under root, "#w<k>" for windows; None when unknown
+    ids_test: np.ndarray | None = None
+    raw_train: np.ndarray | None = None     # the samples before features (audio int16 [N, clip]; series [N, T, C]; images [N, C, H, W])
+    raw_test: np.ndarray | None = None      # (the bundle's golden raw vectors)
+    split: dict[str, Any] = field(default_factory=dict)  # how train/test were cut: method, seed, groups on both sides
+    problems: tuple[dict[str, Any], ...] = ()  # files skipped under data.on_error = "skip": {file, row, problem}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -51,9 +57,22 @@ def select_groups(data: TaskData, groups: tuple[str, ...]) -> TaskData:
     missing = [g for g in groups if g not in known]
     if missing:
         raise EdgetkError(f"data.groups: unknown groups {missing} in {data.name}", fix=f"choose from {known}")
-    tr, te = np.isin(data.groups_train, groups), np.isin(data.groups_test, groups)
-    return dataclasses.replace(data, x_train=data.x_train[tr], y_train=data.y_train[tr], groups_train=data.groups_train[tr],
-                               x_test=data.x_test[te], y_test=data.y_test[te], groups_test=data.groups_test[te])
+    return subset(data, np.isin(data.groups_train, groups), np.isin(data.groups_test, groups))
+
+
+PER_SAMPLE = ("x", "y", "groups", "ids", "raw")
+
+
+def subset(data: TaskData, train: np.ndarray, test: np.ndarray) -> TaskData:
+    """The task keeping the train/test samples selected by index or mask (every per-sample array alike)."""
+    import dataclasses
+
+    def pick(name: str, sel: np.ndarray) -> np.ndarray | None:
+        a = getattr(data, name)
+        return None if a is None else a[sel]
+
+    return dataclasses.replace(data, **{f"{k}_train": pick(f"{k}_train", train) for k in PER_SAMPLE},
+                               **{f"{k}_test": pick(f"{k}_test", test) for k in PER_SAMPLE})
 
 
 def standardize(x_train: np.ndarray, x_test: np.ndarray, axis: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from toolkit.data.base import TaskData, standardize
+from toolkit.data.base import standardize
+from toolkit.data.features import series_layout
+from toolkit.data.source import Problems, Samples, resolve
 from toolkit.errors import EdgetkError
 from toolkit.recipe import DataConfig
 
@@ -62,17 +65,29 @@ def _read(root: Path, split: str) -> tuple[np.ndarray, list[str], list[str]]:
     return parse_ts(path.read_text(encoding="utf-8"), str(path))
 
 
-def load(cfg: DataConfig) -> TaskData:
-    """BasicMotions as [N, 6, 1, 100] (channels x 1 x time), standardised per channel."""
-    root = Path(cfg.root).expanduser() if cfg.root else sktime_data_dir("BasicMotions")
-    x_tr, l_tr, classes = _read(root, "TRAIN")
-    x_te, l_te, _ = _read(root, "TEST")
+CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
+RATE_HZ = 10
+
+
+def source(cfg: DataConfig, problems: Problems, frontend: Any = None) -> Samples:
+    """The recordings as windows [N, 100, 6] (time, channel) in sensor units, with the archive's TRAIN/TEST split."""
+    root = resolve(cfg, cfg.root) if cfg.root else sktime_data_dir("BasicMotions")
+    parts = {split: _read(root, split.upper()) for split in ("train", "test")}
+    classes = parts["train"][2]
     ids = {c: i for i, c in enumerate(classes)}
-    x_train, x_test, mean, std = standardize(x_tr[:, :, None, :], x_te[:, :, None, :], axis=(0, 2, 3))
-    frontend = {"type": "imu", "sample_rate_hz": 10, "window_samples": x_tr.shape[-1],
-                "channels": ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"],
+    x = np.concatenate([parts[s][0] for s in parts]).transpose(0, 2, 1)           # [N, T, C]
+    labels = [v for s in parts for v in parts[s][1]]
+    names = [f"BasicMotions_{s.upper()}.ts#{i}" for s in parts for i in range(len(parts[s][1]))]
+    return Samples(x=np.ascontiguousarray(x), y=np.array([ids[v] for v in labels], dtype=np.int64), labels=classes,
+                   ids=np.array(names, dtype=str), modality="series",
+                   info={"sample_rate_hz": RATE_HZ, "window_samples": x.shape[1], "channels": CHANNELS},
+                   given=np.array([s for s in parts for _ in parts[s][1]], dtype=str), name="basicmotions")
+
+
+def float_features(raw_tr: np.ndarray, raw_te: np.ndarray, s: Samples, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """[N, 6, 1, 100] (channels x 1 x time), standardised per channel."""
+    x_train, x_test, mean, std = standardize(series_layout(raw_tr), series_layout(raw_te), axis=(0, 2, 3))
+    frontend = {"type": "imu", "sample_rate_hz": RATE_HZ, "window_samples": raw_tr.shape[1], "channels": CHANNELS,
                 "layout": "[channels, 1, time]", "mean": mean.reshape(-1).tolist(), "std": std.reshape(-1).tolist(),
                 "normalize": "per channel: (x - mean[c]) / std[c]"}
-    y_tr = np.array([ids[v] for v in l_tr], dtype=np.int64)
-    y_te = np.array([ids[v] for v in l_te], dtype=np.int64)
-    return TaskData(x_train, y_tr, x_test, y_te, classes, "classification", frontend, "basicmotions")
+    return x_train, x_test, frontend

@@ -1,20 +1,22 @@
-"""Free Spoken Digit Dataset (FSDD) -> MFCC keyword spotting data.
+"""Free Spoken Digit Dataset (FSDD) -> MFCC keyword spotting data (a preset of the audio stages).
 
 Zohar Jackson et al., Free Spoken Digit Dataset, github Jakobovski/free-spoken-digit-dataset
 (CC BY-SA 4.0): 3,000 8 kHz mono 16-bit WAVs `{digit}_{speaker}_{index}.wav`, 6 speakers x 10
 digits x 50 recordings. Split: index 0-4 of every digit/speaker is test (300), the rest train (2,700).
+Groups: the speaker. Without [frontend]: float MFCC 49x10 (toolkit/data/mfcc.py) per-coefficient standardised.
 """
 from __future__ import annotations
 
 import logging
-import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from toolkit.data.base import TaskData, standardize
-from toolkit.data.cache import cached_arrays
-from toolkit.data.mfcc import MfccConfig, fit_clip, mfcc
+from toolkit.data.audio import decode_clips
+from toolkit.data.base import standardize
+from toolkit.data.features import audio_mfcc, audio_target, mfcc_config
+from toolkit.data.source import FileEntry, Problems, Samples, resolve
 from toolkit.errors import EdgetkError
 from toolkit.paths import shared_dir
 from toolkit.recipe import DataConfig
@@ -41,43 +43,31 @@ def find_wavs(root: Path) -> list[Path]:
     return wavs
 
 
-def read_wav(path: Path, sample_rate: int) -> np.ndarray:
-    """A mono 16-bit PCM WAV as float32 in [-1, 1)."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            if w.getframerate() != sample_rate or w.getsampwidth() != 2:
-                raise EdgetkError(f"{path}: expected {sample_rate} Hz 16-bit PCM, got {w.getframerate()} Hz "
-                                  f"{8 * w.getsampwidth()}-bit", fix="use the original FSDD recordings")
-            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-            if w.getnchannels() > 1:
-                pcm = pcm.reshape(-1, w.getnchannels())[:, 0]
-    except (wave.Error, EOFError) as e:
-        raise EdgetkError(f"{path}: not a readable WAV ({e})", fix=FIX) from None
-    return pcm.astype(np.float32) / 32768.0
+def entry(path: Path) -> FileEntry:
+    """A recording's class (digit), group (speaker) and fixed split (index 0-4: test)."""
+    digit, speaker, index = path.stem.split("_")
+    return FileEntry(path, path.name, digit, speaker, "test" if int(index) < 5 else "train")
 
 
-def _features(wavs: list[Path], cfg: MfccConfig) -> dict[str, np.ndarray]:
-    log.info("computing MFCCs for %d FSDD clips", len(wavs))
-    clips = np.stack([fit_clip(read_wav(p, cfg.sample_rate), cfg.clip_samples) for p in wavs])
-    parts = [p.stem.split("_") for p in wavs]
-    return {"x": mfcc(clips, cfg), "digit": np.array([int(d) for d, _, _ in parts], dtype=np.int64),
-            "index": np.array([int(i) for _, _, i in parts], dtype=np.int64),
-            "speaker": np.array([s for _, s, _ in parts], dtype=str)}
+def source(cfg: DataConfig, problems: Problems, frontend: Any = None) -> Samples:
+    """FSDD as int16 clips at the target rate (8 kHz, 1 s without [frontend])."""
+    rate, clip = audio_target(cfg, frontend)
+    entries = [entry(p) for p in find_wavs(resolve(cfg, cfg.root) if cfg.root else default_root())]
+    x, keep, files = decode_clips(entries, rate, clip, cfg, problems, tag="fsdd-audio")
+    kept = [entries[i] for i in keep]
+    ids = {c: i for i, c in enumerate(LABELS)}
+    return Samples(x=x, y=np.array([ids[e.label] for e in kept], dtype=np.int64), labels=LABELS,
+                   ids=np.array([e.rel for e in kept], dtype=str), modality="audio",
+                   info={"sample_rate": rate, "clip_samples": clip}, groups=np.array([e.group for e in kept], dtype=str),
+                   given=np.array([e.split for e in kept], dtype=str), files=tuple(files),
+                   problems=tuple(problems.items), name="fsdd")
 
 
-def load(cfg: DataConfig) -> TaskData:
-    """FSDD as [N, 1, 49, 10] MFCCs normalised per coefficient with train-set mean/std."""
-    root = Path(cfg.root).expanduser() if cfg.root else default_root()
-    wavs = find_wavs(root)
-    fe = MfccConfig()
-    params = {"version": 2, "frontend": fe.asdict(), "files": [(p.name, p.stat().st_size) for p in wavs]}
-    arr = cached_arrays("fsdd-mfcc", params, lambda: _features(wavs, fe))
-    test = arr["index"] < 5
-    x = arr["x"][:, None]                                       # [N, 1, 49, 10]
-    x_train, x_test, mean, std = standardize(x[~test], x[test], axis=(0, 1, 2))
+def float_features(raw_tr: np.ndarray, raw_te: np.ndarray, s: Samples, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """[N, 1, 49, 10] float MFCCs normalised per coefficient with train-set mean/std."""
+    fe = mfcc_config(int(s.info["sample_rate"]), int(s.info["clip_samples"]))
+    x_train, x_test, mean, std = standardize(audio_mfcc(raw_tr, fe), audio_mfcc(raw_te, fe), axis=(0, 1, 2))
     frontend = {"type": "mfcc", **fe.asdict(), "layout": "[1, n_frames, n_mfcc]",
                 "mean": mean.reshape(-1).tolist(), "std": std.reshape(-1).tolist(),
                 "normalize": "per coefficient: (mfcc - mean[c]) / std[c]"}
-    speaker = arr["speaker"]
-    return TaskData(x_train, arr["digit"][~test], x_test, arr["digit"][test], LABELS, "classification", frontend, "fsdd",
-                    groups_train=speaker[~test], groups_test=speaker[test])
+    return x_train, x_test, frontend

@@ -10,11 +10,12 @@ when at least half of its samples carry the label.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from toolkit.data.base import TaskData
 from toolkit.data.basicmotions import sktime_data_dir
+from toolkit.data.source import Problems, Samples, resolve
 from toolkit.errors import EdgetkError
 from toolkit.recipe import DataConfig
 
@@ -40,9 +41,9 @@ def windows(signal: np.ndarray, label: np.ndarray, window: int, stride: int) -> 
     return starts, signal[idx], label[idx].mean(axis=1)
 
 
-def load(cfg: DataConfig) -> TaskData:
-    """Windows [N, window] scaled with the training windows' mean/std; y_test 1 = anomalous."""
-    root = Path(cfg.root).expanduser() if cfg.root else sktime_data_dir("mitdb")
+def source(cfg: DataConfig, problems: Problems, frontend: Any = None) -> Samples:
+    """Windows [N, window]: train = those wholly in the leading part (all normal), test = those starting after it."""
+    root = resolve(cfg, cfg.root) if cfg.root else sktime_data_dir("mitdb")
     signal, label = read_csv(root / "mitdb.csv")
     window, stride = cfg.window or WINDOW, cfg.stride or STRIDE
     split = int(len(signal) * (cfg.train_fraction or TRAIN_FRACTION))
@@ -51,11 +52,19 @@ def load(cfg: DataConfig) -> TaskData:
     if label[:split].any():
         raise EdgetkError(f"data.train_fraction leaves labelled anomalies in the training part of {root}",
                           fix="lower data.train_fraction so the training part is normal only")
-    mean, std = float(x[train].mean()), float(x[train].std() + 1e-6)
+    keep = train | test
+    y = np.where(train, 0, (share >= 0.5).astype(np.int64))[keep].astype(np.int64)
+    return Samples(x=x[keep], y=y, labels=["normal", "anomaly"], kind="anomaly", modality="ecg",
+                   ids=np.array([f"mitdb.csv#w{k}" for k in np.flatnonzero(keep)], dtype=str),
+                   info={"sample_rate_hz": SAMPLE_RATE, "window_samples": window, "stride": stride},
+                   given=np.where(train, "train", "test")[keep], name="mitdb")
+
+
+def float_features(raw_tr: np.ndarray, raw_te: np.ndarray, s: Samples, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Windows scaled with the training windows' mean/std (one scalar each)."""
+    mean, std = float(raw_tr.mean()), float(raw_tr.std() + 1e-6)
     norm = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
-    frontend = {"type": "ecg", "sample_rate_hz": SAMPLE_RATE, "window_samples": window, "stride": stride,
-                "mean": mean, "std": std, "normalize": "(x - mean) / std", "layout": "[window]",
+    frontend = {"type": "ecg", "sample_rate_hz": SAMPLE_RATE, "window_samples": s.info["window_samples"],
+                "stride": s.info["stride"], "mean": mean, "std": std, "normalize": "(x - mean) / std", "layout": "[window]",
                 "score": "mean squared reconstruction error"}
-    y_test = (share[test] >= 0.5).astype(np.int64)
-    return TaskData(norm(x[train]), np.zeros(int(train.sum()), np.int64), norm(x[test]), y_test,
-                    ["normal", "anomaly"], "anomaly", frontend, "mitdb")
+    return norm(raw_tr), norm(raw_te), frontend

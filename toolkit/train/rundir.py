@@ -45,8 +45,17 @@ def write_results(out: Path, recipe: Recipe, model: nn.Module, data: TaskData, h
                "final_loss": history[-1]["loss"] if history else None,
                "train_seconds": sum(h["seconds"] for h in history)}
     atomic_write_json(out / "metrics.json", metrics)
+    write_split(out, data)
     write_curve(out / "curve.png", history, recipe.task)
     return metrics
+
+
+def write_split(out: Path, data: TaskData) -> None:
+    """RUN_DIR/split.json: how train/test were cut, every sample id and digest, skipped files (load_run checks it)."""
+    from toolkit.data.split import split_record
+
+    if data.ids_train is not None and data.ids_test is not None:
+        atomic_write_json(out / "split.json", split_record(data))
 
 
 def write_curve(path: Path, history: list[dict], title: str) -> None:
@@ -85,6 +94,10 @@ def load_run(run_dir: str | Path) -> Run:
     recipe = recipe_from_dict(tomllib.loads((d / "recipe.toml").read_text(encoding="utf-8")), source=str(d / "recipe.toml"))
     metrics = _read_metrics(d / "metrics.json")
     data = load_dataset(recipe)
+    if (d / "split.json").is_file():
+        from toolkit.data.split import check_record
+
+        check_record(_read_metrics(d / "split.json"), data, str(d / "split.json"))
     return Run(d, recipe, _load_model(d / "model.safetensors", recipe, data, metrics), data, metrics)
 
 
