@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from toolkit.errors import EdgetkError
@@ -36,6 +36,22 @@ class Firmware:
 def firmware_root() -> Path:
     """firmware_stubs/ in the repository."""
     return repo_dir("firmware_stubs")
+
+
+def with_defines(spec: TargetSpec, defines: dict[str, str]) -> TargetSpec:
+    """The target with extra preprocessor defines (e.g. the MLPerf model key); values are C tokens."""
+    if not defines or spec.build is None:
+        return spec
+    kept = tuple((k, v) for k, v in spec.build.defines if k not in defines)
+    return replace(spec, build=replace(spec.build, defines=kept + tuple(defines.items())))
+
+
+def c_string(value: str) -> str:
+    """A define value that is a C string literal; only [A-Za-z0-9_.-] pass (no quoting to get wrong)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", value):
+        raise EdgetkError(f"{value!r} cannot be compiled into the firmware as a name",
+                          fix="use 1-32 letters, digits, '_', '.' or '-' (e.g. kws01)")
+    return f'"{value}"'
 
 
 def compile_command(build: BuildSpec, lib_dir: Path, out: Path) -> list[str]:

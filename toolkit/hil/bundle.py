@@ -23,6 +23,20 @@ class Bundle:
     y: np.ndarray | None       # labels (classification) or 0/1 (anomaly), if present
     manifest: dict[str, Any]
     fidelity: dict[str, Any] | None
+    reference_out: np.ndarray | None = None  # golden int8 outputs (test_out_int8.npy), one row per input
+
+    @property
+    def inputs_label(self) -> str:
+        """What the test inputs are, in words, for every report ("random inputs ..." when not real data)."""
+        said = (self.manifest.get("test_set") or {}).get("inputs")
+        if isinstance(said, str) and said:
+            return said
+        return "the bundle's test split (test_x_int8.npy" + (", labels test_y.npy)" if self.y is not None else ")")
+
+    @property
+    def random_inputs(self) -> bool:
+        """True when the test inputs are random numbers, not data."""
+        return self.inputs_label.startswith("random inputs")
 
     @property
     def macs(self) -> int:
@@ -67,10 +81,21 @@ def load_bundle(path: str | Path) -> Bundle:
     x = np.load(xs, allow_pickle=False)
     if x.dtype != np.int8:
         raise EdgetkError(f"{xs} has dtype {x.dtype}, expected int8", fix="re-run `edgetk export`")
-    ys = path / "test_y.npy"
-    return Bundle(path=path, tflite=tflite, sha256=sha256_file(tflite), x=x,
-                  y=np.load(ys, allow_pickle=False) if ys.is_file() else None,
-                  manifest=_json(path / "manifest.json") or {}, fidelity=_json(path / "fidelity.json"))
+    return Bundle(path=path, tflite=tflite, sha256=sha256_file(tflite), x=x, y=_optional(path / "test_y.npy", len(x)),
+                  manifest=_json(path / "manifest.json") or {}, fidelity=_json(path / "fidelity.json"),
+                  reference_out=_optional(path / "test_out_int8.npy", len(x), np.int8))
+
+
+def _optional(path: Path, n: int, dtype: type | None = None) -> np.ndarray | None:
+    """An optional per-sample array of the bundle (labels, golden outputs): None when absent, checked when there."""
+    if not path.is_file():
+        return None
+    a = np.load(path, allow_pickle=False)
+    if a.ndim == 0 or len(a) != n or (dtype is not None and a.dtype != dtype):
+        raise EdgetkError(f"{path} holds {len(a)} rows of {a.dtype}; the bundle has {n} test inputs"
+                          + (f" and needs {np.dtype(dtype).name}" if dtype is not None else ""),
+                          fix="re-export the bundle (edgetk export) or remove the stale file")
+    return a
 
 
 def bundle_from_tflite(tflite: str | Path, out_dir: str | Path, x: np.ndarray | None = None, *,

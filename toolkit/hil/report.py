@@ -50,29 +50,69 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = [r for r in rows if r[1] != "n/a" or report.get("ran_on") != "linux-local"]
     fid = report.get("fidelity", {})
     if fid:
-        rows.append(("on-device vs reference",
-                     f"top-1 {fid['top1_agreement']:.3f}, max {fid['max_lsb_diff']} LSB, "
+        rows.append(("outputs vs reference (agreement)",
+                     f"top-1 agreement {fid['top1_agreement']:.3f}, max {fid['max_lsb_diff']} LSB, "
                      f"RMSE {fid['rmse_lsb']:.3g} LSB, cos {fid['cosine']:.6f}, "
                      f"{'bit-exact' if fid['bit_exact'] else 'NOT bit-exact'} ({fid['samples']} samples)",
                      fid.get("reference", "")))
+    for c in report.get("comparisons", []):
+        if c["reference"].startswith("golden"):
+            rows.append(("outputs vs golden outputs",
+                         f"max {c['max_lsb_diff']} LSB, {c['samples_differing']} of {c['samples']} samples differ",
+                         c["reference"]))
+    acc = report.get("accuracy")
+    if acc:
+        rows.append((f"accuracy on labels ({acc['metric']})",
+                     f"device {acc['device']:.4f} vs reference {acc['reference']:.4f} ({acc['samples']} samples)",
+                     f"device outputs vs {acc['labels']}; reference: {acc['reference_source']}"))
     return rows
+
+
+def where_lines(report: dict[str, Any]) -> list[str]:
+    """Where the figures come from, loudly when a stand-in ran instead of the requested target (pure)."""
+    want, ran = report["target"], report["ran_on"]
+    if ran == want:
+        lines = [f"ran on the requested target {want}"]
+    else:
+        lines = [f"FALLBACK: {want} did not run; every figure below comes from {ran}, not from {want}"]
+        lines += [f"  {f['target']} unavailable: {f['reason']}" for f in report.get("fallbacks", [])]
+    if report.get("inputs"):
+        lines.append(f"inputs: {report['inputs']}")
+    mk = report.get("mlperf")
+    if mk:
+        said = mk.get("firmware_answered")
+        lines.append(f"MLPerf Tiny model key: {mk['key']} ({mk['source']})"
+                     + (f"; the firmware answered m-model-[{said}]" if said else ""))
+    return lines
+
+
+def check_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(check, verdict, measured, limit, detail) rows (pure)."""
+    return [(c["name"], c["verdict"].upper(), _fmt(c["measured"]), _fmt(c["limit"]), c["detail"])
+            for c in report.get("checks", [])]
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """Terminal summary: where it ran, each figure and its source."""
-    lines = [f"profile of {report.get('model', {}).get('sha256', '')[:12]} on {report['target']} "
+    lines = [f"profile of {report.get('model', {}).get('sha256', '')[:12]} for {report['target']} "
              f"(ran on: {report['ran_on']})"]
-    lines += [f"  fallback: {f['target']} unavailable: {f['reason']}" for f in report.get("fallbacks", [])]
+    lines += [f"  {ln}" for ln in where_lines(report)]
     lines += [f"  {name:36s} {value:28s} [{source}]" for name, value, source in figure_rows(report)]
+    if report.get("checks"):
+        lines.append("  checks:")
+        lines += [f"    {verdict:4s} {name}: {detail}" for name, verdict, _, _, detail in check_rows(report)]
     return lines
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown (pure)."""
-    out = [f"# Profile on {report['target']} (ran on {report['ran_on']})", ""]
-    out += [f"- fallback: `{f['target']}` unavailable: {f['reason']}" for f in report.get("fallbacks", [])]
+    out = [f"# Profile for {report['target']} (ran on {report['ran_on']})", ""]
+    out += [f"- {ln.strip()}" for ln in where_lines(report)]
     out += ["", "| figure | value | source |", "|---|---|---|"]
     out += [f"| {a} | {b} | {c} |" for a, b, c in figure_rows(report)]
+    if report.get("checks"):
+        out += ["", "## Checks", "", "| check | verdict | measured | limit | detail |", "|---|---|---|---|---|"]
+        out += [f"| {' | '.join(r)} |" for r in check_rows(report)]
     stages = report.get("fidelity_stages")
     if stages:
         out += ["", "## Fidelity per stage (bundle/fidelity.json)", "", "```", _compact(stages), "```"]
@@ -147,13 +187,16 @@ def html_page(report: dict[str, Any]) -> str:
     """A self-contained HTML page: figures table and plots (pure apart from matplotlib)."""
     e = html.escape
     rows = "".join(f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>" for a, b, c in figure_rows(report))
-    falls = "".join(f"<li>{e(f['target'])} unavailable: {e(f['reason'])}</li>" for f in report.get("fallbacks", []))
+    falls = "".join(f"<li>{e(ln.strip())}</li>" for ln in where_lines(report))
+    checks = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in check_rows(report))
+    checks = (f"<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>measured</th><th>limit</th>"
+              f"<th>detail</th></tr>{checks}</table>") if checks else ""
     imgs = "".join(f"<h2>{e(t)}</h2><img alt='{e(t)}' src='data:image/png;base64,{b}'>" for t, b in _plots(report))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>edgetk profile {e(report['target'])}</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;"
             "padding:.3em}table{border-collapse:collapse}</style></head><body>"
-            f"<h1>Profile on {e(report['target'])} (ran on {e(report['ran_on'])})</h1><ul>{falls}</ul>"
-            f"<table><tr><th>figure</th><th>value</th><th>source</th></tr>{rows}</table>{imgs}"
+            f"<h1>Profile for {e(report['target'])} (ran on {e(report['ran_on'])})</h1><ul>{falls}</ul>"
+            f"<table><tr><th>figure</th><th>value</th><th>source</th></tr>{rows}</table>{checks}{imgs}"
             f"<p>transcript: {e(str(report.get('transcript', 'n/a')))}</p></body></html>\n")
 
 

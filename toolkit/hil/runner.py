@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import statistics
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +21,15 @@ import numpy as np
 
 from toolkit.errors import EdgetkError
 from toolkit.tools import APT_PACKAGES, install_hint
+from toolkit.hil import protocol as P
 from toolkit.hil.adapters import Target, make_target
-from toolkit.hil.bundle import Bundle, load_bundle
+from toolkit.hil.build import with_defines
+from toolkit.hil.bundle import Bundle
+from toolkit.hil.checks import Check, Limits, evaluate, failed, score
 from toolkit.hil.dut import Dut, LinkPolicy, Transcript
 from toolkit.hil.fidelity import agreement
+from toolkit.hil.mlperf import ModelKey, resolve_key
+from toolkit.hil.source import ModelSource, open_bundle
 from toolkit.hil.transport import LinkSettings, Transport
 from toolkit.paths import repo_dir
 from toolkit.targets import TargetSpec, fallback_chain
@@ -43,6 +50,12 @@ class ProfileResult:
     report: dict[str, Any]
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def failed(self) -> list[Check]:
+        """The checks that failed under the limits the profile ran with."""
+        return failed(self.checks)
 
     @property
     def html_path(self) -> Path | None:
@@ -152,50 +165,86 @@ def check_model(dut: Dut, bundle: Bundle) -> Any:
     return info
 
 
+MODEL_LINE = re.compile(r"^m-model-\[([^]]+)]$")  # the MLCommons runner's pattern for the model key
+
+
+def mlperf_answer(dut: Dut) -> str | None:
+    """The model key the firmware answers to `profile%` (what the MLCommons runner reads)."""
+    reply = dut.command("profile%", checked=False)
+    return next((m.group(1) for ln in reply.lines if (m := MODEL_LINE.match(ln))), None)
+
+
+def _row(i: int, bundle: Bundle, out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    row = {"sample": i, "output": out.reshape(-1).tolist(), "reference": ref.reshape(-1).tolist(),
+           "max_lsb_diff": int(np.abs(out.astype(int) - ref).max())}
+    if bundle.reference_out is not None:
+        row["max_lsb_diff_golden"] = int(np.abs(out.astype(int) - bundle.reference_out[i].reshape(out.shape)).max())
+    if bundle.y is not None:
+        row["label"] = bundle.y[i].item()
+        if bundle.kind != "anomaly":
+            row["device_class"] = int(out.reshape(-1).argmax())
+    return row
+
+
 def measure(session: Session, bundle: Bundle, samples: int, log_rows: JsonlLog) -> dict[str, Any]:
-    """Upload samples, run them, compare with TFLite-Micro, time the steady state, read memory."""
+    """Upload samples, run them, compare with TFLite-Micro, time the steady state, read memory.
+
+    A device that fails part way (errors, no valid reply after the retries, a reset) ends the
+    measurement: what was measured is kept and `error` says what happened.
+    """
     from toolkit.runtimes import run_tflm
 
     dut, target = session.dut, session.target
     info = check_model(dut, bundle)
     x = bundle.x[:samples]
     ref = run_tflm(bundle.tflite, x)
-    outs, rows = [], []
-    for i, xi in enumerate(x):
-        dut.upload(np.ascontiguousarray(xi).tobytes())
-        r = dut.run(1, 0, output_size=info.output_size, timeout=session.policy.timeout_s * 6)
-        out = np.frombuffer(r.output, np.int8).reshape(ref[i].shape)
-        outs.append(out)
-        row = {"sample": i, "ticks": r.ticks, **target.timing(r.ticks, 1, info.tick_hz, r.cycles),
-               "stack_bytes": r.stack_high_water, "output": out.reshape(-1).tolist(),
-               "reference": ref[i].reshape(-1).tolist(), "max_lsb_diff": int(np.abs(out.astype(int) - ref[i]).max())}
-        log_rows.append(row)
-        rows.append(row)
-    r = dut.run(TIMED_RUNS, 1, output_size=info.output_size, timeout=session.policy.timeout_s * 6 * TIMED_RUNS)
-    steady = target.timing(r.ticks, TIMED_RUNS, info.tick_hz, r.cycles)
-    mem = dut.mem()
-    zp = int(bundle.io("output").get("zero_point", 0))
-    return {"info": info, "rows": rows, "steady": steady, "mem": mem, "stack_run": r.stack_high_water,
-            "fidelity": agreement(np.stack(outs), ref, zero_point=zp) if outs else {}}
+    m: dict[str, Any] = {"info": info, "rows": [], "outputs": [], "reference": ref, "steady": None, "mem": None,
+                         "stack_run": 0, "error": None, "mlperf_answer": None}
+    try:
+        m["mlperf_answer"] = mlperf_answer(dut)
+        for i, xi in enumerate(x):
+            dut.upload(np.ascontiguousarray(xi).tobytes())
+            r = dut.run(1, 0, output_size=info.output_size, timeout=session.policy.timeout_s * 6)
+            out = np.frombuffer(r.output, np.int8).reshape(ref[i].shape)
+            row = {**_row(i, bundle, out, ref[i]), "ticks": r.ticks, **target.timing(r.ticks, 1, info.tick_hz, r.cycles),
+                   "stack_bytes": r.stack_high_water}
+            log_rows.append(row)
+            m["rows"].append(row)
+            m["outputs"].append(out)
+        r = dut.run(TIMED_RUNS, 1, output_size=info.output_size, timeout=session.policy.timeout_s * 6 * TIMED_RUNS)
+        m.update(steady=target.timing(r.ticks, TIMED_RUNS, info.tick_hz, r.cycles), mem=dut.mem(),
+                 stack_run=r.stack_high_water)
+    except (P.DeviceError, P.LinkError, P.DeviceResetError) as e:
+        m["error"] = str(e).splitlines()[0]
+        log.error("the device failed after %d of %d samples: %s", len(m["outputs"]), len(x), m["error"])
+    return m
 
 
 def _firmware_report(spec: TargetSpec, target: Target, bundle: Bundle, m: dict[str, Any], dut: Dut) -> dict[str, Any]:
     fw, info = target.firmware, m["info"]
     macs = info.macs or bundle.macs
-    stack = max([m["mem"].stack_high_water, m["stack_run"]] + [r["stack_bytes"] for r in m["rows"]])
+    mem = m["mem"]
+    stack = max([mem.stack_high_water if mem else 0, m["stack_run"]] + [r["stack_bytes"] for r in m["rows"]])
+    steady = m["steady"] or (dict(m["rows"][-1]) if m["rows"] else {"latency_ms": None, "latency_source": target.source})
+    outs = np.stack(m["outputs"]) if m["outputs"] else None
+    zp = int(bundle.io("output").get("zero_point", 0))
     return {
         "ran_on": spec.name, "device": {"board": info.board, "timer": info.timer, "tick_hz": info.tick_hz},
+        "device_error": m["error"],
         "model": {"sha256": bundle.sha256, "macs": macs, "tflite": str(bundle.tflite), "kind": bundle.kind},
-        "latency": _latency(m["rows"], m["steady"]), **_extra_timing(m["steady"], macs),
+        "latency": _latency(m["rows"], steady), **_extra_timing(steady, macs),
         "memory": {"flash_bytes": fw.flash_bytes or None, "static_ram_bytes": fw.static_ram_bytes or None,
                    "arena_bytes": info.arena_bytes, "stack_high_water_bytes": stack or None,
                    "stack_reserved_bytes": fw.stack_bytes or None,
                    "source": {"flash/static RAM": spec.build.size_tool or "n/a (host binary)",
                               "arena": "generated C (EDGETK_ARENA_SIZE)",
                               "stack": "stack painting on the device" if stack else "n/a on this target"}},
-        "fidelity": {**m["fidelity"], "reference": "TFLite-Micro reference kernels (tflite-micro)",
-                     "transport": "outputs returned over the serial link, CRC-checked"},
+        "fidelity": {**agreement(outs, m["reference"][:len(outs)], zero_point=zp),
+                     "reference": "TFLite-Micro reference kernels (tflite-micro)",
+                     "transport": "outputs returned over the serial link, CRC-checked"} if outs is not None else {},
         "link": dict(dut.stats),
+        "mlperf_answer": m["mlperf_answer"],
+        "_outputs": outs, "_reference": m["reference"],
     }
 
 
@@ -266,16 +315,23 @@ def unavailable_reason(spec: TargetSpec, port: str | None = None) -> str | None:
     return make_target(spec, port=port).unavailable()
 
 
-def profile(bundle_dir: str | os.PathLike, target: str, *, port: str | None = None, samples: int = 20,
-            out_dir: str | os.PathLike | None = None, build_dir: str | os.PathLike | None = None) -> ProfileResult:
-    """Profile a bundle on a target (or what stands in for it) and write JSON, Markdown and HTML reports."""
-    from toolkit.hil.report import write_reports
+def as_bundle(model: str | os.PathLike | ModelSource | Bundle, samples: int | None = None) -> Bundle:
+    """A Bundle from a bundle folder, a MODEL.tflite, a ModelSource or a Bundle."""
+    if isinstance(model, Bundle):
+        return model
+    src = model if isinstance(model, ModelSource) else ModelSource(Path(model), samples=samples)
+    return open_bundle(src)
 
-    bundle = load_bundle(bundle_dir)
-    out = Path(out_dir) if out_dir else bundle.path / f"profile-{target}"
-    out.mkdir(parents=True, exist_ok=True)
+
+def firmware_spec(spec: TargetSpec, key: ModelKey) -> TargetSpec:
+    """The target as built for this model: the MLPerf model key compiled in (dut.c cmd_profile)."""
+    return with_defines(spec, key.define)
+
+
+def _run_chain(target: str, bundle: Bundle, out: Path, *, port: str | None, samples: int, key: ModelKey,
+               build_dir: Path | None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The report of the first available target along the chain (else the estimate) and the fallbacks."""
     chain, fallbacks = fallback_chain(target), []
-    t0 = time.monotonic()
     for i, spec in enumerate(chain):
         reason = unavailable_reason(spec, port if i == 0 else None)
         if reason:
@@ -283,14 +339,39 @@ def profile(bundle_dir: str | os.PathLike, target: str, *, port: str | None = No
             fallbacks.append({"target": spec.name, "reason": reason})
             log.warning("%s unavailable (%s); falling back", spec.name, reason)
             continue
-        report = PROFILERS[spec.kind](spec, bundle, out, port=port if i == 0 else None, samples=samples,
-                                      build_dir=Path(build_dir) if build_dir else None)
-        break
-    else:
-        report = estimate(chain[0], bundle)
+        return PROFILERS[spec.kind](firmware_spec(spec, key), bundle, out, port=port if i == 0 else None,
+                                    samples=samples, build_dir=build_dir), fallbacks
+    return estimate(chain[0], bundle), fallbacks
+
+
+def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *, port: str | None = None,
+            samples: int | None = 20, out_dir: str | os.PathLike | None = None,
+            build_dir: str | os.PathLike | None = None, limits: Limits = Limits(),
+            mlperf_key: str | None = None) -> ProfileResult:
+    """Profile a bundle (or an int8 .tflite) on a target (or what stands in for it); write JSON, Markdown
+    and HTML reports with the figures, where each came from, and the checks under `limits`.
+
+    `samples=None` runs every test input of the bundle.
+    """
+    from toolkit.hil.report import write_reports
+
+    bundle = as_bundle(bundle_dir, samples)
+    n = len(bundle.x) if samples is None else min(samples, len(bundle.x))
+    key = resolve_key(bundle, mlperf_key)
+    out = Path(out_dir) if out_dir else bundle.path / f"profile-{target}"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    report, fallbacks = _run_chain(target, bundle, out, port=port, samples=n, key=key,
+                                   build_dir=Path(build_dir) if build_dir else None)
     if fallbacks and "instructions" in report:
-        report["board_estimate"] = board_estimate(chain[0], report["instructions"]["per_inference"])
-    report.update(target=target, fallbacks=fallbacks, samples=samples, wall_s=time.monotonic() - t0,
-                  fidelity_stages=bundle.fidelity)
+        report["board_estimate"] = board_estimate(fallback_chain(target)[0], report["instructions"]["per_inference"])
+    report.update(score(bundle, report.pop("_outputs", None), report.pop("_reference", None)))
+    report.update(target=target, fallbacks=fallbacks, samples=n, wall_s=time.monotonic() - t0,
+                  fidelity_stages=bundle.fidelity, inputs=bundle.inputs_label, random_inputs=bundle.random_inputs,
+                  bundle=str(bundle.path),
+                  mlperf={"key": key.key, "source": key.source, "firmware_answered": report.pop("mlperf_answer", None)})
+    checks = evaluate(report, limits)
+    report["checks"] = [c.to_dict() for c in checks]
+    report["limits"] = dataclasses.asdict(limits)
     files = write_reports(report, out)
-    return ProfileResult(report=report, out_dir=out, files=files)
+    return ProfileResult(report=report, out_dir=out, files=files, checks=tuple(checks))
