@@ -60,7 +60,8 @@ class Problems:
         if self.mode == "raise" or (fatal and self.mode == "skip"):
             raise EdgetkError(f"{where}: {problem}", fix=fix or 'fix or remove the file, or set data.on_error = "skip" to skip it')
         self.items.append({"file": str(file), "row": row, "problem": problem, "fatal": fatal})
-        log.warning("%s: %s (%s)", where, problem, "listed" if self.mode == "collect" else "skipped")
+        if self.mode == "skip":
+            log.warning("skipped %s: %s", where, problem)
 
     def extend(self, items: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> None:
         """Re-report problems recorded earlier (e.g. stored in the cache) under this policy."""
