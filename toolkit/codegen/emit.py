@@ -7,9 +7,20 @@ import numpy as np
 
 from toolkit.codegen.lower import Step
 from toolkit.codegen.planner import ARENA, INPUT, OUTPUT, Plan
-from toolkit.tflite.ir import Graph
+from toolkit.tflite.ir import Graph, Tensor
 
 _CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
+
+
+def _io_defines(prefix: str, t: Tensor) -> str:
+    """EDGETK_<prefix>_* lines: element count, dtype, and the quantization of int8 I/O."""
+    lines = [f"#define EDGETK_{prefix}_ELEMENTS {t.size}", f'#define EDGETK_{prefix}_DTYPE "{t.dtype}"']
+    if t.dtype == "float32":
+        lines.append(f"#define EDGETK_{prefix}_FLOAT32 1  /* 4 little-endian bytes per value */")
+    else:
+        lines += [f"#define EDGETK_{prefix}_SCALE {t.quant.scale[0]!r}f",
+                  f"#define EDGETK_{prefix}_ZERO_POINT {t.quant.zero_point[0]}"]
+    return "\n".join(lines)
 
 
 def header(graph: Graph, plan: Plan, macs: int, source: str) -> str:
@@ -29,17 +40,17 @@ def header(graph: Graph, plan: Plan, macs: int, source: str) -> str:
 #define EDGETK_OUTPUT_SIZE {y.nbytes}
 #define EDGETK_INPUT_SHAPE {dims(x)}
 #define EDGETK_OUTPUT_SHAPE {dims(y)}
-#define EDGETK_INPUT_SCALE {x.quant.scale[0]!r}f
-#define EDGETK_INPUT_ZERO_POINT {x.quant.zero_point[0]}
-#define EDGETK_OUTPUT_SCALE {y.quant.scale[0]!r}f
-#define EDGETK_OUTPUT_ZERO_POINT {y.quant.zero_point[0]}
+{_io_defines("INPUT", x)}
+{_io_defines("OUTPUT", y)}
 
 #ifdef __cplusplus
 extern "C" {{
 #endif
 
-/* Run the model: input holds EDGETK_INPUT_SIZE int8 values (NHWC), output receives
- * EDGETK_OUTPUT_SIZE. The buffers must not overlap. Returns 0 on success. Not reentrant. */
+/* Run the model: input holds EDGETK_INPUT_SIZE bytes (NHWC; int8 values, or float32 values as 4
+ * little-endian bytes each when EDGETK_INPUT_FLOAT32 is defined), output receives EDGETK_OUTPUT_SIZE
+ * bytes likewise. The buffers must not overlap. Returns 0 on success. Not reentrant. Every call is
+ * independent: recurrent state (LSTM) starts from zero each time. */
 int edgetk_invoke(const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
@@ -101,7 +112,7 @@ def _ptr(plan: Plan, t: int, const: bool) -> str:
 def _call(s: Step, plan: Plan) -> list[str]:
     p = f"&op{s.index}_params"
     out = _ptr(plan, s.outputs[0], False)
-    ins = [_ptr(plan, t, True) for t in s.inputs]
+    ins = [_ptr(plan, t, True) if isinstance(t, int) else f"op{s.index}_{t}" for t in s.call_args or s.inputs]
     if s.func == "et_concat_s8":
         lines = [f"    {{\n        const int8_t *ins{s.index}[{len(ins)}];"]
         lines += [f"        ins{s.index}[{k}] = {v};" for k, v in enumerate(ins)]

@@ -1,7 +1,7 @@
 """Compile a generated C library with the host gcc into a batch runner, and run inputs through it.
 
-The runner reads int8 inputs back to back from stdin (EDGETK_INPUT_SIZE bytes each) and writes
-EDGETK_OUTPUT_SIZE bytes per input to stdout.
+The runner reads inputs back to back from stdin (EDGETK_INPUT_SIZE bytes each: int8 values, or
+float32 little-endian for float32-input models) and writes EDGETK_OUTPUT_SIZE bytes per input to stdout.
 """
 from __future__ import annotations
 
@@ -64,13 +64,17 @@ def compile_host(lib_dir: str | os.PathLike, exe: str | os.PathLike, *, sanitize
     return exe
 
 
-def run_host(exe: str | os.PathLike, x: np.ndarray, output_size: int, *, timeout: float = 120) -> np.ndarray:
-    """Run a batch of int8 inputs through the host runner; returns [N, output_size] int8."""
-    x = np.ascontiguousarray(x, dtype=np.int8)
+def run_host(exe: str | os.PathLike, x: np.ndarray, output_size: int, *, timeout: float = 120,
+             dtype: np.dtype | type = np.int8) -> np.ndarray:
+    """Run a batch of inputs through the host runner; returns [N, output_size] of dtype.
+
+    x is int8, or float32 for models with a float32 input; output_size counts elements of dtype.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float32 else np.int8)
     proc = subprocess.run([str(exe)], input=x.tobytes(), capture_output=True, timeout=timeout)
     if proc.returncode != 0 or proc.stderr:
         raise EdgetkError(f"{exe} failed (exit {proc.returncode}):\n{proc.stderr.decode(errors='replace')[-4000:]}")
-    out = np.frombuffer(proc.stdout, dtype=np.int8)
+    out = np.frombuffer(proc.stdout, dtype=np.dtype(dtype).newbyteorder("<"))
     if out.size != len(x) * output_size:
-        raise EdgetkError(f"{exe} wrote {out.size} bytes for {len(x)} inputs of {output_size} outputs")
+        raise EdgetkError(f"{exe} wrote {out.size} values for {len(x)} inputs of {output_size} outputs")
     return out.reshape(len(x), output_size)

@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 _FIX = ("re-export the model as full-integer int8 (edgetk export), or run it with TFLite-Micro "
         "instead of generated C")
+_FIX_EXTERNAL = ("re-quantize it full-integer int8 with `edgetk import MODEL -o BUNDLE` (the same quantizers "
+                 "and writer as edgetk's own models), or run it as it is with TFLite-Micro, or with LiteRT on a "
+                 "Linux target")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 
@@ -41,6 +44,7 @@ class Step:
     inplace_scratch: int = 0    # ring buffer bytes the in-place form needs
     scratch: int = 0            # int32 scratch bytes
     macs: int = 0
+    call_args: tuple[int | str, ...] = ()  # kernel operands when some are const arrays (str: array name)
 
 
 class Unsupported(Exception):
@@ -53,8 +57,8 @@ def fail(why: str) -> None:
 
 
 def lower(graph: Graph) -> list[Step]:
-    """Validate the graph and lower every operator to a Step."""
-    _check_graph(graph)
+    """Validate the graph and lower every operator to a Step; one EdgetkError lists every problem."""
+    problems = _check_graph(graph)
     steps: list[Step] = []
     produced = set(graph.inputs)
     for op in graph.operators:
@@ -62,31 +66,57 @@ def lower(graph: Graph) -> list[Step]:
         try:
             if rule is None:
                 fail(f"the generator has no kernel for it (supported: {', '.join(sorted(RULES))})")
-            _check_activations(graph, op)
+            if op.op not in SELF_CHECKED:
+                _check_activations(graph, op)
             step = rule(graph, op)
             _check_order(graph, step, produced)
             steps.append(step)
         except Unsupported as e:
-            raise EdgetkError(f"operator {op.index} ({op.op}) is not supported: {e}", fix=_FIX) from None
-    _check_io(graph)
+            problems.append(f"operator {op.index} ({op.op}) is not supported: {e}")
+            produced.update(op.outputs)  # later operators are reported for their own faults only
+    problems += _check_io(graph)
+    if problems:
+        raise EdgetkError(_problems_message(problems), fix=_fix_for(graph))
     return steps
 
 
-def _check_graph(g: Graph) -> None:
+def _problems_message(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems stop code generation:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def _fix_for(g: Graph) -> str:
+    """edgetk's own models (description 'edgetk...') get re-export advice, external models import advice."""
+    return _FIX if g.description.startswith("edgetk") else _FIX_EXTERNAL
+
+
+def _check_graph(g: Graph) -> list[str]:
     if g.n_subgraphs != 1:
-        raise EdgetkError(f"the model has {g.n_subgraphs} subgraphs; the generator handles one",
-                          fix=_FIX)
+        return [f"the model has {g.n_subgraphs} subgraphs; the generator handles one"]
+    return []
 
 
-def _check_io(g: Graph) -> None:
+def _check_io(g: Graph) -> list[str]:
     if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise EdgetkError(f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; "
-                          "edgetk_invoke takes exactly one of each", fix=_FIX)
-    for t in (g.tensor(g.inputs[0]), g.tensor(g.outputs[0])):
+        return [f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; "
+                "edgetk_invoke takes exactly one of each"]
+    problems = []
+    for t, edge_op in ((g.tensor(g.inputs[0]), "QUANTIZE"), (g.tensor(g.outputs[0]), "DEQUANTIZE")):
+        if t.dtype == "float32" and _float_edge(g, t.index, edge_op):
+            continue
         if t.dtype != "int8" or t.quant is None:
-            raise EdgetkError(f"model I/O tensor '{t.name}' is {t.dtype}"
-                              f"{'' if t.quant else ' without quantization'}; the generator needs "
-                              "int8 input and output", fix=_FIX)
+            problems.append(f"model I/O tensor '{t.name}' is {t.dtype}{'' if t.quant else ' without quantization'}; "
+                            f"the generator needs int8 input and output (float32 only through {edge_op} at the edge)")
+    return problems
+
+
+def _float_edge(g: Graph, t: int, edge_op: str) -> bool:
+    """A float32 model input read only by QUANTIZE, or a float32 output written by DEQUANTIZE."""
+    if edge_op == "QUANTIZE":
+        users = g.consumers(t)
+        return bool(users) and all(op.op == edge_op for op in users)
+    return any(op.op == edge_op and t in op.outputs for op in g.operators)
 
 
 def _check_order(g: Graph, step: Step, produced: set[int]) -> None:
@@ -103,7 +133,7 @@ def _check_activations(g: Graph, op: Operator) -> None:
             continue
         t = g.tensor(i)
         if t.variable:
-            fail(f"tensor '{t.name}' is a variable (stateful models are not supported)")
+            fail(f"tensor '{t.name}' is a variable (only the LSTM's state variables are supported)")
         if t.is_const:
             continue
         if t.dtype != "int8":
@@ -433,3 +463,11 @@ RULES: dict[str, Callable[[Graph, Operator], Step]] = {
     "PADV2": lower_pad,
     "CONCATENATION": lower_concat,
 }
+
+
+from toolkit.codegen import lower_lstm as _lstm  # noqa: E402 - the rule modules import this module's helpers
+from toolkit.codegen import lower_ops as _ops  # noqa: E402
+
+RULES.update(_ops.RULES)
+RULES["UNIDIRECTIONAL_SEQUENCE_LSTM"] = _lstm.lower_lstm
+SELF_CHECKED = _ops.SELF_CHECKED | {"UNIDIRECTIONAL_SEQUENCE_LSTM"}

@@ -44,12 +44,19 @@ class Parity:
     @property
     def identical(self) -> int:
         """Number of inputs whose outputs are byte-identical."""
-        return int((self.ours == self.ref).all(axis=1).sum())
+        return int((_bits(self.ours) == _bits(self.ref)).all(axis=1).sum())
 
     @property
-    def max_diff(self) -> int:
-        """Largest absolute difference in LSB."""
+    def max_diff(self) -> float:
+        """Largest absolute difference (LSB for int8 outputs)."""
+        if self.ours.dtype == np.float32:
+            return float(np.abs(self.ours.astype(np.float64) - self.ref.astype(np.float64)).max(initial=0))
         return int(np.abs(self.ours.astype(np.int32) - self.ref.astype(np.int32)).max(initial=0))
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """Arrays compared by their bytes (float32 outputs: bit patterns, so NaN and -0 count too)."""
+    return a.view(np.uint32) if a.dtype == np.float32 else a
 
 
 def shared_inputs(name: str, graph: Graph) -> np.ndarray:
@@ -85,9 +92,21 @@ def build_runner(tflite: str | os.PathLike, work: str | os.PathLike, *, kernels:
 
 
 def run_tflm_flat(tflite: str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """TFLite-Micro outputs as [N, output_size] int8."""
-    from toolkit.runtimes import run_tflm
-    return run_tflm(tflite, x).reshape(len(x), -1)
+    """TFLite-Micro outputs as [N, output_size], every input from the initial state.
+
+    TFLite-Micro keeps variable tensors (an LSTM's hidden and cell state) from one Invoke to the next;
+    the interpreter is reset before each input, as every edgetk_invoke call starts from that state.
+    """
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(Path(tflite).read_bytes(), arena_size=1 << 20)
+    outs = []
+    for xi in x:
+        interp.reset()
+        interp.set_input(xi[None], 0)
+        interp.invoke()
+        outs.append(interp.get_output(0).reshape(-1).copy())
+    return np.stack(outs) if outs else np.zeros((0, 0), np.int8)
 
 
 def check(tflite: str | os.PathLike, x: np.ndarray, work: str | os.PathLike, *,
@@ -95,7 +114,8 @@ def check(tflite: str | os.PathLike, x: np.ndarray, work: str | os.PathLike, *,
     """Run x through generated C (host) and TFLite-Micro; ref may be passed to reuse TFLM outputs."""
     graph = read_model(tflite)
     exe = build_runner(tflite, work, kernels=kernels, sanitize=sanitize)
-    ours = run_host(exe, x, graph.tensor(graph.outputs[0]).size, timeout=600)
+    y = graph.tensor(graph.outputs[0])
+    ours = run_host(exe, x, y.size, timeout=600, dtype=np.float32 if y.dtype == "float32" else np.int8)
     ref = run_tflm_flat(tflite, x) if ref is None else ref
     if ours.shape != ref.shape:
         raise EdgetkError(f"output shapes differ: generated C {ours.shape}, TFLite-Micro {ref.shape}")

@@ -65,3 +65,69 @@ def mean_multiplier(in_scale: float, out_scale: float, n: int) -> tuple[int, int
     k = min(n.bit_length() - 1, 32, 31 + shift)
     m = ((mult << k) + n // 2) // n
     return ((m + (1 << 31)) % (1 << 32)) - (1 << 31), shift - k
+
+
+def f32(x: float) -> np.float32:
+    """A Python float as the C++ float it stands for."""
+    return np.float32(x)
+
+
+def frexp_multiplier(real: float) -> tuple[int, int]:
+    """frexp + TfLiteRound(q * 2^31) without QuantizeMultiplier's 2^31 fix-up (LOGISTIC/TANH prepare)."""
+    q, shift = math.frexp(real)
+    return round_half_away(q * float(1 << 31)), shift
+
+
+def input_radius(int_bits: int, left_shift: int, total_bits: int = 31) -> int:
+    """CalculateInputRadius: the largest |input - zero point| that does not saturate."""
+    return int(math.floor(((1 << int_bits) - 1) * float(1 << (total_bits - int_bits)) / float(1 << left_shift)))
+
+
+def downscale_multiplier_16(m: int) -> int:
+    """DownScaleInt32ToInt16Multiplier."""
+    return 32767 if m >= (1 << 31) - 1 - (1 << 15) else (m + (1 << 15)) >> 16
+
+
+def float_order_key(bits: int) -> int:
+    """Order key of float32 bits as et_quant.c computes it (keys compare as the floats do)."""
+    i = bits - (1 << 32) if bits >= 1 << 31 else bits
+    return i if i >= 0 else (bits ^ 0x7FFFFFFF) - (1 << 32)
+
+
+def _key_to_float(key: int) -> np.float32:
+    bits = key if key >= 0 else (key + (1 << 32)) ^ 0x7FFFFFFF
+    return np.array([bits], np.uint32).view(np.float32)[0]
+
+
+def affine_quantize(x: np.float32, scale: float, zero_point: int) -> int:
+    """TFLite AffineQuantize of one float32 to int8: round(x / scale) (float32, halves away) + zp, clamped."""
+    with np.errstate(all="ignore"):
+        v = np.float32(x) / np.float32(scale)
+    if np.isnan(v):
+        return INT8_MIN
+    if abs(float(v)) > 1e9:
+        return INT8_MAX if v > 0 else INT8_MIN
+    return max(INT8_MIN, min(INT8_MAX, round_half_away(float(v)) + zero_point))
+
+
+def quantize_thresholds(scale: float, zero_point: int) -> list[int]:
+    """For k = 0..254 the smallest float32 order key whose AffineQuantize is >= -127 + k (monotone)."""
+    lo_key, hi_key = float_order_key(0xFF800000), float_order_key(0x7F800000)  # -inf .. +inf
+    out = []
+    for k in range(255):
+        want, lo, hi = INT8_MIN + 1 + k, lo_key, hi_key + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if affine_quantize(_key_to_float(mid), scale, zero_point) >= want:
+                hi = mid
+            else:
+                lo = mid + 1
+        out.append(lo)
+    return out
+
+
+def dequantize_lut(scale: float, zero_point: int) -> list[int]:
+    """float32 bits of TFLite's Dequantize (double scale * (q - zp), cast to float) for q = (uint8) index."""
+    vals = [np.float32(np.float64(np.float32(scale)) * float((q if q < 128 else q - 256) - zero_point))
+            for q in range(256)]
+    return [int(v) for v in np.array(vals, np.float32).view(np.uint32)]

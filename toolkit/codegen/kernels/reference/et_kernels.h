@@ -64,6 +64,74 @@ typedef struct {
     const int32_t *chunks;   /* [n_inputs] bytes copied per outer step from each input */
 } et_concat_params;
 
+#define ET_DIMS 6  /* elementwise and layout kernels work on shapes extended to 6-D */
+
+/* MUL, SUB, MINIMUM, MAXIMUM with broadcasting (element strides 0 on broadcast axes). */
+typedef struct {
+    int32_t out_shape[ET_DIMS];
+    int32_t in1_stride[ET_DIMS], in2_stride[ET_DIMS];
+    int32_t in1_offset, in2_offset, output_offset;  /* -zero points (inputs), zero point (output) */
+    int32_t left_shift;                             /* SUB: 20 */
+    int32_t in1_mult, in1_shift, in2_mult, in2_shift;
+    int32_t out_mult, out_shift, act_min, act_max;
+} et_binary_params;
+
+/* One int8 in, one int8 out, element by element (activations, requantization). */
+typedef struct {
+    int32_t n;
+    int32_t input_zp, output_zp;
+    int32_t mult, shift;       /* LOGISTIC/TANH input scaling; RELU/LEAKY_RELU/QUANTIZE identity; HARD_SWISH output */
+    int32_t mult2, shift2;     /* LEAKY_RELU alpha; HARD_SWISH reluish */
+    int32_t range_radius;      /* LOGISTIC/TANH: |input - zp| saturating the output */
+    int32_t act_min, act_max;  /* RELU/RELU6 clamp */
+} et_unary_params;
+
+/* QUANTIZE float32 -> int8 (thresholds on the float's order key) and DEQUANTIZE int8 -> float32
+ * (the 256 float32 bit patterns); float32 travels as 4 little-endian bytes. */
+typedef struct {
+    int32_t n;
+    const int32_t *thresholds;  /* [255]: the smallest order key mapping to -127 + k, k = 0..254 */
+} et_quantize_params;
+
+typedef struct {
+    int32_t n;
+    const int32_t *lut;         /* [256]: float32 bits of the result, indexed by (uint8_t)q */
+} et_dequantize_params;
+
+/* TRANSPOSE and STRIDED_SLICE: out[i0..i5] = in[base + sum(i_k * stride_k)], output in row-major order. */
+typedef struct {
+    int32_t out_shape[ET_DIMS];
+    int32_t stride[ET_DIMS];    /* input element step per output index step (may be negative) */
+    int32_t base;
+} et_gather_params;
+
+/* RESIZE_NEAREST_NEIGHBOR, NHWC: output row y reads input row y_map[y], column x reads x_map[x]. */
+typedef struct {
+    int32_t batches, in_h, in_w, channels, out_h, out_w;
+    const int32_t *y_map;       /* [out_h] */
+    const int32_t *x_map;       /* [out_w] */
+} et_resize_params;
+
+/* UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations, int8 weights, int32 biases, int16 cell state and
+ * gates, as TFLite-Micro's integer LSTM. Gates in the order forget, input, cell, output. The state
+ * starts from zero at every call (TFLite-Micro after ResetVariableTensors). */
+typedef struct {
+    int32_t batches, steps, n_input, n_cell, time_major;
+    int32_t input_offset, hidden_offset, hidden_zp;     /* -input zp, -hidden zp, hidden zp */
+    int32_t in_mult[4], in_shift[4], rec_mult[4], rec_shift[4];
+    int32_t forget_mult, forget_shift;   /* forget gate x cell state -> cell state */
+    int32_t input_mult, input_shift;     /* input gate x cell gate -> cell state */
+    int32_t hidden_mult, hidden_shift;   /* tanh(cell state) x output gate -> hidden state (int8) */
+    int32_t tanh_mult, tanh_shift;       /* int16 tanh of the cell state */
+    int32_t cell_clip;                   /* quantized clip of the cell state, 0: none */
+    const int8_t *w_in;      /* [4][n_cell][n_input] */
+    const int8_t *w_rec;     /* [4][n_cell][n_cell] */
+    const int32_t *bias;     /* [4][n_cell] */
+} et_lstm_params;
+
+/* Scratch bytes et_lstm_s8 needs: six int16 vectors and the int8 hidden state. */
+#define ET_LSTM_SCRATCH(n_cell) (12 * (n_cell) + (n_cell) + 16)
+
 /* Per-pixel functions (all out_c channels of output pixel oy, ox): what a kernel set's et_conv.c
  * implements; the schedules below (et_conv_sched.c) call them. */
 void et_conv2d_s8_pixel(const et_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int8_t *dst);
@@ -87,5 +155,21 @@ void et_softmax_s8(const et_softmax_params *p, const int8_t *in, int8_t *out);
 void et_pad_s8(const et_pad_params *p, const int8_t *in, int8_t *out);
 void et_concat_s8(const et_concat_params *p, const int8_t *const *ins, int8_t *out);
 void et_copy_s8(const int8_t *in, int8_t *out, int32_t n);
+void et_mul_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void et_sub_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void et_minimum_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void et_maximum_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void et_logistic_s8(const et_unary_params *p, const int8_t *in, int8_t *out);
+void et_tanh_s8(const et_unary_params *p, const int8_t *in, int8_t *out);
+void et_hard_swish_s8(const et_unary_params *p, const int8_t *in, int8_t *out);
+void et_leaky_relu_s8(const et_unary_params *p, const int8_t *in, int8_t *out);
+void et_relu_s8(const et_unary_params *p, const int8_t *in, int8_t *out);
+void et_relu6_s8(const et_unary_params *p, const int8_t *in, int8_t *out);
+void et_requantize_s8(const et_unary_params *p, const int8_t *in, int8_t *out);
+void et_quantize_f32_s8(const et_quantize_params *p, const int8_t *in, int8_t *out);
+void et_dequantize_s8_f32(const et_dequantize_params *p, const int8_t *in, int8_t *out);
+void et_gather_s8(const et_gather_params *p, const int8_t *in, int8_t *out);
+void et_resize_nearest_s8(const et_resize_params *p, const int8_t *in, int8_t *out);
+void et_lstm_s8(const et_lstm_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
 
 #endif
