@@ -21,6 +21,7 @@ from toolkit.hil.source import ModelSource, open_bundle
 from toolkit.targets import get_target
 
 AD = "mlperf_tiny/benchmark/training/anomaly_detection/trained_models/ad01_int8.tflite"
+HELLO = "tflite_micro/tensorflow/lite/micro/examples/hello_world/models/hello_world_int8.tflite"
 KWS_FLOAT = "mlperf_tiny/benchmark/training/keyword_spotting/trained_models/kws_ref_model_float32.tflite"
 
 
@@ -179,6 +180,18 @@ def test_model_inputs_and_errors(external, imu, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["validate", str(imu), "--target", "host-sim", "--samples", "0"])
     assert e.value.code == 2
+
+
+def test_build_and_flash_take_a_tflite_and_an_mlperf_key(external, tmp_path, capsys):
+    qemu()
+    assert main(["build", str(external / AD), "--target", "qemu-m4", "-o", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "MLPerf model key ad01 (bundle manifest (mlperf_key))" in out and "flash " in out
+    assert '-DEDGETK_MLPERF_MODEL="ad01"' in (tmp_path / "b" / "build.log").read_text()
+    assert main(["flash", str(external / HELLO), "--target", "qemu-m4", "--mlperf-key", "vww01"]) == 0
+    assert "answers MLPerf model key m-model-[vww01] (--mlperf-key)" in capsys.readouterr().out
+    assert main(["build", str(external / HELLO), "--target", "host-sim", "--mlperf-key", "kws01]%"]) == 2
+    assert "cannot be compiled into the firmware" in capsys.readouterr().err
 
 
 def _report(**kw) -> dict:

@@ -146,7 +146,7 @@ def _device_check(report: dict[str, Any], limits: Limits) -> Check:
     if report["ran_on"] == "estimate":
         return Check("device", FAIL if limits.need_outputs else SKIP, "none", "a device",
                      "no device ran: the figures are an analytic estimate")
-    return Check("device", PASS, "ok", "no error", f"{report['ran_on']} answered every command")
+    return Check("device", PASS, "ok", "no error", f"{report['ran_on']} ran every sample without an error")
 
 
 def _output_checks(report: dict[str, Any], limits: Limits) -> list[Check]:
