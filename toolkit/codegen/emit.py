@@ -94,7 +94,7 @@ def _step_data(s: Step) -> str:
     lines += [_array(f"{prefix}_{k}", a) for k, a in s.arrays.items()]
     if s.struct:
         fields = [f"    .{k} = {_value(v)}," for k, v in s.fields.items()]
-        fields += [f"    .{k} = {prefix}_{k}," for k in s.arrays]
+        fields += [f"    .{k} = {prefix}_{k}," for k in s.arrays if k not in s.call_args]
         lines.append(f"static const {s.struct} {prefix}_params = {{\n" + "\n".join(fields) + "\n};")
     return "\n".join(lines) + "\n"
 

@@ -79,10 +79,10 @@ def lower_mul(g: Graph, op: Operator) -> Step:
 def lower_sub(g: Graph, op: Operator) -> Step:
     """SUB int8 (broadcasting), TFLite's left_shift = 20 scheme with float32 scale arithmetic."""
     a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
-    twice_max = np.float32(2) * max(qz.f32(_scale(a)), qz.f32(_scale(b)))
-    m1, s1 = qz.quantize_multiplier(float(qz.f32(_scale(a)) / twice_max))
-    m2, s2 = qz.quantize_multiplier(float(qz.f32(_scale(b)) / twice_max))
-    mo, so = qz.quantize_multiplier(float(twice_max / (np.float32(1 << 20) * qz.f32(_scale(y)))))
+    twice_max = 2.0 * max(_scale(a), _scale(b))
+    m1, s1 = qz.quantize_multiplier(_scale(a) / twice_max)
+    m2, s2 = qz.quantize_multiplier(_scale(b) / twice_max)
+    mo, so = qz.quantize_multiplier(twice_max / (float(1 << 20) * _scale(y)))
     lo, hi = _act(op, y)
     return _binary_step(g, op, "et_sub_s8", dict(left_shift=20, in1_mult=m1, in1_shift=s1, in2_mult=m2,
                                                  in2_shift=s2, out_mult=mo, out_shift=so, act_min=lo, act_max=hi))
@@ -224,8 +224,7 @@ def _slice_axis(begin: int, end: int, stride: int, size: int, bit: int, o: dict[
         start = 0 if stride > 0 else size - 1
     if o.get("shrink_axis_mask", 0) & bit:
         return start, 0 if start >= size else 1
-    stop = end + start if o.get("offset") else end
-    stop = stop + size if stop < 0 else stop
+    stop = end + size if end < 0 else end
     stop = min(max(stop, lo), hi)
     if o.get("end_mask", 0) & bit:
         stop = size if stride > 0 else -1
@@ -237,8 +236,8 @@ def lower_strided_slice(g: Graph, op: Operator) -> Step:
     """STRIDED_SLICE with constant begin/end/strides (masks, negative strides, shrink axes; up to 5-D)."""
     x, y = _io(g, op)
     o = op.options
-    if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0):
-        fail("ellipsis_mask / new_axis_mask are not supported")
+    if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset"):
+        fail("ellipsis_mask, new_axis_mask and offset are not supported (TFLite-Micro does not prepare them)")
     begin, end, strides = ([int(v) for v in _const(g, op, k, what, "int32").data.reshape(-1)]
                            for k, what in ((1, "begin"), (2, "end"), (3, "strides")))
     rank = len(x.shape)

@@ -100,10 +100,11 @@ def run_tflm_flat(tflite: str | os.PathLike, x: np.ndarray) -> np.ndarray:
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(Path(tflite).read_bytes(), arena_size=1 << 20)
+    shape = tuple(interp.get_input_details(0)["shape"])
     outs = []
     for xi in x:
         interp.reset()
-        interp.set_input(xi[None], 0)
+        interp.set_input(xi.reshape(shape), 0)
         interp.invoke()
         outs.append(interp.get_output(0).reshape(-1).copy())
     return np.stack(outs) if outs else np.zeros((0, 0), np.int8)

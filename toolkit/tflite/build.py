@@ -17,6 +17,11 @@ _OPTIONS = {
     "MAX_POOL_2D": "Pool2DOptions", "MEAN": "ReducerOptions", "SOFTMAX": "SoftmaxOptions",
     "RESHAPE": "ReshapeOptions", "PAD": "PadOptions", "CONCATENATION": "ConcatenationOptions",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptions",
+    "MUL": "MulOptions", "SUB": "SubOptions", "MINIMUM": "MaximumMinimumOptions",
+    "MAXIMUM": "MaximumMinimumOptions", "LEAKY_RELU": "LeakyReluOptions", "HARD_SWISH": "HardSwishOptions",
+    "STRIDED_SLICE": "StridedSliceOptions", "TRANSPOSE": "TransposeOptions",
+    "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions", "QUANTIZE": "QuantizeOptions",
+    "DEQUANTIZE": "DequantizeOptions",
 }
 _ENUMS = {"padding": "Padding", "fused_activation_function": "ActivationFunctionType"}
 
@@ -32,6 +37,7 @@ class TensorSpec:
     axis: int = 0
     data: np.ndarray | None = field(default=None, repr=False)
     name: str = ""
+    variable: bool = False    # state that persists between invocations (an LSTM's hidden and cell state)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ def _tensor(s: Any, i: int, t: TensorSpec, buffer: int) -> Any:
     tt.type = getattr(s.TensorType, t.dtype.upper())
     tt.name = t.name or f"t{i}"
     tt.buffer = buffer
+    tt.isVariable = t.variable
     if t.scale is not None:
         q = s.QuantizationParametersT()
         q.scale = [float(x) for x in t.scale]
