@@ -98,6 +98,22 @@ def _retrieve(link: RunnerLink, cmd: str, pattern: re.Pattern[str]) -> dict[str,
     raise AssertionError(f"the runner would not retrieve {cmd!r}")
 
 
+def booted(url: str, spec) -> None:
+    """Wait until the firmware has booted and answers, as a board does long before the runner opens its port.
+
+    The runner never flushes its input: a boot banner that arrives after it opened the port is read as the
+    reply to its first command, and every later reply is then read one command late.
+    """
+    from toolkit.hil.dut import Dut
+    from toolkit.hil.transport import LinkSettings, Transport
+
+    t = Transport(url, LinkSettings.from_spec(spec.connection)).open()
+    try:
+        Dut(t).sync()
+    finally:
+        t.close()
+
+
 @pytest.fixture(scope="module")
 def kws_bundle(external, tmp_path_factory):
     return open_bundle(ModelSource(external / KWS, inputs=external / KWS_INPUT,
@@ -116,7 +132,9 @@ def test_official_runner_performance_sequence(name, kws_bundle, tmp_path):
     spec = firmware_spec(get_target(name), key)
     target = make_target(spec)
     target.build(c_library(kws_bundle, tmp_path), tmp_path)
-    link = RunnerLink(target.start(), spec.connection.baud)
+    url = target.start()
+    booted(url, spec)
+    link = RunnerLink(url, spec.connection.baud)
     try:
         time.sleep(0.5)  # the runner waits (2 s) after opening before `name`
         assert _retrieve(link, "name", NAME_RE)["name"] == f"edgetk {name}"
