@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from toolkit.errors import EdgetkError
+from toolkit.frontends.config import TYPES as FRONTEND_TYPES
+from toolkit.frontends.config import FrontendConfig
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,7 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": 
 OPTIONAL_SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig, "distill": DistillConfig, "finetune": FinetuneConfig, "fleet": FleetConfig,
 }
+OPTIONAL_SECTIONS["frontend"] = FrontendConfig  # fixed-point C signal processing shared with the device (toolkit/frontends)
 TOP_LEVEL = {"task": str, "description": str}
 # String fields with a fixed set of values, checked on load (data.name / model.arch are checked
 # against the loader and model registries when used, before anything is written).
@@ -204,6 +207,7 @@ CHOICES.update({"data.split": ("auto", "folders", "group", "fraction"), "data.on
                 "data.normalize": ("auto", "channel", "scalar", "none"), "data.pad": ("end", "center"),
                 "data.crop": ("start", "center"), "data.noise_mode": ("augment", "class"),
                 "data.color": ("grayscale", "rgb")})
+CHOICES["frontend.type"] = FRONTEND_TYPES
 # Integer fields with a lower bound, checked on load.
 MINIMUMS: dict[str, int] = {"fleet.workers": 0}
 
