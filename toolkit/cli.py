@@ -12,7 +12,7 @@ from toolkit.errors import EdgetkError
 
 # One line per command module; each module defines add_parser(subparsers) and run(args) -> int.
 COMMANDS = (
-    "train", "data", "info", "export", "inspect", "codegen", "merge",
+    "train", "data", "info", "export", "import_", "inspect", "codegen", "merge",
     "build", "flash", "profile", "validate", "targets", "ports", "doctor", "demo",
 )
 

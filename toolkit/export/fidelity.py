@@ -68,19 +68,25 @@ def float_vs_int8(kind: str, x: np.ndarray, ref: np.ndarray, int8: np.ndarray,
     """How the int8 model (dequantized outputs) agrees with the float reference on the same inputs.
 
     Classification: top-1 agreement. Anomaly (autoencoders): the reconstruction errors (`anomaly_scores`) of
-    both, their Spearman rank correlation, and the agreement of the decisions "score > threshold" with the
-    threshold given (the float model's 90th percentile on the calibration inputs) or, without one, the
-    float scores' 90th percentile on these inputs.
+    both, their Spearman rank correlation, their relative difference, and the agreement of the decisions
+    "score > threshold" with the threshold given (the bundle writer passes mean + 3 std of the float model's
+    scores on the calibration inputs, normal data) or, without one, the same over these inputs.
+    Regression: RMSE of the difference relative to the float outputs' RMS, and the max abs difference.
     """
+    if kind == "regression":
+        d = int8.astype(np.float64) - ref
+        return {"rel_rmse": float(np.sqrt((d ** 2).mean() / max((ref.astype(np.float64) ** 2).mean(), 1e-30))),
+                "max_abs_diff": float(np.abs(d).max()), "n": int(len(x))}
     if kind != "anomaly":
         return {"top1_agreement": agreement("classification", ref, int8), "n": int(len(x))}
     from scipy.stats import spearmanr
 
-    sf, sq = anomaly_scores(ref, x), anomaly_scores(int8, x)
-    thr = float(np.percentile(sf, 90)) if threshold is None else float(threshold)
+    sf, sq = anomaly_scores(ref, x).astype(np.float64), anomaly_scores(int8, x).astype(np.float64)
+    thr = float(sf.mean() + 3 * sf.std()) if threshold is None else float(threshold)
     rho = float(spearmanr(sf, sq).statistic) if len(x) > 1 else 1.0
+    rel = np.abs(sq - sf) / np.maximum(sf, 1e-12)
     return {"decision_agreement": float(((sf > thr) == (sq > thr)).mean()), "threshold": thr,
-            "score_spearman": rho, "score_rel_err_max": float((np.abs(sq - sf) / np.maximum(sf, 1e-12)).max()),
+            "score_spearman": rho, "score_rel_err_mean": float(rel.mean()), "score_rel_err_max": float(rel.max()),
             "n": int(len(x))}
 
 
@@ -99,16 +105,17 @@ def measure(kind: str, x: np.ndarray, y: np.ndarray | None, outs: dict[str, np.n
     lite, tflm = outs["litert_ref"], outs["tflm"]
     lite_f = _back(out_q.dequantize(lite), i.shape)
     m: dict[str, float] = {}
-    if y is not None:
+    scored = y is not None and kind in ("classification", "anomaly")  # regression targets: no task metric here
+    if scored:
         m = {k: task_metric(kind, v, x, y) for k, v in ((f"{reference}_fp32", t), ("onnx_fp32", f), ("onnx_int8", i))}
         m["tflite_int8"] = task_metric(kind, lite_f, x, y)
     return {
         "kind": kind, "n_test": int(len(x)), "reference": reference, "labelled": y is not None,
-        "metric": ("test_auc" if kind == "anomaly" else "test_top1") if y is not None else None,
+        "metric": ("test_auc" if kind == "anomaly" else "test_top1") if scored else None,
         "metrics": m,
         f"{reference}_vs_onnx_fp32": {"max_abs_diff": float(np.abs(t - f).max())},
         "fp32_vs_int8_onnx": {"metric_delta_points": 100.0 * (m["onnx_int8"] - m["onnx_fp32"]) if m else None,
-                              "top1_agreement": agreement("classification", f, i) if kind != "anomaly" else None,
+                              "top1_agreement": agreement("classification", f, i) if kind == "classification" else None,
                               "max_abs_diff": float(np.abs(f - i).max())},
         "float_vs_int8_tflite": float_vs_int8(kind, x, t, lite_f, threshold),
         "int8_onnx_vs_tflite": compare_int(kind, i_q, lite),
@@ -165,7 +172,7 @@ def data_lines(data: dict[str, Any] | None) -> list[str]:
 
 def _metric_line(fid: dict[str, Any], ref_name: str) -> str:
     m = fid["metrics"]
-    if not m:
+    if fid.get("metric") is None:
         return (f"Test inputs: {fid['n_test']} samples without labels: no task metric; the figure is the agreement "
                 f"of the int8 model with the float model ({ref_name}).")
     ref = fid.get("reference", "torch")
@@ -177,9 +184,11 @@ def _metric_line(fid: dict[str, Any], ref_name: str) -> str:
 def _float_int8(c: dict[str, Any]) -> str:
     if "top1_agreement" in c:
         return f"top-1 agreement {100 * c['top1_agreement']:.2f} % ({c['n']} samples)"
+    if "rel_rmse" in c:
+        return f"relative RMSE {100 * c['rel_rmse']:.2f} %, max abs diff {c['max_abs_diff']:.4g} ({c['n']} samples)"
     return (f"anomaly decisions (score > {c['threshold']:.4g}) agree on {100 * c['decision_agreement']:.2f} % of "
-            f"{c['n']} samples; score rank correlation {c['score_spearman']:.4f}; "
-            f"max relative score error {100 * c['score_rel_err_max']:.2f} %")
+            f"{c['n']} samples; score rank correlation (Spearman) {c['score_spearman']:.4f}; relative score error "
+            f"mean {100 * c['score_rel_err_mean']:.2f} %, max {100 * c['score_rel_err_max']:.2f} %")
 
 
 def _int_cmp(c: dict[str, Any]) -> str:

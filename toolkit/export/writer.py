@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("onnx", "tflite", "c")
 PER_OP_SAMPLES = 2000  # test samples for the op-by-op and per-layer ONNX ↔ TFLite checks
 FP32, INT8, TFLITE = "model_fp32.onnx", "model_int8.onnx", "model_int8.tflite"
-ANOMALY_PERCENTILE = 90  # anomaly decisions: score > this percentile of the float model's calibration scores
+ANOMALY_SIGMAS = 3  # anomaly decisions: score > mean + 3 std of the float model's scores on the calibration
+#                     inputs (normal data): "beyond 3 standard deviations of normal"
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,11 +133,12 @@ def _fidelity(inputs: BundleInputs, out: Path, lowered: Any) -> dict[str, Any]:
 
 
 def _anomaly_threshold(fp32: Path, inputs: BundleInputs) -> float:
-    """The float model's reconstruction error at ANOMALY_PERCENTILE over the calibration inputs."""
+    """The decision threshold: mean + ANOMALY_SIGMAS std of the float model's scores on the calibration inputs."""
     from toolkit.export.fidelity import anomaly_scores
     from toolkit.runtimes import run_onnx
 
-    return float(np.percentile(anomaly_scores(run_onnx(fp32, inputs.calib_x), inputs.calib_x), ANOMALY_PERCENTILE))
+    s = anomaly_scores(run_onnx(fp32, inputs.calib_x), inputs.calib_x).astype(np.float64)
+    return float(s.mean() + ANOMALY_SIGMAS * s.std())
 
 
 def check_no_transpose(path: Path) -> None:
