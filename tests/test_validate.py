@@ -6,6 +6,7 @@ the good model's golden outputs (a real accuracy drop on the device), a board th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -169,6 +170,8 @@ def test_model_inputs_and_errors(external, imu, tmp_path, capsys):
     b = open_bundle(ModelSource(imu / "model_int8.tflite", inputs=tmp_path / "in.npz", cache=tmp_path / "c"))
     np.testing.assert_array_equal(b.x, x)
     assert b.y is not None and b.inputs_label.startswith("inputs from") and not b.random_inputs
+    imported = dataclasses.replace(b, manifest={"data": {"test": {"source": "random", "description": "seeded random inputs, seed 1"}}})
+    assert imported.random_inputs and imported.inputs_label == "random inputs (seeded random inputs, seed 1): not data"
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"\x08\x07")
     assert main(["validate", str(onnx), "--target", "host-sim"]) == 2

@@ -31,6 +31,9 @@ class Bundle:
         said = (self.manifest.get("test_set") or {}).get("inputs")
         if isinstance(said, str) and said:
             return said
+        test = (self.manifest.get("data") or {}).get("test")  # an imported bundle: where its test inputs came from
+        if isinstance(test, dict) and test.get("source") == "random":
+            return f"random inputs ({test.get('description', 'seeded')}): not data"
         return "the bundle's test split (test_x_int8.npy" + (", labels test_y.npy)" if self.y is not None else ")")
 
     @property
