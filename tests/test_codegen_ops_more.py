@@ -6,13 +6,18 @@ the host build with ASan/UBSan.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from conftest import require_tool
+from toolkit.codegen import KERNEL_SETS, generate, kernel_sets, parity
 from toolkit.codegen import build_model as plan_model
-from toolkit.codegen import kernel_sets, parity
+from toolkit.codegen.cross import CPUS, cross_build
+from toolkit.codegen.host import run_host
 from toolkit.errors import EdgetkError
+from toolkit.tflite import read_model
 from toolkit.tflite.build import OpSpec as O
 from toolkit.tflite.build import TensorSpec as T
 from toolkit.tflite.build import build_model
@@ -161,3 +166,141 @@ def test_codegen_more_ops_match_tflm(case, tmp_path):
     assert len(np.unique(ref)) > 8, "degenerate case: outputs barely vary"
     res = parity.check(path, x, tmp_path, kernels="reference", sanitize=True, ref=ref)
     assert res.identical == len(x), f"max diff {res.max_diff} LSB"
+
+
+# ---- whole models: the Keras LSTM made by scripts/make_lstm_model.py (int8 I/O and float32 I/O) ----
+
+DATA = Path(__file__).parent / "data"
+LSTM_MODELS = ("lstm_fsdd_int8", "lstm_fsdd_float_io")
+
+
+def _lstm_inputs(path: Path, n: int = 100) -> np.ndarray:
+    """The 20 real FSDD inputs (held-out speaker) first, then random ones, in the model's input dtype."""
+    g = read_model(path)
+    xt = g.tensor(g.inputs[0])
+    real = np.load(DATA / "lstm_fsdd_calib.npy", allow_pickle=False)
+    rng = np.random.default_rng(5)
+    if xt.dtype == "float32":
+        rand = rng.normal(0.0, 3.0, size=(n - len(real),) + real.shape[1:]).astype(np.float32)
+        rand[0] = np.float32(1e4) * np.sign(rand[0])        # far outside the input range: saturates
+        rand[1, :, :20] = 0.0
+        rand[1, :, 20:] = -0.0
+        return np.concatenate([real, rand])
+    s, z = xt.quant.scale[0], xt.quant.zero_point[0]
+    q = np.clip(np.round(real / s) + z, -128, 127).astype(np.int8)
+    return np.concatenate([q, rng.integers(-128, 128, size=(n - len(q),) + q.shape[1:], dtype=np.int8)])
+
+
+@pytest.mark.parametrize("kernels", sorted(KERNEL_SETS))
+@pytest.mark.parametrize("name", LSTM_MODELS)
+def test_codegen_lstm_model_matches_tflm(name, kernels, tmp_path):
+    require_tool("gcc")
+    path = DATA / f"{name}.tflite"
+    x = _lstm_inputs(path)
+    ref = parity.run_tflm_flat(path, x)
+    res = parity.check(path, x, tmp_path, kernels=kernels, sanitize=True, ref=ref)
+    assert res.identical == len(x) == 100, f"{name} ({kernels}): max diff {res.max_diff}"
+    top = res.ours.reshape(len(x), -1).argmax(axis=1)
+    assert len(np.unique(top[:20])) > 2  # the real inputs are told apart, not one constant answer
+    if x.dtype == np.float32:  # +-inf saturate like +-1e4 (TFLite-Micro's float->int cast: saturating on
+        inf = x[20:21] * np.float32(np.inf)  # Arm, undefined on x86, so not compared with the host TFLM)
+        exe = parity.build_runner(path, tmp_path, kernels=kernels, sanitize=True)
+        np.testing.assert_array_equal(run_host(exe, inf, 10, dtype=np.float32), res.ours[20:21])
+
+
+def test_codegen_lstm_state_starts_from_zero_each_call(tmp_path):
+    """edgetk_invoke is stateless (TFLite-Micro after Reset); TFLite-Micro without reset carries the state on."""
+    require_tool("gcc")
+    path = DATA / "lstm_fsdd_int8.tflite"
+    x = np.repeat(_lstm_inputs(path, 21)[20:21], 3, axis=0)
+    exe = parity.build_runner(path, tmp_path)
+    ours = run_host(exe, x, 10)
+    assert (ours == ours[0]).all()
+    from toolkit.runtimes import run_tflm
+    carried = run_tflm(path, x).reshape(3, -1)   # no reset between invokes
+    assert (carried[0] == ours[0]).all() and not (carried[1] == ours[1]).all()
+
+
+def test_codegen_lstm_model_cross_compiles_for_cortex_m(tmp_path):
+    require_tool("arm-none-eabi-gcc")
+    require_tool("arm-none-eabi-size")
+    for name in LSTM_MODELS:
+        res = generate(DATA / f"{name}.tflite", tmp_path / name, kernels="fast")
+        assert {"et_lstm.c", "et_layout.c", "et_fc.c", "et_softmax.c"} <= {Path(f).name for f in res.files}
+        for cpu in sorted(CPUS):
+            size = cross_build(tmp_path / name, tmp_path / f"{name}-{cpu}", cpu)
+            print(f"{name} {cpu}: flash {size.flash} B, RAM {size.ram} B (arena {res.arena_size} B)")
+            assert size.bss >= res.arena_size and size.rodata >= 4 * 32 * (40 + 32)  # weights stay in flash
+
+
+def test_codegen_fast_set_takes_new_families_from_reference():
+    families = {"et_lstm", "et_binary", "et_unary", "et_quant", "et_layout", "et_conv"}
+    files = {p.parent.name + "/" + p.name for p in kernel_sets.kernel_sources("fast", families)}
+    assert "fast/et_conv.c" in files and {f"reference/{f}.c" for f in families - {"et_conv"}} <= files
+
+
+# ---- refusals: one error lists every unsupported operator ----
+
+def _error(path) -> EdgetkError:
+    with pytest.raises(EdgetkError) as e:
+        plan_model(path)
+    return e.value
+
+
+def test_codegen_lists_every_unsupported_operator(tmp_path):
+    t = [T((1, 8), **QA), T((1, 8), **QA), T((1, 8), **QA), T((1, 8), "float32", None), T((1, 8), "int16", (0.001,))]
+    ops = [O("EXP", (0,), (1,)), O("RELU", (1,), (2,)), O("SQUARED_DIFFERENCE", (2, 2), (3,)),
+           O("QUANTIZE", (3,), (4,))]
+    err = _error(_save(tmp_path, t, ops))
+    msg = str(err)
+    assert msg.startswith("4 problems stop code generation"), msg
+    for line in ("operator 0 (EXP) is not supported: the generator has no kernel",
+                 "operator 2 (SQUARED_DIFFERENCE) is not supported: the generator has no kernel",
+                 "operator 3 (QUANTIZE) is not supported", "model I/O tensor 't4' is int16"):
+        assert line in msg, msg
+    assert "operator 1" not in msg            # RELU itself is fine
+    assert "edgetk export" in err.fix         # edgetk's own model: re-export
+
+
+def test_codegen_external_model_gets_the_import_fix(tmp_path):
+    t = [T((1, 4, 8), **QA), T((1, 4, 8), **QA)]
+    path = tmp_path / "ext.tflite"
+    path.write_bytes(build_model(t, [O("CUMSUM", (0,), (1,))], [0], [1], description="MLIR Converted."))
+    err = _error(path)
+    assert "operator 0 (CUMSUM)" in str(err) and "edgetk import" in err.fix and "LiteRT" in err.fix
+
+
+def test_codegen_refuses_lstm_variants_with_reasons(tmp_path):
+    tensors, ops = _lstm()
+    peep = T((8,), "int16", scale=(0.01,), data=np.ones(8, np.int16))
+    ins = list(ops[0].inputs)
+    ins[9] = len(tensors)
+    err = _error(_save(tmp_path, tensors[:-1] + [peep, tensors[-1]],
+                       [O(ops[0].op, tuple(ins), (len(tensors),), ops[0].options)]))
+    assert "operator 0 (UNIDIRECTIONAL_SEQUENCE_LSTM)" in str(err) and "peephole" in str(err)
+
+
+def test_codegen_refuses_float_tensor_inside_the_graph(tmp_path):
+    t = [T((1, 8), **QA), T((1, 8), "float32", None), T((1, 8), **QB)]
+    msg = str(_error(_save(tmp_path, t, [O("DEQUANTIZE", (0,), (1,)), O("QUANTIZE", (1,), (2,))])))
+    assert "operator 0 (DEQUANTIZE)" in msg and "operator 1 (QUANTIZE)" in msg and "inside the graph" in msg
+
+
+@pytest.mark.parametrize("scale,zp", [(0.05, 3), (0.0173, -128), (1.7, 100)])
+def test_codegen_float_edges_match_tflm(scale, zp, tmp_path):
+    """QUANTIZE float32 -> int8 on halfway points, +-0, subnormals and saturating values; DEQUANTIZE back."""
+    require_tool("gcc")
+    q = T((1, 64), scale=(scale,), zero_point=(zp,))
+    k = np.arange(-160, 160, 5, dtype=np.float32)[:64]
+    rows = [(k + np.float32(0.5)) * np.float32(scale), (k - np.float32(0.5)) * np.float32(scale),
+            np.nextafter((k + np.float32(0.5)) * np.float32(scale), np.float32(np.inf)),
+            np.where(np.arange(64) % 2, np.float32(-0.0), np.float32(1e-40)),
+            np.float32(scale) * np.float32(3e8) * np.sign(k + 0.25)]
+    x = np.concatenate([np.stack(rows), RNG.normal(0, 200 * scale, size=(60, 64))]).astype(np.float32)[:, None]
+    pq = _save(tmp_path, [T((1, 64), "float32", None), q], [O("QUANTIZE", (0,), (1,))], "q.tflite")
+    res = parity.check(pq, x, tmp_path / "q", sanitize=True)
+    assert res.identical == len(x), f"QUANTIZE: max diff {res.max_diff}"
+    pd = _save(tmp_path, [q, T((1, 64), "float32", None)], [O("DEQUANTIZE", (0,), (1,))], "d.tflite")
+    xd = _inputs(q)
+    res = parity.check(pd, xd, tmp_path / "d", sanitize=True)
+    assert res.identical == len(xd) and res.ours.dtype == np.float32, f"DEQUANTIZE: max diff {res.max_diff}"

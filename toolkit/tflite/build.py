@@ -83,14 +83,14 @@ def _tensor(s: Any, i: int, t: TensorSpec, buffer: int) -> Any:
 
 
 def build_model(tensors: list[TensorSpec], ops: list[OpSpec], inputs: list[int],
-                outputs: list[int]) -> bytes:
+                outputs: list[int], *, description: str = "edgetk test model") -> bytes:
     """Serialize a single-subgraph model to .tflite bytes."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
 
     m = s.ModelT()
     m.version = 3
-    m.description = "edgetk test model"
+    m.description = description
     empty = s.BufferT()
     m.buffers = [empty]
     sg = s.SubGraphT()
