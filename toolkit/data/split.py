@@ -130,25 +130,31 @@ def _side(data: Any, side: str) -> np.ndarray:
 
 
 def check_record(stored: dict[str, Any], data: Any, where: str) -> None:
-    """Raise one EdgetkError naming the files whose samples changed since the run recorded its split."""
+    """Raise one EdgetkError naming the files gone, new or changed since the run recorded its split (and samples moved)."""
     now = split_record(data)
     if now["hash"] == stored.get("hash"):
         return
-    changes: list[str] = []
-    for side in ("train", "test"):
-        old = dict(zip(stored.get(f"ids_{side}", []), stored.get(f"sha_{side}", []) or [""] * len(stored.get(f"ids_{side}", []))))
-        new = dict(zip(now[f"ids_{side}"], now[f"sha_{side}"] or [""] * len(now[f"ids_{side}"])))
-        changes += [f"{_file(i)} (gone from {side})" for i in old if i not in new]
-        changes += [f"{_file(i)} (new in {side})" for i in new if i not in old]
-        changes += [f"{_file(i)} (changed)" for i in new if i in old and old[i] and new[i] and old[i] != new[i]]
-    if not changes:   # same ids and contents, other order or digests not comparable
-        if stored.get("ids_train") == now["ids_train"] and stored.get("ids_test") == now["ids_test"]:
-            return
-        changes = ["the order of the samples"]
+    old, new = _by_id(stored), _by_id(now)
+    changes = [f"{_file(i)} (gone)" for i in old if i not in new] + [f"{_file(i)} (new)" for i in new if i not in old]
+    changes += [f"{_file(i)} (changed)" for i in new if i in old and old[i][1] and new[i][1] and old[i][1] != new[i][1]]
+    moved = sum(1 for i in new if i in old and old[i][0] != new[i][0])
+    if not changes and not moved and stored.get("ids_train") == now["ids_train"] and stored.get("ids_test") == now["ids_test"]:
+        return    # same samples, contents not comparable (one side recorded no digests)
     names = list(dict.fromkeys(changes))
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    if moved or not names:
+        shown += ("; " if shown else "") + f"{moved} sample(s) moved between train and test"
     raise EdgetkError(f"the data of this run changed since it was trained ({where}): {shown}",
                       fix="restore those files, or retrain the run on the data as it is now")
+
+
+def _by_id(rec: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    out = {}
+    for side in ("train", "test"):
+        ids = rec.get(f"ids_{side}", [])
+        shas = rec.get(f"sha_{side}") or [""] * len(ids)
+        out |= {i: (side, h) for i, h in zip(ids, shas)}
+    return out
 
 
 def _file(sample_id: str) -> str:
