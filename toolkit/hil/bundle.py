@@ -103,20 +103,23 @@ def _optional(path: Path, n: int, dtype: type | None = None) -> np.ndarray | Non
 
 def bundle_from_tflite(tflite: str | Path, out_dir: str | Path, x: np.ndarray | None = None, *,
                        samples: int = 8, seed: int = 0) -> Bundle:
-    """A minimal bundle around any int8 .tflite (e.g. an MLPerf Tiny model): the model + int8 inputs.
+    """A bundle around any int8 .tflite (e.g. an MLPerf Tiny model): the model, int8 test inputs, TFLite-Micro's
+    outputs as golden answers, a manifest and a fidelity report (`edgetk import` of an int8 model, without C).
 
-    Without `x`, the inputs are uniform random int8 of the model's input shape.
+    Without `x`, the inputs are uniform random int8 of the model's input shape, labelled "random" in the
+    manifest and fidelity.md. The folder out_dir is replaced as a whole.
     """
-    import shutil
-
+    from toolkit.importer.tflite_int8 import wrap_int8_tflite
     from toolkit.tflite import read_model
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(tflite, out / "model_int8.tflite")
     if x is None:
         g = read_model(tflite)
         shape = tuple(g.tensor(g.inputs[0]).shape[1:])
         x = np.random.default_rng(seed).integers(-128, 128, size=(samples, *shape), dtype=np.int8)
-    np.save(out / "test_x_int8.npy", np.asarray(x, dtype=np.int8))
-    return load_bundle(out)
+        data = {"test": {"source": "random", "seed": seed, "n": samples,
+                         "description": f"uniform random int8, seed {seed}"}, "random": True}
+    else:
+        data = {"test": {"source": "given", "n": int(len(x)), "description": "int8 inputs given by the caller"},
+                "random": False}
+    return load_bundle(wrap_int8_tflite(tflite, out_dir, np.asarray(x, dtype=np.int8), formats=("tflite",),
+                                        data=data))
