@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +150,40 @@ def test_accuracy_drop_on_the_device_fails(imu, tmp_path, capsys):
     assert rc == 0 and _checks(doc)["accuracy"]["verdict"] == PASS
     acc = json.loads(Path(doc["report"]).read_text())["accuracy"]
     assert acc["device"] == acc["reference"] < 0.6 and acc["drop"] == 0
+
+
+def _kill_emulator_after(rows: Path, n: int) -> threading.Thread:
+    """Kill this process's QEMU child once `rows` (results.jsonl) holds n lines: the device dies mid-run."""
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if rows.is_file() and len(rows.read_text().splitlines()) >= n:
+                for stat in Path("/proc").glob("[0-9]*/stat"):
+                    try:
+                        fields = stat.read_text().split()
+                    except OSError:
+                        continue
+                    if fields[1] == "(qemu-system-arm)" and int(fields[3]) == os.getpid():
+                        os.kill(int(fields[0]), signal.SIGKILL)
+                return
+            time.sleep(0.005)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def test_device_dying_mid_run_fails_with_what_was_measured(imu, tmp_path, capsys):
+    qemu()
+    watcher = _kill_emulator_after(tmp_path / "v" / "results.jsonl", 3)
+    rc, doc = _validate(capsys, str(imu), "--target", "qemu-m4", "--samples", "all", "-o", str(tmp_path / "v"))
+    watcher.join()
+    c = _checks(doc)
+    assert rc == 1 and c["device"]["verdict"] == FAIL and "closed" in c["device"]["detail"], c["device"]
+    assert c["target"]["verdict"] == PASS and c["outputs_vs_tflm"]["verdict"] == PASS and doc["samples"] == 40
+    rep = json.loads((tmp_path / "v" / "report.json").read_text())
+    done = len((tmp_path / "v" / "results.jsonl").read_text().splitlines())
+    assert 3 <= done < 40 and rep["comparisons"][0]["samples"] == done and rep["fidelity"]["bit_exact"]
+    assert f"after {done} of 40 samples" in c["device"]["detail"]
 
 
 def test_profile_mlperf_tflite_with_random_inputs(external, tmp_path, capsys):

@@ -30,7 +30,7 @@ from toolkit.hil.dut import Dut, LinkPolicy, Transcript
 from toolkit.hil.fidelity import agreement
 from toolkit.hil.mlperf import ModelKey, resolve_key
 from toolkit.hil.source import ModelSource, open_bundle
-from toolkit.hil.transport import LinkSettings, Transport
+from toolkit.hil.transport import LinkClosedError, LinkSettings, Transport
 from toolkit.paths import repo_dir
 from toolkit.targets import TargetSpec, fallback_chain
 
@@ -214,9 +214,9 @@ def measure(session: Session, bundle: Bundle, samples: int, log_rows: JsonlLog) 
         r = dut.run(TIMED_RUNS, 1, output_size=info.output_size, timeout=session.policy.timeout_s * 6 * TIMED_RUNS)
         m.update(steady=target.timing(r.ticks, TIMED_RUNS, info.tick_hz, r.cycles), mem=dut.mem(),
                  stack_run=r.stack_high_water)
-    except (P.DeviceError, P.LinkError, P.DeviceResetError) as e:
-        m["error"] = str(e).splitlines()[0]
-        log.error("the device failed after %d of %d samples: %s", len(m["outputs"]), len(x), m["error"])
+    except (P.DeviceError, P.LinkError, P.DeviceResetError, LinkClosedError) as e:
+        m["error"] = f"after {len(m['outputs'])} of {len(x)} samples: {str(e).splitlines()[0]}"
+        log.error("the device failed %s", m["error"])
     return m
 
 
