@@ -79,10 +79,25 @@ def _through_frontend(fe: Any, s: Samples, raw_tr: np.ndarray, raw_te: np.ndarra
     if fe.type not in fits:
         raise EdgetkError(f"[frontend] type = {fe.type!r} does not fit {s.modality} data ({s.name})",
                           fix=f"use a frontend of type {' | '.join(fits)}" if fits else "remove the [frontend] section")
-    from toolkit.frontends import apply_frontend
+    import dataclasses
+    import json
 
-    res = apply_frontend(fe, raw_tr, raw_te)
-    return res.x_train, res.x_test, res.raw_train_i16, res.raw_test_i16, {**res.info, "source": _public(s.info)}
+    from toolkit.frontends import Frontend, apply_frontend
+
+    def compute() -> dict[str, np.ndarray]:
+        res = apply_frontend(fe, raw_tr, raw_te)
+        return {"x_train": res.x_train, "x_test": res.x_test, "raw_train": res.raw_train_i16, "raw_test": res.raw_test_i16,
+                "info": np.frombuffer(json.dumps(res.info).encode(), dtype=np.uint8)}
+
+    key = {"version": 1, "frontend": dataclasses.asdict(fe), "stage1": Frontend(fe, raw_tr.shape[1:], None, ()).cache_key(),
+           "train": _digest(raw_tr), "test": _digest(raw_te)}
+    a = cached_arrays(f"frontend-{fe.type}", key, compute)
+    info = json.loads(a["info"].tobytes())
+    return a["x_train"], a["x_test"], a["raw_train"], a["raw_test"], {**info, "source": _public(s.info)}
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() + str(a.dtype) + str(list(a.shape))
 
 
 def _public(info: dict[str, Any]) -> dict[str, Any]:
@@ -123,8 +138,7 @@ def audio_mfcc(clips: np.ndarray, cfg: MfccConfig) -> np.ndarray:
     """int16 clips [N, clip] -> float MFCC [N, 1, frames, n_mfcc] (cached by the clips' digest and the parameters)."""
     if not len(clips):
         return np.zeros((0, 1, cfg.n_frames, cfg.n_mfcc), np.float32)
-    key = {"version": 1, "mfcc": cfg.asdict(), "clips": hashlib.sha256(np.ascontiguousarray(clips).tobytes()).hexdigest(),
-           "shape": list(clips.shape)}
+    key = {"version": 1, "mfcc": cfg.asdict(), "clips": _digest(clips)}
     return cached_arrays("mfcc", key, lambda: {"x": mfcc(clips.astype(np.float32) / 32768.0, cfg)})["x"][:, None]
 
 
