@@ -91,6 +91,9 @@ CASES = {
     "sub-const-first-operand-broadcast": (
         [T(S4, **QA), T((1, 1, 5, 1), scale=(0.5,), zero_point=(9,), data=_w((1, 1, 5, 1))),
          T(S4, scale=(0.3,), zero_point=(5,))], [O("SUB", (1, 0), (2,))]),
+    "add-5d-const-broadcast": _const_operand("ADD", (1, 2, 3, 4, 5), (1, 2, 1, 4, 1), (0.1, -3),
+                                             fused_activation_function="RELU"),
+    "add-const-channel": _const_operand("ADD", S4, (6,), (0.09, 2)),
     "minimum-broadcast": _mean_broadcast("MINIMUM", (0.05, 3)),
     "maximum-const": _const_operand("MAXIMUM", S4, (1, 1, 1, 6), (0.05, 3)),
     "logistic-0.1": _unary("LOGISTIC", (0.1, 4), (1 / 256, -128)),

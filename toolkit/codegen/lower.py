@@ -322,10 +322,10 @@ def _strides(shape: list[int], out: list[int]) -> list[int]:
 
 
 def lower_add(g: Graph, op: Operator) -> Step:
-    """ADD (int8, broadcasting, TFLite's left_shift = 20 scheme)."""
+    """ADD (int8, broadcasting, TFLite's left_shift = 20 scheme; 5-/6-D or constant operands: et_binary)."""
     a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
-    if a.is_const or b.is_const:
-        fail("a constant operand (only activation + activation is supported)")
+    if a.is_const or b.is_const or len(y.shape) > 4:
+        return _ops.lower_add_nd(g, op)
     out4 = _shape4(y.shape)
     twice_max = 2.0 * max(_scale(a), _scale(b))
     m1, s1 = qz.quantize_multiplier(_scale(a) / twice_max)

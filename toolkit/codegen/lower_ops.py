@@ -76,16 +76,26 @@ def lower_mul(g: Graph, op: Operator) -> Step:
     return _binary_step(g, op, "et_mul_s8", dict(out_mult=mult, out_shift=shift, act_min=lo, act_max=hi))
 
 
-def lower_sub(g: Graph, op: Operator) -> Step:
-    """SUB int8 (broadcasting), TFLite's left_shift = 20 scheme with float32 scale arithmetic."""
+def _add_sub(g: Graph, op: Operator, func: str) -> Step:
+    """ADD/SUB int8 (broadcasting), TFLite's left_shift = 20 scheme."""
     a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
     twice_max = 2.0 * max(_scale(a), _scale(b))
     m1, s1 = qz.quantize_multiplier(_scale(a) / twice_max)
     m2, s2 = qz.quantize_multiplier(_scale(b) / twice_max)
     mo, so = qz.quantize_multiplier(twice_max / (float(1 << 20) * _scale(y)))
     lo, hi = _act(op, y)
-    return _binary_step(g, op, "et_sub_s8", dict(left_shift=20, in1_mult=m1, in1_shift=s1, in2_mult=m2,
-                                                 in2_shift=s2, out_mult=mo, out_shift=so, act_min=lo, act_max=hi))
+    return _binary_step(g, op, func, dict(left_shift=20, in1_mult=m1, in1_shift=s1, in2_mult=m2,
+                                          in2_shift=s2, out_mult=mo, out_shift=so, act_min=lo, act_max=hi))
+
+
+def lower_sub(g: Graph, op: Operator) -> Step:
+    """SUB int8 (broadcasting up to 6-D, constant operands)."""
+    return _add_sub(g, op, "et_sub_s8")
+
+
+def lower_add_nd(g: Graph, op: Operator) -> Step:
+    """ADD int8 beyond 4-D or with a constant operand (lower.lower_add takes the rest)."""
+    return _add_sub(g, op, "et_add_nd_s8")
 
 
 def lower_minimum(g: Graph, op: Operator) -> Step:

@@ -1,8 +1,9 @@
-/* MUL, SUB, MINIMUM and MAXIMUM, int8 with broadcasting up to 6-D, as TFLite-Micro's reference kernels. */
+/* MUL, SUB, MINIMUM, MAXIMUM (and ADD beyond 4-D or with a constant operand), int8 with broadcasting up to
+ * 6-D, as TFLite-Micro's reference kernels. */
 #include "et_kernels.h"
 #include "et_fixedpoint.h"
 
-enum { ET_MUL, ET_SUB, ET_MIN, ET_MAX };
+enum { ET_MUL, ET_SUB, ET_ADD, ET_MIN, ET_MAX };
 
 static int8_t binary_one(const et_binary_params *p, int op, int32_t a, int32_t b)
 {
@@ -18,7 +19,7 @@ static int8_t binary_one(const et_binary_params *p, int op, int32_t a, int32_t b
     } else {
         const int32_t s1 = et_mbqm((a + p->in1_offset) * ((int32_t)1 << p->left_shift), p->in1_mult, p->in1_shift);
         const int32_t s2 = et_mbqm((b + p->in2_offset) * ((int32_t)1 << p->left_shift), p->in2_mult, p->in2_shift);
-        v = et_mbqm(s1 - s2, p->out_mult, p->out_shift);
+        v = et_mbqm(op == ET_ADD ? s1 + s2 : s1 - s2, p->out_mult, p->out_shift);
     }
     return (int8_t)et_clamp(v + p->output_offset, p->act_min, p->act_max);
 }
@@ -56,6 +57,11 @@ void et_mul_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, 
 void et_sub_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
     binary(p, ET_SUB, in1, in2, out);
+}
+
+void et_add_nd_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    binary(p, ET_ADD, in1, in2, out);
 }
 
 void et_minimum_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)

@@ -66,7 +66,8 @@ typedef struct {
 
 #define ET_DIMS 6  /* elementwise and layout kernels work on shapes extended to 6-D */
 
-/* MUL, SUB, MINIMUM, MAXIMUM with broadcasting (element strides 0 on broadcast axes). */
+/* MUL, SUB, ADD (beyond 4-D or constant operand), MINIMUM, MAXIMUM with broadcasting (element strides 0
+ * on broadcast axes). */
 typedef struct {
     int32_t out_shape[ET_DIMS];
     int32_t in1_stride[ET_DIMS], in2_stride[ET_DIMS];
@@ -156,6 +157,7 @@ void et_pad_s8(const et_pad_params *p, const int8_t *in, int8_t *out);
 void et_concat_s8(const et_concat_params *p, const int8_t *const *ins, int8_t *out);
 void et_copy_s8(const int8_t *in, int8_t *out, int32_t n);
 void et_mul_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void et_add_nd_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void et_sub_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void et_minimum_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void et_maximum_s8(const et_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
