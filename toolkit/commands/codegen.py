@@ -24,9 +24,20 @@ def _resolve(model: Path, out: Path | None) -> tuple[Path, Path]:
     if not tfl.is_file():
         raise EdgetkError(f"no such model: {tfl}",
                           fix="pass an int8 .tflite file or a bundle folder written by `edgetk export`")
+    _refuse_onnx(tfl)
     if out is None:
         out = tfl.parent / "c" if model.is_dir() else Path.cwd() / f"{tfl.stem}_c"
     return tfl, out
+
+
+def _refuse_onnx(path: Path) -> None:
+    """An ONNX model is not a corrupt flatbuffer: say what it is and how to get a .tflite from it."""
+    from toolkit.importer.sniff import is_onnx_file
+
+    if is_onnx_file(path):
+        raise EdgetkError(f"{path} is an ONNX model, not a TFLite flatbuffer: codegen reads int8 .tflite files",
+                          fix=f"run `edgetk import {path} -o BUNDLE` then `edgetk codegen BUNDLE/model_int8.tflite` "
+                              "(or `edgetk codegen BUNDLE`)")
 
 
 def run(args: argparse.Namespace) -> int:

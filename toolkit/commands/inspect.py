@@ -72,25 +72,84 @@ def _io_quant(graph: Any, inits: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     return quant
 
 
-def _weights(graph: Any, inits: dict[str, Any]) -> dict[str, Any]:
-    """Initializers read as weights/biases by Conv/Gemm/MatMul, looking through DequantizeLinear."""
-    dq = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
-    out = {}
+_WEIGHT_VIEWS = frozenset({"DequantizeLinear", "Reshape", "Transpose", "Cast", "Identity", "Squeeze", "Unsqueeze",
+                           "Flatten"})
+_WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _const(name: str, graph: Any, inits: dict[str, Any], depth: int = 0) -> tuple[Any, str] | None:
+    """(value, source initializer) of a constant tensor, looking through DequantizeLinear, Reshape, Transpose, Cast,
+    Squeeze/Unsqueeze/Flatten/Identity chains on initializers (weights stored the way some exporters store them)."""
+    if name in inits:
+        return inits[name], name
+    prod = next((n for n in graph.node if name in n.output), None)
+    if prod is None or prod.op_type not in _WEIGHT_VIEWS or depth > 8 or not prod.input:
+        return None
+    src = _const(prod.input[0], graph, inits, depth + 1)
+    if src is None:
+        return None
+    return _view(prod, src[0], [inits.get(i) for i in prod.input[1:]]), src[1]
+
+
+def _view(node: Any, x: Any, extra: list[Any]) -> Any:
+    """The value of a view op applied to a constant (integer values of a DequantizeLinear: its shape is what counts)."""
+    import numpy as np
+
+    a = {at.name: _attr(at) for at in node.attribute}
+    op = node.op_type
+    if op == "Reshape" and extra and extra[0] is not None:
+        shape = [int(d) if int(d) != 0 else x.shape[i] for i, d in enumerate(extra[0])]
+        return x.reshape(shape)
+    if op == "Transpose":
+        return np.transpose(x, a.get("perm"))
+    if op == "Flatten":
+        ax = int(a.get("axis", 1))
+        return x.reshape(int(np.prod(x.shape[:ax])), -1)
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = a.get("axes") or ([int(v) for v in extra[0]] if extra and extra[0] is not None else None)
+        if op == "Squeeze":
+            return np.squeeze(x, axis=tuple(axes) if axes else None)
+        return np.expand_dims(x, tuple(axes or ()))
+    return x  # DequantizeLinear, Cast, Identity keep the shape
+
+
+def _attr(at: Any) -> Any:
+    from onnx import helper
+
+    return helper.get_attribute_value(at)
+
+
+def _weights(graph: Any, inits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(weights by the tensor name a Conv/Gemm/MatMul reads, every parameter by its source initializer): weights
+    and biases of those ops, and the constant of an Add that adds a bias to one of them (MatMul + Add, Conv + Add)."""
+    weights: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    producers = {o: n for n in graph.node for o in n.output}
     for n in graph.node:
-        if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        if n.op_type in _WEIGHTED:
             for name in n.input[1:]:
-                src = dq.get(name, name)
-                if src in inits:
-                    out[name] = inits[src]
-    return out
+                got = _const(name, graph, inits) if name else None
+                if got is not None:
+                    weights[name], params[got[1]] = got[0], got[0]
+        elif n.op_type == "Add" and len(n.input) == 2:
+            srcs = [producers.get(i) for i in n.input]
+            for i, other in ((0, 1), (1, 0)):
+                got = _const(n.input[i], graph, inits)
+                if got is not None and srcs[other] is not None and srcs[other].op_type in _WEIGHTED:
+                    params[got[1]] = got[0]
+    return weights, params
 
 
 def _node_macs(n: Any, w: dict[str, Any], shapes: dict[str, list]) -> int:
+    """MACs of one Conv/Gemm/MatMul per sample (a symbolic batch dimension counts as 1)."""
     import numpy as np
 
     out = shapes.get(n.output[0])
     wt = w.get(n.input[1]) if len(n.input) > 1 else None
-    if out is None or wt is None or any(not isinstance(d, int) for d in out):
+    if out is None or wt is None:
+        return 0
+    out = [d if isinstance(d, int) else 1 for d in out[:1]] + list(out[1:])
+    if any(not isinstance(d, int) for d in out):
         return 0
     n_out = int(np.prod(out))
     if n.op_type == "Conv":
@@ -114,13 +173,12 @@ def inspect_onnx(path: Path) -> dict[str, Any]:
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     quant = _io_quant(g, inits)
     shapes = {vi.name: _shape(vi) for vi in list(g.value_info) + list(g.output) + list(g.input)}
-    w = _weights(g, inits)
-    seen = {id(a): a for a in w.values()}
+    w, params = _weights(g, inits)
     return {"format": "onnx", "path": str(path), "opset": max((o.version for o in model.opset_import), default=0),
             "inputs": [_onnx_io(vi, quant) for vi in g.input if vi.name not in inits],
             "outputs": [_onnx_io(vi, quant) for vi in g.output],
             "ops": dict(Counter(n.op_type for n in g.node)), "n_ops": len(g.node),
-            "params": int(sum(a.size for a in seen.values())),
+            "params": int(sum(a.size for a in params.values())),
             "macs": int(sum(_node_macs(n, w, shapes) for n in g.node)),
             "requantization": _requantization(model)}
 

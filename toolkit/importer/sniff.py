@@ -22,6 +22,22 @@ def looks_like_onnx(data: bytes, name: str = "") -> bool:
     return (len(data) > 0 and data[0] == _ONNX_FIRST_BYTE) or name.lower().endswith(".onnx")
 
 
+def is_onnx_file(path: str | os.PathLike) -> bool:
+    """A file named .onnx (and not a TFLite flatbuffer), or one whose bytes parse as an ONNX model with nodes."""
+    p = Path(path)
+    data = p.read_bytes()
+    if not looks_like_onnx(data, p.name):
+        return False
+    if p.suffix.lower() == ".onnx":
+        return True
+    import onnx
+
+    try:
+        return len(onnx.load_from_string(data).graph.node) > 0
+    except Exception:  # noqa: BLE001 - not a protobuf: not ONNX
+        return False
+
+
 def read_model_bytes(path: str | os.PathLike) -> bytes:
     """The bytes of a model file, or an error that names the path."""
     p = Path(path)
