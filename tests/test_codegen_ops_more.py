@@ -307,3 +307,24 @@ def test_codegen_float_edges_match_tflm(scale, zp, tmp_path):
     xd = _inputs(q)
     res = parity.check(pd, xd, tmp_path / "d", sanitize=True)
     assert res.identical == len(xd) and res.ours.dtype == np.float32, f"DEQUANTIZE: max diff {res.max_diff}"
+
+
+@pytest.mark.parametrize("name", LSTM_MODELS)
+def test_codegen_lstm_model_on_qemu_m4_is_bit_exact(name, tmp_path):
+    """The real firmware on QEMU Cortex-M4: uploaded bytes in (int8, or float32 little-endian), bytes out."""
+    from test_firmware_devices import Running
+
+    path = DATA / f"{name}.tflite"
+    lib = generate(path, tmp_path / "lib").out_dir
+    x = _lstm_inputs(path, 23)[18:]  # 2 real inputs, 3 random
+    ref = parity.run_tflm_flat(path, x)
+    dev = Running("qemu-m4", lib, tmp_path / "build")
+    try:
+        info = dev.dut.info()
+        assert info.input_size == x[0].nbytes and info.output_size == ref[0].nbytes
+        for xi, ri in zip(x, ref):
+            dev.dut.upload(xi.tobytes())
+            r = dev.dut.run(1, 0, output_size=info.output_size)
+            assert r.output == ri.tobytes()
+    finally:
+        dev.close()
