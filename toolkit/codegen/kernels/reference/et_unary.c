@@ -11,7 +11,8 @@ static int32_t act_input(const et_unary_params *p, int8_t x)
     return et_mbqm((int32_t)x - p->input_zp, p->mult, p->shift);
 }
 
-void et_logistic_s8(const et_unary_params *p, const int8_t *in, int8_t *out)
+/* LOGISTIC (output Q0.8 with zero point -128) or TANH (output Q0.7), saturating beyond the radius. */
+static void sigmoid_like(const et_unary_params *p, const int8_t *in, int8_t *out, int is_tanh)
 {
     int32_t i;
     for (i = 0; i < p->n; ++i) {
@@ -20,6 +21,9 @@ void et_logistic_s8(const et_unary_params *p, const int8_t *in, int8_t *out)
             out[i] = -128;
         } else if (x >= p->range_radius) {
             out[i] = 127;
+        } else if (is_tanh) {
+            const int32_t q = et_fx_tanh(act_input(p, in[i]), ET_ACT_INPUT_INT_BITS);
+            out[i] = (int8_t)et_clamp(et_rounding_divide_by_pot(q, 24), -128, 127);
         } else {
             const int32_t q = et_fx_logistic(act_input(p, in[i]), ET_ACT_INPUT_INT_BITS);
             out[i] = (int8_t)et_clamp(et_rounding_divide_by_pot(q, 23) - 128, -128, 127);
@@ -27,20 +31,14 @@ void et_logistic_s8(const et_unary_params *p, const int8_t *in, int8_t *out)
     }
 }
 
+void et_logistic_s8(const et_unary_params *p, const int8_t *in, int8_t *out)
+{
+    sigmoid_like(p, in, out, 0);
+}
+
 void et_tanh_s8(const et_unary_params *p, const int8_t *in, int8_t *out)
 {
-    int32_t i;
-    for (i = 0; i < p->n; ++i) {
-        const int32_t x = (int32_t)in[i] - p->input_zp;
-        if (x <= -p->range_radius) {
-            out[i] = -128;
-        } else if (x >= p->range_radius) {
-            out[i] = 127;
-        } else {
-            const int32_t q = et_fx_tanh(act_input(p, in[i]), ET_ACT_INPUT_INT_BITS);
-            out[i] = (int8_t)et_clamp(et_rounding_divide_by_pot(q, 24), -128, 127);
-        }
-    }
+    sigmoid_like(p, in, out, 1);
 }
 
 /* gemmlowp int16 SaturatingRoundingDoublingHighMul. */
