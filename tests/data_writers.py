@@ -49,7 +49,8 @@ def basicmotions() -> dict[str, tuple[np.ndarray, list[str]]]:
     return {s: _read(root, s.upper())[:2] for s in ("train", "test")}
 
 
-def write_recording(path: Path, rec: np.ndarray, step_ms: float = 100.0, t: np.ndarray | None = None) -> Path:
+def write_recording(path: Path, rec: np.ndarray, step_ms: float = 100.0, t: np.ndarray | None = None,
+                    columns: list[str] = CHANNELS) -> Path:
     """One recording [6, T] as CSV (t_ms + the six channels) or Parquet, by the path's suffix."""
     t = np.arange(rec.shape[1]) * step_ms if t is None else t
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,10 +58,10 @@ def write_recording(path: Path, rec: np.ndarray, step_ms: float = 100.0, t: np.n
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table({"t_ms": t, **{c: rec[j].astype(np.float64) for j, c in enumerate(CHANNELS)}}), str(path))
+        pq.write_table(pa.table({"t_ms": t, **{c: rec[j].astype(np.float64) for j, c in enumerate(columns)}}), str(path))
         return path
     rows = [f"{t[k]:g}," + ",".join(repr(float(rec[j, k])) for j in range(len(rec))) for k in range(rec.shape[1])]
-    path.write_text("t_ms," + ",".join(CHANNELS) + "\n" + "\n".join(rows) + "\n")
+    path.write_text("t_ms," + ",".join(columns) + "\n" + "\n".join(rows) + "\n")
     return path
 
 

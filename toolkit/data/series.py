@@ -154,7 +154,7 @@ def cut(values: np.ndarray, labels: np.ndarray | None, window: int, stride: int)
 def source(cfg: DataConfig, problems: Problems, frontend: Any = None) -> Samples:
     """The recordings as windows [N, window, C] float32 in sensor units."""
     root = data_root(cfg, "recordings (.csv / .parquet)")
-    entries = list_files(cfg, root, SUFFIXES, problems, "recordings (.csv / .parquet)")
+    entries = list_files(cfg, root, SUFFIXES, problems, "recordings (.csv / .parquet)", flat=bool(cfg.label_column))
     window, stride = cfg.window, cfg.stride or cfg.window
     rate, columns, length = 0.0, None, None
     xs, keep, ids, files, row_labels = [], [], [], [], []

@@ -94,9 +94,18 @@ def data_root(cfg: DataConfig, what: str) -> Path:
     return root
 
 
-def list_files(cfg: DataConfig, root: Path, suffixes: tuple[str, ...], problems: Problems, what: str) -> list[FileEntry]:
-    """The data files by the folder conventions (or the manifest), with groups from data.group_pattern."""
-    entries = _from_manifest(cfg, root, problems) if cfg.manifest else _from_folders(root, suffixes, problems, what)
+def list_files(cfg: DataConfig, root: Path, suffixes: tuple[str, ...], problems: Problems, what: str,
+               flat: bool = False) -> list[FileEntry]:
+    """The data files by the folder conventions (or the manifest), with groups from data.group_pattern.
+
+    flat: the classes come from inside the files (csv label_column), so every file under root (or under
+    root/train and root/test) is read, whatever folder it sits in."""
+    if cfg.manifest:
+        entries = _from_manifest(cfg, root, problems)
+    elif flat:
+        entries = _flat(root, suffixes, what)
+    else:
+        entries = _from_folders(root, suffixes, problems, what)
     if cfg.group_pattern:
         pattern = re.compile(cfg.group_pattern)
         out = []
@@ -125,6 +134,21 @@ def _from_folders(root: Path, suffixes: tuple[str, ...], problems: Problems, wha
                          fix="move them into train/ or test/", fatal=True)
         return [e for s in SPLITS for e in _class_folders(root, root / s, suffixes, problems, what, s)]
     return _class_folders(root, root, suffixes, problems, what, "")
+
+
+def _flat(root: Path, suffixes: tuple[str, ...], what: str) -> list[FileEntry]:
+    if not root.is_dir():
+        raise EdgetkError(f"{root} is not a folder", fix=f"set data.root to the folder holding your {what}")
+    split = (root / "train").is_dir() and (root / "test").is_dir()
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    out = []
+    for p in files:
+        rel = p.relative_to(root).as_posix()
+        part = rel.split("/", 1)[0] if split else ""
+        if split and part not in SPLITS:
+            raise EdgetkError(f"{p} is outside {root / 'train'} and {root / 'test'}", fix="move it into train/ or test/")
+        out.append(FileEntry(p, rel, "", "", part))
+    return out
 
 
 def _class_folders(root: Path, folder: Path, suffixes: tuple[str, ...], problems: Problems, what: str,
