@@ -9,6 +9,7 @@ values (hidden: its zero point, cell: 0) at every call, as TFLite-Micro after Re
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,51 +65,86 @@ def _tanh_params(power: int) -> tuple[int, int]:
     return mult, shift
 
 
-def lower_lstm(g: Graph, op: Operator) -> Step:
-    """UNIDIRECTIONAL_SEQUENCE_LSTM, int8 (standard LSTM: no CIFG, peephole, projection, layer norm)."""
-    o = op.options
+@dataclass(frozen=True)
+class _Lstm:
+    """The validated operands of one LSTM (weights/biases in et_lstm.c's gate order)."""
+
+    x: Tensor
+    hidden: Tensor
+    cell: Tensor
+    w_in: list[Tensor]
+    w_rec: list[Tensor]
+    bias: list[Tensor]
+    steps: int
+    batches: int
+    time_major: bool
+
+    @property
+    def n_in(self) -> int:
+        return self.x.shape[2]
+
+    @property
+    def n_cell(self) -> int:
+        return self.w_in[0].shape[0]
+
+
+def _operands(g: Graph, op: Operator) -> _Lstm:
     for group, what in ((PEEPHOLE, "peephole"), (PROJECTION, "projection"), (LAYER_NORM, "layer norm")):
         if any(_opt(g, op, p) is not None for p in group):
             fail(f"{what} weights (TFLite-Micro's integer LSTM supports the standard LSTM only)")
     x = _need(g, op, INPUT, "input", "int8", const=False)
     hidden = _need(g, op, HIDDEN, "hidden state", "int8", const=False)
     cell = _need(g, op, CELL, "cell state", "int16", const=False)
-    y = g.tensor(op.outputs[0])
     if not (hidden.variable and cell.variable):
         fail("its hidden and cell state must be variable tensors")
-    if y.dtype != "int8" or y.quant is None or len(x.shape) != 3 or len(y.shape) != 3:
-        fail("input and output must be 3-D int8")
-    if o.get("fused_activation_function", "TANH") != "TANH":
-        fail(f"cell activation {o.get('fused_activation_function')} (TANH is supported)")
-    time_major = bool(o.get("time_major", False))
+    if len(x.shape) != 3:
+        fail(f"input {list(x.shape)} must be 3-D")
+    if op.options.get("fused_activation_function", "TANH") != "TANH":
+        fail(f"cell activation {op.options.get('fused_activation_function')} (TANH is supported)")
+    time_major = bool(op.options.get("time_major", False))
     steps, batches = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
-    n_in = x.shape[2]
-    w_in = [_need(g, op, W_IN[k], f"{k} input weights", "int8", const=True) for k in ORDER]
-    n_cell = w_in[0].shape[0]
-    w_rec = [_need(g, op, W_REC[k], f"{k} recurrent weights", "int8", const=True) for k in ORDER]
-    bias = [_need(g, op, BIAS[k], f"{k} gate bias", "int32", const=True) for k in ORDER]
-    if any(w.shape != (n_cell, n_in) for w in w_in) or any(w.shape != (n_cell, n_cell) for w in w_rec) or \
-            any(b.size != n_cell for b in bias) or hidden.size != batches * n_cell or \
-            y.shape[2] != n_cell or y.shape[:2] != x.shape[:2]:
-        fail(f"weight/state/output shapes do not fit input {list(x.shape)} and {n_cell} cells")
-    ins = [_fc_multiplier(x, w) for w in w_in]
-    recs = [_fc_multiplier(hidden, w) for w in w_rec]
-    cell_scale, power = cell.quant.scale[0], _cell_power(cell)
+    return _Lstm(x, hidden, cell, [_need(g, op, W_IN[k], f"{k} input weights", "int8", True) for k in ORDER],
+                 [_need(g, op, W_REC[k], f"{k} recurrent weights", "int8", True) for k in ORDER],
+                 [_need(g, op, BIAS[k], f"{k} gate bias", "int32", True) for k in ORDER], steps, batches, time_major)
+
+
+def _check_shapes(m: _Lstm, y: Tensor) -> None:
+    n = m.n_cell
+    if any(w.shape != (n, m.n_in) for w in m.w_in) or any(w.shape != (n, n) for w in m.w_rec) or \
+            any(b.size != n for b in m.bias) or m.hidden.size != m.batches * n or m.cell.size != m.batches * n:
+        fail(f"weight/bias/state shapes do not fit input {list(m.x.shape)} and {n} cells")
+    if y.dtype != "int8" or y.quant is None or y.shape != m.x.shape[:2] + (n,):
+        fail(f"output '{y.name}' must be int8 {list(m.x.shape[:2] + (n,))}")
+
+
+def _element_fields(m: _Lstm, cell_clip: float) -> dict[str, int]:
+    """Multipliers of the three element-wise products, the cell tanh and the quantized clip."""
+    cell_scale = m.cell.quant.scale[0]
     fm, fs = qz.quantize_multiplier(GATE_OUT_SCALE * cell_scale / cell_scale)
     im, is_ = qz.quantize_multiplier(GATE_OUT_SCALE * GATE_OUT_SCALE / cell_scale)
-    hm, hs = qz.quantize_multiplier(GATE_OUT_SCALE * GATE_OUT_SCALE / float(hidden.quant.scale[0]))
-    tm, ts = _tanh_params(power)
-    clip = float(np.float32(o.get("cell_clip", 0.0)))
-    qclip = int(min(max(clip / cell_scale, -32768.0), 32767.0)) if clip > 0 else 0
-    fields = dict(batches=batches, steps=steps, n_input=n_in, n_cell=n_cell, time_major=int(time_major),
-                  input_offset=-x.quant.zero_point[0], hidden_offset=-hidden.quant.zero_point[0],
-                  hidden_zp=hidden.quant.zero_point[0], in_mult=[m for m, _ in ins], in_shift=[s for _, s in ins],
-                  rec_mult=[m for m, _ in recs], rec_shift=[s for _, s in recs], forget_mult=fm, forget_shift=fs,
-                  input_mult=im, input_shift=is_, hidden_mult=hm, hidden_shift=hs, tanh_mult=tm, tanh_shift=ts,
-                  cell_clip=qclip)
-    arrays = {"w_in": np.concatenate([w.data.astype(np.int8).reshape(-1) for w in w_in]),
-              "w_rec": np.concatenate([w.data.astype(np.int8).reshape(-1) for w in w_rec]),
-              "bias": np.concatenate([b.data.astype(np.int32).reshape(-1) for b in bias])}
-    macs = batches * steps * 4 * n_cell * (n_in + n_cell)
+    hm, hs = qz.quantize_multiplier(GATE_OUT_SCALE * GATE_OUT_SCALE / float(m.hidden.quant.scale[0]))
+    tm, ts = _tanh_params(_cell_power(m.cell))
+    clip = float(np.float32(cell_clip))
+    return dict(forget_mult=fm, forget_shift=fs, input_mult=im, input_shift=is_, hidden_mult=hm, hidden_shift=hs,
+                tanh_mult=tm, tanh_shift=ts,
+                cell_clip=int(min(max(clip / cell_scale, -32768.0), 32767.0)) if clip > 0 else 0)
+
+
+def lower_lstm(g: Graph, op: Operator) -> Step:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM, int8 (standard LSTM: no CIFG, peephole, projection, layer norm)."""
+    m = _operands(g, op)
+    _check_shapes(m, g.tensor(op.outputs[0]))
+    ins = [_fc_multiplier(m.x, w) for w in m.w_in]
+    recs = [_fc_multiplier(m.hidden, w) for w in m.w_rec]
+    hz = m.hidden.quant.zero_point[0]
+    fields = dict(batches=m.batches, steps=m.steps, n_input=m.n_in, n_cell=m.n_cell, time_major=int(m.time_major),
+                  input_offset=-m.x.quant.zero_point[0], hidden_offset=-hz, hidden_zp=hz,
+                  in_mult=[v for v, _ in ins], in_shift=[s for _, s in ins],
+                  rec_mult=[v for v, _ in recs], rec_shift=[s for _, s in recs],
+                  **_element_fields(m, op.options.get("cell_clip", 0.0)))
+    arrays = {"w_in": np.concatenate([w.data.astype(np.int8).reshape(-1) for w in m.w_in]),
+              "w_rec": np.concatenate([w.data.astype(np.int8).reshape(-1) for w in m.w_rec]),
+              "bias": np.concatenate([b.data.astype(np.int32).reshape(-1) for b in m.bias])}
+    macs = m.batches * m.steps * 4 * m.n_cell * (m.n_in + m.n_cell)
     return Step(op.index, op.op, "et_lstm", "et_lstm_s8", "et_lstm_params", fields, arrays, (op.inputs[0],),
-                op.outputs, scratch=12 * n_cell + n_cell + 16, macs=macs)
+                op.outputs, scratch=13 * m.n_cell + 16, macs=macs)  # ET_LSTM_SCRATCH in et_kernels.h
