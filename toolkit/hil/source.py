@@ -1,10 +1,11 @@
 """What `profile`, `validate`, `build` and `flash` accept: a BUNDLE folder or an int8 MODEL.tflite.
 
-A .tflite is wrapped into a bundle folder under build/bundles/ through one call,
-`toolkit.hil.bundle.bundle_from_tflite` (the importer may replace that function; this module only
-needs its role: the model + int8 test inputs in a folder `load_bundle` reads). Its test inputs are
-uniform random int8 of the model's input shape, labelled "random inputs" in every report, or the
-arrays of `--inputs FILE.npy|.npz` (an .npz may add labels as `y`).
+A .tflite is wrapped into a bundle folder under build/bundles/ by one call to the importer's int8 wrap
+(`toolkit.importer.tflite_int8.wrap_int8_tflite`, what `toolkit.hil.bundle.bundle_from_tflite` and
+`edgetk import MODEL_int8.tflite` use; called directly here because it also takes the labels and the
+task kind): the model as is, int8 test inputs, TFLite-Micro's outputs as golden answers, a manifest.
+The test inputs are uniform random int8 of the model's input shape, labelled "random inputs" in
+every report, or the arrays of `--inputs FILE.npy|.npz` (an .npz may add labels as `y`).
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def open_bundle(src: ModelSource) -> Bundle:
 
 
 def _wrapped(tflite: Path, src: ModelSource) -> Bundle:
+    from toolkit.importer.tflite_int8 import wrap_int8_tflite
     from toolkit.tflite import read_model
 
     g = read_model(tflite)
@@ -68,28 +70,33 @@ def _wrapped(tflite: Path, src: ModelSource) -> Bundle:
     if tin.dtype != "int8" or tout.dtype != "int8":
         raise EdgetkError(f"{tflite} takes {tin.dtype} and gives {tout.dtype}: the firmware runs full-int8 models",
                           fix=f"quantize it: edgetk import {tflite} -o BUNDLE (int8 in and out), then pass BUNDLE")
-    x, y, label, tag = _inputs(src, tin)
+    x, y, data = _inputs(src, tin)
     sha = sha256_file(tflite)
-    out = (src.cache or repo_dir("build") / "bundles") / f"{sha[:16]}-{tag}"
+    out = (src.cache or repo_dir("build") / "bundles") / f"{sha[:16]}-{data['tag']}"
+    autoencoder = tin.size == tout.size
+    if autoencoder and y is not None and set(np.unique(y).tolist()) != {0, 1}:
+        raise EdgetkError(f"{src.inputs}: labels {sorted(set(np.unique(y).tolist()))[:5]} for an autoencoder "
+                          "(output size = input size): its ROC AUC needs labels 0 (normal) and 1 (anomaly), both present",
+                          fix="save y as 0/1 with both classes, or leave y out for an unlabelled run")
     if not (out / "manifest.json").is_file():
-        from toolkit.hil.bundle import bundle_from_tflite
-
         with atomic_dir(out) as tmp:
-            bundle_from_tflite(tflite, tmp, x)
-            if y is not None:
-                np.save(tmp / "test_y.npy", y)
-            _add_manifest(tmp, g, tflite, sha, label, len(x), y is not None)
-        log.info("wrapped %s into %s (%s)", tflite, out, label)
+            wrap_int8_tflite(tflite, tmp, x, y, kind="anomaly" if autoencoder else "classification",
+                             formats=("tflite",), data={"test": data["test"], "random": src.inputs is None},
+                             kind_from="output size = input size: an autoencoder" if autoencoder else "default")
+            _add_manifest(tmp, sha, data["label"])
+        log.info("wrapped %s into %s (%s)", tflite, out, data["label"])
     return load_bundle(out)
 
 
-def _inputs(src: ModelSource, tin: Any) -> tuple[np.ndarray, np.ndarray | None, str, str]:
-    """(int8 inputs, labels or None, what they are in words, a cache tag)."""
+def _inputs(src: ModelSource, tin: Any) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """(int8 inputs, labels or None, {label: what they are in words, tag: for the cache, test: provenance})."""
     shape = tuple(tin.shape[1:])
     if src.inputs is None:
         n = src.samples or RANDOM_SAMPLES
         x = np.random.default_rng(RANDOM_SEED).integers(-128, 128, size=(n, *shape), dtype=np.int8)
-        return x, None, f"random inputs (uniform int8, seed {RANDOM_SEED}, {n} samples): not data", f"random{n}"
+        how = f"uniform int8, seed {RANDOM_SEED}, {n} samples"
+        return x, None, {"label": f"random inputs ({how}): not data", "tag": f"random{n}",
+                         "test": {"source": "random", "seed": RANDOM_SEED, "n": n, "description": how}}
     x, y = read_inputs(src.inputs)
     x = np.asarray(x)
     if x.shape == shape:
@@ -101,8 +108,9 @@ def _inputs(src: ModelSource, tin: Any) -> tuple[np.ndarray, np.ndarray | None, 
         x = quantize_input(x, tin, src.inputs)
     if y is not None and len(y) != len(x):
         raise EdgetkError(f"{src.inputs}: {len(y)} labels for {len(x)} inputs", fix="save one label per input")
-    return x, y, f"inputs from {src.inputs} ({len(x)} samples{', labelled' if y is not None else ''})", \
-        "in" + sha256_file(src.inputs)[:12]
+    label = f"inputs from {src.inputs} ({len(x)} samples{', labelled' if y is not None else ''})"
+    return x, y, {"label": label, "tag": "in" + sha256_file(src.inputs)[:12],
+                  "test": {"source": str(src.inputs), "n": int(len(x)), "description": label}}
 
 
 def read_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -135,30 +143,14 @@ def quantize_input(x: np.ndarray, tin: Any, where: Path) -> np.ndarray:
     return np.clip(np.rint(x / np.float32(scale)) + zp, -128, 127).astype(np.int8)
 
 
-def _add_manifest(folder: Path, g: Any, tflite: Path, sha: str, label: str, n: int, labelled: bool) -> None:
-    """Fill in what the wrapper knows and a bundle writer may not have written (never overwrites a key)."""
+def _add_manifest(folder: Path, sha: str, label: str) -> None:
+    """Add what the wrap does not write: the words for the inputs and the MLPerf key of a reference model."""
     from toolkit.hil.mlperf import key_for_sha256
-    from toolkit.tflite.stats import summary
 
     path = folder / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.is_file() else {}
-    s = summary(g)
-    io = {w: {"shape": rec["shape"], "dtype": rec["dtype"], "layout": "NHWC" if len(rec["shape"]) == 4 else "",
-              "scale": (rec["scale"] or [1.0])[0], "zero_point": (rec["zero_point"] or [0])[0]}
-          for w, rec in (("input", s["inputs"][0]), ("output", s["outputs"][0]))}
-    autoencoder = io["input"]["shape"] == io["output"]["shape"]
-    mine: dict[str, Any] = {"kind": "anomaly" if autoencoder else "classification", "macs": s["macs"],
-                            "params": s["params"], "ops": s["ops"], **io,
-                            "source": {"file": str(tflite), "sha256": sha, "wrapped": "as is (int8 .tflite)"}}
+    manifest = json.loads(path.read_text())
+    manifest.setdefault("test_set", {}).setdefault("inputs", label)
     key = key_for_sha256(sha)
     if key:
-        mine["mlperf_key"] = key.key
-    for k, v in mine.items():
-        manifest.setdefault(k, v)
-    test_set = manifest.setdefault("test_set", {})
-    test_set.setdefault("inputs", label)
-    test_set.setdefault("n", n)
-    test_set.setdefault("x", "test_x_int8.npy")
-    if labelled:
-        test_set.setdefault("y", "test_y.npy")
+        manifest.setdefault("mlperf_key", key.key)
     atomic_write_json(path, manifest)
