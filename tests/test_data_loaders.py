@@ -40,43 +40,64 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list:
     return attempts
 
 
-@pytest.mark.parametrize("task", list(SHAPES))
-def test_loader_offline_shapes_and_split(task: str, shared, no_network, tmp_path: Path, monkeypatch) -> None:
+FLOAT = "frontend.type='none'"   # the presets' float features (bit for bit those of before the data stages)
+VARIANTS = {**{t: (t, ()) for t in SHAPES}, "kws-digits/float": ("kws-digits", (FLOAT,)),
+            "imu-motions/float": ("imu-motions", (FLOAT,)), "kws-digits/mfcc": ("kws-digits", ("frontend.type='mfcc'",)),
+            "imu-motions/imu": ("imu-motions", ("frontend.type='imu'",))}
+MFCC = "frontend.type='mfcc'"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_loader_offline_shapes_and_split(variant: str, shared, no_network, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("EDGETK_CACHE", str(tmp_path / "cache"))  # compute from the raw files, offline
-    d = load_dataset(recipe(task))
+    task, overrides = VARIANTS[variant]
+    d = load_dataset(recipe(task, *overrides))
     shape, n_train, n_test, n_labels, kind = SHAPES[task]
     assert no_network == []
     assert d.input_shape == shape and (len(d.x_train), len(d.x_test)) == (n_train, n_test)
     assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64 and d.y_test.dtype == np.int64
     assert len(d.labels) == n_labels and d.kind == kind
     assert np.isfinite(d.x_train).all() and np.isfinite(d.x_test).all()
-    # train-set statistics: mean 0, std 1 up to float32 rounding (measured |mean| <= 1.6e-4, |std - 1| <= 4e-5)
-    assert abs(float(d.x_train.mean())) < 1e-3 and abs(float(d.x_train.std()) - 1) < 1e-3
+    assert len(d.ids_train) == n_train and len(d.raw_test) == n_test and d.split["method"] in ("folders", "fraction")
+    if "input_quant" in d.frontend:   # [frontend]: x = q * scale exactly (int8 q, zero point 0), about standardised
+        scale = d.frontend["input_quant"]["scale"]
+        q = d.x_train / scale
+        assert (q == np.round(q)).all() and q.min() >= -128 and q.max() <= 127 and d.raw_test.dtype == np.int16
+        assert abs(float(d.x_train.mean())) < 0.05 and abs(float(d.x_train.std()) - 1) < 0.1
+    else:
+        # train-set statistics: mean 0, std 1 up to float32 rounding (measured |mean| <= 1.6e-4, |std - 1| <= 4e-5)
+        assert abs(float(d.x_train.mean())) < 1e-3 and abs(float(d.x_train.std()) - 1) < 1e-3
+        assert "normalize" in d.frontend
     if kind == "classification":
         assert set(np.unique(d.y_train)) == set(range(n_labels))
     else:
         assert d.y_train.sum() == 0 and 0 < d.y_test.sum() < len(d.y_test)
-    assert d.frontend and "normalize" in d.frontend
 
 
 def test_fsdd_split_is_index_0_to_4(shared) -> None:
-    d = load_dataset(recipe("kws-digits"))
+    d = load_dataset(recipe("kws-digits", MFCC))
     assert np.bincount(d.y_test).tolist() == [30] * 10  # 6 speakers x 5 recordings per digit
-    fe = d.frontend
+    assert all(int(i.split("_")[2].split(".")[0]) < 5 for i in d.ids_test)
+    p = d.frontend["params"]
+    assert (p["type"], p["sample_rate"], p["clip_samples"], p["frame_len"], p["hop"]) == ("mfcc", 8000, 8000, 320, 160)
+    assert d.frontend["features"]["shape"] == [49, 10] and len(d.frontend["normalization"]["mean"]) == 10
+    assert len(set(d.groups_train.tolist())) == 6 and len(d.groups_test) == len(d.y_test)  # speakers
+    fe = load_dataset(recipe("kws-digits", FLOAT)).frontend
     assert (fe["n_frames"], fe["n_mfcc"], fe["sample_rate"], fe["frame_len"], fe["hop"]) == (49, 10, 8000, 320, 160)
     assert len(fe["mean"]) == len(fe["std"]) == 10
-    assert len(set(d.groups_train.tolist())) == 6 and len(d.groups_test) == len(d.y_test)  # speakers
 
 
 def test_feature_cache_reused(shared, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("EDGETK_CACHE", str(tmp_path))
-    a = load_dataset(recipe("kws-digits"))
-    files = sorted(tmp_path.glob("*.npz"))   # the decoded clips, then the MFCCs of the train and the test split
-    assert [f.name.split("-")[0] for f in files] == ["fsdd", "mfcc", "mfcc"]
+    a = load_dataset(recipe("kws-digits", MFCC))
+    files = sorted(tmp_path.glob("*.npz"))   # the decoded clips, then the C frontend's features of both splits
+    assert [f.name.split("-")[0] for f in files] == ["frontend", "fsdd"]
     stamps = [f.stat().st_mtime_ns for f in files]
-    b = load_dataset(recipe("kws-digits"))
+    b = load_dataset(recipe("kws-digits", MFCC))
     assert [f.stat().st_mtime_ns for f in sorted(tmp_path.glob("*.npz"))] == stamps
     np.testing.assert_array_equal(a.x_train, b.x_train)
+    load_dataset(recipe("kws-digits", FLOAT))   # the float path caches its MFCCs per split beside them
+    assert sorted(f.name.split("-")[0] for f in tmp_path.glob("*.npz")) == ["frontend", "fsdd", "mfcc", "mfcc"]
 
 
 def test_missing_data_folder_says_where_to_get_it(tmp_path: Path) -> None:
