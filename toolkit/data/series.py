@@ -57,13 +57,22 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
         raise EdgetkError(f"reading Parquet needs pyarrow ({e})", fix="pip install pyarrow") from None
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError for damaged files
         raise BadRow(None, f"not a readable Parquet file ({type(e).__name__}: {e})") from None
-    return {name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names}
+    return {name: _arrow_column(table.column(name)) for name in table.column_names}
+
+
+def _arrow_column(col: Any) -> np.ndarray:
+    import pyarrow as pa
+
+    kind = col.type
+    if (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and col.null_count == 0:
+        return col.to_numpy()
+    return np.array(col.to_pylist(), dtype=object)
 
 
 def numeric(values: np.ndarray, column: str, csv_lines: bool) -> np.ndarray:
     """A column as float64; BadRow naming the first empty or non-numeric cell."""
     try:
-        out = np.array([float(v) for v in values], dtype=np.float64)
+        out = values.astype(np.float64)
     except (TypeError, ValueError):
         out = None
     bad = None
@@ -78,7 +87,9 @@ def numeric(values: np.ndarray, column: str, csv_lines: bool) -> np.ndarray:
         bad = int(np.flatnonzero(~np.isfinite(out))[0])
     if bad is not None:
         line = f" (line {bad + 2})" if csv_lines else ""
-        what = "empty cell" if values[bad] in (None, "") else f"non-numeric value {values[bad]!r}"
+        v = values[bad]
+        empty = v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and v != v)
+        what = "empty cell" if empty else f"non-numeric value {v!r}"
         raise BadRow(bad + 1, f"{what} in column {column!r}{line}")
     return out
 
