@@ -61,18 +61,22 @@ def fit(x: np.ndarray, n: int, pad: str = "end", crop: str = "start") -> np.ndar
     return out
 
 
+class AudioError(ValueError):
+    """A file that cannot be used as audio (the message says why)."""
+
+
 def read_audio(path: Path, rate: int, channel: int = -1) -> tuple[np.ndarray, dict[str, Any]]:
-    """(float64 mono signal at `rate` Hz, facts of the file) ; EdgetkError when unreadable."""
+    """(float64 mono signal at `rate` Hz, facts of the file); AudioError when unreadable."""
     sf = _soundfile()
     try:
         data, sr = sf.read(str(path), dtype="float64", always_2d=True)
         subtype = sf.info(str(path)).subtype
     except (RuntimeError, sf.LibsndfileError, ValueError) as e:  # LibsndfileError: bad header, truncated, not audio
-        raise EdgetkError(f"{path}: not a readable audio file ({e})", fix="re-export it as WAV or remove it") from None
+        raise AudioError(f"not a readable audio file ({e})") from None
     if len(data) == 0:
-        raise EdgetkError(f"{path}: holds no samples", fix="re-record it or remove it")
+        raise AudioError("holds no samples")
     if channel >= data.shape[1]:
-        raise EdgetkError(f"{path}: has {data.shape[1]} channel(s), data.channel = {channel}", fix="choose an existing channel, or -1 to mix")
+        raise AudioError(f"has {data.shape[1]} channel(s), data.channel = {channel} (-1 mixes them)")
     mono = data.mean(axis=1) if channel < 0 else data[:, channel]
     facts = {"rate_hz": int(sr), "channels": int(data.shape[1]), "seconds": round(len(data) / sr, 4), "subtype": subtype}
     return resample(mono, int(sr), rate), facts
@@ -91,8 +95,8 @@ def decode_clips(entries: list[FileEntry], rate: int, clip: int, cfg: DataConfig
         for i, e in enumerate(entries):
             try:
                 sig, f = read_audio(e.path, rate, cfg.channel)
-            except EdgetkError as err:
-                found.add(e.path, str(err).split(": ", 1)[-1].split("\n")[0])
+            except AudioError as err:
+                found.add(e.path, str(err))
                 facts.append({})
                 continue
             clips.append(to_int16(fit(sig, clip, cfg.pad, cfg.crop)))
@@ -154,8 +158,8 @@ def _noise(cfg: DataConfig, problems: Problems, rate: int, clip: int) -> tuple[l
     for p in paths:
         try:
             sig, _ = read_audio(p, rate, cfg.channel)
-        except EdgetkError as e:
-            problems.add(p, str(e).split(": ", 1)[-1].split("\n")[0])
+        except AudioError as e:
+            problems.add(p, str(e))
             continue
         rel = p.relative_to(folder).as_posix()
         split = rel.split("/", 1)[0] if rel.split("/", 1)[0] in ("train", "test") and "/" in rel else ""
