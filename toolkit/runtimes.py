@@ -66,6 +66,7 @@ def run_litert(path: str | os.PathLike, x: np.ndarray, *, reference: bool = True
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     outs = []
     for xi in x:
+        interp.reset_all_variables()  # stateful ops (LSTM) start every sample from zero state, as edgetk_invoke does
         interp.set_tensor(inp["index"], xi[None].astype(inp["dtype"]))
         interp.invoke()
         outs.append(interp.get_tensor(out["index"])[0].copy())
@@ -79,6 +80,7 @@ def run_tflm(path: str | os.PathLike, x: np.ndarray, *, arena_size: int = 1 << 2
     interp = runtime.Interpreter.from_bytes(Path(path).read_bytes(), arena_size=arena_size)
     outs = []
     for xi in x:
+        interp.reset()  # stateful ops (LSTM) start every sample from zero state, as edgetk_invoke does
         interp.set_input(xi[None], 0)
         interp.invoke()
         outs.append(interp.get_output(0)[0].copy())
