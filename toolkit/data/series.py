@@ -5,8 +5,9 @@ One file per recording, its class from its folder (or per row from data.label_co
 line 2). Checked per file, each one error naming the file and row: missing columns, non-numeric or
 empty cells, timestamps that do not increase, gaps, a rate that changes inside a file or differs
 from data.rate_hz (or from the first file's rate). Windows of data.window samples every data.stride
-(0: one sample per recording, all of the same length); windows of one recording share its group
-when the classes come from folders and nothing else gives groups.
+(0: one sample per recording, all of the same length); when nothing else gives groups or a split,
+the windows of one recording share it as their group, so the default split keeps each recording whole
+on one side (data.split = "fraction" cuts windows freely).
 """
 from __future__ import annotations
 
@@ -166,12 +167,29 @@ def source(cfg: DataConfig, problems: Problems, frontend: Any = None) -> Samples
     """The recordings as windows [N, window, C] float32 in sensor units."""
     root = data_root(cfg, "recordings (.csv / .parquet)")
     entries = list_files(cfg, root, SUFFIXES, problems, "recordings (.csv / .parquet)", flat=bool(cfg.label_column))
+    w = _windows(entries, cfg, problems)
+    if not w["x"]:
+        raise EdgetkError(f"no usable recordings under {root}", fix="see the problems listed above (edgetk data RECIPE lists them all)")
+    kept = [entries[i] for i in w["keep"]]
+    if cfg.label_column:
+        kept = [FileEntry(e.path, e.rel, lab, e.group, e.split) for e, lab in zip(kept, w["labels"])]
+    by_recording = bool(cfg.window) and not any(e.group or e.split for e in entries)
+    if by_recording:                          # windows of one recording stay on one side of the split
+        kept = [FileEntry(e.path, e.rel, e.label, e.rel, e.split) for e in kept]
+    info = {"sample_rate_hz": round(w["rate"], 6), "window_samples": int(w["x"][0].shape[0]), "stride": cfg.stride or cfg.window,
+            "channels": w["columns"], "groups": "recording" if by_recording else None}
+    return samples_from(kept, list(range(len(kept))), np.stack(w["x"]).astype(np.float32), "series", info, problems,
+                        w["files"], f"{cfg.format} {root.name}", ids=w["ids"])
+
+
+def _windows(entries: list[FileEntry], cfg: DataConfig, problems: Problems) -> dict[str, Any]:
+    """Every file read and cut: windows, the entry index and label of each, ids, per-file facts, rate, columns."""
     window, stride = cfg.window, cfg.stride or cfg.window
-    rate, columns, length = 0.0, None, None
-    xs, keep, ids, files, row_labels = [], [], [], [], []
+    out: dict[str, Any] = {"x": [], "keep": [], "labels": [], "ids": [], "files": [], "rate": 0.0, "columns": None}
+    length = None
     for i, e in enumerate(entries):
         try:
-            values, sensors, labels, r = read_recording(e, cfg, rate, columns)
+            values, sensors, labels, rate = read_recording(e, cfg, out["rate"], out["columns"])
             wins = cut(values, labels, window, stride)
             if window == 0 and length is not None and len(values) != length:
                 raise BadRow(None, f"{len(values)} rows while the first recording has {length}; set data.window to cut windows")
@@ -179,23 +197,13 @@ def source(cfg: DataConfig, problems: Problems, frontend: Any = None) -> Samples
             problems.add(e.path, b.problem, row=b.row, fix="fix the file or the [data] columns/rate settings, "
                          'or set data.on_error = "skip" to skip it')
             continue
-        rate, columns, length = rate or r, columns or sensors, length or len(values)
-        for k, (start, w, lab) in enumerate(wins):
-            xs.append(w)
-            keep.append(i)
-            ids.append(f"{e.rel}#w{k}" if window else e.rel)
-            row_labels.append(lab)
-        files.append({"file": e.rel, "label": e.label, "group": e.group, "split": e.split, "rows": len(values),
-                      "rate_hz": round(r, 4), "seconds": round(len(values) / r, 4) if r else None, "windows": len(wins),
-                      "channels": len(sensors)})
-    if not xs:
-        raise EdgetkError(f"no usable recordings under {root}", fix="see the problems listed above (edgetk data RECIPE lists them all)")
-    if cfg.label_column:
-        entries = [FileEntry(e.path, e.rel, lab, e.group, e.split) for e, lab in zip((entries[i] for i in keep), row_labels)]
-        keep = list(range(len(entries)))
-    elif window and not any(e.group for e in entries) and not any(e.split for e in entries):
-        entries = [FileEntry(e.path, e.rel, e.label, e.rel, e.split) for e in entries]   # windows of a recording stay together
-    info = {"sample_rate_hz": round(rate, 6), "window_samples": int(xs[0].shape[0]), "stride": stride,
-            "channels": columns, "groups": "recording" if window and entries and entries[0].group == entries[0].rel else None}
-    return samples_from(entries, keep, np.stack(xs).astype(np.float32), "series", info, problems, files,
-                        f"{cfg.format} {root.name}", ids=ids)
+        out["rate"], out["columns"], length = out["rate"] or rate, out["columns"] or sensors, length or len(values)
+        for k, (_, x, label) in enumerate(wins):
+            out["x"].append(x)
+            out["keep"].append(i)
+            out["labels"].append(label)
+            out["ids"].append(f"{e.rel}#w{k}" if window else e.rel)
+        out["files"].append({"file": e.rel, "label": e.label, "group": e.group, "split": e.split, "rows": len(values),
+                             "rate_hz": round(rate, 4), "seconds": round(len(values) / rate, 4) if rate else None,
+                             "windows": len(wins), "channels": len(sensors)})
+    return out
