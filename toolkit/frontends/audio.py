@@ -22,9 +22,9 @@ class MfccPlan:
 
     scalars: dict[str, int]
     window: np.ndarray     # int16 [frame_len] Q15
-    fft_tw: np.ndarray     # int32 [3N/4, 2] Q30
+    fft_tw: np.ndarray     # int32 [triplets, 6] Q30 (fft_twiddles)
     fft_pos: np.ndarray    # uint16 [N]
-    split_tw: np.ndarray   # int32 [N+1, 2] Q30
+    split_tw: np.ndarray   # int32 [N/2, 2] Q30 exp(-i pi k / N), k = 1 .. N/2
     seg_end: np.ndarray    # uint16 [n_mels+1]
     mel_up: np.ndarray     # uint16 [bins] Q15
     coef: np.ndarray       # int32 Q22
@@ -63,6 +63,18 @@ def fft_positions(n: int) -> np.ndarray:
             weight *= r
         pos[k] = p
     return pos
+
+
+def fft_twiddles(n: int) -> np.ndarray:
+    """Q30 twiddles of the radix-4 DIF stages: per stage (quarter q = n/4, n/16, ...), for j = 1 .. q-1,
+    the triplet W^(j s), W^(2 j s), W^(3 j s) with W = exp(-2 pi i / n), s = n / (4 q)."""
+    rows, q = [], n // 4
+    while q >= 1:
+        s = n // (4 * q)
+        for j in range(1, q):
+            rows += [j * s, 2 * j * s, 3 * j * s]
+        q //= 4
+    return _q30(2 * np.pi * np.array(rows, dtype=np.float64) / n).reshape(-1, 6) if rows else np.zeros((0, 6), np.int64)
 
 
 def mel_points(cfg: FrontendConfig) -> np.ndarray:
@@ -122,8 +134,8 @@ def plan(cfg: FrontendConfig) -> MfccPlan:
                "in_shift": in_shift(cfg.n_fft, cfg.frame_len), "n_mels": cfg.n_mels, "bin_lo": bin_lo,
                "n_out": cfg.n_mfcc if dct else cfg.n_mels, "dct": int(dct),
                "out_shift": LOG_BITS + COEF_BITS - out_frac, "floor_shift": floor_shift, "out_frac": out_frac}
-    return MfccPlan(scalars, window.astype(np.int64), _q30(2 * np.pi * np.arange(3 * n // 4) / n),
-                    fft_positions(n), _q30(np.pi * np.arange(n + 1) / n), seg_end, mel_up,
+    return MfccPlan(scalars, window.astype(np.int64), fft_twiddles(n),
+                    fft_positions(n), _q30(np.pi * np.arange(1, n // 2 + 1) / n), seg_end, mel_up,
                     coef.astype(np.int64), round(cfg.log_floor * 2.0 ** floor_shift))
 
 

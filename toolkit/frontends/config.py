@@ -57,8 +57,9 @@ class FrontendConfig:
         n = self.n_fft
         if n < 16 or n > 4096 or n & (n - 1):
             _bad("n_fft", n, "a power of two from 16 to 4096 (e.g. 512)")
-        if not 2 <= self.frame_len <= n:
-            _bad("frame_len", self.frame_len, f"2 .. n_fft ({n}) samples")
+        if not n // 4 <= self.frame_len <= n or self.frame_len % 2:
+            _bad("frame_len", self.frame_len, f"an even number of samples from n_fft / 4 ({n // 4}) to n_fft ({n}), "
+                 "or change n_fft to the power of two at or above frame_len")
         if not 1 <= self.hop <= self.frame_len:
             _bad("hop", self.hop, f"1 .. frame_len ({self.frame_len}) samples")
         if self.clip_samples < self.frame_len or self.clip_samples > 1 << 20:

@@ -55,6 +55,42 @@ ETF_INLINE int32_t etf_smmlsr(int32_t acc, int32_t a, int32_t b)
 #endif
 }
 
+/* floor(a * b / 2^32) (SMMUL). */
+ETF_INLINE int32_t etf_smmul(int32_t a, int32_t b)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t r;
+    __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b) >> 32);
+#endif
+}
+
+/* acc + floor(a * b / 2^32) (SMMLA). */
+ETF_INLINE int32_t etf_smmla(int32_t acc, int32_t a, int32_t b)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t r;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    return acc + (int32_t)(((int64_t)a * b) >> 32);
+#endif
+}
+
+/* acc + floor(-a * b / 2^32) (SMMLS). */
+ETF_INLINE int32_t etf_smmls(int32_t acc, int32_t a, int32_t b)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t r;
+    __asm__("smmls %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    return acc + (int32_t)((-(int64_t)a * b) >> 32);
+#endif
+}
+
 /* Leading zero bits of a nonzero 32-bit value. */
 ETF_INLINE int32_t etf_clz32(uint32_t x)
 {

@@ -11,14 +11,15 @@
  *             The real n_fft-point FFT is an N = n_fft/2-point complex FFT of z[n] = v[2n] + i v[2n+1]
  *             (zero beyond frame_len: zero padding).
  *  3. FFT     radix-4 decimation in frequency (+ one radix-2 stage when N = 2 * 4^k), each stage
- *             scaled by 1/4 (1/2): twiddles in Q30 multiplied with SMMULR-style rounding, so
- *             (u * w) / 4 is one rounded product. Components grow at most sqrt(2) per stage (rotation),
- *             Python's in_shift keeps every sum below 2^31. Output Z[k] = DFT_N(z)[k] / N at buffer
- *             position fft_pos[k] (digit-reversed order).
- *  4. split   X[k] = (Z[k] + Z*[N-k]) / 4 - i W^k (Z[k] - Z*[N-k]) / 4, W = exp(-i pi k / N) in Q30:
- *             X = DFT_{n_fft}(v)[k] / n_fft. Power P[k] = X.re^2 + X.im^2 (uint64, < 2^60), brought to
- *             32 bits by s2 = bitlen(energy / n_fft) + 1 - 32 (>= 0): by Parseval the one-sided power
- *             spectrum sums to at most energy / n_fft, so sum_k P32[k] < 2^32.
+ *             scaled by 1/4 (1/2) with floor: twiddles in Q30, each product floor(u * w / 2^32) (SMMUL),
+ *             so (u * w) / 4 costs no extra shift and W = 1 gives exactly u >> 2. Components grow at most
+ *             sqrt(2) per stage (rotation); Python's in_shift keeps every sum below 2^31. Output
+ *             Z[k] = DFT_N(z)[k] / N at buffer position fft_pos[k] (digit-reversed order). The first
+ *             stage reads the samples through the window and skips the zero padding.
+ *  4. split   X[k] = (Z[k] + Z*[N-k]) / 4 - i W^k (Z[k] - Z*[N-k]) / 4, W = exp(-i pi k / N) in Q30, bins
+ *             k and N-k from one pair of loads: X = DFT_{n_fft}(v)[k] / n_fft. Power P[k] = X.re^2 + X.im^2
+ *             (uint64, < 2^60), brought to 32 bits by s2 = bitlen(energy / n_fft) + 1 - 32 (>= 0): by
+ *             Parseval the one-sided power spectrum sums to at most energy / n_fft, so sum_k P32[k] < 2^32.
  *  5. mel     HTK triangles between consecutive mel points: a bin in segment j (between points j
  *             and j+1) feeds the rising edge of filter j with weight u (Q15, mel_up) and the falling
  *             edge of filter j-1 with 1 - u. Per segment: S = sum P32, U = sum P32 * u (uint64),
@@ -31,6 +32,11 @@
  *             mfcc: row[c] = round(sum_f L[f] * coef[c][f]) with coef = orthonormal DCT-II * ln2 in Q22;
  *             rounding shift out_shift = 16 + 22 - out_frac (< 32), saturated to int16.
  *
+ * Cores: with the DSP extension (__ARM_FEATURE_DSP, Thumb-2: Cortex-M4/M7/M33) the windowing, the peak
+ * search and the radix-4 loops use DSP instructions and hand-scheduled Thumb-2 loops computing the same
+ * integers as the portable C (tests compare a QEMU Cortex-M4 run with the host bit for bit); no libc and
+ * no libgcc helper is needed there. ARMv6-M (Cortex-M0/M0+) has no 32x32->64 multiply or CLZ: link libgcc.
+ *
  * Precision (FSDD test clips vs the float numpy reference): see Frontend.info["float_reference_distance"]. */
 #ifndef ETF_MFCC_H
 #define ETF_MFCC_H
@@ -38,7 +44,7 @@
 #include <stdint.h>
 
 typedef struct {
-    int32_t frame_len;        /* samples per frame (<= n_fft) */
+    int32_t frame_len;        /* samples per frame: even, n_fft/4 <= frame_len <= n_fft */
     int32_t hop;              /* samples between frame starts */
     int32_t n_frames;         /* frames per window */
     int32_t log2_n_fft;       /* n_fft = 2^log2_n_fft, the real FFT size */
@@ -53,9 +59,9 @@ typedef struct {
     int32_t floor_shift;      /* step 6: log floor = floor_q / 2^floor_shift */
     uint64_t floor_q;         /* < 2^63 */
     const int16_t *window;    /* [frame_len] Q15 */
-    const int32_t *fft_tw;    /* [3N/4][2] Q30 cos(2 pi k/N), -sin(2 pi k/N) */
+    const int32_t *fft_tw;    /* per radix-4 stage, j = 1..q-1: Q30 (cos, -sin) of W^(j s), W^(2 j s), W^(3 j s) */
     const uint16_t *fft_pos;  /* [N] buffer position of Z[k] after the DIF stages */
-    const int32_t *split_tw;  /* [N+1][2] Q30 cos(pi k/N), -sin(pi k/N) */
+    const int32_t *split_tw;  /* [N/2][2] Q30 cos(pi k/N), -sin(pi k/N), k = 1..N/2 */
     const uint16_t *seg_end;  /* [n_mels+1] segment j covers bins [seg_end[j-1], seg_end[j]) (seg -1 ends at bin_lo) */
     const uint16_t *mel_up;   /* [seg_end[n_mels] - bin_lo] Q15 rising-edge weight of each bin, in [0, 32768] */
     const int32_t *coef;      /* mfcc: [n_out][n_mels] Q22 DCT-II (orthonormal) * ln2; log-mel: [1] Q22 ln2 */
