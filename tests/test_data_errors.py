@@ -177,3 +177,10 @@ def test_frontend_rate_conflict_and_missing_folders(tmp_path: Path) -> None:
         load_dataset(own("kws-digits", "data.loader='toolkit.data:nope'"))
     with pytest.raises(EdgetkError, match="no entry point of that name"):
         load_dataset(own("kws-digits", "data.loader='no-such-dataset'"))
+
+
+def test_frontend_must_fit_the_data(bm: Path, shared) -> None:
+    msg = error(own("imu-motions", *CSV, f"data.root='{bm}'", "frontend.type='mfcc'"))
+    assert "[frontend] type = 'mfcc' does not fit series data" in msg and "imu" in msg
+    msg = error(load_recipe(repo_dir("models") / "kws-digits.toml", ["frontend.type='mfcc'", "data.sample_rate=16000"]))
+    assert "data.sample_rate = 16000 differs from frontend.sample_rate = 8000" in msg
