@@ -144,6 +144,10 @@ def test_given_split_needs_both_folders_and_group_split_needs_groups(bm: Path) -
 
 
 def test_recipe_combinations_refused_on_load(tmp_path: Path) -> None:
+    from toolkit.data import FORMATS
+    from toolkit.recipe import DATA_FORMATS
+
+    assert set(FORMATS) == set(DATA_FORMATS)      # the recipe's choices are the registry's names
     base = {"task": "t", "model": {"arch": "cnn1d"}}
     cases = [
         ({"name": "fsdd", "format": "csv", "root": "x"}, "exactly one of name, format or loader"),
