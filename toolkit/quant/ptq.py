@@ -69,9 +69,10 @@ QUANTIZERS: dict[str, Callable[[Any, np.ndarray], Any]] = {"nncf": _nncf, "ort":
 
 
 def quantize_onnx(fp32_path: str | os.PathLike, calib: np.ndarray, quantizer: str = "nncf",
-                  dyadic: bool = True) -> Any:
+                  dyadic: bool = True, input_qparams: tuple[float, int] | None = None) -> Any:
     """QDQ int8 ModelProto of an fp32 ONNX file, normalized for TFLite (see toolkit.quant.qdq) and, by default,
-    with integer-exact requantization (see toolkit.quant.dyadic)."""
+    with integer-exact requantization (see toolkit.quant.dyadic). input_qparams=(scale, zero_point) pins the
+    graph input's quantization (a fixed-point frontend's int8 features, toolkit.frontends)."""
     import copy
 
     import onnx
@@ -84,11 +85,49 @@ def quantize_onnx(fp32_path: str | os.PathLike, calib: np.ndarray, quantizer: st
     proto = load_onnx(fp32_path)
     log.info("quantizing %s with %s on %d calibration samples", Path(fp32_path).name, quantizer, len(calib))
     q = QUANTIZERS[quantizer](copy.deepcopy(proto), calib)
+    if input_qparams is not None:  # before normalize_qdq: bias quantization and shared params then use it
+        pin_input(q, *input_qparams)
     q = normalize_qdq(q, calib)
     if dyadic:
         make_dyadic(q, proto)
+    if input_qparams is not None:
+        check_input_pin(q, *input_qparams)
     onnx.checker.check_model(q)
     return q
+
+
+def _input_quantizers(proto: Any) -> tuple[Any, list[Any]]:
+    from toolkit.quant.graph import OnnxGraph
+
+    g = OnnxGraph(proto)
+    qs = [c for c in g.consumers[g.inputs[0]] if c.op_type == "QuantizeLinear"]
+    if not qs:
+        raise EdgetkError("the quantized model's input has no QuantizeLinear to pin to the frontend's quantization",
+                          fix="report this with the model: the input must feed int8 operators")
+    return g, qs
+
+
+def pin_input(proto: Any, scale: float, zero_point: int) -> None:
+    """Set the graph input's QuantizeLinear/DequantizeLinear to (scale, zero_point), in place."""
+    from toolkit.quant.qdq import set_q
+
+    g, qs = _input_quantizers(proto)
+    for q in qs:
+        set_q(g, q, np.float32(scale), np.int8(zero_point))
+
+
+def check_input_pin(proto: Any, scale: float, zero_point: int) -> None:
+    """The graph input still carries exactly (scale, zero_point) after every pass, else an EdgetkError."""
+    from toolkit.quant.graph import qparams
+
+    g, qs = _input_quantizers(proto)
+    for q in qs:
+        s, z = qparams(g, q)
+        if float(np.asarray(s)) != float(np.float32(scale)) or int(np.asarray(z)) != int(zero_point):
+            raise EdgetkError(f"the model input's quantization became scale {float(np.asarray(s))}, zero point "
+                              f"{int(np.asarray(z))}, not the frontend's {scale}, {zero_point}",
+                              fix="the first layer must consume the input directly (no Concat/Add with other "
+                                  "tensors on the raw input); report this with the model")
 
 
 def load_onnx(path: str | os.PathLike) -> Any:
