@@ -187,3 +187,17 @@ def test_float_tflite_converter_keeps_nhwc_semantics(tmp_path) -> None:
     assert fid["source_vs_onnx_fp32"]["max_abs_diff"] < 1e-5
     assert fid["int8_onnx_vs_tflite"]["identical"] and "TRANSPOSE" not in man["ops"]
     assert man["data"]["random"] and "uniform in [0, 1]" in man["data"]["test"]["description"]
+
+
+def test_kws_float_with_the_onnxruntime_quantizer(external, tmp_path) -> None:
+    """The dense layer after the global pool becomes a 1×1 Conv on import, so no quantized reshape sits between
+    the exact mean and it (onnxruntime quantizes one): --quantizer ort lowers, ONNX int8 = TFLite."""
+    from toolkit.importer import ImportConfig, import_model
+
+    b = import_model(external / KWS_FLOAT, tmp_path / "b", ImportConfig(
+        quantizer="ort", calib="random", calib_n=64, test=str(external / KWS_INPUT),
+        input_quant=(0.5847029089927673, 83), formats=("onnx", "tflite")))
+    man, fid = _load(b)
+    assert any("after a global pool → 1×1 Conv" in s for s in man["source"]["steps"])
+    assert fid["int8_onnx_vs_tflite"]["identical"] and fid["float_vs_int8_tflite"]["top1_agreement"] == 1.0
+    assert man["macs"] == 2_656_768 and man["export"]["quantizer"] == "ort"

@@ -437,6 +437,46 @@ def _global_pools(proto: Any, steps: list[str]) -> None:
             steps.append(f"AveragePool {n.name or n.output[0]!r} over the whole {x[2]}×{x[3]} map → GlobalAveragePool")
 
 
+def _dense_after_pool(proto: Any, steps: list[str]) -> None:
+    """GlobalAveragePool → Flatten/Reshape → Gemm [→ Relu/Clip] becomes GlobalAveragePool → 1×1 Conv [→ Relu/Clip]
+    → Flatten: the same TFLite CONV_2D (the lowering turns every Gemm into one), and no quantized reshape between
+    the mean and the dense layer (onnxruntime's quantizer quantizes that reshape on its own, and the exact mean of
+    toolkit.quant.dyadic re-scales the mean's output but not the reshape's)."""
+    from onnx import helper
+
+    g = OnnxGraph(proto)
+    for pool in [n for n in proto.graph.node if n.op_type == "GlobalAveragePool"]:
+        flat = _single_consumer(g, pool.output[0], "Flatten") or _single_consumer(g, pool.output[0], "Reshape")
+        gemm = None if flat is None else _single_consumer(g, flat.output[0], "Gemm")
+        if gemm is None or gemm.input[0] != flat.output[0] or any(
+                attrs(gemm).get(k, d) != d for k, d in (("transA", 0), ("alpha", 1.0), ("beta", 1.0))):
+            continue
+        w = g.const(gemm.input[1])
+        b = g.const(gemm.input[2]) if len(gemm.input) > 2 and gemm.input[2] else None
+        if w is None or w.ndim != 2 or (len(gemm.input) > 2 and gemm.input[2] and b is None):
+            continue
+        w = w if attrs(gemm).get("transB", 0) else w.T  # [O, C]
+        conv_w = g.set_init(g.fresh(f"{gemm.input[1]}_1x1"), w.reshape(*w.shape, 1, 1).astype(np.float32))
+        ins = [pool.output[0], conv_w] + ([g.set_init(g.fresh(f"{gemm.output[0]}_b"), b.reshape(-1))] if b is not None else [])
+        act = _single_consumer(g, gemm.output[0], "Relu") or _single_consumer(g, gemm.output[0], "Clip")
+        last = act or gemm
+        y4 = g.fresh(f"{gemm.output[0]}_4d")
+        nodes = [helper.make_node("Conv", ins, [y4], name=gemm.name or y4, kernel_shape=[1, 1])]
+        if act is not None:
+            a4 = g.fresh(f"{act.output[0]}_4d")
+            nodes.append(helper.make_node(act.op_type, [y4, *act.input[1:]], [a4], name=act.name or a4))
+            y4 = a4
+        nodes.append(helper.make_node("Flatten", [y4], [last.output[0]], name=g.fresh(f"{last.output[0]}_flatten"),
+                                      axis=1))
+        at = list(proto.graph.node).index(flat)
+        for old in [flat, gemm] + ([act] if act is not None else []):
+            proto.graph.node.remove(old)
+        for k, n in enumerate(nodes):
+            proto.graph.node.insert(at + k, n)
+        g.reindex()
+        steps.append(f"Gemm {gemm.name or gemm.output[0]!r} after a global pool → 1×1 Conv (then Flatten)")
+
+
 def _drop_dropout(proto: Any, steps: list[str]) -> None:
     for n in [n for n in proto.graph.node if n.op_type == "Dropout"]:
         if len(n.output) > 1 and n.output[1] and OnnxGraph(proto).consumers[n.output[1]]:
@@ -453,7 +493,7 @@ def _drop_unused(proto: Any, steps: list[str]) -> None:
 
 PASSES: tuple[Callable[[Any, list[str]], None], ...] = (
     _fold_constants, _drop_dropout, _explicit_pads, _fold_batchnorm, _conv_add_bias, _matmul_to_gemm,
-    _gemm_scales, _global_pools, _drop_unused,
+    _gemm_scales, _global_pools, _dense_after_pool, _drop_unused,
 )
 
 
