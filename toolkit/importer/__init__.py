@@ -195,7 +195,9 @@ def _import_tflite_float(path: Path, data: bytes, out: Path, cfg: ImportConfig) 
     shape = tuple(graph.tensor(graph.inputs[0]).shape[1:])
     prep = Prepared(prep.proto, "NHWC" if len(shape) == 3 else "flat", shape, prep.opset, prep.steps)
     return _import_float(path, out, cfg, TFLITE_FLOAT, prep, lambda x: run_tflite_source(path, x),
-                         "source TFLite fp32 (LiteRT)", ops=dict(_op_counts(graph)))
+                         "source TFLite fp32 (LiteRT)", ops=_op_counts(graph),
+                         steps=["converted to a float ONNX graph (NHWC → NCHW, toolkit/importer/tflite_float.py)",
+                                *prep.steps])
 
 
 def run_tflite_source(path: Path, x: np.ndarray) -> np.ndarray:
