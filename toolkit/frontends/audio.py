@@ -173,8 +173,10 @@ def c_source(cfg: FrontendConfig, p: MfccPlan, stage2: object) -> str:
         "    }", "    return 0;", "}", ""]
     if stream:
         parts += [
-            "void edgetk_stream_init(edgetk_stream_t *s)", "{", "    int32_t i;",
-            "    for (i = 0; i < EDGETK_FRAME_LEN; i++) {", "        s->hist[i] = 0;", "    }", "    s->filled = 0;", "}",
+            "void edgetk_stream_init(edgetk_stream_t *s)", "{",
+            "    volatile int16_t *h = s->hist; /* volatile: gcc would make a memset call of a zero loop */",
+            "    int32_t i;", "    for (i = 0; i < EDGETK_FRAME_LEN; i++) {", "        h[i] = 0;", "    }", "    s->filled = 0;",
+            "}",
             "", "int edgetk_stream_push(edgetk_stream_t *s, const int16_t *hop_samples, int8_t *row)", "{",
             "    if (!etf_mfcc_stream_push(&g_params, s->hist, &s->filled, hop_samples, g_row, &g_scratch)) {",
             "        return 0;", "    }",

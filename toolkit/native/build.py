@@ -25,7 +25,7 @@ SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "
 # Cortex-M4 link check: no libc, no libgcc helpers, no startup files; unused sections dropped.
 CROSS_CPUS = {"cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"),
               "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft")}
-CROSS_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections")
+CROSS_CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections")
 
 
 def cache_root() -> Path:
@@ -109,8 +109,10 @@ def load_shared(path: str | os.PathLike) -> ctypes.CDLL:
 
 
 def cross_link_check(sources: Iterable[str | os.PathLike], include_dirs: Iterable[str | os.PathLike], out_dir: str |
-                     os.PathLike, *, entry: str, cpu: str = "cortex-m4") -> Path:
-    """Compile `sources` for `cpu` and link them with -nostdlib (no libc, no libgcc) from `entry`; returns the ELF.
+                     os.PathLike, *, entry: str, cpu: str = "cortex-m4", opt: str = "-O2",
+                     keep: tuple[str, ...] = ()) -> Path:
+    """Compile `sources` for `cpu` at `opt` and link them with -nostdlib (no libc, no libgcc) from `entry`
+    (and the symbols in `keep`); returns the ELF.
 
     A link error names every symbol the code needs from outside (the check fails on any)."""
     if cpu not in CROSS_CPUS:
@@ -118,7 +120,8 @@ def cross_link_check(sources: Iterable[str | os.PathLike], include_dirs: Iterabl
     gcc = require_tool("arm-none-eabi-gcc", "cross-compile for Cortex-M")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    elf = out_dir / f"{entry}-{cpu}.elf"
-    args = [*CROSS_CFLAGS, *CROSS_CPUS[cpu], *(f"-I{d}" for d in include_dirs), *map(str, sources),
-            "-nostdlib", "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-e,{entry}", f"-Wl,--undefined={entry}"]
+    elf = out_dir / f"{entry}-{cpu}{opt}.elf"
+    args = [*CROSS_CFLAGS, opt, *CROSS_CPUS[cpu], *(f"-I{d}" for d in include_dirs), *map(str, sources),
+            "-nostdlib", "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-e,{entry}",
+            *(f"-Wl,--undefined={s}" for s in (entry, *keep))]
     return _compile(gcc, args, elf, f"{entry} for {cpu}")
