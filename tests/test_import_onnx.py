@@ -238,3 +238,23 @@ def test_opset7_version_of_the_cnn_imports_too(weights, digits_npz, tmp_path) ->
     man, fid = _load(b)
     assert "opset 7 lifted to 18" in " ".join(man["source"]["steps"]) and man["source"]["opset"] == 7
     assert fid["float_vs_int8_tflite"]["top1_agreement"] >= 0.99 and fid["int8_onnx_vs_tflite"]["identical"]
+
+
+def test_inspect_counts_weights_behind_cast_and_transpose(tmp_path) -> None:
+    """Hand counts: MatMul with float16 weights behind a Cast (4·6, no bias), then Gemm(transB=1) whose [3, 6]
+    weights are stored transposed behind a Transpose, plus its bias 3; MACs 4·6 + 6·3 per sample."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from toolkit.commands.inspect import inspect_onnx
+
+    inits = [numpy_helper.from_array(np.ones((4, 6), np.float16), "w16"),
+             numpy_helper.from_array(np.ones((6, 3), np.float32), "w2t"), numpy_helper.from_array(np.zeros(3, np.float32), "b2")]
+    nodes = [helper.make_node("Cast", ["w16"], ["w1"], to=TensorProto.FLOAT), helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("Transpose", ["w2t"], ["w2"], perm=[1, 0]),
+             helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], transB=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "m.onnx")
+    info = inspect_onnx(tmp_path / "m.onnx")
+    assert (info["params"], info["macs"]) == (4 * 6 + 6 * 3 + 3, 4 * 6 + 6 * 3)
