@@ -101,15 +101,6 @@ def mel_segments(cfg: FrontendConfig) -> tuple[int, np.ndarray, np.ndarray]:
     return lo, seg_end, np.clip(np.round(up * 32768), 0, 32768).astype(np.int64)
 
 
-def dct_ortho(n_in: int, n_out: int) -> np.ndarray:
-    """Orthonormal DCT-II basis [n_out, n_in] (as toolkit/data/mfcc.py dct_matrix)."""
-    k = np.arange(n_out)[:, None]
-    n = np.arange(n_in)[None, :]
-    m = np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
-    m[0] /= np.sqrt(2.0)
-    return m
-
-
 def _q30(angle: np.ndarray) -> np.ndarray:
     return np.stack([np.round(np.cos(angle) * 2 ** 30), np.round(-np.sin(angle) * 2 ** 30)], axis=1).astype(np.int64)
 
@@ -125,7 +116,9 @@ def plan(cfg: FrontendConfig) -> MfccPlan:
                         32767)
     bin_lo, seg_end, mel_up = mel_segments(cfg)
     if dct:
-        coef = np.round(dct_ortho(cfg.n_mels, cfg.n_mfcc) * math.log(2) * 2 ** COEF_BITS)
+        from toolkit.data.mfcc import dct_matrix  # the float reference's orthonormal DCT-II
+
+        coef = np.round(dct_matrix(cfg.n_mels, cfg.n_mfcc) * math.log(2) * 2 ** COEF_BITS)
     else:
         coef = np.array([round(math.log(2) * 2 ** COEF_BITS)])
     floor_shift = 62 - math.ceil(math.log2(cfg.log_floor))

@@ -19,42 +19,6 @@
 #define ETF_INLINE static inline
 #endif
 
-/* round(a * b / 2^32), ties up (SMMULR). */
-ETF_INLINE int32_t etf_smmulr(int32_t a, int32_t b)
-{
-#if defined(__ARM_FEATURE_DSP)
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-#else
-    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
-#endif
-}
-
-/* acc + floor((a * b + 2^31) / 2^32) (SMMLAR). */
-ETF_INLINE int32_t etf_smmlar(int32_t acc, int32_t a, int32_t b)
-{
-#if defined(__ARM_FEATURE_DSP)
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-#else
-    return acc + (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
-#endif
-}
-
-/* acc + floor((2^31 - a * b) / 2^32) (SMMLSR). */
-ETF_INLINE int32_t etf_smmlsr(int32_t acc, int32_t a, int32_t b)
-{
-#if defined(__ARM_FEATURE_DSP)
-    int32_t r;
-    __asm__("smmlsr %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-#else
-    return acc + (int32_t)((0x80000000LL - (int64_t)a * b) >> 32);
-#endif
-}
-
 /* floor(a * b / 2^32) (SMMUL). */
 ETF_INLINE int32_t etf_smmul(int32_t a, int32_t b)
 {

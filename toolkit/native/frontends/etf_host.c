@@ -30,26 +30,36 @@ int32_t etf_host_size(int32_t what)
     }
 }
 
-int32_t etf_host_features(const int16_t *raw, int8_t *out, int32_t n)
+/* n windows through fn, outputs of `size` bytes each. */
+static int32_t each(int (*fn)(const int16_t *, void *), const int16_t *raw, uint8_t *out, int32_t n, int32_t size)
 {
     int32_t i;
     for (i = 0; i < n; i++) {
-        if (edgetk_features(raw + (int64_t)i * EDGETK_RAW_SIZE, out + (int64_t)i * EDGETK_FEATURES_SIZE) != 0) {
+        if (fn(raw + (int64_t)i * EDGETK_RAW_SIZE, out + (int64_t)i * size) != 0) {
             return -1;
         }
     }
     return 0;
 }
 
+static int features(const int16_t *raw, void *out)
+{
+    return edgetk_features(raw, (int8_t *)out);
+}
+
+static int stage1(const int16_t *raw, void *out)
+{
+    return edgetk_features_stage1(raw, (int16_t *)out);
+}
+
+int32_t etf_host_features(const int16_t *raw, int8_t *out, int32_t n)
+{
+    return each(features, raw, (uint8_t *)out, n, EDGETK_FEATURES_SIZE);
+}
+
 int32_t etf_host_stage1(const int16_t *raw, int16_t *out, int32_t n)
 {
-    int32_t i;
-    for (i = 0; i < n; i++) {
-        if (edgetk_features_stage1(raw + (int64_t)i * EDGETK_RAW_SIZE, out + (int64_t)i * EDGETK_FEATURES_SIZE) != 0) {
-            return -1;
-        }
-    }
-    return 0;
+    return each(stage1, raw, (uint8_t *)out, n, 2 * EDGETK_FEATURES_SIZE);
 }
 
 /* Each window pushed hop by hop through a fresh stream; rows written in order (EDGETK_FEATURES_SIZE per window).
