@@ -1,9 +1,9 @@
 """`edgetk import` on the three MLPerf Tiny float models × both quantizers: agreement of the int8 bundle with the
 float model, beside MLPerf's own int8 model on the same inputs (the baseline, measured in the same run).
 
-Inputs: KWS, the reference input kws_input.npy (int8, dequantized with the int8 model's input parameters) plus
-RANDOM inputs on the int8 input grid; IC, RANDOM images (there are no CIFAR images here); AD, the 40 reference
-windows (they calibrate and test). Figures: top-1 agreement and output SQNR (KWS, IC); AD: decisions
+Inputs: KWS, the reference input kws_input.npy (int8, dequantized with the int8 model's input parameters), real
+speech (FSDD clips through toolkit.importer.mlperf's MLPerf-style MFCC) and RANDOM inputs on the int8 input grid; the speech calibrates; IC, RANDOM images (there are no
+CIFAR images here); AD, the 40 reference windows (they calibrate and test). Figures: top-1 agreement and output SQNR (KWS, IC); AD: decisions
 "error > mean + 3 std of the float errors on the calibration windows", Spearman rank correlation of the errors,
 mean relative error. Usage: .venv/bin/python bench/import_mlperf.py [--n 200] [--quantizers nncf,ort]
 """
@@ -21,6 +21,7 @@ import numpy as np
 from toolkit.errors import EdgetkError
 from toolkit.export.fidelity import QParams, anomaly_scores
 from toolkit.importer import ImportConfig, import_model
+from toolkit.importer.mlperf import fsdd_speech
 from toolkit.paths import external_model
 from toolkit.runtimes import run_litert, run_tflm
 from toolkit.tflite import read_model
@@ -36,6 +37,9 @@ MODELS = {
            f"{T}/anomaly_detection/trained_models/ad01_int8.tflite",
            f"{R}/anomaly_detection/datasets/dcase01/normal_id_01_00000000_hist_librosa.bin"),
 }
+
+
+FSDD_CALIB = 200  # FSDD clips that calibrate the KWS import; the next --n clips test it
 
 
 def _qparams(tflite: Path, which: str) -> QParams:
@@ -83,9 +87,12 @@ def run_one(model: str, quantizer: str, n: int, work: Path) -> list[dict]:
     shape = read_model(fp32).tensor(read_model(fp32).inputs[0]).shape[1:]
     random_x = q_in.dequantize(rng.integers(-128, 128, size=(n, *shape)).astype(np.int8))
     if model == "kws":
-        cfg = ImportConfig(calib="random", test=str(ref), input_quant=(q_in.scale, q_in.zero_point), quantizer=quantizer,
-                           formats=("onnx", "tflite"))
-        sets = {"reference input": q_in.dequantize(np.load(ref)), "RANDOM (int8 grid)": random_x}
+        speech = fsdd_speech(FSDD_CALIB + n)
+        np.savez(work / "kws-speech-calib.npz", x=speech[:FSDD_CALIB])
+        cfg = ImportConfig(calib=str(work / "kws-speech-calib.npz"), test=str(ref),
+                           input_quant=(q_in.scale, q_in.zero_point), quantizer=quantizer, formats=("onnx", "tflite"))
+        sets = {"reference input": q_in.dequantize(np.load(ref)), "FSDD speech (MFCC)": speech[FSDD_CALIB:],
+                "RANDOM (int8 grid)": random_x}
     elif model == "ic":
         cfg = ImportConfig(input_quant=(q_in.scale, q_in.zero_point), quantizer=quantizer, test_n=32,
                            formats=("onnx", "tflite"))

@@ -201,3 +201,38 @@ def test_kws_float_with_the_onnxruntime_quantizer(external, tmp_path) -> None:
     assert any("after a global pool → 1×1 Conv" in s for s in man["source"]["steps"])
     assert fid["int8_onnx_vs_tflite"]["identical"] and fid["float_vs_int8_tflite"]["top1_agreement"] == 1.0
     assert man["macs"] == 2_656_768 and man["export"]["quantizer"] == "ort"
+
+
+def test_kws_float_on_real_speech(external, shared, tmp_path) -> None:
+    """KWS calibrated and tested on real speech (FSDD clips through toolkit.importer.mlperf's MLPerf-style MFCC)
+    plus the reference input: int8 top-1 agrees with the float model on >= 99 %, as MLPerf's own int8 model does
+    on the same inputs, and the output SQNR is within 1 dB of it."""
+    from toolkit.export.fidelity import QParams
+    from toolkit.importer import ImportConfig, import_model
+    from toolkit.importer.mlperf import fsdd_speech
+    from toolkit.pytest_plugin import skip_without_data
+    from toolkit.runtimes import run_litert, run_tflm
+
+    if not (shared / "data" / "fsdd" / "recordings").is_dir():
+        skip_without_data(f"FSDD not found under {shared}; fix: set EDGETK_SHARED")
+    q_in = QParams(0.5847029089927673, 83)
+    speech = fsdd_speech(300)
+    test_x = np.concatenate([q_in.dequantize(np.load(external / KWS_INPUT)), speech[200:]])
+    np.savez(tmp_path / "calib.npz", x=speech[:200])
+    np.savez(tmp_path / "test.npz", x=test_x)
+    b = import_model(external / KWS_FLOAT, tmp_path / "b", ImportConfig(
+        calib=str(tmp_path / "calib.npz"), test=str(tmp_path / "test.npz"), formats=("onnx", "tflite")))
+    man, fid = _load(b)
+    ours = fid["float_vs_int8_tflite"]["top1_agreement"]
+    prob = run_litert(external / KWS_FLOAT, test_x)
+    theirs_q = run_tflm(external / KWS_INT8, q_in.quantize(test_x))
+    theirs = float((theirs_q.argmax(1) == prob.argmax(1)).mean())
+
+    def sqnr(q: np.ndarray) -> float:
+        return float(10 * np.log10((prob ** 2).mean() / ((prob - (q.astype(np.float32) + 128) / 256) ** 2).mean()))
+
+    ours_db, theirs_db = sqnr(np.load(b / "test_out_int8.npy")), sqnr(theirs_q)
+    print(f"KWS on {len(test_x)} real inputs (reference + FSDD speech): top-1 agreement ours {100 * ours:.1f} %, "
+          f"MLPerf's int8 model {100 * theirs:.1f} %; output SQNR ours {ours_db:.1f} dB, theirs {theirs_db:.1f} dB")
+    assert fid["float_vs_int8_tflite"]["n"] == 101 and ours >= 0.99 and ours_db >= theirs_db - 1
+    assert not man["data"]["random"] and fid["int8_onnx_vs_tflite"]["identical"]
