@@ -114,13 +114,15 @@ def main() -> int:
         body += ["    edgetk_mark_start();", "    rc |= edgetk_invoke(g_q, g_net_out);", "    edgetk_mark_stop();"]
     m = run_on_m4(fe, raw, work / "m4", extra_sources=tuple(extra_src), extra_includes=tuple(extra_inc),
                   extra_decl="\n".join(decl), extra_main="\n".join(body))
+    portable = run_on_m4(fe, raw, work / "m4-portable", stream=False, extra_flags=("-DETF_PORTABLE",))
     n = len(raw)
     floats = np.stack([np.frombuffer(bytes.fromhex(h), "<f4") for h in m.stdout.splitlines()
                        if h.startswith("F ") for h in [h[2:]]]).reshape(n, cfg.n_frames, cfg.n_mfcc)
     float_insn, net = m.extra_counts[:n], m.extra_counts[n:]
     ref = float_reference(cfg, raw)
     same = bool(np.array_equal(m.q, fe.features(raw)) and np.array_equal(m.stage1, fe.stage1(raw))
-                and np.array_equal(m.stream, m.q))
+                and np.array_equal(m.stream, m.q) and np.array_equal(portable.q, m.q)
+                and np.array_equal(portable.stage1, m.stage1))
     fixed = float(np.mean(m.insn_window))
     hops = np.array([h[1:] for h in m.insn_hops], dtype=np.float64)  # hop 0 only buffers
     state = 2 * cfg.frame_len + 4
@@ -129,6 +131,8 @@ def main() -> int:
     print("figures are instructions (QEMU TCG plugin, exact count), not cycles")
     print(f"  edgetk fixed-point C (DSP path)   {fixed:12,.0f} instructions/window  (min {min(m.insn_window):,}, "
           f"max {max(m.insn_window):,}); stage 1 alone {np.mean(m.insn_stage1):,.0f}")
+    print(f"  the same C without DSP paths      {np.mean(portable.insn_window):12,.0f} instructions/window  "
+          "(-DETF_PORTABLE: the host's portable C, compiled for M4)")
     print(f"  float C baseline, same run        {np.mean(float_insn):12,.0f} instructions/window  (radix-2 FFT, "
           f"FPv4-SP, newlib logf)")
     print(f"  ratio baseline / fixed-point      {np.mean(float_insn) / fixed:12.2f}x")
@@ -139,7 +143,8 @@ def main() -> int:
     if net:
         print(f"  network: MLPerf Tiny kws_ref_model (DS-CNN) as edgetk C: {np.mean(net):,.0f} instructions/inference; "
               f"frontend = {fixed / (fixed + np.mean(net)):.1%} of frontend + network")
-    print(f"  device features == host features (int8, stage-1 int16, streamed rows) on {n} windows: {same}")
+    print(f"  device features == host features (int8, stage-1 int16, streamed rows; DSP and portable builds) "
+          f"on {n} windows: {same}")
     print(f"  vs numpy float64 reference: fixed-point max |err| {fx_err.max():.4f}, float C baseline max |err| "
           f"{np.abs(floats - ref).max():.4f} (MFCC units)")
     return 0 if same else 1

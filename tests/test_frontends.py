@@ -243,6 +243,10 @@ def test_bad_parameters_are_one_clear_error(field: str, value: object, word: str
 def test_bad_raw_input_is_one_clear_error() -> None:
     with pytest.raises(EdgetkError, match=r"\[N, 8000\]"):
         apply_frontend(FrontendConfig(type="mfcc"), np.zeros((2, 7999), np.int16), np.zeros((1, 8000), np.int16))
+    bad = np.zeros((3, 10, 6), np.float32)
+    bad[2, 4, 1] = np.nan
+    with pytest.raises(EdgetkError, match="train window 2 holds a non-finite value"):
+        apply_frontend(FrontendConfig(type="imu"), bad, np.zeros((1, 10, 6), np.float32))
     with pytest.raises(EdgetkError, match="counts_per_unit has 2 values for 6 channels"):
         apply_frontend(FrontendConfig(type="imu", counts_per_unit=(1.0, 2.0)), np.zeros((2, 10, 6), np.float32),
                        np.zeros((1, 10, 6), np.float32))

@@ -41,6 +41,7 @@ def _audio_i16(raw: np.ndarray, cfg: FrontendConfig, split: str) -> np.ndarray:
     if raw.dtype == np.int16:
         return np.ascontiguousarray(raw)
     if np.issubdtype(raw.dtype, np.floating):  # float PCM in [-1, 1): value * 32768, rounded, saturated
+        _finite(raw, split)
         return np.clip(np.round(raw.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
     raise EdgetkError(f"{split} audio is {raw.dtype}", fix="pass int16 PCM (or float PCM in [-1, 1))")
 
@@ -53,7 +54,15 @@ def _imu_i16(raw: np.ndarray, cpu: tuple[float, ...] | None, split: str) -> np.n
         raise EdgetkError(f"{split} IMU data has shape {list(raw.shape)}", fix="pass windows [N, T, C] (time-major)")
     if raw.dtype == np.int16:
         return np.ascontiguousarray(raw)
+    _finite(raw, split)
     return to_counts(raw, cpu)
+
+
+def _finite(raw: np.ndarray, split: str) -> None:
+    bad = np.argwhere(~np.isfinite(raw))
+    if len(bad):
+        raise EdgetkError(f"{split} window {int(bad[0][0])} holds a non-finite value ({len(bad)} in all)",
+                          fix="drop or repair those windows before the frontend (a sensor driver delivers integers)")
 
 
 def _convert(cfg: FrontendConfig, raw_train: np.ndarray, raw_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:

@@ -63,8 +63,10 @@ def program(fe: Frontend, raw: np.ndarray, *, stream: bool = True, extra_decl: s
 
 
 def run_on_m4(fe: Frontend, raw: np.ndarray, out_dir: str | Path, *, stream: bool = True, extra_sources: tuple = (),
-              extra_includes: tuple = (), extra_decl: str = "", extra_main: str = "") -> M4Features:
-    """Build the program for Cortex-M4 (hard-float ABI, DSP extension), run it on QEMU, parse what it printed."""
+              extra_includes: tuple = (), extra_decl: str = "", extra_main: str = "",
+              extra_flags: tuple[str, ...] = ()) -> M4Features:
+    """Build the program for Cortex-M4 (hard-float ABI, DSP extension; extra_flags e.g. -DETF_PORTABLE), run it on
+    QEMU, parse what it printed."""
     from toolkit.errors import EdgetkError
     from toolkit.fsio import atomic_write_text
     from toolkit.native.m4 import build_m4, run_m4
@@ -75,7 +77,8 @@ def run_on_m4(fe: Frontend, raw: np.ndarray, out_dir: str | Path, *, stream: boo
     main = atomic_write_text(out / "fe_main.c", program(fe, raw, stream=stream, extra_decl=extra_decl,
                                                          extra_main=extra_main))
     sources = [main, lib / "edgetk_frontend.c", *sorted((lib / "kernels").glob("*.c")), *extra_sources]
-    res = run_m4(build_m4(sources, [lib, lib / "kernels", *extra_includes], out, name="frontend_m4"))
+    res = run_m4(build_m4(sources, [lib, lib / "kernels", *extra_includes], out, name="frontend_m4",
+                          extra_flags=extra_flags))
     if "RC ok" not in res.stdout:
         raise EdgetkError(f"the frontend failed on Cortex-M4:\n{res.stdout[-2000:]}", fix="report this as an edgetk bug")
     n, shape = len(raw), (len(raw), *fe.feature_shape)

@@ -39,14 +39,14 @@ class M4Run:
 
 
 def build_m4(sources: Iterable[str | os.PathLike], include_dirs: Iterable[str | os.PathLike], out_dir: str |
-             os.PathLike, *, name: str = "program") -> Path:
+             os.PathLike, *, name: str = "program", extra_flags: tuple[str, ...] = ()) -> Path:
     """An mps2-an386 ELF of the harness + `sources` (startup and linker script from firmware_stubs)."""
     gcc = require_tool("arm-none-eabi-gcc", "build the Cortex-M4 program")
     fw = repo_dir("firmware_stubs") / "ports"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     elf = out / f"{name}.elf"
-    cmd = [gcc, *CFLAGS, *M4_FLAGS, f"-I{HARNESS}", *(f"-I{d}" for d in include_dirs), str(fw / "cortexm" / "startup.c"),
+    cmd = [gcc, *CFLAGS, *M4_FLAGS, *extra_flags, f"-I{HARNESS}", *(f"-I{d}" for d in include_dirs), str(fw / "cortexm" / "startup.c"),
            str(HARNESS / "etb_harness.c"), *map(str, sources), "-nostartfiles", "-Wl,--gc-sections",
            f"-L{fw / 'cortexm'}", "-T", str(fw / "qemu-mps2" / "an386.ld"), "-lm", "-lc", "-lgcc", "-o", str(elf)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -7,7 +7,7 @@
  * Where the core has the DSP extension (__ARM_FEATURE_DSP: Cortex-M4/M7/M33/M55), a primitive is
  * one instruction; elsewhere it is the portable expression that defines that instruction's result,
  * so both give the same bits (tests run the host build and a QEMU Cortex-M4 build on the same
- * input and compare). */
+ * input and compare). -DETF_PORTABLE compiles the portable expressions on any core. */
 #ifndef ETF_FIXED_H
 #define ETF_FIXED_H
 
@@ -22,7 +22,7 @@
 /* floor(a * b / 2^32) (SMMUL). */
 ETF_INLINE int32_t etf_smmul(int32_t a, int32_t b)
 {
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && !defined(ETF_PORTABLE)
     int32_t r;
     __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
     return r;
@@ -34,7 +34,7 @@ ETF_INLINE int32_t etf_smmul(int32_t a, int32_t b)
 /* acc + floor(a * b / 2^32) (SMMLA). */
 ETF_INLINE int32_t etf_smmla(int32_t acc, int32_t a, int32_t b)
 {
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && !defined(ETF_PORTABLE)
     int32_t r;
     __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
     return r;
@@ -46,7 +46,7 @@ ETF_INLINE int32_t etf_smmla(int32_t acc, int32_t a, int32_t b)
 /* acc + floor(-a * b / 2^32) (SMMLS). */
 ETF_INLINE int32_t etf_smmls(int32_t acc, int32_t a, int32_t b)
 {
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && !defined(ETF_PORTABLE)
     int32_t r;
     __asm__("smmls %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
     return r;

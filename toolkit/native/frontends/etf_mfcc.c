@@ -3,7 +3,7 @@
 
 #include "etf_fixed.h"
 
-#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__) && !defined(ETF_PORTABLE)
 #define ETF_FFT_ASM 1
 #define ETF_ARG __attribute__((unused)) /* naked functions read their arguments from r0-r3 */
 #else
@@ -39,7 +39,7 @@ int32_t etf_log2_q16(uint64_t y)
 static int32_t frame_peak(const int16_t *x, int32_t len)
 {
     int32_t n = 0, hi = 0, lo = 0;
-#if defined(__ARM_FEATURE_DSP)
+#if ETF_FFT_ASM
     typedef int32_t pair_t __attribute__((__may_alias__, __aligned__(2)));
     int32_t mx = 0, mn = 0; /* packed running max / min of the even and odd samples */
     for (; n + 2 <= len; n += 2) {
