@@ -3,7 +3,9 @@ float model, beside MLPerf's own int8 model on the same inputs (the baseline, me
 
 Inputs: KWS, the reference input kws_input.npy (int8, dequantized with the int8 model's input parameters), real
 speech (FSDD clips through toolkit.importer.mlperf's MLPerf-style MFCC) and RANDOM inputs on the int8 input grid; the speech calibrates; IC, RANDOM images (there are no
-CIFAR images here); AD, the 40 reference windows (they calibrate and test). Figures: top-1 agreement and output SQNR (KWS, IC); AD: decisions
+CIFAR images here) and natural images (crops of scikit-learn's sample photos, toolkit.importer.mlperf), which
+calibrate; AD, the 40 reference windows (they calibrate and test). Each model is imported with dyadic
+(integer-exact, the default) and free (--free-scales) requantization. Figures: top-1 agreement and output SQNR (KWS, IC); AD: decisions
 "error > mean + 3 std of the float errors on the calibration windows", Spearman rank correlation of the errors,
 mean relative error. Usage: .venv/bin/python bench/import_mlperf.py [--n 200] [--quantizers nncf,ort]
 """
@@ -14,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,7 @@ import numpy as np
 from toolkit.errors import EdgetkError
 from toolkit.export.fidelity import QParams, anomaly_scores
 from toolkit.importer import ImportConfig, import_model
-from toolkit.importer.mlperf import fsdd_speech
+from toolkit.importer.mlperf import fsdd_speech, natural_images
 from toolkit.paths import external_model
 from toolkit.runtimes import run_litert, run_tflm
 from toolkit.tflite import read_model
@@ -39,7 +42,7 @@ MODELS = {
 }
 
 
-FSDD_CALIB = 200  # FSDD clips that calibrate the KWS import; the next --n clips test it
+FSDD_CALIB = 200  # speech clips (KWS) / photos (IC) that calibrate; the next --n test
 
 
 def _qparams(tflite: Path, which: str) -> QParams:
@@ -79,7 +82,7 @@ def anomaly(x: np.ndarray, f: np.ndarray, ours: np.ndarray, theirs: np.ndarray) 
     return row
 
 
-def run_one(model: str, quantizer: str, n: int, work: Path) -> list[dict]:
+def run_one(model: str, quantizer: str, n: int, work: Path, dyadic: bool = True) -> list[dict]:
     """Import one model with one quantizer and measure it beside MLPerf's int8 model on the same inputs."""
     fp32, int8, ref = (external_model(p) if p else None for p in MODELS[model])
     q_in = _qparams(int8, "input")
@@ -94,14 +97,17 @@ def run_one(model: str, quantizer: str, n: int, work: Path) -> list[dict]:
         sets = {"reference input": q_in.dequantize(np.load(ref)), "FSDD speech (MFCC)": speech[FSDD_CALIB:],
                 "RANDOM (int8 grid)": random_x}
     elif model == "ic":
-        cfg = ImportConfig(input_quant=(q_in.scale, q_in.zero_point), quantizer=quantizer, test_n=32,
+        photos = natural_images(FSDD_CALIB + n)
+        np.savez(work / "ic-photos-calib.npz", x=photos[:FSDD_CALIB])
+        cfg = ImportConfig(calib=str(work / "ic-photos-calib.npz"), test_n=32, quantizer=quantizer,
                            formats=("onnx", "tflite"))
-        sets = {"RANDOM images": random_x}
+        sets = {"natural images": photos[FSDD_CALIB:], "RANDOM images": random_x}
     else:
         cfg = ImportConfig(calib=str(ref), quantizer=quantizer, formats=("onnx", "tflite"))
         sets = {"AD windows": np.fromfile(ref, dtype="<f4").reshape(-1, 640)}
+    cfg = replace(cfg, dyadic=dyadic)
     t0 = time.monotonic()
-    b = import_model(fp32, work / f"{model}-{quantizer}", cfg)
+    b = import_model(fp32, work / f"{model}-{quantizer}-{dyadic}", cfg)
     took = time.monotonic() - t0
     fid = json.loads((b / "fidelity.json").read_text())
     rows = []
@@ -109,7 +115,7 @@ def run_one(model: str, quantizer: str, n: int, work: Path) -> list[dict]:
         f = run_litert(fp32, x)
         ours, theirs = int8_outputs(b / "model_int8.tflite", x), int8_outputs(int8, x)
         row = anomaly(x, f, ours, theirs) if model == "ad" else classify(name, f, ours, theirs)
-        rows.append({"model": model, "quantizer": quantizer, "import_s": round(took, 1),
+        rows.append({"model": model, "quantizer": quantizer + ("" if dyadic else "/free"), "import_s": round(took, 1),
                      "onnx_int8_eq_tflite": fid["int8_onnx_vs_tflite"]["identical"], **row})
     return rows
 
@@ -124,24 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         for model in args.models.split(","):
             for q in args.quantizers.split(","):
-                try:
-                    rows += run_one(model, q, args.n, Path(d))
-                except EdgetkError as e:
-                    failed.append((model, q, str(e).splitlines()[0]))
+                for dyadic in (True, False):
+                    try:
+                        rows += run_one(model, q, args.n, Path(d), dyadic)
+                    except EdgetkError as e:
+                        failed.append((model, q + ("" if dyadic else "/free"), str(e).splitlines()[0]))
     for r in rows:
         if r["model"] == "ad":
-            print(f"{r['model']:3s} {r['quantizer']:4s} {r['set']:20s} n={r['n']:3d}  decisions agree ours "
+            print(f"{r['model']:3s} {r['quantizer']:9s} {r['set']:20s} n={r['n']:3d}  decisions agree ours "
                   f"{100 * r['ours_decisions_agree']:5.1f} % / MLPerf int8 {100 * r['mlperf_int8_decisions_agree']:5.1f} %"
                   f"  Spearman {r['ours_spearman']:.4f} / {r['mlperf_int8_spearman']:.4f}  rel err "
                   f"{100 * r['ours_rel_err_mean']:.2f} % / {100 * r['mlperf_int8_rel_err_mean']:.2f} %"
                   f"  ONNX int8 = TFLite {r['onnx_int8_eq_tflite']}  import {r['import_s']} s")
         else:
-            print(f"{r['model']:3s} {r['quantizer']:4s} {r['set']:20s} n={r['n']:3d}  top-1 agree ours "
+            print(f"{r['model']:3s} {r['quantizer']:9s} {r['set']:20s} n={r['n']:3d}  top-1 agree ours "
                   f"{100 * r['ours_top1_agree']:5.1f} % / MLPerf int8 {100 * r['mlperf_int8_top1_agree']:5.1f} %  SQNR "
                   f"{r['ours_sqnr_db']:5.1f} / {r['mlperf_int8_sqnr_db']:5.1f} dB  ONNX int8 = TFLite "
                   f"{r['onnx_int8_eq_tflite']}  import {r['import_s']} s")
     for model, q, msg in failed:
-        print(f"{model:3s} {q:4s} FAILED: {msg}")
+        print(f"{model:3s} {q:9s} FAILED: {msg}")
     return 0
 
 

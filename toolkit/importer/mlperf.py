@@ -1,4 +1,4 @@
-"""Real inputs for the MLPerf Tiny models from the shared data: KWS features of real speech.
+"""Real inputs for the MLPerf Tiny models: KWS features of real speech (shared FSDD), IC natural images.
 
 MLPerf Tiny's KWS model takes [49, 10] MFCC of one second of 16 kHz audio. `mlperf_mfcc` recomputes them in
 numpy the way its training pipeline describes them: 30 ms periodic-Hann frames every 20 ms, 512-point FFT
@@ -6,6 +6,10 @@ magnitude, 40 HTK mel bands 20-4000 Hz, log(x + 1e-6), DCT-II scaled by 1/sqrt(2
 bit-exact with TensorFlow's ops, but its silence frames land on the reference input's -123.4 exactly and MLPerf's
 own int8 model agrees with the float model on 99.5 % of FSDD clips through it (bench/import_mlperf.py). FSDD clips
 (8 kHz) are resampled to 16 kHz: real speech in the model's input distribution, not its keywords.
+
+IC takes 32×32 RGB images (0-255); there are no CIFAR-10 images here, so `natural_images` crops the two photos
+scikit-learn ships (no download) at random places and sizes and samples them down to 32×32: real photographs,
+not CIFAR's classes (the float model is unsure on many: median top-1 margin 0.38).
 """
 from __future__ import annotations
 
@@ -53,3 +57,19 @@ def fsdd_speech(n: int, seed: int = 0) -> np.ndarray:
         _, w = wavfile.read(files[i])
         out.append(mlperf_mfcc(resample_poly(w.astype(np.float64), 2, 1) / 32768.0))
     return np.stack(out)[..., None]
+
+
+def natural_images(n: int, seed: int = 0) -> np.ndarray:
+    """[n, 32, 32, 3] float32 (0-255) crops of scikit-learn's sample photos, nearest-sampled down to 32×32."""
+    from sklearn.datasets import load_sample_images
+
+    imgs = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        im = imgs[k % len(imgs)]
+        size = int(rng.integers(32, 160))
+        y0, x0 = (int(rng.integers(0, im.shape[d] - size)) for d in (0, 1))
+        idx = (np.arange(32) * size / 32).astype(int)
+        out.append(im[y0:y0 + size, x0:x0 + size][idx][:, idx])
+    return np.stack(out).astype(np.float32)
