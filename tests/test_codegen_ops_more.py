@@ -220,7 +220,7 @@ def test_codegen_lstm_state_starts_from_zero_each_call(tmp_path):
     ours = run_host(exe, x, 10)
     assert (ours == ours[0]).all()
     from toolkit.runtimes import run_tflm
-    carried = run_tflm(path, x).reshape(3, -1)   # no reset between invokes
+    carried = run_tflm(path, x, reset=False).reshape(3, -1)   # no reset between invokes
     assert (carried[0] == ours[0]).all() and not (carried[1] == ours[1]).all()
 
 

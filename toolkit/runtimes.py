@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +75,57 @@ def run_litert(path: str | os.PathLike, x: np.ndarray, *, reference: bool = True
     return np.stack(outs)
 
 
-def run_tflm(path: str | os.PathLike, x: np.ndarray, *, arena_size: int = 1 << 20) -> np.ndarray:
-    """Run a .tflite model in the TFLite-Micro reference interpreter (tflite-micro package)."""
-    from tflite_micro.python.tflite_micro import runtime
+def run_tflm(path: str | os.PathLike, x: np.ndarray, *, arena_size: int = 1 << 20, reset: bool = True) -> np.ndarray:
+    """Run a .tflite model in the TFLite-Micro reference interpreter (tflite-micro package).
 
-    interp = runtime.Interpreter.from_bytes(Path(path).read_bytes(), arena_size=arena_size)
-    outs = []
-    for xi in x:
-        interp.reset()  # stateful ops (LSTM) start every sample from zero state, as edgetk_invoke does
-        interp.set_input(xi[None], 0)
-        interp.invoke()
-        outs.append(interp.get_output(0)[0].copy())
-    return np.stack(outs)
+    The model is read and validated by edgetk's reader first (one EdgetkError for a malformed file), then run in
+    a child process: TFLite-Micro has no defence against malformed models (a SIGSEGV would kill the caller with no
+    message), so a crash there becomes an EdgetkError too. reset=False carries variable tensors (an LSTM's state)
+    from one input to the next, as TFLite-Micro does without Reset().
+    """
+    from toolkit.tflite import read_bytes
+
+    data = Path(path).read_bytes()
+    read_bytes(data, name=str(path))
+    x = np.asarray(x)
+    if len(x) == 0:
+        raise EdgetkError(f"no inputs to run {path} on", fix="pass at least one input")
+    with tempfile.TemporaryDirectory(prefix="edgetk-tflm-") as tmp:
+        np.save(Path(tmp) / "x.npy", x[:, None], allow_pickle=False)
+        _tflm_child(path, [_RUN, str(path), str(Path(tmp) / "x.npy"), str(Path(tmp) / "y.npy"), str(arena_size),
+                           "1" if reset else "0"], timeout=3600)
+        return np.load(Path(tmp) / "y.npy", allow_pickle=False)[:, 0]
+
+
+_RUN = (
+    "import sys; import numpy as np; from tflite_micro.python.tflite_micro import runtime as r\n"
+    "model, xs, ys, arena, reset = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == '1'\n"
+    "i = r.Interpreter.from_bytes(open(model, 'rb').read(), arena_size=arena)\n"
+    "outs = []\n"
+    "for xi in np.load(xs, allow_pickle=False):\n"
+    "    if reset:\n"
+    "        i.reset()\n"
+    "    i.set_input(xi, 0)\n"
+    "    i.invoke()\n"
+    "    outs.append(np.array(i.get_output(0), copy=True))\n"
+    "np.save(ys, np.stack(outs), allow_pickle=False)\n"
+)
+
+
+def _tflm_child(path: str | os.PathLike, code_args: list[str], *, timeout: float,
+                check: bool = True) -> subprocess.CompletedProcess:
+    """Run TFLite-Micro code in a child Python; a crash (signal) is one EdgetkError, so is an error exit if check."""
+    proc = subprocess.run([sys.executable, "-c", *code_args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode < 0:
+        sig = -proc.returncode
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"
+        raise EdgetkError(f"TFLite-Micro crashed ({name}) on {path}: the model is malformed in a way it does not check",
+                          fix="check the file with `edgetk inspect` and `edgetk codegen`; re-export or re-convert it")
+    if check and proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        raise EdgetkError(f"TFLite-Micro could not run {path}: {last[0]}",
+                          fix="check the file with `edgetk inspect`; re-export or re-convert it")
+    return proc
 
 
 _ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")
@@ -100,8 +141,7 @@ def tflm_arena_bytes(path: str | os.PathLike, *, arena_size: int = 1 << 21) -> i
 
     Runs in a subprocess: TFLM prints from C to fd 2 and aborts the process on a failed allocation.
     """
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(arena_size)],
-                          capture_output=True, text=True, timeout=120)
+    proc = _tflm_child(path, [_PROBE, str(path), str(arena_size)], timeout=120, check=False)
     m = _ARENA_RE.search(proc.stderr + proc.stdout)
     if proc.returncode != 0 or m is None:
         raise EdgetkError(f"TFLite-Micro could not allocate {path}: "

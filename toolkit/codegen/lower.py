@@ -13,7 +13,7 @@ import numpy as np
 
 from toolkit.codegen import quantize as qz
 from toolkit.errors import EdgetkError
-from toolkit.tflite.ir import Graph, Operator, Tensor
+from toolkit.tflite.ir import OPTIONS_TYPES, Graph, Operator, Tensor
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,17 @@ _FIX_EXTERNAL = ("re-quantize it full-integer int8 with `edgetk import MODEL -o 
                  "and writer as edgetk's own models), or run it as it is with TFLite-Micro, or with LiteRT on a "
                  "Linux target")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+# Operators TFLite-Micro runs with zeroed parameters when the file has no options table for them (stride 0,
+# softmax beta 0, ...), so a missing table is refused rather than filled with defaults.
+NEEDS_OPTIONS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX",
+                           "LEAKY_RELU", "UNIDIRECTIONAL_SEQUENCE_LSTM"})
+_WINDOW = ("stride_h", "stride_w", "dilation_h_factor", "dilation_w_factor")
+_POOL = ("filter_height", "filter_width", "stride_h", "stride_w")
+POSITIVE_OPTIONS = {"CONV_2D": _WINDOW, "DEPTHWISE_CONV_2D": _WINDOW, "AVERAGE_POOL_2D": _POOL, "MAX_POOL_2D": _POOL}
+MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
+              "MINIMUM": 2, "MAXIMUM": 2, "MEAN": 2, "PAD": 2, "PADV2": 2, "TRANSPOSE": 2, "STRIDED_SLICE": 4,
+              "RESIZE_NEAREST_NEIGHBOR": 2}
+MAX_ELEMENTS = (1 << 31) - 1  # kernels count elements in int32
 
 
 @dataclass(frozen=True)
@@ -66,14 +77,21 @@ def lower(graph: Graph) -> list[Step]:
         try:
             if rule is None:
                 fail(f"the generator has no kernel for it (supported: {', '.join(sorted(RULES))})")
+            _check_operands(graph, op)
+            _check_options(op)
             if op.op not in SELF_CHECKED:
                 _check_activations(graph, op)
             step = rule(graph, op)
             _check_order(graph, step, produced)
             steps.append(step)
-        except Unsupported as e:
+        except (Unsupported, qz.MultiplierError) as e:
             problems.append(f"operator {op.index} ({op.op}) is not supported: {e}")
             produced.update(op.outputs)  # later operators are reported for their own faults only
+        except Exception as e:  # noqa: BLE001 - a malformed file must never end in a traceback
+            log.debug("lowering operator %d (%s) failed", op.index, op.op, exc_info=True)
+            problems.append(f"operator {op.index} ({op.op}) could not be lowered ({type(e).__name__}: {e}); "
+                            "its operands or options are malformed")
+            produced.update(op.outputs)
     problems += _check_io(graph)
     if problems:
         raise EdgetkError(_problems_message(problems), fix=_fix_for(graph))
@@ -124,7 +142,47 @@ def _check_order(g: Graph, step: Step, produced: set[int]) -> None:
         if t not in produced:
             fail(f"it reads tensor '{g.tensor(t).name}' before any operator writes it "
                  "(operators out of order, or a second model input)")
+    for t in step.outputs:
+        if t in produced or g.tensor(t).is_const:
+            fail(f"it writes tensor '{g.tensor(t).name}', which the model input, a constant or an earlier "
+                 "operator already holds")
     produced.update(step.outputs)
+
+
+def _check_operands(g: Graph, op: Operator) -> None:
+    """Input/output counts, non-empty static shapes and positive scales of every tensor the operator touches."""
+    need = MIN_INPUTS.get(op.op, 1)
+    if len(op.inputs) < need:
+        fail(f"input {len(op.inputs)} is missing ({op.op} reads at least {need} inputs; it has {len(op.inputs)})")
+    if op.inputs[0] < 0:
+        fail("input 0 is absent (tensor -1)")
+    if len(op.outputs) != 1:
+        fail(f"it has {len(op.outputs)} output tensors; {op.op} writes exactly one")
+    for i in op.inputs + op.outputs:
+        if i < 0:
+            continue
+        t = g.tensor(i)
+        if any(d < 1 for d in t.shape):
+            fail(f"tensor '{t.name}' is empty or has a dynamic dimension (shape {list(t.shape)})")
+        if t.size > MAX_ELEMENTS:
+            fail(f"tensor '{t.name}' has {t.size} elements; the kernels count at most {MAX_ELEMENTS}")
+        if t.quant is not None and t.dtype in ("int8", "int16") and min(t.quant.scale) <= 0:
+            fail(f"tensor '{t.name}' has quantization scale {min(t.quant.scale)}; scales must be positive")
+
+
+def _check_options(op: Operator) -> None:
+    """The options table TFLite-Micro reads for the operator, with windows and strides of at least 1."""
+    want = OPTIONS_TYPES.get(op.op, "")
+    if op.options_type and want and op.options_type != want:
+        fail(f"its builtin options are {op.options_type}; {op.op} reads {want} (TFLite-Micro would use zeros)")
+    keys = POSITIVE_OPTIONS.get(op.op, ())
+    if op.op in NEEDS_OPTIONS and not op.options_type:
+        fail(f"it has no builtin options ({want}{': ' + ', '.join(keys) if keys else ''}); TFLite-Micro would run "
+             "it with zeroed parameters")
+    for key in keys:
+        v = op.options.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            fail(f"option {key} = {v}; it must be at least 1")
 
 
 def _check_activations(g: Graph, op: Operator) -> None:
@@ -208,6 +266,16 @@ def _bias(g: Graph, op: Operator, channels: int) -> np.ndarray | None:
     return b.data.reshape(-1).astype(np.int32)
 
 
+def _acc_bounds(w_abs_sums: np.ndarray, bias: np.ndarray | None) -> list[int]:
+    """The largest |int32 accumulator| per output channel: 255 (|x - zero point|) × sum |w| + |bias|."""
+    acc = 255 * w_abs_sums.astype(np.int64) + (np.abs(bias.astype(np.int64)) if bias is not None else 0)
+    worst = int(acc.max(initial=0))
+    if worst >= qz.INT32_LIMIT:
+        fail(f"its int32 accumulator can reach {worst} (255 × sum |weights| + |bias|): beyond int32, an overflow "
+             "in TFLite-Micro's kernels too")
+    return [int(v) for v in acc]
+
+
 def _padding(kind: str, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
     eff = (k - 1) * dil + 1
     want = (in_size + stride - 1) // stride if kind == "SAME" else (in_size + stride - eff) // stride
@@ -225,11 +293,16 @@ def _conv_common(g: Graph, op: Operator, depthwise: bool) -> dict[str, Any]:
     n, ih, iw, ic = x.shape
     _, oh, ow, oc = y.shape
     w = _weights(g, op, oc, 3 if depthwise else 0, symmetric=True)
+    if len(w.shape) != 4:
+        fail(f"weights '{w.name}' are {len(w.shape)}-D; 4-D is required")
     kh, kw = w.shape[1], w.shape[2]
     o = op.options
     sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
     dh, dw = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
-    mult, shift = qz.conv_multipliers(_scale(x), w.quant.scale, _scale(y), oc)
+    w_abs = np.abs(w.data.astype(np.int64))
+    per_channel = w_abs.reshape(-1, oc).sum(axis=0) if depthwise else w_abs.reshape(oc, -1).sum(axis=1)
+    b = _bias(g, op, oc)
+    mult, shift = qz.conv_multipliers(_scale(x), w.quant.scale, _scale(y), oc, _acc_bounds(per_channel, b))
     lo, hi = _act(op, y)
     fields = dict(batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
                   stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw,
@@ -239,7 +312,6 @@ def _conv_common(g: Graph, op: Operator, depthwise: bool) -> dict[str, Any]:
                   act_min=lo, act_max=hi)
     arrays = {"filter": w.data.astype(np.int8), "mult": np.array(mult, np.int32),
               "shift": np.array(shift, np.int32)}
-    b = _bias(g, op, oc)
     if b is not None:
         arrays["bias"] = b
     return dict(fields=fields, arrays=arrays, macs=n * oh * ow * oc * kh * kw * (1 if depthwise else ic))
@@ -295,16 +367,18 @@ def lower_fc(g: Graph, op: Operator) -> Step:
     w = _weights(g, op, out_d, 0, symmetric=False)
     if w.quant.per_channel and any(z != 0 for z in w.quant.zero_point):
         fail(f"per-channel weights '{w.name}' with non-zero zero points")
-    if x.size % in_d or y.size != x.size // in_d * out_d:
+    if in_d < 1 or x.size % in_d or y.size != x.size // in_d * out_d:
         fail(f"input {list(x.shape)} does not fit weights {list(w.shape)} and output {list(y.shape)}")
-    mult, shift = qz.conv_multipliers(_scale(x), w.quant.scale, _scale(y), out_d)
+    w_zp = 0 if w.quant.per_channel else w.quant.zero_point[0]
+    b = _bias(g, op, out_d)
+    bounds = _acc_bounds(np.abs(w.data.astype(np.int64) - w_zp).sum(axis=1), b)
+    mult, shift = qz.conv_multipliers(_scale(x), w.quant.scale, _scale(y), out_d, bounds)
     lo, hi = _act(op, y)
     fields = dict(batches=x.size // in_d, in_depth=in_d, out_depth=out_d, input_offset=-_zp(x),
                   filter_offset=-w.quant.zero_point[0] if not w.quant.per_channel else 0,
                   output_offset=_zp(y), act_min=lo, act_max=hi)
     arrays = {"filter": w.data.astype(np.int8), "mult": np.array(mult, np.int32),
               "shift": np.array(shift, np.int32)}
-    b = _bias(g, op, out_d)
     if b is not None:
         arrays["bias"] = b
     return Step(op.index, op.op, "et_fc", "et_fully_connected_s8", "et_fc_params", fields, arrays,
@@ -330,7 +404,7 @@ def lower_add(g: Graph, op: Operator) -> Step:
     twice_max = 2.0 * max(_scale(a), _scale(b))
     m1, s1 = qz.quantize_multiplier(_scale(a) / twice_max)
     m2, s2 = qz.quantize_multiplier(_scale(b) / twice_max)
-    mo, so = qz.quantize_multiplier(twice_max / (float(1 << 20) * _scale(y)))
+    mo, so = qz.quantize_multiplier(twice_max / (float(1 << 20) * _scale(y)), 255 << 21)
     lo, hi = _act(op, y)
     fields = dict(out_shape=out4, in1_stride=_strides(_shape4(a.shape), out4),
                   in2_stride=_strides(_shape4(b.shape), out4), left_shift=20,

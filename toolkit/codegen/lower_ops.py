@@ -71,7 +71,7 @@ def _binary_step(g: Graph, op: Operator, func: str, fields: dict[str, Any]) -> S
 def lower_mul(g: Graph, op: Operator) -> Step:
     """MUL int8 (broadcasting): MBQM((a - za)(b - zb)) with s_a * s_b / s_out (double)."""
     a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
-    mult, shift = qz.quantize_multiplier(float(_scale(a)) * float(_scale(b)) / float(_scale(y)))
+    mult, shift = qz.quantize_multiplier(float(_scale(a)) * float(_scale(b)) / float(_scale(y)), 255 * 255)
     lo, hi = _act(op, y)
     return _binary_step(g, op, "et_mul_s8", dict(out_mult=mult, out_shift=shift, act_min=lo, act_max=hi))
 
@@ -82,7 +82,7 @@ def _add_sub(g: Graph, op: Operator, func: str) -> Step:
     twice_max = 2.0 * max(_scale(a), _scale(b))
     m1, s1 = qz.quantize_multiplier(_scale(a) / twice_max)
     m2, s2 = qz.quantize_multiplier(_scale(b) / twice_max)
-    mo, so = qz.quantize_multiplier(twice_max / (float(1 << 20) * _scale(y)))
+    mo, so = qz.quantize_multiplier(twice_max / (float(1 << 20) * _scale(y)), 255 << 21)
     lo, hi = _act(op, y)
     return _binary_step(g, op, func, dict(left_shift=20, in1_mult=m1, in1_shift=s1, in2_mult=m2,
                                           in2_shift=s2, out_mult=mo, out_shift=so, act_min=lo, act_max=hi))
@@ -155,15 +155,15 @@ def lower_leaky_relu(g: Graph, op: Operator) -> Step:
     """LEAKY_RELU int8: identity and alpha requantization (float32 scale arithmetic)."""
     x, y = _io(g, op)
     alpha = np.float32(op.options.get("alpha", 0.2))
-    ma, sa = qz.quantize_multiplier(float(qz.f32(_scale(x)) * alpha / qz.f32(_scale(y))))
-    mi, si = qz.quantize_multiplier(float(qz.f32(_scale(x)) / qz.f32(_scale(y))))
+    ma, sa = qz.quantize_multiplier(float(qz.f32(_scale(x)) * alpha / qz.f32(_scale(y))), 255)
+    mi, si = qz.quantize_multiplier(float(qz.f32(_scale(x)) / qz.f32(_scale(y))), 255)
     return _unary(g, op, "et_leaky_relu_s8", mult=mi, shift=si, mult2=ma, shift2=sa)
 
 
 def lower_relu(g: Graph, op: Operator) -> Step:
     """RELU int8: requantize to the output, clamp at the output's zero."""
     x, y = _io(g, op)
-    mult, shift = qz.quantize_multiplier(float(_scale(x)) / float(_scale(y)))
+    mult, shift = qz.quantize_multiplier(float(_scale(x)) / float(_scale(y)), 255)
     return _unary(g, op, "et_relu_s8", mult=mult, shift=shift, act_min=max(-128, _zp(y)))
 
 
@@ -180,7 +180,7 @@ def lower_quantize(g: Graph, op: Operator) -> Step:
     if y.dtype != "int8" or y.quant is None or y.quant.per_channel:
         fail(f"output '{y.name}' is {y.dtype}; only per-tensor int8 outputs are supported")
     if x.dtype == "int8" and x.quant is not None and not x.quant.per_channel:
-        mult, shift = qz.quantize_multiplier(float(_scale(x)) / float(_scale(y)))
+        mult, shift = qz.quantize_multiplier(float(_scale(x)) / float(_scale(y)), 255)
         return _unary(g, op, "et_requantize_s8", mult=mult, shift=shift)
     if x.dtype != "float32":
         fail(f"input '{x.name}' is {x.dtype}; float32 (at the model input) or int8 is supported")

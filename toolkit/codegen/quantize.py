@@ -6,6 +6,12 @@ import math
 import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
+MAX_LEFT_SHIFT = 30  # et_mbqm and TFLite-Micro's MultiplyByQuantizedMultiplier shift an int32 left by at most this
+INT32_LIMIT = 1 << 31
+
+
+class MultiplierError(ValueError):
+    """Scales whose requantization the int32 kernels cannot compute (the lowering names the operator)."""
 
 
 def round_half_away(x: float) -> int:
@@ -13,8 +19,14 @@ def round_half_away(x: float) -> int:
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
-def quantize_multiplier(d: float) -> tuple[int, int]:
-    """TFLite QuantizeMultiplier: d = q * 2^(shift - 31) with q a Q0.31 int32."""
+def quantize_multiplier(d: float, bound: int = 0) -> tuple[int, int]:
+    """TFLite QuantizeMultiplier: d = q * 2^(shift - 31) with q a Q0.31 int32.
+
+    `bound` is the largest |value| the kernel multiplies: a left shift that would push it past int32 (undefined
+    behaviour in C, in TFLite-Micro's kernels too) raises MultiplierError, as does any shift beyond 30 bits.
+    """
+    if not math.isfinite(d):
+        raise MultiplierError(f"the requantization multiplier {d!r} (from the scales and options) is not finite")
     if d == 0.0:
         return 0, 0
     q, shift = math.frexp(d)
@@ -24,7 +36,17 @@ def quantize_multiplier(d: float) -> tuple[int, int]:
         shift += 1
     if shift < -31:
         return 0, 0
+    check_headroom(shift, bound, d)
     return int(q_fixed), int(shift)
+
+
+def check_headroom(shift: int, bound: int, d: float) -> None:
+    """Refuse a left shift beyond 30 bits, or one that pushes values up to `bound` past int32."""
+    if shift > MAX_LEFT_SHIFT or (shift > 0 and bound << shift >= INT32_LIMIT):
+        what = f"values up to {bound}" if bound else "an int32"
+        raise MultiplierError(f"its scales give a requantization multiplier {d:.6g}, a left shift of {shift} bits of "
+                              f"{what}: beyond int32 (the kernels, like TFLite-Micro's, shift by at most "
+                              f"{MAX_LEFT_SHIFT} bits without overflow)")
 
 
 def activation_range(act: str, scale: float, zero_point: int) -> tuple[int, int]:
@@ -43,10 +65,11 @@ def activation_range(act: str, scale: float, zero_point: int) -> tuple[int, int]
 
 
 def conv_multipliers(in_scale: float, filter_scales: tuple[float, ...], out_scale: float,
-                     channels: int) -> tuple[list[int], list[int]]:
-    """Per-channel (or broadcast per-tensor) multipliers and shifts of a conv / FC."""
+                     channels: int, bounds: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """Per-channel (or broadcast per-tensor) multipliers and shifts of a conv / FC (bounds: per-channel |acc|)."""
     scales = filter_scales if len(filter_scales) > 1 else filter_scales * channels
-    pairs = [quantize_multiplier(float(in_scale) * float(fs) / float(out_scale)) for fs in scales]
+    bounds = bounds or [0] * channels
+    pairs = [quantize_multiplier(float(in_scale) * float(fs) / float(out_scale), b) for fs, b in zip(scales, bounds)]
     return [m for m, _ in pairs], [s for _, s in pairs]
 
 
@@ -64,6 +87,7 @@ def mean_multiplier(in_scale: float, out_scale: float, n: int) -> tuple[int, int
     mult, shift = quantize_multiplier(float(in_scale) / float(out_scale))
     k = min(n.bit_length() - 1, 32, 31 + shift)
     m = ((mult << k) + n // 2) // n
+    check_headroom(shift - k, 255 * n, float(in_scale) / float(out_scale) / n)
     return ((m + (1 << 31)) % (1 << 32)) - (1 << 31), shift - k
 
 

@@ -10,19 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.tflite.ir import OPTIONS_TYPES
+
 _NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32, "uint8": np.uint8}
-_OPTIONS = {
-    "CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
-    "FULLY_CONNECTED": "FullyConnectedOptions", "ADD": "AddOptions", "AVERAGE_POOL_2D": "Pool2DOptions",
-    "MAX_POOL_2D": "Pool2DOptions", "MEAN": "ReducerOptions", "SOFTMAX": "SoftmaxOptions",
-    "RESHAPE": "ReshapeOptions", "PAD": "PadOptions", "CONCATENATION": "ConcatenationOptions",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptions",
-    "MUL": "MulOptions", "SUB": "SubOptions", "MINIMUM": "MaximumMinimumOptions",
-    "MAXIMUM": "MaximumMinimumOptions", "LEAKY_RELU": "LeakyReluOptions", "HARD_SWISH": "HardSwishOptions",
-    "STRIDED_SLICE": "StridedSliceOptions", "TRANSPOSE": "TransposeOptions",
-    "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions", "QUANTIZE": "QuantizeOptions",
-    "DEQUANTIZE": "DequantizeOptions",
-}
 _ENUMS = {"padding": "Padding", "fused_activation_function": "ActivationFunctionType"}
 
 
@@ -55,7 +45,7 @@ def _camel(k: str) -> str:
 
 
 def _options(s: Any, op: str, opts: dict[str, Any]) -> tuple[int, Any]:
-    name = _OPTIONS.get(op)
+    name = OPTIONS_TYPES.get(op)
     if name is None:
         return 0, None
     obj = getattr(s, f"{name}T")()

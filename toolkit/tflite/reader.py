@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import EdgetkError
-from toolkit.tflite.ir import DTYPE_SIZES, Graph, Operator, Quant, Tensor
+from toolkit.tflite.ir import DTYPE_SIZES, OPTIONAL_INPUTS, ZERO_POINT_RANGES, Graph, Operator, Quant, Tensor
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +65,43 @@ def _to_graph(model: Any, data: bytes) -> Graph:
         raise EdgetkError("the model has no subgraph")
     sg = model.subgraphs[0]
     ttypes = _enum_names(s.TensorType)
-    tensors = tuple(_tensor(i, t, model.buffers or [], data, ttypes) for i, t in enumerate(sg.tensors or []))
     opnames = _enum_names(s.BuiltinOperator)
+    tensors = []
+    for i, t in enumerate(sg.tensors or []):
+        try:
+            tensors.append(_tensor(i, t, model.buffers or [], data, ttypes))
+        except EdgetkError as e:
+            raise EdgetkError(f"{e}{_users(i, sg, model.operatorCodes or [], opnames)}") from None
     ops = tuple(_operator(i, op, model.operatorCodes or [], opnames, len(tensors))
                 for i, op in enumerate(sg.operators or []))
     ins, outs = _indices(sg.inputs), _indices(sg.outputs)
-    for t in ins + outs:
-        _check_index(t, len(tensors), "subgraph I/O")
+    for what, idx in (("input", ins), ("output", outs)):
+        for k, t in enumerate(idx):
+            _check_index(t, len(tensors), f"subgraph {what} {k}")
     desc = model.description.decode("utf-8", "replace") if isinstance(model.description, bytes) else (model.description or "")
     return Graph(tensors, ops, ins, outs, n_subgraphs=len(model.subgraphs), description=desc)
+
+
+def _users(i: int, sg: Any, codes: list, opnames: dict[int, str]) -> str:
+    """' (operator 3 (CONV_2D) input 1, ...)': where a bad tensor is used, for the error message."""
+    where = [f"subgraph {what} {k}" for what, idx in (("input", sg.inputs), ("output", sg.outputs))
+             for k, t in enumerate(_indices(idx)) if t == i]
+    for k, op in enumerate(sg.operators or []):
+        oc = codes[op.opcodeIndex] if 0 <= op.opcodeIndex < len(codes) else None
+        name = opnames.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?") if oc is not None else "?"
+        where += [f"operator {k} ({name}) {what} {j}" for what, idx in (("input", op.inputs), ("output", op.outputs))
+                  for j, t in enumerate(_indices(idx)) if t == i]
+    return f" (used as {', '.join(where[:4])}{', ...' if len(where) > 4 else ''})" if where else " (unused)"
 
 
 def _indices(v: Any) -> tuple[int, ...]:
     return tuple(int(x) for x in v) if v is not None else ()
 
 
-def _check_index(i: int, n: int, what: str) -> None:
+def _check_index(i: int, n: int, what: str, optional: bool = False) -> None:
+    """A tensor index in range; -1 ("absent") only where the operand is optional."""
+    if i == -1 and not optional:
+        raise EdgetkError(f"{what} is tensor -1 (absent), but it is not optional (TFLite would read a missing tensor)")
     if not -1 <= i < n:
         raise EdgetkError(f"{what} refers to tensor {i}, but there are {n} tensors")
 
@@ -97,7 +119,9 @@ def _tensor(i: int, t: Any, buffers: list, data: bytes, ttypes: dict[int, str]) 
     if any(d < 0 for d in shape) and t.shapeSignature is None:
         raise EdgetkError(f"tensor {i} has a negative dimension {shape}")
     const = _buffer(i, t, buffers, data, dtype, shape)
-    return Tensor(i, _decode(t.name), shape, dtype, _quant(t.quantization), const, bool(t.isVariable))
+    name = _decode(t.name)
+    return Tensor(i, name, shape, dtype, _quant(t.quantization, f"tensor {i} ('{name}')", dtype, shape), const,
+                  bool(t.isVariable))
 
 
 def _buffer(i: int, t: Any, buffers: list, data: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -128,12 +152,33 @@ def _buffer_bytes(b: Any, data: bytes) -> bytes | None:
     return np.asarray(b.data, dtype=np.uint8).tobytes()
 
 
-def _quant(q: Any) -> Quant | None:
+def _quant(q: Any, what: str, dtype: str, shape: tuple[int, ...]) -> Quant | None:
+    """Quantization parameters as TFLite's ParseQuantization accepts them, plus finite non-negative scales,
+    zero points the tensor type can hold and per-channel counts that match the quantized dimension."""
     if q is None or q.scale is None or len(q.scale) == 0:
         return None
-    scale = tuple(float(x) for x in np.asarray(q.scale, dtype=np.float32))
-    zp = tuple(int(x) for x in (q.zeroPoint if q.zeroPoint is not None else [0] * len(scale)))
-    return Quant(scale, zp if zp else (0,) * len(scale), int(q.quantizedDimension))
+    scale = tuple(float(x) for x in np.asarray(q.scale, dtype=np.float32).reshape(-1))
+    zps = np.asarray(q.zeroPoint if q.zeroPoint is not None else [], dtype=np.int64).reshape(-1)
+    if len(zps) != len(scale):
+        raise EdgetkError(f"{what} has {_n(len(scale), 'scale')} and {_n(len(zps), 'zero point')}; "
+                          "TFLite needs one zero point per scale")
+    bad = next((s for s in scale if not math.isfinite(s) or s < 0), None)
+    if bad is not None:
+        raise EdgetkError(f"{what} has quantization scale {bad}; scales must be finite and positive")
+    lo, hi = ZERO_POINT_RANGES.get(dtype, (-(1 << 63), (1 << 63) - 1))
+    zp = tuple(int(z) for z in zps)
+    bad_zp = next((z for z in zp if not lo <= z <= hi), None)
+    if bad_zp is not None:
+        raise EdgetkError(f"{what} has zero point {bad_zp}, outside {dtype} [{lo}, {hi}]")
+    axis = int(q.quantizedDimension)
+    if len(scale) > 1 and not (0 <= axis < len(shape) and shape[axis] == len(scale)):
+        dim = f"its dimension {axis} is {shape[axis]}" if 0 <= axis < len(shape) else f"it has {len(shape)} dimensions"
+        raise EdgetkError(f"{what} has {len(scale)} scales along axis {axis}, but {dim}")
+    return Quant(scale, zp, axis)
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
 
 
 def _operator(i: int, op: Any, codes: list, opnames: dict[int, str], n_tensors: int) -> Operator:
@@ -145,9 +190,17 @@ def _operator(i: int, op: Any, codes: list, opnames: dict[int, str], n_tensors: 
     if name == "CUSTOM":
         name = f"CUSTOM:{_decode(oc.customCode)}"
     ins, outs = _indices(op.inputs), _indices(op.outputs)
-    for t in ins + outs:
-        _check_index(t, n_tensors, f"operator {i} ({name})")
-    return Operator(i, name, ins, outs, _options(op.builtinOptions), int(oc.version or 1))
+    optional = OPTIONAL_INPUTS.get(name)
+    for k, t in enumerate(ins):
+        _check_index(t, n_tensors, f"operator {i} ({name}) input {k}", optional=optional is None or k in optional)
+    for k, t in enumerate(outs):
+        _check_index(t, n_tensors, f"operator {i} ({name}) output {k}")
+    return Operator(i, name, ins, outs, _options(op.builtinOptions), int(oc.version or 1),
+                    _options_type(op.builtinOptionsType) if op.builtinOptions is not None else "")
+
+
+def _options_type(code: int) -> str:
+    return _enum_names(_schema().BuiltinOptions).get(int(code), f"UNKNOWN_{code}")
 
 
 def _snake(name: str) -> str:

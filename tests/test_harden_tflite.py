@@ -1,0 +1,187 @@
+"""Malformed .tflite files (issue #14 items 1-2): tensor indices, quantization parameters, options.
+
+Every case is a real flatbuffer built with the object API, read by the reader and lowered by the code
+generator; each must end in one EdgetkError naming the operator (index, type) and the field, never in a
+traceback, a crash of TFLite-Micro or generated C that computes something else.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from toolkit.codegen.lower import lower
+from toolkit.errors import EdgetkError
+from toolkit.paths import REPO_ROOT
+from toolkit.tflite import read_bytes
+from toolkit.tflite.build import OpSpec as O
+from toolkit.tflite.build import TensorSpec as T
+from toolkit.tflite.build import build_model
+
+RNG = np.random.default_rng(14)
+W12 = RNG.integers(-127, 128, size=(5, 12), dtype=np.int8)
+B5 = RNG.integers(-2000, 2000, size=5).astype(np.int32)
+
+
+def fc_tensors(w_scale=(0.01,), w_zp=(0,), in_q=((0.05,), (3,)), out_q=((0.2,), (-2,))) -> list[T]:
+    """input [1, 12] -> FULLY_CONNECTED (weights [5, 12], bias [5]) -> output [1, 5]."""
+    return [T((1, 12), scale=in_q[0], zero_point=in_q[1]), T((5, 12), data=W12, scale=w_scale, zero_point=w_zp),
+            T((5,), "int32", None, data=B5), T((1, 5), scale=out_q[0], zero_point=out_q[1])]
+
+
+def fc_model(tensors=None, op_in=(0, 1, 2), op_out=(3,), ins=(0,), outs=(3,), options=None) -> bytes:
+    return build_model(tensors or fc_tensors(), [O("FULLY_CONNECTED", op_in, op_out, options or {})],
+                       list(ins), list(outs))
+
+
+def conv_model(options: dict, *, w_scale=(0.01,), out_scale=(0.2,)) -> bytes:
+    w = RNG.integers(-127, 128, size=(4, 3, 3, 2), dtype=np.int8)
+    t = [T((1, 6, 6, 2), scale=(0.05,), zero_point=(3,)), T((4, 3, 3, 2), data=w, scale=w_scale, zero_point=(0,) * len(w_scale)),
+         T((4,), "int32", None, data=np.zeros(4, np.int32)), T((1, 4, 4, 4), scale=out_scale, zero_point=(0,))]
+    opts = dict(padding="VALID", stride_w=1, stride_h=1, dilation_w_factor=1, dilation_h_factor=1)
+    opts.update(options)
+    return build_model(t, [O("CONV_2D", (0, 1, 2), (3,), opts)], [0], [3])
+
+
+def refused(data: bytes, *words: str) -> str:
+    """Read and lower: one EdgetkError whose message holds every word."""
+    with pytest.raises(EdgetkError) as e:
+        lower(read_bytes(data, name="m.tflite"))
+    msg = str(e.value)
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+# ---- item 1: tensor indices ----
+@pytest.mark.parametrize("case, words", [
+    (dict(outs=(-1,)), ["subgraph output", "-1"]),
+    (dict(ins=(-1,)), ["subgraph input", "-1"]),
+    (dict(outs=(4,)), ["subgraph output", "tensor 4", "4 tensors"]),
+    (dict(op_out=(-1,)), ["operator 0 (FULLY_CONNECTED)", "output 0", "-1"]),
+    (dict(op_in=(-1, 1, 2)), ["operator 0 (FULLY_CONNECTED)", "input 0", "-1", "not optional"]),
+    (dict(op_in=(0, -1, 2)), ["operator 0 (FULLY_CONNECTED)", "input 1", "-1"]),
+    (dict(op_in=(0, 1, 9)), ["operator 0 (FULLY_CONNECTED)", "input 2", "tensor 9"]),
+])
+def test_minus_one_and_out_of_range_indices_refused_by_the_reader(case, words):
+    with pytest.raises(EdgetkError) as e:
+        read_bytes(fc_model(**case), name="m.tflite")
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_optional_inputs_stay_allowed():
+    g = read_bytes(fc_model(op_in=(0, 1, -1)))            # FULLY_CONNECTED without bias
+    assert g.operators[0].inputs == (0, 1, -1)
+    assert lower(g)[0].func == "et_fully_connected_s8"
+
+
+def test_lstm_optional_operands_stay_allowed(external):
+    """The streaming wake-word model has UNIDIRECTIONAL_SEQUENCE_LSTM-free ops; MLPerf models with -1 biases parse."""
+    from toolkit.tflite import read_model
+
+    for p in sorted(external.rglob("*.tflite")):
+        g = read_model(p)
+        assert all(t >= 0 for t in g.inputs + g.outputs)
+
+
+def test_tflm_never_sees_a_malformed_model_in_process(tmp_path):
+    """A subgraph output of -1 made TFLite-Micro SIGSEGV inside the edgetk process; now one EdgetkError."""
+    from toolkit.runtimes import run_tflm
+
+    bad = tmp_path / "minus1.tflite"
+    bad.write_bytes(fc_model(outs=(-1,)))
+    with pytest.raises(EdgetkError, match="minus1.tflite"):
+        run_tflm(bad, np.zeros((2, 12), np.int8))
+    good = tmp_path / "good.tflite"
+    good.write_bytes(fc_model())
+    out = run_tflm(good, RNG.integers(-128, 128, size=(3, 12), dtype=np.int8))
+    assert out.shape == (3, 5) and out.dtype == np.int8
+
+
+def test_profile_cli_on_minus_one_model_is_one_error(tmp_path):
+    bad = tmp_path / "minus1.tflite"
+    bad.write_bytes(fc_model(outs=(-1,)))
+    proc = subprocess.run([sys.executable, "-m", "toolkit", "profile", str(bad), "--target", "host-sim",
+                           "-o", str(tmp_path / "rep")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "subgraph output" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---- item 2: quantization parameters, options, arity ----
+@pytest.mark.parametrize("tensors, words", [
+    (fc_tensors(in_q=((float("nan"),), (3,))), ["tensor 0", "scale", "nan"]),
+    (fc_tensors(out_q=((float("inf"),), (0,))), ["tensor 3", "scale", "inf"]),
+    (fc_tensors(in_q=((-0.05,), (3,))), ["tensor 0", "scale", "-0.05"]),
+    (fc_tensors(w_zp=(300,)), ["tensor 1", "zero point", "300", "int8"]),
+    (fc_tensors(w_scale=(0.01, 0.02), w_zp=(0,)), ["tensor 1", "2 scales", "1 zero point"]),
+    (fc_tensors(w_scale=(0.01,) * 3, w_zp=(0,) * 3), ["tensor 1", "3 scales", "axis 0", "5"]),
+])
+def test_quantization_parameters_refused_by_the_reader(tensors, words):
+    with pytest.raises(EdgetkError) as e:
+        read_bytes(fc_model(tensors), name="m.tflite")
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def _empty_zero_points(data: bytes, tensor: int) -> bytes:
+    from ai_edge_litert import schema_py_generated as s
+    import flatbuffers
+
+    m = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    m.subgraphs[0].tensors[tensor].quantization.zeroPoint = []
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_empty_zero_point_vector_refused():
+    """LiteRT refuses a scale without zero points; the reader read the empty vector as 0."""
+    with pytest.raises(EdgetkError, match=r"tensor 3 .*1 scale.*0 zero point"):
+        read_bytes(_empty_zero_points(fc_model(), 3), name="m.tflite")
+
+
+def test_zero_scale_refused_by_codegen_with_operator_and_field():
+    refused(fc_model(fc_tensors(out_q=((0.0,), (0,)))), "operator 0 (FULLY_CONNECTED)", "scale", "'t3'")
+
+
+@pytest.mark.parametrize("w_scale, out_scale", [((1e30,), (1e-30,)), ((1e-40,), (1e-30,))])
+def test_multiplier_shift_beyond_the_kernels_refused(w_scale, out_scale):
+    """0.05 * 1e30 / 1e-30 needs a left shift of ~ 2^200: undefined in C (UBSan); refused, not generated."""
+    data = conv_model({}, w_scale=w_scale, out_scale=out_scale)
+    if w_scale[0] < 1e-38:  # a float32 subnormal weight scale still gives a valid (zero) multiplier, as TFLite's
+        lower(read_bytes(data))
+        return
+    refused(data, "operator 0 (CONV_2D)", "multiplier", "shift")
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(stride_h=0), ["operator 0 (CONV_2D)", "stride_h", "0"]),
+    (dict(stride_w=-2), ["operator 0 (CONV_2D)", "stride_w", "-2"]),
+    (dict(dilation_h_factor=0), ["operator 0 (CONV_2D)", "dilation_h_factor"]),
+])
+def test_bad_conv_options_refused(options, words):
+    refused(conv_model(options), *words)
+
+
+def test_pool_stride_zero_and_missing_options_refused():
+    t = [T((1, 6, 6, 2), scale=(0.05,), zero_point=(3,)), T((1, 3, 3, 2), scale=(0.05,), zero_point=(3,))]
+    pool = dict(padding="VALID", stride_w=0, stride_h=2, filter_width=2, filter_height=2)
+    refused(build_model(t, [O("AVERAGE_POOL_2D", (0,), (1,), pool)], [0], [1]), "operator 0 (AVERAGE_POOL_2D)", "stride_w")
+    no_opts = build_model(t, [O("MAX_POOL_2D", (0,), (1,), {})], [0], [1])
+    refused(no_opts, "operator 0 (MAX_POOL_2D)", "filter_height")
+    t2 = [T((1, 6, 6, 2), scale=(0.05,), zero_point=(3,)), T((1, 6, 6, 2), scale=(0.05,), zero_point=(3,))]
+    refused(build_model(t2, [O("MEAN", (0,), (1,), {})], [0], [1]), "operator 0 (MEAN)", "input 1")
+
+
+def test_operator_without_inputs_or_outputs_refused():
+    refused(fc_model(op_in=()), "operator 0 (FULLY_CONNECTED)", "input")
+    with pytest.raises(EdgetkError, match=r"operator 0 \(FULLY_CONNECTED\).*output"):
+        lower(read_bytes(fc_model(op_out=(), outs=(3,))))
+
+
+def test_zero_sized_tensor_refused():
+    t = [T((1, 0, 6, 2), scale=(0.05,), zero_point=(3,)), T((1, 0, 6, 2), scale=(0.05,), zero_point=(3,))]
+    refused(build_model(t, [O("RELU", (0,), (1,))], [0], [1]), "operator 0 (RELU)", "empty")
