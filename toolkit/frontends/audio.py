@@ -21,7 +21,7 @@ class MfccPlan:
     """Everything etf_mfcc_params holds, as numbers and numpy tables."""
 
     scalars: dict[str, int]
-    window: np.ndarray     # int16 [frame_len] Q15
+    window: np.ndarray     # int32 [frame_len] Q31
     fft_tw: np.ndarray     # int32 [triplets, 6] Q30 (fft_twiddles)
     fft_pos: np.ndarray    # uint16 [N]
     split_tw: np.ndarray   # int32 [N/2, 2] Q30 exp(-i pi k / N), k = 1 .. N/2
@@ -112,8 +112,8 @@ def plan(cfg: FrontendConfig) -> MfccPlan:
     log2n = int(math.log2(cfg.n_fft))
     dct = cfg.type == "mfcc"
     out_frac = OUT_FRAC[cfg.type]
-    window = np.minimum(np.round((0.5 - 0.5 * np.cos(2 * np.pi * np.arange(cfg.frame_len) / cfg.frame_len)) * 32768),
-                        32767)
+    window = np.minimum(np.round((0.5 - 0.5 * np.cos(2 * np.pi * np.arange(cfg.frame_len) / cfg.frame_len)) * 2.0 ** 31),
+                        2 ** 31 - 1)
     bin_lo, seg_end, mel_up = mel_segments(cfg)
     if dct:
         from toolkit.data.mfcc import dct_matrix  # the float reference's orthonormal DCT-II
@@ -145,14 +145,14 @@ def c_source(cfg: FrontendConfig, p: MfccPlan, stage2: object) -> str:
     parts = [
         f"/* edgetk frontend \"{cfg.type}\" (generated; do not edit). Tables computed by toolkit/frontends/audio.py. */",
         '#include "edgetk_frontend.h"', "", '#include "etf_mfcc.h"', '#include "etf_quant.h"', "",
-        c_array("int16_t", "g_window", p.window), c_array("int32_t", "g_fft_tw", p.fft_tw),
+        c_array("int32_t", "g_window", p.window), c_array("int32_t", "g_fft_tw", p.fft_tw),
         c_array("uint16_t", "g_fft_pos", p.fft_pos), c_array("int32_t", "g_split_tw", p.split_tw),
         c_array("uint16_t", "g_seg_end", p.seg_end), c_array("uint16_t", "g_mel_up", p.mel_up),
         c_array("int32_t", "g_coef", p.coef), stage2_arrays(stage2),
         "static const etf_mfcc_params g_params = {",
         f"    {params}, {p.floor_q}ull,",
         "    g_window, g_fft_tw, g_fft_pos, g_split_tw, g_seg_end, g_mel_up, g_coef,", "};", "",
-        f"static int32_t g_fft[{2 * n}];", f"static uint32_t g_power[{n + 1}];",
+        f"static int32_t g_fft[{2 * n}];", f"static uint64_t g_power[{n + 1}];",
         f"static uint64_t g_seg[{2 * (cfg.n_mels + 1)}];", f"static int32_t g_logs[{cfg.n_mels}];",
         f"static int16_t g_row[{s['n_out']}];",
         "static const etf_mfcc_scratch g_scratch = {g_fft, g_power, g_seg, g_logs};", "",

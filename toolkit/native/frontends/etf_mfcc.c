@@ -234,54 +234,53 @@ static void r4_stage(int32_t *restrict z, int32_t n, int32_t q, const int32_t *r
 }
 
 #if ETF_FFT_ASM
-/* DSP path of step 2 + the first FFT stage: window pairs of samples with SMULBB/SMULTT into the FFT
- * buffer (the same integers as WIN below), zero the padding, then the generic radix-4 stage. */
+/* DSP path of step 2 + the first FFT stage: v = SMULW(w, x * 2^ls) >> in_shift for pairs of samples
+ * into the FFT buffer (the same integers as WIN below), zero the padding, then the generic radix-4 stage. */
 static uint64_t first_stage_dsp(int32_t *restrict z, int32_t n, int32_t frame_len, const int16_t *restrict x,
-                                const int16_t *restrict win, int32_t ls, int32_t in_shift, const int32_t *restrict tw)
+                                const int32_t *restrict win, int32_t ls, int32_t in_shift, const int32_t *restrict tw)
 {
-    typedef int32_t pair_t __attribute__((__may_alias__, __aligned__(2)));
-    int32_t i, up = ls > in_shift ? ls - in_shift : 0, down = ls > in_shift ? 0 : in_shift - ls;
-    int32_t *zp = z + frame_len, zeros = n - (frame_len >> 1), zero = 0;
-    int64_t e = 0;
+    int32_t *zp = z + frame_len, zeros = n - (frame_len >> 1), zero = 0, *zo = z;
+    int32_t m = 1 << (ls < 14 ? ls : 14); /* ls = 15 only for an all-zero frame */
+    uint32_t elo = 0, ehi = 0, t0, t1, t2, t3;
     const int16_t *xe = x + frame_len;
-    int32_t *zo = z;
-    (void)i;
-#define WIN_PAIR(SHIFT)                                                                                            \
-    for (; x < xe; x += 2, win += 2, zo += 2) {                                                                    \
-        int32_t xp = *(const pair_t *)x, wp = *(const pair_t *)win, v0, v1;                                      \
-        __asm__("smulbb %0, %1, %2" : "=r"(v0) : "r"(xp), "r"(wp));                                              \
-        __asm__("smultt %0, %1, %2" : "=r"(v1) : "r"(xp), "r"(wp));                                              \
-        SHIFT;                                                                                                     \
-        zo[0] = v0;                                                                                                \
-        zo[1] = v1;                                                                                                \
-        e += (int64_t)v0 * v0;                                                                                     \
-        e += (int64_t)v1 * v1;                                                                                     \
-    }
-    if (up) { /* v * 2^up: |v * 2^up| <= 2^(30 - in_shift) */
-        WIN_PAIR((v0 = (int32_t)((uint32_t)v0 << up), v1 = (int32_t)((uint32_t)v1 << up)))
-    } else {
-        WIN_PAIR((v0 >>= down, v1 >>= down))
-    }
-#undef WIN_PAIR
+    /* per pair: s = x * 2^ls (SMULBB/SMULTB, fits in 16 bits), v = SMULWB(w, s) >> in_shift, e += v^2 */
+    __asm__ volatile("1:\n\t"
+                     "ldr %[t0], [%[x]], #4\n\t"
+                     "ldrd %[t2], %[t3], [%[w]], #8\n\t"
+                     "smulbb %[t1], %[t0], %[m]\n\t"
+                     "smultb %[t0], %[t0], %[m]\n\t"
+                     "smulwb %[t2], %[t2], %[t1]\n\t"
+                     "smulwb %[t3], %[t3], %[t0]\n\t"
+                     "asr %[t2], %[t2], %[sh]\n\t"
+                     "asr %[t3], %[t3], %[sh]\n\t"
+                     "strd %[t2], %[t3], [%[z]], #8\n\t"
+                     "smlal %[elo], %[ehi], %[t2], %[t2]\n\t"
+                     "smlal %[elo], %[ehi], %[t3], %[t3]\n\t"
+                     "cmp %[x], %[end]\n\t"
+                     "bne 1b"
+                     : [x] "+r"(x), [w] "+r"(win), [z] "+r"(zo), [elo] "+r"(elo), [ehi] "+r"(ehi), [t0] "=&r"(t0),
+                       [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
+                     : [m] "r"(m), [sh] "r"(in_shift), [end] "r"(xe)
+                     : "cc", "memory");
     if (zeros > 0) { /* complex zero padding; an asm loop: gcc would turn a C loop into a memset call */
         __asm__ volatile("1: strd %2, %3, [%0], #8\n\tsubs %1, %1, #1\n\tbne 1b"
                          : "+r"(zp), "+r"(zeros) : "r"(zero), "r"(zero) : "cc", "memory");
     }
     r4_stage(z, n, n >> 2, tw);
-    return (uint64_t)e;
+    return ((uint64_t)ehi << 32) | elo; /* sum v^2 */
 }
 #endif
 
 #if !ETF_FFT_ASM
-/* Step 2 on the fly: v[n] = (x[n] * 2^ls * w[n]) >> in_shift, the same integer as (x w) 2^ls >> in_shift;
- * the energy sum v^2 accumulates as the values are read (|v| <= 2^(30 - in_shift)). */
-#define WIN(n) (scale > 1 ? (x[n] * win[n]) * scale : (x[n] * win[n]) >> down)
+/* Step 2 on the fly: v[n] = (x[n] * 2^ls * w[n]) >> (16 + in_shift), w in Q31; the energy sum v^2
+ * accumulates as the values are read (|v| <= 2^(30 - in_shift)). */
+#define WIN(n) ((int32_t)(((int64_t)(x[n] * scale) * win[n]) >> down))
 #define SQ(v) ((int64_t)(v) * (v))
 
 /* First stage: reads the int16 frame through the window (step 2) and treats complex inputs from index
  * nz = frame_len / 2 on as the zero padding. has_b/has_c/has_d are constants in each caller loop. */
 ETF_INLINE void first_r4(int32_t *restrict z, int32_t j, int32_t q, const int16_t *restrict x,
-                         const int16_t *restrict win, int32_t scale, int32_t down, const int32_t *restrict w,
+                         const int32_t *restrict win, int32_t scale, int32_t down, const int32_t *restrict w,
                          int32_t has_b, int32_t has_c, int32_t has_d, int64_t *energy)
 {
     int32_t a = 2 * j, b = a + 2 * q, c = b + 2 * q, d = c + 2 * q;
@@ -292,11 +291,11 @@ ETF_INLINE void first_r4(int32_t *restrict z, int32_t j, int32_t q, const int16_
 }
 
 static uint64_t first_stage(int32_t *restrict z, int32_t n, int32_t frame_len, const int16_t *restrict x,
-                            const int16_t *restrict win, int32_t ls, int32_t in_shift, const int32_t *restrict tw)
+                            const int32_t *restrict win, int32_t ls, int32_t in_shift, const int32_t *restrict tw)
 {
     int32_t q = n >> 2, nz = frame_len >> 1, j = 0, tb, tc, td;
     int64_t e = 0;
-    int32_t scale = ls > in_shift ? 1 << (ls - in_shift) : 1, down = ls > in_shift ? 0 : in_shift - ls;
+    int32_t scale = 1 << ls, down = 16 + in_shift;
     /* inputs b, c, d exist for j < nz - q, nz - 2q, nz - 3q (Python asserts frame_len even, nz > q) */
     tb = nz - q < q ? nz - q : q;
     tc = nz - 2 * q < 0 ? 0 : (nz - 2 * q < q ? nz - 2 * q : q);
@@ -364,28 +363,25 @@ static uint64_t cfft_dif(int32_t *restrict z, int32_t n, const etf_mfcc_params *
     return energy;
 }
 
-/* |x|^2 >> s2 (0 <= s2 < 32) as 32 bits, saturated. */
-ETF_INLINE uint32_t power32(int32_t xr, int32_t xi, int32_t s2)
+/* |x|^2 >> s2 (0 <= s2 < 32): < 2^48 by the choice of s2 (Parseval, see etf_mfcc_frame). */
+ETF_INLINE uint64_t power48(int32_t xr, int32_t xi, int32_t s2)
 {
     uint64_t pw = (uint64_t)((int64_t)xr * xr) + (uint64_t)((int64_t)xi * xi);
     uint32_t hi = (uint32_t)(pw >> 32), lo = (uint32_t)pw;
-    if (hi >> s2) {
-        return 0xFFFFFFFFu;
-    }
-    return (lo >> s2) | ((hi << 1) << (31 - s2));
+    return ((uint64_t)(hi >> s2) << 32) | ((lo >> s2) | ((hi << 1) << (31 - s2)));
 }
 
 /* Step 4: X[k] = A + T and X[N-k] = conj(A - T) with A = (Z[k] + Z*[N-k]) / 4 and
  * T = -i W^k (Z[k] - Z*[N-k]) / 4, W = exp(-i pi k / N) (split_tw[k-1], k = 1 .. N/2); floor scaling. */
 static void split_power(const etf_mfcc_params *p, const int32_t *restrict z, int32_t n, int32_t s2,
-                        uint32_t *restrict power)
+                        uint64_t *restrict power)
 {
     const uint16_t *restrict pos = p->fft_pos;
     const int32_t *restrict w = p->split_tw;
     int32_t k, z0r = z[0], z0i = z[1];
     /* k = 0 and N: A = (2 Z0.re / 4, 0), T = (2 Z0.im / 4) * (1, 0) and * (-1, 0) */
-    power[0] = power32(((2 * z0r) >> 2) + ((2 * z0i) >> 2), 0, s2);
-    power[n] = power32(((2 * z0r) >> 2) - ((2 * z0i) >> 2), 0, s2);
+    power[0] = power48(((2 * z0r) >> 2) + ((2 * z0i) >> 2), 0, s2);
+    power[n] = power48(((2 * z0r) >> 2) - ((2 * z0i) >> 2), 0, s2);
     for (k = 1; k <= n >> 1; k++, w += 2) {
         const int32_t *a = z + 2 * pos[k], *b = z + 2 * pos[n - k];
         int32_t sr = a[0] + b[0], si = a[1] - b[1]; /* Z[k] + Z*[N-k] */
@@ -393,8 +389,8 @@ static void split_power(const etf_mfcc_params *p, const int32_t *restrict z, int
         int32_t ar = sr >> 2, ai = si >> 2;
         int32_t tr = etf_smmla(etf_smmul(di, w[0]), dr, w[1]);
         int32_t ti = etf_smmls(etf_smmul(di, w[1]), dr, w[0]);
-        power[k] = power32(ar + tr, ai + ti, s2);
-        power[n - k] = power32(ar - tr, ai - ti, s2);
+        power[k] = power48(ar + tr, ai + ti, s2);
+        power[n - k] = power48(ar - tr, ai - ti, s2);
     }
 }
 
@@ -404,28 +400,34 @@ void etf_mfcc_frame(const etf_mfcc_params *p, const int16_t *frame, int16_t *row
     int32_t peak, ls, s2, e, j, f, k, down = 0;
     uint64_t energy, floor_int = 0;
     const uint16_t *restrict up = p->mel_up - p->bin_lo;
-    const uint32_t *restrict power = s->power;
+    const uint64_t *restrict power = s->power;
     peak = frame_peak(frame, p->frame_len);
     ls = 15 - etf_bitlen32((uint32_t)peak); /* |x| * 2^ls <= 2^15 */
     ls = ls < 0 ? 0 : ls;
     energy = cfft_dif(s->fft, n, p, frame, ls);
-    /* Parseval: sum_k P[k] <= energy / n_fft (one bit of margin for rounding) */
-    s2 = etf_bitlen64(energy >> p->log2_n_fft) + 1 - 32;
+    /* Parseval: sum_k P[k] <= energy / n_fft (one bit of margin for rounding), so sum_k P48[k] < 2^48 */
+    s2 = etf_bitlen64(energy >> p->log2_n_fft) + 1 - 48;
     s2 = s2 < 0 ? 0 : s2;
     split_power(p, s->fft, n, s2, s->power);
-    /* step 5: per-segment sums S (< 2^32: Parseval, see s2) and U */
+    /* step 5: per-segment sums S (< 2^48) and U (< 2^63) */
     k = p->bin_lo;
     for (j = 0; j <= m; j++) {
-        uint32_t sum = 0;
-        uint64_t acc = 0;
+        uint64_t sum = 0, acc = 0;
+        uint32_t acc_hi = 0; /* sum of (P48 >> 32) * u < 2^16 * 2^15: U = acc + acc_hi * 2^32, exactly */
         int32_t end = p->seg_end[j];
         for (; k < end; k++) {
-            uint32_t pw = power[k];
+            uint64_t pw = power[k];
+            uint32_t w = up[k];
             sum += pw;
-            acc += (uint64_t)pw * up[k];
+#if ETF_FFT_ASM
+            __asm__("umlal %Q0, %R0, %1, %2" : "+r"(acc) : "r"((uint32_t)pw), "r"(w)); /* gcc splits it otherwise */
+#else
+            acc += (uint64_t)(uint32_t)pw * w;
+#endif
+            acc_hi += (uint32_t)(pw >> 32) * w;
         }
         s->seg[2 * j] = sum;
-        s->seg[2 * j + 1] = acc;
+        s->seg[2 * j + 1] = acc + ((uint64_t)acc_hi << 32);
     }
     /* step 6: log2(mel + floor) - E in Q16; mel is in units of 2^-E */
     e = 2 * (30 - p->in_shift + ls - p->log2_n_fft) - s2 + 15;
