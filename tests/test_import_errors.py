@@ -132,3 +132,15 @@ def test_cli_exit_2_without_traceback(tmp_path, capsys) -> None:
     assert main(["import", str(p), "-o", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgetk import: error:") and "Traceback" not in err and "fix:" in err
+
+
+def test_cli_json_summary_says_random(tmp_path, capsys) -> None:
+    import json
+
+    from toolkit.cli import main
+
+    p = _save(_gemm_model(), tmp_path / "gemm.onnx")
+    assert main(["import", str(p), "-o", str(tmp_path / "b"), "--json", "--kind", "regression", "--formats", "onnx,tflite"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["random_inputs"] and doc["data"]["calib"]["source"] == doc["data"]["test"]["source"] == "random"
+    assert doc["kind"] == "regression" and doc["float_vs_int8"]["rel_rmse"] < 0.02 and doc["params"] == 16 + 4  # the int8 Linear carries a (zero) bias

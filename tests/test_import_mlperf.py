@@ -92,7 +92,7 @@ def test_ad_float_decisions_and_ranking(ad, external) -> None:
     assert fid["int8_onnx_vs_tflite"]["identical"] and not man["data"]["random"]
 
 
-def test_ic_float_within_a_minute(external, tmp_path) -> None:
+def test_ic_float_within_a_minute(external, tmp_path, capsys) -> None:
     """IC ResNet-8 (12.5 M MACs): import + fidelity on seeded random images (no real CIFAR inputs here), against
     MLPerf's own int8 model on the same images as the baseline."""
     from toolkit.runtimes import run_litert, run_tflm
@@ -102,6 +102,8 @@ def test_ic_float_within_a_minute(external, tmp_path) -> None:
     assert main(["import", str(external / IC_FLOAT), "-o", str(out), "--calib-n", "200", "--test-n", "32",
                  "--input-quant", str(external / IC_INT8), "--formats", "onnx,tflite"]) == 0
     took = time.monotonic() - t0
+    printed = capsys.readouterr().out
+    assert "**RANDOM inputs**" in printed and "NOTE: RANDOM inputs were used" in printed
     man, fid = _load(out)
     ours = fid["float_vs_int8_tflite"]["top1_agreement"]
     xq = np.load(out / "test_x_int8.npy")

@@ -110,9 +110,13 @@ def summary(out: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Import the model and print the fidelity report (or --json summary)."""
+    import contextlib
+    import sys
+
     from toolkit.importer import import_model
 
-    out = import_model(args.model, args.out, config(args))
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        out = import_model(args.model, args.out, config(args))  # quantizer progress bars: not on a --json stdout
     s = summary(out)
     if args.json:
         print(json.dumps(s, indent=2))
