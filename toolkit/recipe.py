@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import tomllib
 import types
@@ -213,6 +214,68 @@ MINIMUMS: dict[str, int] = {"fleet.workers": 0}
 
 
 @dataclass(frozen=True)
+class Bound:
+    """The valid range of a numeric field: low..high, each end included unless *_open (None: unbounded)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, v: float) -> bool:
+        return not ((self.low is not None and (v < self.low or (self.low_open and v == self.low)))
+                    or (self.high is not None and (v > self.high or (self.high_open and v == self.high))))
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+
+
+INT64_MAX = (1 << 63) - 1
+SEED = Bound(0, INT64_MAX)
+FRACTION = Bound(0, 1)
+# Numeric fields and their valid ranges, checked on load (ints and floats; tuple fields per element). NaN and
+# infinities are refused for every float field, and every int must fit int64. Sections owned elsewhere add their
+# entries here too ([frontend] validates itself in FrontendConfig.validate()).
+BOUNDS: dict[str, Bound] = {
+    "model.width": Bound(0, 64, low_open=True), "model.dropout": Bound(0, 1, high_open=True),
+    "train.epochs": Bound(1, 1_000_000), "train.batch_size": Bound(1, 1 << 24), "train.lr": Bound(0, 100, low_open=True),
+    "train.weight_decay": Bound(0, 100), "train.label_smoothing": Bound(0, 1, high_open=True), "train.seed": SEED,
+    "train.threads": Bound(1, 4096),
+    "pretrain.epochs": Bound(1, 1_000_000), "pretrain.lr": Bound(0, 100, low_open=True),
+    "pretrain.mask_ratio": Bound(0, 1, low_open=True, high_open=True), "pretrain.mask_span": Bound(1, 1 << 20),
+    "pretrain.bottleneck": Bound(1, 1 << 20), "pretrain.labels_per_class": Bound(0, 1 << 31),
+    "distill.teacher_width": Bound(0, 64, low_open=True), "distill.temperature": Bound(0, 1000, low_open=True),
+    "distill.alpha": FRACTION,
+    "finetune.rank": Bound(1, 1 << 16), "finetune.alpha": Bound(0, 1e6, low_open=True),
+    "finetune.top_layers": Bound(1, 1 << 16),
+    "fleet.members": Bound(0, 1 << 20), "fleet.stack": Bound(1, 1 << 16), "fleet.workers": Bound(0, 4096),
+    "data.window": Bound(0, 1 << 31), "data.stride": Bound(0, 1 << 31), "data.train_fraction": Bound(0, 1, high_open=True),
+    "data.split_seed": SEED,  # data.test_fraction: check_data
+    "data.sample_rate": Bound(0, 1 << 24), "data.clip_samples": Bound(0, 1 << 31), "data.channel": Bound(-1, 1 << 16),
+    "data.noise_snr_db": Bound(-200, 200), "data.noise_prob": FRACTION, "data.rate_hz": Bound(0, 1e9),
+    "data.rate_tolerance": FRACTION, "data.image_size": Bound(1, 1 << 16),
+}
+
+
+def check_bounds(source: str, name: str, value: Any) -> None:
+    """Raise an EdgetkError naming file, field, value and valid range for a NaN, an infinity, an int beyond int64
+    or a value outside BOUNDS[name] (tuples: each element)."""
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        bound = BOUNDS.get(name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise EdgetkError(f"{source or 'recipe'}: {name} = {v!r} is not a finite number",
+                              fix=f"set {name} to a value in {bound or 'the finite numbers'}")
+        if (bound is not None and v not in bound) or (isinstance(v, int) and abs(v) > INT64_MAX):
+            raise EdgetkError(f"{source or 'recipe'}: {name} = {value!r} is outside its valid range "
+                              f"{bound or Bound(-INT64_MAX, INT64_MAX)}",
+                              fix=f"set {name} to a value in {bound or Bound(-INT64_MAX, INT64_MAX)}")
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated task recipe."""
 
@@ -269,9 +332,15 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     if not path.is_file():
         models = Path(__file__).resolve().parent.parent / "models"
         names = ", ".join(sorted(p.name for p in models.glob("*.toml"))) or "(none)"
-        raise EdgetkError(f"recipe not found: {path}", fix=f"pass a recipe file, e.g. models/imu-motions.toml; shipped: {names}")
+        what = "recipe is a folder, not a file" if path.is_dir() else "recipe not found"
+        raise EdgetkError(f"{what}: {path}", fix=f"pass a recipe file, e.g. models/imu-motions.toml; shipped: {names}")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise EdgetkError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})",
+                          fix="save the recipe as UTF-8") from None
+    except OSError as e:
+        raise EdgetkError(f"cannot read recipe {path}: {e.strerror}", fix="pass a readable recipe file") from None
     except tomllib.TOMLDecodeError as e:
         raise EdgetkError(f"{path}: not valid TOML: {e}", fix="fix the syntax at the position shown") from None
     for item in overrides or []:
@@ -315,6 +384,7 @@ def _build(cls: type, table: Any, source: str, section: str) -> Any:
                 check_choice(source, f"{section}.{name}", values[name], CHOICES[f"{section}.{name}"])
             if f"{section}.{name}" in MINIMUMS:
                 check_minimum(source, f"{section}.{name}", values[name], MINIMUMS[f"{section}.{name}"])
+            check_bounds(source, f"{section}.{name}", values[name])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise EdgetkError(f"{source}: missing required field '{section}.{name}'",
                               fix=f"add `{name} = ...` under [{section}]")
