@@ -133,9 +133,10 @@ def test_sanitizers_report_nothing_for_imu(tmp_path: Path) -> None:
     assert np.array_equal(fe.features(raw), quantize_like_c(raw, fe.stage2))  # saturating extremes included
 
 
-@pytest.mark.parametrize("kind,opt", [("mfcc", "-O2"), ("mfcc", "-O0"), ("mfcc", "-O3"), ("mfcc", "-Os"),
-                                      ("logmel", "-O2"), ("imu", "-O2")])
-def test_cross_compiles_for_cortex_m4_without_libc(tmp_path: Path, kind: str, opt: str) -> None:
+@pytest.mark.parametrize("kind,opt,cpu", [("mfcc", "-O2", "cortex-m4"), ("mfcc", "-O0", "cortex-m4f"),
+                                          ("mfcc", "-O3", "cortex-m4"), ("mfcc", "-Os", "cortex-m4f"),
+                                          ("logmel", "-O2", "cortex-m7"), ("imu", "-O2", "cortex-m4")])
+def test_cross_compiles_for_cortex_m_without_libc(tmp_path: Path, kind: str, opt: str, cpu: str) -> None:
     from toolkit.native.build import cross_link_check
 
     require_tool("arm-none-eabi-gcc")
@@ -147,7 +148,7 @@ def test_cross_compiles_for_cortex_m4_without_libc(tmp_path: Path, kind: str, op
     keep = ("edgetk_features_stage1", "edgetk_stream_push", "edgetk_stream_init") if kind != "imu" else (
         "edgetk_features_stage1",)
     elf = cross_link_check(sorted(lib.rglob("*.c")), [lib, lib / "kernels"], tmp_path / "elf", entry="edgetk_features",
-                           opt=opt, keep=keep)
+                           cpu=cpu, opt=opt, keep=keep)
     nm = subprocess.run([require_tool("arm-none-eabi-nm"), "-u", str(elf)], capture_output=True, text=True, check=True)
     assert nm.stdout.strip() == ""  # nothing from libc or libgcc
 

@@ -24,6 +24,7 @@ HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g")
 # Cortex-M4 link check: no libc, no libgcc helpers, no startup files; unused sections dropped.
 CROSS_CPUS = {"cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"),
+              "cortex-m4f": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
               "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft")}
 CROSS_CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections")
 

@@ -234,40 +234,71 @@ static void r4_stage(int32_t *restrict z, int32_t n, int32_t q, const int32_t *r
 }
 
 #if ETF_FFT_ASM
+/* Step 2 on the DSP path, per pair of samples: s = x * 2^ls (SMULBB/SMULTB with m = 2^ls; fits in 16 bits),
+ * v = SMULWB(w, s) >> shift, stored in order, energy += v^2 (SMLAL). Arguments through one struct. */
+typedef struct {
+    const int16_t *x;   /* offset 0 */
+    const int32_t *win; /* 4 */
+    int32_t *z;         /* 8 */
+    int32_t pairs;      /* 12 */
+    int32_t m;          /* 16 */
+    int32_t shift;      /* 20 */
+    uint32_t energy_lo; /* 24: out */
+    uint32_t energy_hi; /* 28: out */
+} win_args;
+
+__attribute__((naked, noinline)) static void win_run(ETF_ARG win_args *a)
+{
+    __asm__ volatile(
+        "push {r4-r11, lr}\n\t"
+        "ldr r1, [r0, #0]\n\t"
+        "ldr r2, [r0, #4]\n\t"
+        "ldr r3, [r0, #8]\n\t"
+        "ldr r12, [r0, #12]\n\t"
+        "ldr r10, [r0, #16]\n\t"
+        "ldr r11, [r0, #20]\n\t"
+        "mov r8, #0\n\t"
+        "mov r9, #0\n"
+        "1:\n\t"
+        "ldr r4, [r1], #4\n\t"           /* x pair (unaligned is fine on v7-M) */
+        "ldrd r6, r7, [r2], #8\n\t"      /* w pair, Q31 */
+        "smulbb r5, r4, r10\n\t"
+        "smultb r4, r4, r10\n\t"
+        "smulwb r6, r6, r5\n\t"
+        "smulwb r7, r7, r4\n\t"
+        "asr r6, r6, r11\n\t"
+        "asr r7, r7, r11\n\t"
+        "strd r6, r7, [r3], #8\n\t"
+        "smlal r8, r9, r6, r6\n\t"
+        "smlal r8, r9, r7, r7\n\t"
+        "subs r12, r12, #1\n\t"
+        "bne 1b\n\t"
+        "str r8, [r0, #24]\n\t"
+        "str r9, [r0, #28]\n\t"
+        "pop {r4-r11, pc}\n\t");
+}
+
 /* DSP path of step 2 + the first FFT stage: v = SMULW(w, x * 2^ls) >> in_shift for pairs of samples
  * into the FFT buffer (the same integers as WIN below), zero the padding, then the generic radix-4 stage. */
 static uint64_t first_stage_dsp(int32_t *restrict z, int32_t n, int32_t frame_len, const int16_t *restrict x,
                                 const int32_t *restrict win, int32_t ls, int32_t in_shift, const int32_t *restrict tw)
 {
-    int32_t *zp = z + frame_len, zeros = n - (frame_len >> 1), zero = 0, *zo = z;
+    int32_t *zp = z + frame_len, zeros = n - (frame_len >> 1), zero = 0;
     int32_t m = 1 << (ls < 14 ? ls : 14); /* ls = 15 only for an all-zero frame */
-    uint32_t elo = 0, ehi = 0, t0, t1, t2, t3;
-    const int16_t *xe = x + frame_len;
-    /* per pair: s = x * 2^ls (SMULBB/SMULTB, fits in 16 bits), v = SMULWB(w, s) >> in_shift, e += v^2 */
-    __asm__ volatile("1:\n\t"
-                     "ldr %[t0], [%[x]], #4\n\t"
-                     "ldrd %[t2], %[t3], [%[w]], #8\n\t"
-                     "smulbb %[t1], %[t0], %[m]\n\t"
-                     "smultb %[t0], %[t0], %[m]\n\t"
-                     "smulwb %[t2], %[t2], %[t1]\n\t"
-                     "smulwb %[t3], %[t3], %[t0]\n\t"
-                     "asr %[t2], %[t2], %[sh]\n\t"
-                     "asr %[t3], %[t3], %[sh]\n\t"
-                     "strd %[t2], %[t3], [%[z]], #8\n\t"
-                     "smlal %[elo], %[ehi], %[t2], %[t2]\n\t"
-                     "smlal %[elo], %[ehi], %[t3], %[t3]\n\t"
-                     "cmp %[x], %[end]\n\t"
-                     "bne 1b"
-                     : [x] "+r"(x), [w] "+r"(win), [z] "+r"(zo), [elo] "+r"(elo), [ehi] "+r"(ehi), [t0] "=&r"(t0),
-                       [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
-                     : [m] "r"(m), [sh] "r"(in_shift), [end] "r"(xe)
-                     : "cc", "memory");
+    win_args args;
+    args.x = x;
+    args.win = win;
+    args.z = z;
+    args.pairs = frame_len >> 1;
+    args.m = m;
+    args.shift = in_shift;
+    win_run(&args);
     if (zeros > 0) { /* complex zero padding; an asm loop: gcc would turn a C loop into a memset call */
         __asm__ volatile("1: strd %2, %3, [%0], #8\n\tsubs %1, %1, #1\n\tbne 1b"
                          : "+r"(zp), "+r"(zeros) : "r"(zero), "r"(zero) : "cc", "memory");
     }
     r4_stage(z, n, n >> 2, tw);
-    return ((uint64_t)ehi << 32) | elo; /* sum v^2 */
+    return ((uint64_t)args.energy_hi << 32) | args.energy_lo; /* sum v^2 */
 }
 #endif
 
