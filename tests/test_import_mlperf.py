@@ -63,6 +63,8 @@ def test_kws_float_agrees_on_the_reference_input(kws, external) -> None:
     assert "Calibration inputs: **RANDOM inputs**" in md and "Test inputs: npy file" in md
     assert man["source"]["format"] == "tflite-float" and man["source"]["input_layout"] == "NHWC"
     assert man["input"]["shape"] == [1, 49, 10, 1] and man["kind"] == "classification"
+    assert (man["input"]["scale"], man["input"]["zero_point"]) == (np.float32(0.5847029089927673), 83)  # pinned
+    np.testing.assert_array_equal(np.load(kws / "test_x_int8.npy"), np.load(external / KWS_INPUT))  # same int8 input
     assert man["macs"] == 2_656_768  # the MLPerf figure (conv, depthwise, FC), counted by the lowering
 
 

@@ -37,8 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="task kind (default: the recipe's; else anomaly when the output has the input's size, "
                         "classification otherwise)")
     p.add_argument("--input-quant", default=None, metavar="SCALE,ZP|INT8.tflite",
-                   help="input quantization of int8 data (e.g. MLPerf Tiny's kws_input.npy) and of random inputs: "
-                        "'scale,zero_point' or an int8 .tflite of the same model whose input params are used")
+                   help="the int8 input quantization: the bundle's input is pinned to it (a float model then takes the "
+                        "same int8 inputs as its int8 twin), int8 data (e.g. MLPerf Tiny's kws_input.npy) is read "
+                        "with it, random inputs lie on its grid: 'scale,zero_point' or an int8 .tflite of the same "
+                        "model whose input params are used")
     p.add_argument("--input-range", default=None, metavar="LOW,HIGH",
                    help="random inputs: uniform over [LOW, HIGH] (default: the --input-quant range, else [-1, 1])")
     p.add_argument("--free-scales", action="store_true", help="keep the quantizer's weight scales (not dyadic)")

@@ -85,8 +85,8 @@ def write_files(inputs: BundleInputs, out: Path) -> None:
 
     check_formats(inputs.formats)
     atomic_write_bytes(out / FP32, inputs.fp32_onnx)
-    pin = {"input_qparams": inputs.input_qparams} if inputs.input_qparams is not None else {}
-    q = quantize_onnx(out / FP32, inputs.calib_x, inputs.quantizer, dyadic=inputs.dyadic, **pin)
+    q = quantize_onnx(out / FP32, inputs.calib_x, inputs.quantizer, dyadic=inputs.dyadic,
+                      input_qparams=inputs.input_qparams)
     atomic_write_bytes(out / INT8, q.SerializeToString())
     lowered = lower_qdq(onnx.load(str(out / INT8)))
     atomic_write_bytes(out / TFLITE, lowered.tflite)

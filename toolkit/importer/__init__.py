@@ -41,7 +41,9 @@ class ImportConfig:
     kind: str | None = None           # classification | anomaly | regression; None: recipe's, else inferred
     calib_n: int = 200                # calibration inputs drawn from the source (seeded)
     test_n: int | None = None         # test inputs kept (seeded draw); None: all (random: RANDOM_TEST_N)
-    input_quant: tuple[float, int] | None = None   # (scale, zero point) that int8 data and random inputs use
+    input_quant: tuple[float, int] | None = None   # (scale, zero point) of int8 data and random inputs; a float
+    #                                                model's int8 input is pinned to it (the same int8 inputs as
+    #                                                the model's int8 twin: MLPerf Tiny's reference inputs)
     input_range: tuple[float, float] | None = None  # random inputs: uniform over this range
     seed: int = 0
     dyadic: bool = True               # integer-exact requantization (toolkit.quant.dyadic)
@@ -145,7 +147,7 @@ def _import_float(path: Path, out: Path, cfg: ImportConfig, fmt: str, prep: Any,
         test_x=to_onnx_layout(test.x, prep.source_layout), test_y=_labels_for(test, kind), reference_out=ref,
         kind=kind, labels=tuple(cfg.labels or test.labels), frontend=test.frontend,
         reference="source", reference_name=reference_name, quantizer=cfg.quantizer, dyadic=cfg.dyadic,
-        formats=cfg.formats,
+        formats=cfg.formats, input_qparams=cfg.input_quant,
         export={"quantizer": cfg.quantizer, "calib": int(len(calib.x)), "qat": False, "formats": list(cfg.formats),
                 "seed": cfg.seed, "dyadic": cfg.dyadic},
         source=_source_record(path, fmt, input_layout=prep.source_layout, kind_from=kind_why, **source),
