@@ -4,10 +4,10 @@
 #include "etf_fixed.h"
 
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__) && !defined(ETF_PORTABLE)
-#define ETF_FFT_ASM 1
+#define ETF_ASM 1
 #define ETF_ARG __attribute__((unused)) /* naked functions read their arguments from r0-r3 */
 #else
-#define ETF_FFT_ASM 0
+#define ETF_ASM 0
 #endif
 
 /* round(65536 * log2(1 + i / 64)), i = 0..64 */
@@ -39,7 +39,7 @@ int32_t etf_log2_q16(uint64_t y)
 static int32_t frame_peak(const int16_t *x, int32_t len)
 {
     int32_t n = 0, hi = 0, lo = 0;
-#if ETF_FFT_ASM
+#if ETF_ASM
     typedef int32_t pair_t __attribute__((__may_alias__, __aligned__(2)));
     int32_t mx = 0, mn = 0; /* packed running max / min of the even and odd samples */
     for (; n + 2 <= len; n += 2) {
@@ -92,7 +92,7 @@ ETF_INLINE void r4(int32_t *restrict a, int32_t *restrict b, int32_t *restrict c
     }
 }
 
-#if ETF_FFT_ASM
+#if ETF_ASM
 /* Hand-scheduled Thumb-2 versions of the two loops below (the same integer operations in the same
  * order, so the same bits; tests compare this path on QEMU Cortex-M4 with the host's C). Naked
  * functions (no operand constraints) so any -O level and frame-pointer setting compiles them.
@@ -209,7 +209,7 @@ __attribute__((naked, noinline)) static void r4_run_1(ETF_ARG int32_t *a, ETF_AR
 static void r4_stage(int32_t *restrict z, int32_t n, int32_t q, const int32_t *restrict tw)
 {
     int32_t *a, *end = z + 2 * n;
-#if ETF_FFT_ASM
+#if ETF_ASM
     if (q == 1) {
         r4_run_1(z, n >> 2);
         return;
@@ -218,7 +218,7 @@ static void r4_stage(int32_t *restrict z, int32_t n, int32_t q, const int32_t *r
     for (a = z; a < end; a += 8 * q) {
         int32_t *b = a + 2 * q, *c = b + 2 * q, *d = c + 2 * q, j;
         r4(a, b, c, d, a[0], a[1], b[0], b[1], c[0], c[1], d[0], d[1], 0);
-#if ETF_FFT_ASM
+#if ETF_ASM
         if (q > 1) {
             r4_run_w(a + 2, 8 * q, tw, q - 1);
         }
@@ -233,7 +233,7 @@ static void r4_stage(int32_t *restrict z, int32_t n, int32_t q, const int32_t *r
     }
 }
 
-#if ETF_FFT_ASM
+#if ETF_ASM
 /* Step 2 on the DSP path, per pair of samples: s = x * 2^ls (SMULBB/SMULTB with m = 2^ls; fits in 16 bits),
  * v = SMULWB(w, s) >> shift, stored in order, energy += v^2 (SMLAL). Arguments through one struct. */
 typedef struct {
@@ -302,7 +302,7 @@ static uint64_t first_stage_dsp(int32_t *restrict z, int32_t n, int32_t frame_le
 }
 #endif
 
-#if !ETF_FFT_ASM
+#if !ETF_ASM
 /* Step 2 on the fly: v[n] = (x[n] * 2^ls * w[n]) >> (16 + in_shift), w in Q31; the energy sum v^2
  * accumulates as the values are read (|v| <= 2^(30 - in_shift)). */
 #define WIN(n) ((int32_t)(((int64_t)(x[n] * scale) * win[n]) >> down))
@@ -371,7 +371,7 @@ static uint64_t cfft_dif(int32_t *restrict z, int32_t n, const etf_mfcc_params *
 {
     const int32_t *restrict tw = p->fft_tw;
     int32_t q = n >> 2, st;
-#if ETF_FFT_ASM
+#if ETF_ASM
     uint64_t energy = first_stage_dsp(z, n, p->frame_len, x, p->window, ls, p->in_shift, tw);
 #else
     uint64_t energy = first_stage(z, n, p->frame_len, x, p->window, ls, p->in_shift, tw);
@@ -450,7 +450,7 @@ void etf_mfcc_frame(const etf_mfcc_params *p, const int16_t *frame, int16_t *row
             uint64_t pw = power[k];
             uint32_t w = up[k];
             sum += pw;
-#if ETF_FFT_ASM
+#if ETF_ASM
             __asm__("umlal %Q0, %R0, %1, %2" : "+r"(acc) : "r"((uint32_t)pw), "r"(w)); /* gcc splits it otherwise */
 #else
             acc += (uint64_t)(uint32_t)pw * w;
