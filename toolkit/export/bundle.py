@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from toolkit.errors import EdgetkError
-from toolkit.export.writer import FORMATS, BundleInputs, check_formats, write
+from toolkit.export.writer import BundleInputs, check_formats, write
 
 log = logging.getLogger(__name__)
 
