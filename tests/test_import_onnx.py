@@ -258,3 +258,30 @@ def test_inspect_counts_weights_behind_cast_and_transpose(tmp_path) -> None:
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "m.onnx")
     info = inspect_onnx(tmp_path / "m.onnx")
     assert (info["params"], info["macs"]) == (4 * 6 + 6 * 3 + 3, 4 * 6 + 6 * 3)
+
+
+def test_data_from_a_recipe_a_folder_and_a_bin(bundles, tmp_path) -> None:
+    """The same model calibrated from a recipe's dataset (models/image-digits.toml: train split calibrates, test
+    split tests, with its labels and frontend), then from a folder of .npy files and a raw float32 .bin."""
+    from toolkit.importer import ImportConfig, import_model
+    from toolkit.paths import repo_dir
+
+    model = bundles["dir"] / "cnn8.onnx"
+    b = import_model(model, tmp_path / "r", ImportConfig(calib=str(repo_dir("models") / "image-digits.toml"),
+                                                          calib_n=100, formats=("onnx", "tflite")))
+    man, fid = _load(b)
+    assert man["data"]["calib"]["source"] == man["data"]["test"]["source"] == "recipe"
+    assert (man["data"]["calib"]["split"], man["data"]["test"]["split"]) == ("train", "test")
+    assert man["labels"] == [str(i) for i in range(10)] and man["frontend"] and fid["n_test"] == 360
+    assert fid["metric"] == "test_top1" and fid["float_vs_int8_tflite"]["n"] == 360
+    _, _, xte, _ = _digits()
+    (tmp_path / "npys").mkdir()
+    for i in range(3):
+        np.save(tmp_path / "npys" / f"{i}.npy", xte[i * 20:(i + 1) * 20])
+    xte[:10].tofile(tmp_path / "x.bin")
+    b = import_model(model, tmp_path / "f", ImportConfig(calib=str(tmp_path / "npys"), test=str(tmp_path / "x.bin"),
+                                                          formats=("onnx", "tflite")))
+    man, fid = _load(b)
+    assert man["data"]["calib"]["source"] == "folder" and man["data"]["calib"]["n"] == 60
+    assert man["data"]["test"]["source"] == "bin" and fid["n_test"] == 10 and man["test_set"]["y"] is None
+    assert fid["metric"] is None and fid["int8_onnx_vs_tflite"]["identical"]
