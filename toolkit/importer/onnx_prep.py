@@ -65,13 +65,26 @@ def prepare(proto: Any, name: str) -> Prepared:
     proto = _slim(proto, name, steps)
     layout = _fold_input_transpose(proto, steps)
     for p in PASSES:
-        p(proto, steps)
+        _guarded(p, proto, steps, name)
     proto = _infer(proto, name)
     check_supported(proto, name)
     shape = _input_shape(proto)
     source_shape = (shape[1], shape[2], shape[0]) if layout == "NHWC" else shape
     return Prepared(proto, layout if layout == "NHWC" else ("NCHW" if len(shape) == 3 else "flat"),
                     source_shape, opset, tuple(steps))
+
+
+def _guarded(rewrite: Callable[[Any, list[str]], None], proto: Any, steps: list[str], name: str) -> None:
+    """Run one rewrite; a library failure on a model it did not expect becomes one error naming the rewrite."""
+    try:
+        rewrite(proto, steps)
+    except EdgetkError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnx/numpy errors on an unusual graph
+        raise EdgetkError(f"{name}: the import rewrite {rewrite.__name__.strip('_')} failed on this model "
+                          f"({type(e).__name__}: {str(e)[:200]})",
+                          fix="check the model with onnx.checker.check_model(model, full_check=True); if it passes, "
+                              "report it as an edgetk import bug") from None
 
 
 def _opset(proto: Any) -> int:

@@ -140,7 +140,12 @@ class Converter:
                               fix="export the model with a batch-1 2-D or 4-D input")
         self.t[g.inputs[0]] = _T("input", to_onnx_shape(tin.shape))
         for op in g.operators:
-            CONVERTERS[op.op](self, op)
+            try:
+                CONVERTERS[op.op](self, op)
+            except EdgetkError:
+                raise
+            except Exception as e:  # noqa: BLE001 - missing options, odd shapes: name the operator
+                raise self.fail(op, f"{type(e).__name__}: {str(e)[:200]}") from None
         y = self.t[g.outputs[0]]
         if y.chw_flat is not None:
             raise EdgetkError(f"{self.name}: the output is a flattened NHWC tensor", fix="end the model with a dense layer")

@@ -35,7 +35,7 @@ def wrap_int8(path: Path, out: Path, cfg: Any) -> Path:
                           fix="edgetk wraps full-int8 models (int8 input and output with scale and zero point)")
     q_in = (tin.quant.scale[0], tin.quant.zero_point[0])
     spec = InputSpec(tuple(tin.shape[1:]), "NHWC" if len(tin.shape) == 4 else "flat", q_in, cfg.input_range)
-    calib, test = source_data(cfg, spec)
+    _, test = source_data(cfg, spec)  # an int8 model needs no calibration: its test inputs are what count
     kind, why = infer_kind(cfg, test, spec.shape, tuple(tout.shape[1:]))
     xq = quantize(test.x, *q_in)
     return wrap_int8_tflite(path, out, xq, test.y, kind=kind, labels=tuple(cfg.labels or test.labels),
