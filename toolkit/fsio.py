@@ -5,17 +5,57 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:32] or "host"
+
+
+def stale_name(name: str, pid: int, token: str) -> str:
+    """The name of a temporary sibling of `name` that process `pid` of this host writes (cleaned once it is dead)."""
+    return f".{name}.{_HOST}-{pid}.{token}.tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove temporary siblings of `path` left by dead processes of this host (a SIGKILL mid-write); returns them."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(_HOST)}-(\d+)\.[^./]+\.tmp")
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(path.parent):
+            m = pattern.fullmatch(entry.name)
+            if m is None or _pid_alive(int(m.group(1))):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write bytes to path via a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_stale(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -49,20 +89,23 @@ def _json_default(o: Any) -> Any:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder that replaces `path` only if the block succeeds."""
+    """Yield a temporary folder that replaces `path` only if the block succeeds.
+
+    The folder is named after this process (stale_name); leftovers of killed processes are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    clean_stale(path)
+    tmp = path.with_name(stale_name(path.name, os.getpid(), secrets.token_hex(4)))
+    tmp.mkdir()
+    old = path.with_name(f".{path.name}.old")
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)   # also the one a process killed mid-swap left behind
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

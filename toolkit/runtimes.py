@@ -115,7 +115,10 @@ _RUN = (
 def _tflm_child(path: str | os.PathLike, code_args: list[str], *, timeout: float,
                 check: bool = True) -> subprocess.CompletedProcess:
     """Run TFLite-Micro code in a child Python; a crash (signal) is one EdgetkError, so is an error exit if check."""
-    proc = subprocess.run([sys.executable, "-c", *code_args], capture_output=True, text=True, timeout=timeout)
+    from toolkit.proc import child_kwargs
+
+    proc = subprocess.run([sys.executable, "-c", *code_args], capture_output=True, text=True, timeout=timeout,
+                          **child_kwargs(signal.SIGKILL))
     if proc.returncode < 0:
         sig = -proc.returncode
         name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"

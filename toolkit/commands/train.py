@@ -44,6 +44,10 @@ def _resume(args: argparse.Namespace) -> tuple[Path, str]:
     if args.overrides or args.out or args.fit_target:
         raise EdgetkError("--resume continues a run with its stored recipe; --set, -o and --fit-target do not apply",
                           fix=f"run `edgetk train --resume {args.resume}` alone")
+    if not (args.resume / "recipe.toml").is_file():
+        what = "does not exist" if not args.resume.exists() else "holds no recipe.toml (the run never started)"
+        raise EdgetkError(f"nothing to resume: {args.resume} {what}",
+                          fix=f"start the run with `edgetk train RECIPE -o {args.resume}`")
     recipe = load_recipe(args.resume / "recipe.toml")
     if args.recipe is not None and load_recipe(args.recipe).task != recipe.task:
         raise EdgetkError(f"{args.recipe} is not the recipe of {args.resume} (task {recipe.task})",

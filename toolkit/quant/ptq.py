@@ -23,6 +23,9 @@ def calibration_set(x_train: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def _nncf(proto: Any, calib: np.ndarray) -> Any:
+    # NNCF's telemetry forks a child per event to upload usage data (no consent asked); the child outlived a
+    # SIGKILLed export. NNCF_CI is NNCF's own switch that turns its telemetry off.
+    os.environ.setdefault("NNCF_CI", "1")
     import nncf
     from nncf.common.quantization.structs import QuantizationScheme
     from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, OverflowFix,

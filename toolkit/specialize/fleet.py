@@ -47,7 +47,6 @@ training one member after another. Run folders always get float32 weights.
 """
 from __future__ import annotations
 
-import ctypes
 import io
 import json
 import logging
@@ -71,6 +70,7 @@ from torch import nn
 from toolkit.data.base import TaskData
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_bytes, atomic_write_json
+from toolkit.proc import die_with_parent
 from toolkit.recipe import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def _train_in_workers(make_model: Callable[[int], nn.Module], stacks: list[list[
 def _worker(make_model: Callable[[int], nn.Module], stacks: list[list[Member]], cfg: TrainConfig,
             ckpts: list[Path | None], exact: bool, tmp: Path, parent: int, share: list[int]) -> None:
     """Worker process body: one torch thread, train its share of stacks, write each stack's members' weights."""
-    _die_with(parent)
+    die_with_parent(signal.SIGKILL, parent)  # a killed fleet job leaves no orphan training
     torch.set_num_threads(1)
     for i in share:
         try:
@@ -227,13 +227,6 @@ def _worker(make_model: Callable[[int], nn.Module], stacks: list[list[Member]], 
         buf = io.BytesIO()
         torch.save({str(j): m.model.state_dict() for j, m in enumerate(stacks[i])}, buf)
         atomic_write_bytes(tmp / f"stack-{i}.pt", buf.getvalue())
-
-
-def _die_with(parent: int) -> None:
-    """Have Linux SIGKILL this process when its parent dies (a killed fleet job leaves no orphan training)."""
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)                     # PR_SET_PDEATHSIG
-    if os.getppid() != parent:                                      # the parent died before the prctl
-        os._exit(1)
 
 
 def _join(procs: list, shares: list[list[int]], stacks: list[list[Member]], tmp: Path) -> None:
