@@ -6,6 +6,12 @@
  *   mem             arena bytes, stack size, stack high-water mark since boot (stack painting)
  *   bload N CRC     binary upload: m-bload-ready, then N raw bytes, checked against CRC (crc32, hex)
  *   run N W         W warm-up and N timed inferences: ticks, cycles, stack, outputs as hex + crc32
+ * With a frontend in the library (EDGETK_HAS_FRONTEND, edgetk_frontend.h), raw samples in:
+ *   rload N CRC     binary upload of one raw window: N = EDGETK_RAW_SIZE * 2 bytes, int16 little-endian
+ *   rrun N W        W warm-up and N timed raw inferences, each the frontend (features into the model's
+ *                   input buffer) then the network, each between its own marker pair: frontend and network
+ *                   ticks/cycles, stack, features as hex + crc32, outputs as hex + crc32
+ * Firmware built without a frontend answers both with e-[no frontend in this build].
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +45,11 @@
 
 static int8_t g_input[EDGETK_INPUT_SIZE];
 static int8_t g_output[EDGETK_OUTPUT_SIZE];
+#ifdef EDGETK_HAS_FRONTEND
+static int16_t g_raw[EDGETK_RAW_SIZE];
+static uint32_t g_raw_loaded; /* bytes of g_raw received and CRC-checked */
+static uint32_t g_raw_crc;    /* crc32 of those bytes as they came over the link */
+#endif
 static uint32_t g_expect;
 static uint32_t g_loaded;
 static int g_have_output;
@@ -123,6 +134,18 @@ static void lb_end(void)
     g_line[g_len++] = '\n';
     put_bytes(g_line, g_len);
     g_len = 0;
+}
+
+/* data as hex lines of 32 bytes: <prefix><64 hex digits> */
+static void lb_hex_lines(const char *prefix, const int8_t *data, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i += 32u) {
+        lb_start(prefix);
+        for (uint32_t j = i; j < i + 32u && j < n; j++) {
+            lb_hex8((uint8_t)data[j]);
+        }
+        lb_end();
+    }
 }
 
 static void line(const char *s)
@@ -373,27 +396,72 @@ static void cmd_db(char **tok, int n)
     }
 }
 
-static void lb_dequantized(int8_t q)
+/* A float with 3 decimals (what the MLCommons runner parses); beyond 2^32 as d.ddde+NN; nan, inf. */
+static void lb_float3(float f)
 {
-    float f = (float)((int32_t)q - (int32_t)EDGETK_OUTPUT_ZERO_POINT) * (float)EDGETK_OUTPUT_SCALE;
-    uint32_t milli;
+    uint64_t milli;
+    int exp10 = 0;
+    if (f != f) {
+        lb_str("nan");
+        return;
+    }
     if (f < 0.0f) {
         lb_char('-');
         f = -f;
     }
-    milli = (uint32_t)(f * 1000.0f + 0.5f);
+    if (f > 3.4e38f) {
+        lb_str("inf");
+        return;
+    }
+    while (f >= 4294967296.0f) {
+        f /= 10.0f;
+        exp10++;
+    }
+    if (exp10 > 0) {
+        while (f >= 10.0f) {
+            f /= 10.0f;
+            exp10++;
+        }
+    }
+    milli = (uint64_t)(f * 1000.0f + 0.5f);
     lb_u64(milli / 1000u);
     lb_char('.');
-    lb_char((char)('0' + (milli / 100u) % 10u));
-    lb_char((char)('0' + (milli / 10u) % 10u));
-    lb_char((char)('0' + milli % 10u));
+    lb_char((char)('0' + (int)((milli / 100u) % 10u)));
+    lb_char((char)('0' + (int)((milli / 10u) % 10u)));
+    lb_char((char)('0' + (int)(milli % 10u)));
+    if (exp10 > 0) {
+        lb_str("e+");
+        lb_u64((uint64_t)exp10);
+    }
 }
+
+#ifdef EDGETK_OUTPUT_FLOAT32
+/* Float32 outputs (a model ending in DEQUANTIZE): 4 little-endian bytes per value, printed as they are. */
+#define RESULT_COUNT (sizeof g_output / 4u)
+static float result_value(uint32_t i)
+{
+    union {
+        uint32_t u;
+        float f;
+    } v;
+    const uint8_t *b = (const uint8_t *)g_output + 4u * i;
+    v.u = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+    return v.f;
+}
+#else
+/* int8 outputs, dequantized with the output's scale and zero point. */
+#define RESULT_COUNT (sizeof g_output)
+static float result_value(uint32_t i)
+{
+    return (float)((int32_t)g_output[i] - (int32_t)EDGETK_OUTPUT_ZERO_POINT) * (float)EDGETK_OUTPUT_SCALE;
+}
+#endif
 
 static void print_results(void)
 {
     uint32_t i;
     lb_start("m-results-[");
-    for (i = 0; i < sizeof g_output; i++) {
+    for (i = 0; i < RESULT_COUNT; i++) {
         if (g_len > LINE_MAX - 16u) {
             /* One line however long (the MLCommons runner matches ^m-results-\[...\]$): send what
              * the buffer holds and keep going, without a line break. */
@@ -403,7 +471,7 @@ static void print_results(void)
         if (i > 0u) {
             lb_char(',');
         }
-        lb_dequantized(g_output[i]);
+        lb_float3(result_value(i));
     }
     lb_char(']');
     lb_end();
@@ -494,6 +562,10 @@ static void cmd_info(void)
     line_tagged("m-info-timer-", port_timer());
     line_u64("m-info-tick-hz-", port_tick_hz());
     line_u64("m-info-cycles-", (uint64_t)port_has_cycles());
+#ifdef EDGETK_HAS_FRONTEND
+    line_tagged("m-info-frontend-", EDGETK_FRONTEND_TYPE);
+    line_u64("m-info-raw-", sizeof g_raw);
+#endif
 }
 
 static void cmd_mem(void)
@@ -504,38 +576,60 @@ static void cmd_mem(void)
     line_u64("m-mem-stack-hwm-", stack_high_water());
 }
 
-static void bload_receive(uint32_t n, uint32_t want)
+/* A binary upload after "<cmd> N CRC%": m-<cmd>-ready, then N bytes (each through `store`, CRC over the bytes
+ * as they came), m-<cmd>-crc-XXXXXXXX, then m-load-done or an error. Returns 1 when the CRC matched. */
+static int receive(const char *cmd, uint32_t n, uint32_t want, void (*store)(uint32_t i, uint8_t b))
 {
     uint32_t got = 0;
-    uint32_t crc;
-    g_loaded = 0;
-    g_expect = n;
-    g_have_output = 0;
-    line("m-bload-ready");
+    uint32_t crc = 0;
+    lb_start("m-");
+    lb_str(cmd);
+    lb_str("-ready");
+    lb_end();
     for (; got < n; got++) {
         int c = port_getc_timeout(BLOAD_GAP_MS);
+        uint8_t b = (uint8_t)c;
         if (c < 0) {
             break;
         }
-        g_input[got] = (int8_t)c;
+        store(got, b);
+        crc = crc32_update(crc, &b, 1u);
     }
     if (got < n) {
-        lb_start("e-[bload timeout after ");
+        lb_start("e-[");
+        lb_str(cmd);
+        lb_str(" timeout after ");
         lb_u64(got);
         lb_str(" bytes]");
         lb_end();
-        return;
+        return 0;
     }
-    crc = crc32_update(0, (const uint8_t *)g_input, n);
-    lb_start("m-bload-crc-");
+    lb_start("m-");
+    lb_str(cmd);
+    lb_str("-crc-");
     lb_hex32(crc);
     lb_end();
     if (crc != want) {
-        error("bload crc mismatch", "");
-        return;
+        error(cmd, " crc mismatch");
+        return 0;
     }
-    g_loaded = n;
     line("m-load-done");
+    return 1;
+}
+
+static void store_input(uint32_t i, uint8_t b)
+{
+    g_input[i] = (int8_t)b;
+}
+
+static void bload_receive(uint32_t n, uint32_t want)
+{
+    g_loaded = 0;
+    g_expect = n;
+    g_have_output = 0;
+    if (receive("bload", n, want, store_input)) {
+        g_loaded = n;
+    }
 }
 
 static void cmd_bload(char **tok, int n)
@@ -568,13 +662,7 @@ static void run_report(uint32_t runs, uint64_t ticks, uint32_t cycles, int rc)
     lb_start("m-in-crc-");
     lb_hex32(crc32_update(0, (const uint8_t *)g_input, sizeof g_input));
     lb_end();
-    for (uint32_t i = 0; i < sizeof g_output; i += 32u) {
-        lb_start("m-out-");
-        for (uint32_t j = i; j < i + 32u && j < sizeof g_output; j++) {
-            lb_hex8((uint8_t)g_output[j]);
-        }
-        lb_end();
-    }
+    lb_hex_lines("m-out-", g_output, sizeof g_output);
     lb_start("m-out-crc-");
     lb_hex32(crc32_update(0, (const uint8_t *)g_output, sizeof g_output));
     lb_end();
@@ -603,6 +691,116 @@ static void cmd_run(char **tok, int n)
     edgetk_mark_stop();
     run_report(runs, port_ticks() - t0, port_cycles() - c0, rc);
 }
+
+/* ---- raw samples in (a library generated with a frontend) ------------------------------------- */
+
+#ifdef EDGETK_HAS_FRONTEND
+static void store_raw(uint32_t i, uint8_t b)
+{
+    /* little-endian int16 on the wire, assembled the same on any host byte order */
+    uint16_t v = (uint16_t)g_raw[i / 2u];
+    v = (i & 1u) ? (uint16_t)((v & 0x00FFu) | ((uint16_t)b << 8)) : (uint16_t)((v & 0xFF00u) | b);
+    g_raw[i / 2u] = (int16_t)v;
+}
+
+static void cmd_rload(char **tok, int n)
+{
+    uint32_t len, crc;
+    begin_sum();
+    if (n < 3 || !parse_u32(tok[1], &len) || !parse_hex32(tok[2], &crc)) {
+        error("rload expects: rload N CRC32HEX", "");
+        return;
+    }
+    if (len != sizeof g_raw) {
+        lb_start("e-[rload size must be ");
+        lb_u64(sizeof g_raw);
+        lb_char(']');
+        lb_end();
+        return;
+    }
+    g_raw_loaded = 0;
+    if (receive("rload", len, crc, store_raw)) {
+        g_raw_loaded = len;
+        g_raw_crc = crc;
+    }
+}
+
+static void cmd_rrun(char **tok, int n)
+{
+    uint32_t runs, warm, c0, c1, fe_cycles = 0, net_cycles = 0;
+    uint64_t t0, t1, fe_ticks = 0, net_ticks = 0;
+    int rc = 0;
+    begin_sum();
+    if (!parse_nw(tok, n, &runs, &warm, 0u)) {
+        error("rrun expects: rrun N W", "");
+        return;
+    }
+    if (g_raw_loaded != sizeof g_raw) {
+        error("no raw input loaded", "");
+        return;
+    }
+    for (uint32_t i = 0; i < warm && rc == 0; i++) {
+        rc = edgetk_features(g_raw, g_input);
+        rc = rc != 0 ? rc : edgetk_invoke(g_input, g_output);
+    }
+    paint_stack();
+    for (uint32_t i = 0; i < runs && rc == 0; i++) {
+        c0 = port_cycles();
+        t0 = port_ticks();
+        edgetk_mark_start();
+        rc = edgetk_features(g_raw, g_input);
+        edgetk_mark_stop();
+        t1 = port_ticks();
+        c1 = port_cycles();
+        fe_ticks += t1 - t0;
+        fe_cycles += c1 - c0;
+        if (rc != 0) {
+            break;
+        }
+        edgetk_mark_start();
+        rc = edgetk_invoke(g_input, g_output);
+        edgetk_mark_stop();
+        net_ticks += port_ticks() - t1;
+        net_cycles += port_cycles() - c1;
+    }
+    /* the features are the model input now: `run` and `results` work on them */
+    g_loaded = rc == 0 ? sizeof g_input : 0u;
+    g_have_output = rc == 0;
+    line_u64("m-rrun-n-", runs);
+    line_u64("m-fe-ticks-", fe_ticks);
+    line_u64("m-fe-cycles-", fe_cycles);
+    line_u64("m-net-ticks-", net_ticks);
+    line_u64("m-net-cycles-", net_cycles);
+    line_u64("m-stack-", stack_high_water());
+    lb_start("m-status-");
+    lb_i32(rc);
+    lb_end();
+    lb_start("m-raw-crc-");
+    lb_hex32(g_raw_crc);
+    lb_end();
+    lb_hex_lines("m-feat-", g_input, sizeof g_input);
+    lb_start("m-feat-crc-");
+    lb_hex32(crc32_update(0, (const uint8_t *)g_input, sizeof g_input));
+    lb_end();
+    lb_hex_lines("m-out-", g_output, sizeof g_output);
+    lb_start("m-out-crc-");
+    lb_hex32(crc32_update(0, (const uint8_t *)g_output, sizeof g_output));
+    lb_end();
+}
+#else
+static void cmd_rload(char **tok, int n)
+{
+    (void)tok;
+    (void)n;
+    begin_sum();
+    error("no frontend in this build", "");
+}
+
+static void cmd_rrun(char **tok, int n)
+{
+    cmd_rload(tok, n);
+}
+#endif
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
@@ -636,6 +834,10 @@ static void dispatch(char *cmd)
         cmd_bload(tok, n);
     } else if (streq(tok[0], "run")) {
         cmd_run(tok, n);
+    } else if (streq(tok[0], "rload")) {
+        cmd_rload(tok, n);
+    } else if (streq(tok[0], "rrun")) {
+        cmd_rrun(tok, n);
     } else {
         error("Unknown command: ", tok[0]);
     }

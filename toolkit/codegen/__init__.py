@@ -6,6 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolkit.codegen import emit
 from toolkit.codegen.kernel_sets import DEFAULT, KERNEL_SETS, kernel_sources
@@ -41,19 +42,27 @@ def build_model(tflite_path: str | os.PathLike) -> tuple[Graph, list[Step], Plan
 
 
 def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-             kernels: str = DEFAULT) -> CodegenResult:
-    """Generate the C library of a .tflite model into out_dir (replaced atomically)."""
+             kernels: str = DEFAULT, frontend: Any = None) -> CodegenResult:
+    """Generate the C library of a .tflite model into out_dir (replaced atomically).
+
+    `frontend` (a toolkit.frontends.Frontend, or the info dict of a bundle's frontend.json) adds its C
+    (edgetk_frontend.h/.c, kernels/etf_*) and the entry point edgetk_invoke_raw: raw samples -> output."""
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
     graph, steps, pl = build_model(tflite_path)
+    fe = _frontend(frontend, graph)
     families = {s.family for s in steps if not s.alias} | ({"et_shape"} if pl.copy_input_to_output else set())
     sources = kernel_sources(kernels, families)
     macs = sum(s.macs for s in steps)
     with atomic_dir(out_dir) as tmp:
-        atomic_write_text(tmp / "edgetk_model.h", emit.header(graph, pl, macs, tflite_path.name))
-        atomic_write_text(tmp / "edgetk_model.c", emit.source(graph, steps, pl, tflite_path.name))
+        fe_type = fe.cfg.type if fe is not None else None
+        atomic_write_text(tmp / "edgetk_model.h", emit.header(graph, pl, macs, tflite_path.name, fe_type))
+        body = emit.source(graph, steps, pl, tflite_path.name)
+        atomic_write_text(tmp / "edgetk_model.c", body + ("\n" + emit.invoke_raw() if fe is not None else ""))
         (tmp / "kernels").mkdir()
         for src in sources:
             shutil.copyfile(src, tmp / "kernels" / src.name)
+        if fe is not None:
+            fe.emit_c(tmp)
         atomic_write_json(tmp / "plan.json", _plan_json(graph, steps, pl, kernels, macs))
         files = tuple(sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
     flash = sum(a.nbytes for s in steps for a in s.arrays.values()) + 128 * len(steps)
@@ -61,6 +70,26 @@ def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
              pl.arena_size, flash)
     return CodegenResult(out_dir, pl.arena_size, flash, files, tuple(s.op for s in steps), macs,
                          graph.sha256, kernels)
+
+
+def _frontend(frontend: Any, graph: Graph) -> Any:
+    """The Frontend to emit beside the network (None without one), checked against the model's input."""
+    if frontend is None or frontend == {}:
+        return None
+    from toolkit.errors import EdgetkError
+
+    if isinstance(frontend, dict):
+        from toolkit.frontends import frontend_from_info
+
+        frontend = frontend_from_info(frontend)
+    x = graph.tensor(graph.inputs[0])
+    t, c = frontend.feature_shape
+    if frontend.stage2 is None or x.dtype != "int8" or x.size != t * c:
+        raise EdgetkError(f"the frontend's int8 features [{t}, {c}] are not this model's input "
+                          f"({x.dtype} {list(x.shape)})" + ("; it has no normalisation" if frontend.stage2 is None else ""),
+                          fix="generate the C from the bundle exported with this frontend (its model_int8.tflite "
+                              "and frontend.json), or drop the frontend")
+    return frontend
 
 
 def _plan_json(graph: Graph, steps: list[Step], pl: Plan, kernels: str, macs: int) -> dict:

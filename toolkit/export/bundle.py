@@ -134,7 +134,8 @@ def bundle_inputs(run: Any, cfg: ExportConfig) -> BundleInputs:
               "test": split | {"split": "test", "n": int(len(data.x_test)),
                                "description": f"test split of {split['dataset']}"}},
         recorded_metric=run.metrics.get("value"),  # the trained model's metric (before QAT)
-        manifest_extra={"finetune": peft} if peft else {})
+        manifest_extra={"finetune": peft} if peft else {},
+        test_raw=data.raw_test if (data.frontend or {}).get("implementation") else None)
 
 
 def input_pin(frontend: dict[str, Any] | None) -> tuple[float, int] | None:

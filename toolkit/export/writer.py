@@ -55,6 +55,7 @@ class BundleInputs:
     data: dict[str, Any] = field(default_factory=dict)     # manifest "data": provenance of calib and test inputs
     recorded_metric: float | None = None  # the metric the source recorded (a run's metrics.json)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
+    test_raw: np.ndarray | None = None  # the test windows before the frontend (int16), with a C frontend only
 
 
 def check_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
@@ -95,8 +96,9 @@ def write_files(inputs: BundleInputs, out: Path) -> None:
     fid["metrics"]["run_recorded"] = inputs.recorded_metric
     atomic_write_json(out / "fidelity.json", fid)
     atomic_write_text(out / "fidelity.md", markdown(fid, inputs.title))
+    fe_info = frontend_files(inputs, out)
     if "c" in inputs.formats:
-        codegen(out)
+        codegen(out, fe_info)
     arena = arena_bytes(out / TFLITE)
     atomic_write_json(out / "manifest.json", manifest(inputs, out, lowered, fid, arena))
 
@@ -160,14 +162,41 @@ def arena_bytes(path: Path) -> int | None:
     return tflm_arena_bytes(path)
 
 
-def codegen(out: Path) -> None:
-    """The generated C library of out/model_int8.tflite into out/c."""
+def codegen(out: Path, frontend: dict[str, Any] | None = None) -> None:
+    """The generated C library of out/model_int8.tflite into out/c (with the frontend's C and edgetk_invoke_raw)."""
     if importlib.util.find_spec("toolkit.codegen") is None:
         raise EdgetkError("format 'c' needs toolkit.codegen, which is not installed",
                           fix="drop 'c' from --formats or update edgetk")
     from toolkit.codegen import generate
 
-    generate(out / TFLITE, out / "c")
+    generate(out / TFLITE, out / "c", frontend=frontend)
+
+
+FRONTEND_JSON, TEST_RAW = "frontend.json", "test_raw_int16.npy"
+
+
+def frontend_files(inputs: BundleInputs, out: Path) -> dict[str, Any] | None:
+    """With a C frontend: frontend.json (its info: the C regenerates from it bit for bit) and the golden raw
+    vectors test_raw_int16.npy, after checking that the host C turns them into test_x_int8.npy exactly."""
+    info = inputs.frontend or {}
+    if not info.get("implementation") or inputs.test_raw is None:
+        return None
+    from toolkit.frontends import frontend_from_info
+
+    fe = frontend_from_info(info)
+    if fe.info()["cache_key"] != info.get("cache_key"):
+        raise EdgetkError("the frontend recorded with the data regenerates different C in this edgetk",
+                          fix="retrain the run with this edgetk so device and training features match")
+    raw = fe.raw_i16(inputs.test_raw)
+    xq = np.load(out / "test_x_int8.npy", allow_pickle=False)
+    feats = fe.features(raw)
+    if len(raw) != len(xq) or not np.array_equal(feats.reshape(xq.shape), xq):
+        raise EdgetkError(f"the frontend's features of the {len(raw)} raw test windows are not the model's "
+                          f"{len(xq)} int8 test inputs", fix="report this as an edgetk bug (the input pin or the "
+                          "raw windows do not belong to this run)")
+    np.save(out / TEST_RAW, raw)
+    atomic_write_json(out / FRONTEND_JSON, info)
+    return info
 
 
 def _tensor_info(act: Any, name: str) -> dict[str, Any]:
@@ -199,6 +228,9 @@ def manifest(inputs: BundleInputs, out: Path, lowered: Any, fid: dict[str, Any],
         "requantization": fid.get("requantization"),       # what toolkit.quant.dyadic did; None: free scales
         **inputs.manifest_extra,
         "test_set": {"x": "test_x_int8.npy", "y": "test_y.npy" if inputs.test_y is not None else None,
-                     "reference_out": "test_out_int8.npy", "n": int(len(inputs.test_x))},
+                     "reference_out": "test_out_int8.npy", "n": int(len(inputs.test_x)),
+                     **({"raw": TEST_RAW, "frontend": FRONTEND_JSON,
+                         "features": "test_x_int8.npy = the frontend's int8 features of test_raw_int16.npy "
+                                     "(host build of the frontend C)"} if (out / TEST_RAW).is_file() else {})},
         "files": file_records(out),
     }

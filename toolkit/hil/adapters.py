@@ -66,6 +66,11 @@ class Target(abc.ABC):
         ms = ticks / runs / tick_hz * 1e3
         return {"latency_ms": ms, "latency_source": self.source}
 
+    def stage_timing(self, stages: dict[str, tuple[int, int]], runs: int, tick_hz: int) -> dict[str, dict[str, object]]:
+        """Per-inference timing of each stage of `runs` inferences ({stage: (ticks, cycles)}, in the order the
+        device marks them once per inference each), each figure labelled with its source."""
+        return {name: self.timing(ticks, runs, tick_hz, cycles) for name, (ticks, cycles) in stages.items()}
+
     def __enter__(self) -> Target:
         return self
 
@@ -173,26 +178,45 @@ class QemuTarget(Target):
                 self.proc.wait()
         self.proc = None
 
-    def timing(self, ticks: int, runs: int, tick_hz: int, cycles: int) -> dict[str, object]:
-        """Instructions per inference from icount virtual time (1 ns = 1 instruction at shift=0)."""
+    def _icount(self, ticks: int, runs: int) -> dict[str, object]:
         emu = self.spec.emulator
         ns = ticks * emu.ns_per_tick / runs
-        out = {"latency_ms": ns / 1e6, "latency_source": emu.timing_label,
-               "instructions": ns / emu.ns_per_instruction, "icount_instructions": ns / emu.ns_per_instruction,
-               "instructions_source": f"instructions (QEMU icount: {emu.timing_label}; "
-                                      f"±{emu.ns_per_tick / runs / emu.ns_per_instruction:.0f} per inference)"}
-        counted = _last_count(getattr(self, "insn_file", None))
+        return {"latency_ms": ns / 1e6, "latency_source": emu.timing_label,
+                "instructions": ns / emu.ns_per_instruction, "icount_instructions": ns / emu.ns_per_instruction,
+                "instructions_source": f"instructions (QEMU icount: {emu.timing_label}; "
+                                       f"±{emu.ns_per_tick / runs / emu.ns_per_instruction:.0f} per inference)"}
+
+    def timing(self, ticks: int, runs: int, tick_hz: int, cycles: int) -> dict[str, object]:
+        """Instructions per inference from icount virtual time (1 ns = 1 instruction at shift=0), replaced by the
+        TCG plugin's exact count of the last marked window (`run N W` marks its N inferences once)."""
+        out = self._icount(ticks, runs)
+        counted = _last_counts(getattr(self, "insn_file", None), 1)
         if counted is not None:
-            out.update(instructions=counted / runs,
-                       instructions_source="instructions (QEMU TCG plugin, exact count; not cycles)")
+            out.update(instructions=counted[0] / runs, instructions_source=PLUGIN_SOURCE)
+        return out
+
+    def stage_timing(self, stages: dict[str, tuple[int, int]], runs: int, tick_hz: int) -> dict[str, dict[str, object]]:
+        """Per stage: icount figures, and the plugin's exact counts of the last len(stages) x runs marked windows
+        (`rrun N W` marks each stage of each inference: frontend, network, frontend, network, ...)."""
+        k = len(stages)
+        counted = _last_counts(getattr(self, "insn_file", None), k * runs)
+        out = {}
+        for j, (name, (ticks, _)) in enumerate(stages.items()):
+            out[name] = self._icount(ticks, runs)
+            if counted is not None:
+                out[name].update(instructions=sum(counted[j::k]) / runs, instructions_source=PLUGIN_SOURCE)
         return out
 
 
-def _last_count(path: Path | None) -> int | None:
+PLUGIN_SOURCE = "instructions (QEMU TCG plugin, exact count; not cycles)"
+
+
+def _last_counts(path: Path | None, n: int) -> list[int] | None:
+    """The last n counts the instruction plugin wrote (None when it did not write that many)."""
     if path is None or not path.is_file():
         return None
     lines = path.read_text().split()
-    return int(lines[-1]) if lines else None
+    return [int(v) for v in lines[-n:]] if len(lines) >= n else None
 
 
 def build_insn_plugin(out_dir: Path) -> Path:

@@ -24,6 +24,19 @@ class Bundle:
     manifest: dict[str, Any]
     fidelity: dict[str, Any] | None
     reference_out: np.ndarray | None = None  # golden int8 outputs (test_out_int8.npy), one row per input
+    raw: np.ndarray | None = None            # golden raw windows (test_raw_int16.npy): x = the frontend's features
+    frontend: dict[str, Any] | None = None   # frontend.json: the C frontend's info, None without one
+
+    @property
+    def raw_label(self) -> str:
+        """What the device received when it ran from raw samples, in words."""
+        return ("the bundle's raw test windows (test_raw_int16.npy, int16 samples through the frontend on the device"
+                + (", labels test_y.npy)" if self.y is not None else ")"))
+
+    @property
+    def has_frontend(self) -> bool:
+        """True when the bundle carries a C frontend and the raw windows its test inputs came from."""
+        return self.raw is not None and self.frontend is not None
 
     @property
     def inputs_label(self) -> str:
@@ -84,9 +97,14 @@ def load_bundle(path: str | Path) -> Bundle:
     x = np.load(xs, allow_pickle=False)
     if x.dtype != np.int8:
         raise EdgetkError(f"{xs} has dtype {x.dtype}, expected int8", fix="re-run `edgetk export`")
+    raw, frontend = _optional(path / "test_raw_int16.npy", len(x), np.int16), _json(path / "frontend.json")
+    if (raw is None) != (frontend is None):
+        have, lack = ("test_raw_int16.npy", "frontend.json") if frontend is None else ("frontend.json", "test_raw_int16.npy")
+        raise EdgetkError(f"{path} has {have} but no {lack}: the raw test windows need the frontend that made them",
+                          fix="re-export the bundle (edgetk export), or remove the stale file")
     return Bundle(path=path, tflite=tflite, sha256=sha256_file(tflite), x=x, y=_optional(path / "test_y.npy", len(x)),
                   manifest=_json(path / "manifest.json") or {}, fidelity=_json(path / "fidelity.json"),
-                  reference_out=_optional(path / "test_out_int8.npy", len(x), np.int8))
+                  reference_out=_optional(path / "test_out_int8.npy", len(x), np.int8), raw=raw, frontend=frontend)
 
 
 def _optional(path: Path, n: int, dtype: type | None = None) -> np.ndarray | None:

@@ -15,6 +15,7 @@ from toolkit.hil.bundle import Bundle
 from toolkit.hil.fidelity import agreement
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+HOST_RAW = "host C frontend + TFLite-Micro reference kernels on the same raw windows"
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,11 @@ def accuracy(bundle: Bundle, n: int, device: np.ndarray, reference: np.ndarray,
             "reference_source": reference_name, "labels": "test_y.npy of the bundle"}, ""
 
 
-def score(bundle: Bundle, device: np.ndarray | None, tflm: np.ndarray | None) -> dict[str, Any]:
-    """comparisons (vs the bundle's golden outputs and vs TFLite-Micro) and accuracy, for the report."""
+def score(bundle: Bundle, device: np.ndarray | None, tflm: np.ndarray | None, *, raw: bool = False) -> dict[str, Any]:
+    """comparisons (vs the bundle's golden outputs and vs TFLite-Micro) and accuracy, for the report.
+
+    raw=True: the device ran from raw samples and `tflm` is TFLite-Micro on the host C frontend's features of
+    the same raw windows; the accuracy reference is then that host-from-raw run."""
     if device is None or len(device) == 0:
         return {"comparisons": [], "accuracy": None, "accuracy_skipped": "no device outputs"}
     k = len(device)
@@ -118,11 +122,12 @@ def score(bundle: Bundle, device: np.ndarray | None, tflm: np.ndarray | None) ->
     if bundle.reference_out is not None:
         refs.append(("golden test_out_int8.npy of the bundle", bundle.reference_out[:k]))
     if tflm is not None:
-        refs.append(("TFLite-Micro reference kernels on this host", tflm[:k]))
+        refs.append((HOST_RAW if raw else "TFLite-Micro reference kernels on this host", tflm[:k]))
     zp = _io(bundle, "output").get("zero_point", 0)
     zp = int(zp[0] if isinstance(zp, list) else zp)
     comps = [compare(name, device, ref.reshape(device.shape), zp) for name, ref in refs]
-    acc, why = accuracy(bundle, k, device, refs[0][1].reshape(device.shape), refs[0][0]) if refs else (None, "no reference")
+    acc_ref = refs[-1] if raw and tflm is not None else (refs[0] if refs else None)
+    acc, why = accuracy(bundle, k, device, acc_ref[1].reshape(device.shape), acc_ref[0]) if acc_ref else (None, "no reference")
     return {"comparisons": comps, "accuracy": acc, "accuracy_skipped": why}
 
 
@@ -177,7 +182,33 @@ def _accuracy_check(report: dict[str, Any], limits: Limits) -> Check:
                  f"(limit {limits.max_drop:g})")
 
 
+def features_text(fe: dict[str, Any]) -> str:
+    """`device == training on 40/40 windows (bit-exact, QEMU mps2-an386 (Cortex-M4F))` (pure; the summary's
+    `features` line and the features check say the same)."""
+    if not fe.get("ran"):
+        return f"not compared: {fe.get('why', 'the raw path did not run')}"
+    n, k = fe["windows"], fe["equal"]
+    if fe["bit_exact"]:
+        return f"device == training on {k}/{n} windows (bit-exact, {fe['device']})"
+    if not n:
+        return f"no windows compared ({fe['device']})"
+    return (f"device != training on {n - k}/{n} windows ({k} equal; up to {fe['max_lsb_diff']} LSB apart, first at "
+            f"window {fe['first_differing']}; {fe['device']})")
+
+
+def _features_check(report: dict[str, Any]) -> list[Check]:
+    """Device features vs the training features (bundles with a frontend only)."""
+    fe = report.get("frontend")
+    if not fe:
+        return []
+    if not fe.get("ran"):
+        return [Check("features", SKIP, None, 0, features_text(fe))]
+    ok = fe["bit_exact"]
+    return [Check("features", PASS if ok else FAIL, fe["windows"] - fe["equal"], 0,
+                  f"{features_text(fe)}; reference: {fe['reference']}")]
+
+
 def evaluate(report: dict[str, Any], limits: Limits) -> list[Check]:
     """Every check of a profile report under the given limits (pure)."""
-    return [_target_check(report, limits), _device_check(report, limits), *_output_checks(report, limits),
-            _accuracy_check(report, limits)]
+    return [_target_check(report, limits), _device_check(report, limits), *_features_check(report),
+            *_output_checks(report, limits), _accuracy_check(report, limits)]

@@ -76,6 +76,7 @@ class Dut:
         self.transcript = transcript or Transcript()
         self.stats = {"commands": 0, "retries": 0, "payload_bytes": 0, "wire_bytes": 0}
         self.input_crc: int | None = None
+        self.raw_crc: int | None = None
 
     # ---- raw exchange -------------------------------------------------------------------------
 
@@ -171,16 +172,16 @@ class Dut:
         """Arena and stack high-water mark."""
         return P.parse_mem(self.command("mem%"))
 
-    def _bload_once(self, data: bytes) -> P.Reply:
+    def _bload_once(self, data: bytes, cmd: str = "bload") -> P.Reply:
         self.transport.reset_input()
-        self._send(P.bload_command(data).encode("ascii"))
-        head = self._read_until((b"m-bload-ready\r\n", P.READY), self.policy.timeout_s)
+        self._send(P.bload_command(data, cmd).encode("ascii"))
+        head = self._read_until((f"m-{cmd}-ready\r\n".encode(), P.READY), self.policy.timeout_s)
         if head.endswith(P.READY):  # refused before the payload (size, syntax): retried like a link error
-            P.parse_bload(P.parse_reply(head, checked=True), crc=zlib.crc32(data))
+            P.parse_bload(P.parse_reply(head, checked=True), crc=zlib.crc32(data), cmd=cmd)
         self._send(data)
         rest = self._read_until((P.READY,), self.policy.timeout_s + len(data) / 1000)
         reply = P.parse_reply(head + rest, checked=True)
-        P.parse_bload(reply, crc=zlib.crc32(data))  # device errors too: a corrupted header looks like one
+        P.parse_bload(reply, crc=zlib.crc32(data), cmd=cmd)  # device errors too: a corrupted header looks like one
         return reply
 
     def upload(self, data: bytes) -> None:
@@ -194,6 +195,42 @@ class Dut:
                               "otherwise check the link (transcript)") from e
         self.input_crc = zlib.crc32(data)
         self.stats["payload_bytes"] += len(data)
+
+    def upload_raw(self, data: bytes) -> None:
+        """Binary upload of one raw window (int16 little-endian) to a firmware with a frontend (`rload`), retried
+        until the device confirms the CRC; a firmware without a frontend is a DeviceError, not retried."""
+        self.raw_crc = None
+        try:
+            self.retrying("rload", lambda: self._bload_once(data, "rload"))
+        except P.LinkError as e:
+            raise P.LinkError(f"raw upload of {len(data)} bytes failed: {e}",
+                              fix="the raw window must hold EDGETK_RAW_SIZE int16 values (m-info-raw- bytes); "
+                              "otherwise check the link (transcript)") from e
+        self.raw_crc = zlib.crc32(data)
+        self.stats["payload_bytes"] += len(data)
+
+    def run_raw(self, runs: int = 1, warmup: int = 0, *, features_size: int, output_size: int,
+                timeout: float | None = None) -> P.RawRunResult:
+        """`rrun N W`: the frontend then the network on the uploaded raw window, N times; features and output
+        CRC-checked, the device's raw CRC checked against the upload's."""
+        def attempt() -> P.RawRunResult:
+            reply = self.exchange(f"rrun {runs} {warmup}%", checked=True, timeout=timeout)
+            if P.NO_FRONTEND in reply.errors:
+                raise P.DeviceError("the firmware has no frontend: it cannot run raw samples (rrun)",
+                                    fix="build it from a bundle exported with a [frontend]")
+            if self.raw_crc is not None and "no raw input loaded" in reply.errors:
+                raise P.DeviceResetError("the device lost the uploaded raw window: it was reset between commands",
+                                         fix="check power and the reset line (DTR/RTS policy), then run again")
+            r = P.parse_rrun(reply, features_size=features_size, output_size=output_size)
+            if r.runs != runs:
+                raise P.LinkError(f"device ran {r.runs} raw inferences, {runs} were asked (command corrupted)")
+            if self.raw_crc is not None and r.raw_crc != self.raw_crc:
+                raise P.DeviceError("the device ran on a different raw window than the one uploaded",
+                                    fix="the device may have reset; upload again")
+            return r
+        r = self.retrying("rrun", attempt)
+        self.input_crc = r.features_crc  # the features are the model input now (`run` works on them)
+        return r
 
     def upload_hex(self, data: bytes) -> None:
         """The MLPerf Tiny upload (`db load N` + hex chunks): compatible, and slower."""

@@ -1,8 +1,9 @@
 """The device protocol, host side, as pure functions over bytes: split, check, parse.
 
 MLPerf Tiny DUT replies are lines ending in CRLF, closed by `m-ready`; errors are `e-[...]`.
-edgetk's own commands (info, mem, bload, run) close their reply with `m-sum-<crc32>` over every
-reply byte before that line, so a flipped, dropped or inserted byte is detected, never accepted.
+edgetk's own commands (info, mem, bload, run, and rload, rrun on firmware with a frontend) close their
+reply with `m-sum-<crc32>` over every reply byte before that line, so a flipped, dropped or inserted
+byte is detected, never accepted.
 """
 from __future__ import annotations
 
@@ -109,6 +110,8 @@ class DeviceInfo:
     timer: str
     tick_hz: int
     has_cycles: bool
+    frontend: str = ""     # the frontend type compiled in (m-info-frontend-[..]), "" without one
+    raw_size: int = 0      # bytes of one raw window (rload), 0 without a frontend
 
 
 def _need(reply: Reply, keys: tuple[str, ...]) -> dict[str, str]:
@@ -128,7 +131,8 @@ def parse_info(reply: Reply) -> DeviceInfo:
     return DeviceInfo(protocol=int(v["info-protocol"]), board=v["info-board"], sha256=v["info-sha256"],
                       input_size=int(v["info-in"]), output_size=int(v["info-out"]),
                       arena_bytes=int(v["info-arena"]), macs=int(v["info-macs"]), timer=v["info-timer"],
-                      tick_hz=int(v["info-tick-hz"]), has_cycles=v["info-cycles"] == "1")
+                      tick_hz=int(v["info-tick-hz"]), has_cycles=v["info-cycles"] == "1",
+                      frontend=v.get("info-frontend", ""), raw_size=int(v.get("info-raw", "0")))
 
 
 @dataclass(frozen=True)
@@ -159,17 +163,23 @@ class RunResult:
     output: bytes
 
 
+def _hex_block(reply: Reply, v: dict[str, str], name: str, size: int) -> bytes:
+    """The bytes of the `m-<name>-<hex>` lines, checked against `m-<name>-crc-` and the expected size."""
+    head, crc_head = f"m-{name}-", f"m-{name}-crc-"
+    hexdata = "".join(ln[len(head):] for ln in reply.lines if ln.startswith(head) and not ln.startswith(crc_head))
+    try:
+        data = bytes.fromhex(hexdata)
+    except ValueError as e:
+        raise LinkError(f"{name} is not hex: {hexdata[:40]!r}") from e
+    if len(data) != size or zlib.crc32(data) != int(v[f"{name}-crc"], 16):
+        raise LinkError(f"{name} of {len(data)} bytes fails its CRC (expected {size} bytes)")
+    return data
+
+
 def parse_run(reply: Reply, *, output_size: int) -> RunResult:
     """RunResult from a `run` reply; the output's own CRC and length are checked."""
     v = _need(reply, ("run-n", "ticks", "cycles", "stack", "status", "in-crc", "out-crc"))
-    hexdata = "".join(ln[len("m-out-"):] for ln in reply.lines
-                      if ln.startswith("m-out-") and not ln.startswith("m-out-crc-"))
-    try:
-        out = bytes.fromhex(hexdata)
-    except ValueError as e:
-        raise LinkError(f"output is not hex: {hexdata[:40]!r}") from e
-    if len(out) != output_size or zlib.crc32(out) != int(v["out-crc"], 16):
-        raise LinkError(f"output of {len(out)} bytes fails its CRC (expected {output_size} bytes)")
+    out = _hex_block(reply, v, "out", output_size)
     if int(v["status"]) != 0:
         raise DeviceError(f"edgetk_invoke returned {v['status']} on the device",
                           fix="the generated model failed; rebuild the firmware from a fresh codegen")
@@ -178,10 +188,48 @@ def parse_run(reply: Reply, *, output_size: int) -> RunResult:
                      input_crc=int(v["in-crc"], 16), output=out)
 
 
-def parse_bload(reply: Reply, *, crc: int) -> None:
-    """Check a `bload` reply: the device's CRC of what it received equals ours."""
+@dataclass(frozen=True)
+class RawRunResult:
+    """The `rrun N W` reply: frontend and network timing of N raw inferences, the features and the output."""
+
+    runs: int
+    frontend_ticks: int
+    frontend_cycles: int
+    network_ticks: int
+    network_cycles: int
+    stack_high_water: int
+    status: int
+    raw_crc: int
+    features: bytes
+    features_crc: int
+    output: bytes
+
+
+def parse_rrun(reply: Reply, *, features_size: int, output_size: int) -> RawRunResult:
+    """RawRunResult from an `rrun` reply; the features' and the output's own CRCs and lengths are checked."""
+    v = _need(reply, ("rrun-n", "fe-ticks", "fe-cycles", "net-ticks", "net-cycles", "stack", "status", "raw-crc",
+                      "feat-crc", "out-crc"))
+    feat = _hex_block(reply, v, "feat", features_size)
+    out = _hex_block(reply, v, "out", output_size)
+    if int(v["status"]) != 0:
+        raise DeviceError(f"the frontend or the network returned {v['status']} on the device",
+                          fix="the generated library failed; rebuild the firmware from a fresh codegen")
+    return RawRunResult(runs=int(v["rrun-n"]), frontend_ticks=int(v["fe-ticks"]), frontend_cycles=int(v["fe-cycles"]),
+                        network_ticks=int(v["net-ticks"]), network_cycles=int(v["net-cycles"]),
+                        stack_high_water=int(v["stack"]), status=int(v["status"]), raw_crc=int(v["raw-crc"], 16),
+                        features=feat, features_crc=int(v["feat-crc"], 16), output=out)
+
+
+NO_FRONTEND = "no frontend in this build"
+
+
+def parse_bload(reply: Reply, *, crc: int, cmd: str = "bload") -> None:
+    """Check a `bload` (or `rload`) reply: the device's CRC of what it received equals ours."""
     v = reply.values()
-    if reply.errors or v.get("bload-crc") != f"{crc:08x}" or "m-load-done" not in reply.lines:
+    if NO_FRONTEND in reply.errors:
+        raise DeviceError(f"the firmware has no frontend: it cannot take raw samples ({cmd})",
+                          fix="build the firmware from a bundle exported with a [frontend] (its c/ or frontend.json)")
+    if reply.errors or v.get(f"{cmd}-crc") != f"{crc:08x}" or "m-load-done" not in reply.lines:
         raise LinkError(f"binary upload not confirmed: {'; '.join(reply.errors) or _preview(reply.raw)}")
 
 
@@ -225,6 +273,6 @@ def hex_upload_commands(data: bytes, chunk: int = 31) -> list[str]:
     return cmds
 
 
-def bload_command(data: bytes) -> str:
-    """Our binary upload header: `bload N CRC32%`, followed by the raw bytes."""
-    return f"bload {len(data)} {zlib.crc32(data):08x}%"
+def bload_command(data: bytes, cmd: str = "bload") -> str:
+    """Our binary upload header: `bload N CRC32%` (or `rload` for raw samples), followed by the bytes."""
+    return f"{cmd} {len(data)} {zlib.crc32(data):08x}%"

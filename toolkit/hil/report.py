@@ -27,7 +27,9 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, source) rows, the heart of every report format (pure)."""
     lat, mem = report.get("latency", {}), report.get("memory", {})
     src = mem.get("source", {})
-    rows = [("latency per inference", _fmt(lat.get("per_inference_ms"), " ms"), lat.get("source", ""))]
+    pipe = report.get("pipeline")
+    rows = [("latency per inference" + (" (network)" if pipe else ""), _fmt(lat.get("per_inference_ms"), " ms"),
+             lat.get("source", ""))]
     if lat.get("samples_ms"):
         rows.append(("latency median / p90 over samples",
                      f"{_fmt(lat.get('median_ms'), ' ms')} / {_fmt(lat.get('p90_ms'), ' ms')}", lat.get("source", "")))
@@ -37,8 +39,10 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     for key in ("instructions", "cycles"):
         if key in report:
             d = report[key]
-            rows.append((f"{key} per inference", _fmt(d["per_inference"]), d["source"]))
-            rows.append((f"{key} per MAC", _fmt(d["per_mac"]), d["source"]))
+            net = " (network)" if pipe else ""
+            rows.append((f"{key} per inference{net}", _fmt(d["per_inference"]), d["source"]))
+            rows.append((f"{key} per MAC{net}", _fmt(d["per_mac"]), d["source"]))
+    rows += pipeline_rows(pipe)
     rows += [("flash", _fmt(mem.get("flash_bytes"), " B"), src.get("flash/static RAM", "")),
              ("static RAM", _fmt(mem.get("static_ram_bytes"), " B"), src.get("flash/static RAM", "")),
              ("arena", _fmt(mem.get("arena_bytes"), " B"), src.get("arena", "")),
@@ -60,12 +64,41 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append(("outputs vs golden outputs",
                          f"max {c['max_lsb_diff']} LSB, {c['samples_differing']} of {c['samples']} samples differ",
                          c["reference"]))
+    racc = report.get("raw_accuracy")
+    if racc:
+        rows.append((f"{racc['metric']} from raw input", f"device {racc['device']:.4f} vs host {racc['host']:.4f}, same "
+                     f"prediction on {racc['same_predictions']}/{racc['samples']} windows",
+                     f"device: frontend + network on the device; host: {racc['host_source']}; labels {racc['labels']}"))
     acc = report.get("accuracy")
     if acc:
         rows.append((f"accuracy on labels ({acc['metric']})",
                      f"device {acc['device']:.4f} vs reference {acc['reference']:.4f} ({acc['samples']} samples)",
                      f"device outputs vs {acc['labels']}; reference: {acc['reference_source']}"))
     return rows
+
+
+STAGES = (("frontend", "frontend per window"), ("network", "network per window"),
+          ("end_to_end", "end to end (raw -> output)"))
+
+
+def pipeline_rows(pipe: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Frontend, network and end-to-end rows per raw window: instructions/cycles and latency (pure)."""
+    rows = []
+    for key, label in STAGES if pipe else ():
+        d = pipe[key]
+        for what in ("instructions", "cycles"):
+            if what in d:
+                rows.append((f"{label}: {what}", _fmt(round(d[what])), d[f"{what}_source"]))
+        rows.append((f"{label}: latency", _fmt(d["latency_ms"], " ms"), d["latency_source"]))
+    return rows
+
+
+def features_line(report: dict[str, Any]) -> str | None:
+    """`features: device == training on 40/40 windows (bit-exact, ...)` for a bundle with a frontend (pure)."""
+    from toolkit.hil.checks import features_text
+
+    fe = report.get("frontend")
+    return f"features: {features_text(fe)}" if fe else None
 
 
 def where_lines(report: dict[str, Any]) -> list[str]:
@@ -96,6 +129,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     """Terminal summary: where it ran, each figure and its source."""
     lines = [f"profile of {report.get('model', {}).get('sha256', '')[:12]} for {report['target']} "
              f"(ran on: {report['ran_on']})"]
+    feat = features_line(report)
+    lines += [feat] if feat else []
     lines += [f"  {ln}" for ln in where_lines(report)]
     lines += [f"  {name:36s} {value:28s} [{source}]" for name, value, source in figure_rows(report)]
     if report.get("checks"):
@@ -107,7 +142,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown (pure)."""
     out = [f"# Profile for {report['target']} (ran on {report['ran_on']})", ""]
-    out += [f"- {ln.strip()}" for ln in where_lines(report)]
+    feat = features_line(report)
+    out += [f"- {ln.strip()}" for ln in ([feat] if feat else []) + where_lines(report)]
     out += ["", "| figure | value | source |", "|---|---|---|"]
     out += [f"| {a} | {b} | {c} |" for a, b, c in figure_rows(report)]
     if report.get("checks"):
@@ -187,7 +223,8 @@ def html_page(report: dict[str, Any]) -> str:
     """A self-contained HTML page: figures table and plots (pure apart from matplotlib)."""
     e = html.escape
     rows = "".join(f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>" for a, b, c in figure_rows(report))
-    falls = "".join(f"<li>{e(ln.strip())}</li>" for ln in where_lines(report))
+    feat = features_line(report)
+    falls = "".join(f"<li>{e(ln.strip())}</li>" for ln in ([feat] if feat else []) + where_lines(report))
     checks = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in check_rows(report))
     checks = (f"<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>measured</th><th>limit</th>"
               f"<th>detail</th></tr>{checks}</table>") if checks else ""

@@ -94,12 +94,21 @@ def build_dir_for(spec: TargetSpec, bundle: Bundle) -> Path:
 
 
 def c_library(bundle: Bundle, build_dir: Path) -> Path:
-    """The bundle's generated C, or a fresh codegen of its .tflite when the bundle has none."""
-    if bundle.c_dir is not None:
+    """The bundle's generated C, or a fresh codegen of its .tflite when the bundle has none (or, for a bundle
+    with a frontend, when its c/ lacks the frontend's C exactly as frontend.json regenerates it)."""
+    if bundle.c_dir is not None and (not bundle.has_frontend or _frontend_c_matches(bundle)):
         return bundle.c_dir
     from toolkit.codegen import generate
 
-    return generate(bundle.tflite, build_dir / "c").out_dir
+    return generate(bundle.tflite, build_dir / "c", frontend=bundle.frontend if bundle.has_frontend else None).out_dir
+
+
+def _frontend_c_matches(bundle: Bundle) -> bool:
+    from toolkit.frontends import frontend_from_info
+
+    c = bundle.c_dir
+    files = frontend_from_info(bundle.frontend).sources()
+    return all((c / name).is_file() and (c / name).read_text() == text for name, text in files.items())
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -196,10 +205,15 @@ def measure(session: Session, bundle: Bundle, samples: int, log_rows: JsonlLog) 
 
     dut, target = session.dut, session.target
     info = check_model(dut, bundle)
+    if bundle.has_frontend and info.raw_size:
+        from toolkit.hil.raw import measure_raw
+
+        return measure_raw(session, bundle, samples, log_rows, info, _row)
     x = bundle.x[:samples]
     ref = run_tflm(bundle.tflite, x)
     m: dict[str, Any] = {"info": info, "rows": [], "outputs": [], "reference": ref, "steady": None, "mem": None,
-                         "stack_run": 0, "error": None, "mlperf_answer": None}
+                         "stack_run": 0, "error": None, "mlperf_answer": None,
+                         "raw_skipped": "the firmware was built without the frontend" if bundle.has_frontend else None}
     try:
         m["mlperf_answer"] = mlperf_answer(dut)
         for i, xi in enumerate(x):
@@ -245,7 +259,22 @@ def _firmware_report(spec: TargetSpec, target: Target, bundle: Bundle, m: dict[s
         "link": dict(dut.stats),
         "mlperf_answer": m["mlperf_answer"],
         "_outputs": outs, "_reference": m["reference"],
+        **(_raw_report(spec, bundle, m, outs) if bundle.has_frontend else {}),
     }
+
+
+def device_words(spec: TargetSpec) -> str:
+    """What the device is, in a few words (the target description up to its first comma or colon)."""
+    return re.split(r"[,:]", spec.description or spec.name)[0].strip() or spec.name
+
+
+def _raw_report(spec: TargetSpec, bundle: Bundle, m: dict[str, Any], outs: np.ndarray | None) -> dict[str, Any]:
+    from toolkit.hil.raw import frontend_report, pipeline_report, raw_accuracy
+
+    out = {"frontend": frontend_report(bundle, m, device_words(spec))}
+    if m.get("raw"):
+        out.update(pipeline=pipeline_report(m), raw_accuracy=raw_accuracy(bundle, outs, m["reference"]))
+    return out
 
 
 def profile_firmware(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
@@ -365,9 +394,13 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
                                    build_dir=Path(build_dir) if build_dir else None)
     if fallbacks and "instructions" in report:
         report["board_estimate"] = board_estimate(fallback_chain(target)[0], report["instructions"]["per_inference"])
-    report.update(score(bundle, report.pop("_outputs", None), report.pop("_reference", None)))
+    if bundle.has_frontend and "frontend" not in report:
+        report["frontend"] = {"type": bundle.frontend.get("type"), "ran": False,
+                              "why": f"{report['ran_on']} ran the network only, on the bundle's features"}
+    raw = bool((report.get("frontend") or {}).get("ran"))
+    report.update(score(bundle, report.pop("_outputs", None), report.pop("_reference", None), raw=raw))
     report.update(target=target, fallbacks=fallbacks, samples=n, wall_s=time.monotonic() - t0,
-                  fidelity_stages=bundle.fidelity, inputs=bundle.inputs_label, random_inputs=bundle.random_inputs,
+                  fidelity_stages=bundle.fidelity, inputs=bundle.raw_label if raw else bundle.inputs_label, random_inputs=bundle.random_inputs,
                   bundle=str(bundle.path),
                   mlperf={"key": key.key, "source": key.source, "firmware_answered": report.pop("mlperf_answer", None)})
     checks = evaluate(report, limits)
