@@ -115,7 +115,8 @@ def test_inspect_exported_int8_onnx_says_dyadic(exported_bundle, capsys):
     rc, out, err = _inspect(capsys, str(b / "model_int8.onnx"))
     assert rc == 0, err
     man = json.loads((b / "manifest.json").read_text())["requantization"]
-    assert (f"requantization: dyadic (integer-exact with TFLite): {man['dyadic_channels']} channels, 0 inexact, "
+    assert (f"fidelity.md measures it): {man['dyadic_channels']} channels, 0 inexact, "
             f"1 means, 3 Add scale groups") in out
+    assert "integer-exact with TFLite" not in out   # a claim only a measurement (the bundle's fidelity.md) may make
     rc, out, _ = _inspect(capsys, str(b / "model_fp32.onnx"))
     assert rc == 0 and "requantization" not in out

@@ -81,7 +81,8 @@ def lower(graph: Graph) -> list[Step]:
             _check_options(op)
             if op.op not in SELF_CHECKED:
                 _check_activations(graph, op)
-            step = rule(graph, op)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf/nan scales: refused below
+                step = rule(graph, op)
             _check_order(graph, step, produced)
             steps.append(step)
         except (Unsupported, qz.MultiplierError) as e:
@@ -218,12 +219,18 @@ def _io(g: Graph, op: Operator) -> tuple[Tensor, Tensor]:
     return g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
 
 
+def _quant(t: Tensor) -> Any:
+    if t.quant is None:
+        fail(f"tensor '{t.name}' ({t.dtype}) has no quantization parameters")
+    return t.quant
+
+
 def _scale(t: Tensor) -> float:
-    return t.quant.scale[0]
+    return _quant(t).scale[0]
 
 
 def _zp(t: Tensor) -> int:
-    return t.quant.zero_point[0]
+    return _quant(t).zero_point[0]
 
 
 def _act(op: Operator, out: Tensor) -> tuple[int, int]:
@@ -293,8 +300,10 @@ def _conv_common(g: Graph, op: Operator, depthwise: bool) -> dict[str, Any]:
     n, ih, iw, ic = x.shape
     _, oh, ow, oc = y.shape
     w = _weights(g, op, oc, 3 if depthwise else 0, symmetric=True)
-    if len(w.shape) != 4:
-        fail(f"weights '{w.name}' are {len(w.shape)}-D; 4-D is required")
+    fits = len(w.shape) == 4 and ((w.shape[0], w.shape[3]) == (1, oc) if depthwise else w.shape[0] == oc)
+    if not fits:
+        want = f"[1, kh, kw, {oc}]" if depthwise else f"[{oc}, kh, kw, {ic}]"
+        fail(f"weights '{w.name}' {list(w.shape)} do not fit: {want} is required")
     kh, kw = w.shape[1], w.shape[2]
     o = op.options
     sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
@@ -417,8 +426,10 @@ def lower_add(g: Graph, op: Operator) -> Step:
 
 def _lower_pool(g: Graph, op: Operator, func: str) -> Step:
     x, y = _io(g, op)
-    if len(x.shape) != 4:
-        fail("input must be 4-D NHWC")
+    if len(x.shape) != 4 or len(y.shape) != 4:
+        fail("input and output must be 4-D NHWC")
+    if y.shape[0] != x.shape[0] or y.shape[3] != x.shape[3]:
+        fail(f"output {list(y.shape)} does not keep the batches and channels of input {list(x.shape)}")
     _same_quant(x, y, "pooling does not requantize")
     n, ih, iw, c = x.shape
     o = op.options
@@ -466,6 +477,11 @@ def lower_softmax(g: Graph, op: Operator) -> Step:
     x, y = _io(g, op)
     if abs(_scale(y) - 1.0 / 256) > 1e-9 or _zp(y) != -128:
         fail(f"output '{y.name}' must have scale 1/256 and zero point -128 (TFLite-Micro requires it)")
+    beta = op.options.get("beta", 1.0)
+    if not (isinstance(beta, float) and 0 < beta < float("inf")):
+        fail(f"option beta = {beta}; it must be a positive finite number")
+    if x.shape != y.shape:
+        fail(f"input {list(x.shape)} and output {list(y.shape)} differ")
     depth = x.shape[-1] if x.shape else 1
     mult, left, diff_min = qz.softmax_params(op.options.get("beta", 1.0), _scale(x))
     fields = dict(outer=x.size // depth, depth=depth, input_multiplier=mult, input_left_shift=left,
@@ -487,17 +503,22 @@ def lower_reshape(g: Graph, op: Operator) -> Step:
 def lower_pad(g: Graph, op: Operator) -> Step:
     """PAD / PADV2 with constant paddings (pad value: the zero point, or PADV2's constant)."""
     x, y = _io(g, op)
-    pads = _const(g, op, 1, "paddings", "int32").data.reshape(-1, 2)
+    pads = _const(g, op, 1, "paddings", "int32").data
+    rank = len(x.shape)
+    if pads.shape != (rank, 2) or rank > 4:
+        fail(f"paddings of shape {list(pads.shape)} for a {rank}-D input (at most 4-D; [rank, 2] paddings)")
     _same_quant(x, y, "pad does not requantize")
     value = _zp(y)
     if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
         value = int(_const(g, op, 2, "constant value", "int8").data.reshape(-1)[0])
-    rank = len(x.shape)
     before, after = [0] * 4, [0] * 4
     for d in range(rank):
         before[d + 4 - rank], after[d + 4 - rank] = int(pads[d][0]), int(pads[d][1])
     if min(before + after) < 0:
         fail("negative paddings")
+    want = [a + b + c for a, b, c in zip(_shape4(x.shape), before, after)]
+    if want != _shape4(y.shape):
+        fail(f"output {list(y.shape)} is not the padded input {want[4 - rank:]}")
     fields = dict(in_shape=_shape4(x.shape), before=before, after=after, pad_value=value)
     return Step(op.index, op.op, "et_shape", "et_pad_s8", "et_pad_params", fields, {}, (op.inputs[0],),
                 op.outputs)
@@ -508,12 +529,20 @@ def lower_concat(g: Graph, op: Operator) -> Step:
     y = g.tensor(op.outputs[0])
     if op.options.get("fused_activation_function", "NONE") != "NONE":
         fail("a fused activation on concatenation")
-    axis = op.options.get("axis", 0) % len(y.shape)
+    rank = len(y.shape)
+    axis = op.options.get("axis", 0)
+    if not -rank <= axis < rank:
+        fail(f"axis {axis} of a {rank}-D output")
+    axis %= rank
     ins = [g.tensor(i) for i in op.inputs]
     for t in ins:
         if t.is_const:
             fail(f"constant input '{t.name}'")
+        if len(t.shape) != rank or any(a != b for d, (a, b) in enumerate(zip(t.shape, y.shape)) if d != axis):
+            fail(f"input {list(t.shape)} does not fit output {list(y.shape)} along axis {axis}")
         _same_quant(t, y, "concatenation does not requantize")
+    if sum(t.shape[axis] for t in ins) != y.shape[axis]:
+        fail(f"the inputs' sizes along axis {axis} do not add up to the output's {y.shape[axis]}")
     outer = int(np.prod(y.shape[:axis], dtype=np.int64))
     chunks = [t.size // outer for t in ins]
     fields = dict(outer=outer, n_inputs=len(ins), out_chunk=sum(chunks))

@@ -163,14 +163,31 @@ def _node_macs(n: Any, w: dict[str, Any], shapes: dict[str, list]) -> int:
 
 
 def inspect_onnx(path: Path) -> dict[str, Any]:
-    """Summary of an .onnx file (float or QDQ int8)."""
-    from collections import Counter
-
+    """Summary of an .onnx file (float or QDQ int8); a corrupted file or tensor is one EdgetkError."""
     from onnx import numpy_helper
 
     model = _load_onnx(path)
     g = model.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    inits = {}
+    for t in g.initializer:
+        try:
+            inits[t.name] = numpy_helper.to_array(t)
+        except Exception as e:  # noqa: BLE001 - any decoding failure of a tensor means a corrupted file
+            raise EdgetkError(f"{path}: initializer {t.name[:80]!r} is corrupted ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:160] if str(e) else ''})",
+                              fix="re-export the model (edgetk export RUN_DIR) or copy the file again") from None
+    try:
+        info = _summary(path, model, inits)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+        raise EdgetkError(f"{path}: the graph is malformed ({type(e).__name__}: {str(e)[:160]})",
+                          fix="re-export the model (edgetk export RUN_DIR) or copy the file again") from None
+    return info | _requantization(model)
+
+
+def _summary(path: Path, model: Any, inits: dict[str, Any]) -> dict[str, Any]:
+    from collections import Counter
+
+    g = model.graph
     quant = _io_quant(g, inits)
     shapes = {vi.name: _shape(vi) for vi in list(g.value_info) + list(g.output) + list(g.input)}
     w, params = _weights(g, inits)
@@ -179,15 +196,18 @@ def inspect_onnx(path: Path) -> dict[str, Any]:
             "outputs": [_onnx_io(vi, quant) for vi in g.output],
             "ops": dict(Counter(n.op_type for n in g.node)), "n_ops": len(g.node),
             "params": int(sum(a.size for a in params.values())),
-            "macs": int(sum(_node_macs(n, w, shapes) for n in g.node)),
-            "requantization": _requantization(model)}
+            "macs": int(sum(_node_macs(n, w, shapes) for n in g.node))}
 
 
-def _requantization(model: Any) -> dict[str, Any] | None:
-    """What edgetk's dyadic requantization did to a QDQ model (None: not applied)."""
+def _requantization(model: Any) -> dict[str, Any]:
+    """What edgetk's dyadic requantization did to a QDQ model (None: not applied); corrupted metadata is a
+    warning (requantization_error), the rest of the summary stands."""
     from toolkit.quant.dyadic import requantization_info
 
-    return requantization_info(model)
+    try:
+        return {"requantization": requantization_info(model)}
+    except EdgetkError as e:
+        return {"requantization": None, "requantization_error": str(e).splitlines()[0]}
 
 
 def _fmt_io(t: dict[str, Any]) -> str:
@@ -208,8 +228,11 @@ def _print(info: dict[str, Any]) -> None:
     print(f"params: {info['params']:,}   MACs: {info['macs']:,}")
     if info.get("requantization"):
         r = info["requantization"]
-        print(f"requantization: dyadic (integer-exact with TFLite): {r['dyadic_channels']} channels, "
-              f"{r['inexact_channels']} inexact, {r['exact_means']} means, {r['add_groups']} Add scale groups")
+        print(f"requantization: dyadic scales (chosen so ONNX int8 and TFLite compute equal integers; a bundle's "
+              f"fidelity.md measures it): {r['dyadic_channels']} channels, {r['inexact_channels']} inexact, "
+              f"{r['exact_means']} means, {r['add_groups']} Add scale groups")
+    if info.get("requantization_error"):
+        print(f"warning: {info['requantization_error']}")
     if "tflm_arena_bytes" in info:
         a = info["tflm_arena_bytes"]
         print(f"TFLite-Micro arena: {a:,} B" if a is not None else

@@ -224,22 +224,56 @@ ROUNDING_NOTE = (
 DYADIC_NOTE = (
     "This bundle uses dyadic requantization (toolkit/quant/dyadic.py): per-channel weight scales are snapped "
     "so that every multiplier is a power of two 2^-k, spatial means are depthwise convolutions with the same "
-    "property, the tensors an Add joins share one scale, and ties are pinned away from zero in both files, so "
-    "both runtimes compute the same integers. Per tensor, end to end on the same test samples ({ort}):"
+    "property, the tensors an Add joins share one scale, and ties are pinned away from zero in both files: every "
+    "requantization is then meant to be one exact shift in both runtimes. {measured} Per tensor, end to end on the "
+    "same test samples ({ort}):"
 )
+MEASURED_SAME = ("Measured: they computed the same integers on all {tensors} compared tensors and the outputs of all "
+                 "{n} test samples.")
+MEASURED_DIFFERENT = ("Measured: they did not; {differing} of {tensors} compared tensors differ (up to {max} LSB) and "
+                      "the outputs differ by up to {out_max} LSB on these {n} test samples.")
 FREE_NOTE = (
     "This bundle keeps the quantizer's free scales (--free-scales), so the runtimes part ways as follows "
     "({ort}), per quantized tensor, end to end on the same test samples:"
 )
 
 
+def measured_agreement(fid: dict[str, Any]) -> dict[str, Any]:
+    """How far ONNX int8 and TFLite agreed in this run: outputs on every test sample, and every tensor end to end
+    (the only source of any "same integers" / "bit-identical" sentence)."""
+    out = fid["int8_onnx_vs_tflite"]
+    layers = (fid.get("int8_onnx_vs_tflite_per_op") or {}).get("end_to_end") or []
+    differing = [r for r in layers if r["max_lsb_diff"]]
+    return {"identical": bool(out["identical"]) and not differing, "n": int(out["n"]),
+            "output_max_lsb_diff": int(out["max_lsb_diff"]),
+            "max_lsb_diff": max([int(out["max_lsb_diff"])] + [int(r["max_lsb_diff"]) for r in layers]),
+            "tensors_compared": len(layers), "tensors_differing": len(differing)}
+
+
+def requantization_record(fid: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest/fidelity.json "requantization" entry: what the dyadic passes did (None: free scales) and, as
+    "measured", how far the runtimes agreed (`measured_agreement`)."""
+    r = fid.get("requantization")
+    return None if r is None else {**r, "measured": measured_agreement(fid)}
+
+
+def _measured_sentence(fid: dict[str, Any]) -> str:
+    m = measured_agreement(fid)
+    if m["identical"]:
+        return MEASURED_SAME.format(tensors=m["tensors_compared"], n=m["n"])
+    return MEASURED_DIFFERENT.format(differing=m["tensors_differing"], tensors=m["tensors_compared"],
+                                     max=m["max_lsb_diff"], out_max=m["output_max_lsb_diff"], n=m["n"])
+
+
 def _rounding_section(fid: dict[str, Any]) -> list[str]:
-    """How ONNX int8 and TFLite round, with the per-tensor differences end to end (all zero when dyadic)."""
+    """How ONNX int8 and TFLite round, with the per-tensor differences end to end (all zero when dyadic works)."""
     p = fid.get("int8_onnx_vs_tflite_per_op") or {}
     layers = p.get("end_to_end")
     if not layers:
         return []
-    how = (DYADIC_NOTE if fid.get("dyadic", True) else FREE_NOTE).format(ort=p.get("onnxruntime", "ONNX Runtime"))
+    ort = p.get("onnxruntime", "ONNX Runtime")
+    how = (DYADIC_NOTE.format(ort=ort, measured=_measured_sentence(fid)) if fid.get("dyadic", True)
+           else FREE_NOTE.format(ort=ort))
     rows = ["## ONNX int8 ↔ TFLite: the rounding of each requantization", "", ROUNDING_NOTE.format(how=how), "",
             "| tensor | values | 1 LSB | 2 LSB | ≥3 LSB | max |", "|---|---|---|---|---|---|"]
     rows += [f"| {r['tensor']} | {r['values']} | {r['lsb1']} | {r['lsb2']} | {r['lsb3_plus']} | {r['max_lsb_diff']} |"

@@ -106,7 +106,7 @@ def write_files(inputs: BundleInputs, out: Path) -> None:
 def _fidelity(inputs: BundleInputs, out: Path, lowered: Any) -> dict[str, Any]:
     import onnx
 
-    from toolkit.export.fidelity import QParams, measure, to_nhwc
+    from toolkit.export.fidelity import QParams, measure, requantization_record, to_nhwc
     from toolkit.export.per_op import per_op_diff
     from toolkit.quant.dyadic import is_dyadic, requantization_info
     from toolkit.runtimes import run_litert, run_onnx, run_tflm
@@ -131,6 +131,7 @@ def _fidelity(inputs: BundleInputs, out: Path, lowered: Any) -> dict[str, Any]:
     n = min(len(x), PER_OP_SAMPLES)
     fid["int8_onnx_vs_tflite_per_op"] = per_op_diff(int8, out / TFLITE, lowered.tensors,
                                                     xq[:n], in_q.dequantize(in_q.quantize(x[:n])))
+    fid["requantization"] = requantization_record(fid)  # what the dyadic passes did + what this run measured
     return fid
 
 

@@ -7,11 +7,13 @@ can land 1 LSB apart, and those 1-LSB differences compound over the layers. When
 
 1. per-channel weight scales snap up to (s_out/s_in)·2^-k, k per channel (at most 1 bit of weight
    resolution), and weights and biases are requantized from the float model;
-2. a spatial mean over an odd number n of values keeps its input's scale and zero point (then no mean
+2. the tensors an Add joins share one scale, so the Add is an exact integer sum;
+3. a spatial mean over an odd number n of values keeps its input's scale and zero point (then no mean
    is a tie, and TFLite's AVERAGE_POOL_2D and ONNX Runtime round alike); over an even n it becomes a
    depthwise convolution with one constant int8 weight w, whose output scale s_in·2^k/(n·w) makes it a
-   shift too (it stores n·C int8 weights); TFLite's integer MEAN divides by n with double rounding;
-3. the tensors an Add joins share one scale, so the Add is an exact integer sum;
+   shift too (it stores n·C int8 weights); TFLite's integer MEAN divides by n with double rounding.
+   This runs after pass 2, which may change the scale of the mean's input (a global mean right after a
+   residual Add); a mean whose output feeds an Add keeps its scales (counted in inexact_means);
 4. ties are pinned to "away from zero" (TFLite's rule): the ONNX file stores M a hair above 2^-k,
    by 2^-(k+9), and the TFLite lowering stores it a few float32 ulps below (`tflite_weight_scales`), which
    makes TFLite's first rounding exact. Both hairs are far below one LSB for any in-range output.
@@ -37,15 +39,17 @@ _RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
 
 def make_dyadic(proto: Any, fp32: Any | None = None) -> dict[str, Any]:
-    """Apply passes 1-3 in place on a normalized QDQ model; returns what was done (for the manifest)."""
+    """Apply passes 1-3 in place on a normalized QDQ model; returns what was done (for the manifest: what the
+    passes did, not a measurement; the bundle's fidelity report measures whether the runtimes then agree)."""
     from toolkit.quant.qdq import drop_unused_initializers
 
     g = OnnxGraph(proto)
-    means = _exact_means(g)
-    adds = _unify_add_scales(g)
+    adds, shared = _unify_add_scales(g)   # first: the means below read their input's final scale
+    means, inexact_means = _exact_means(g, shared)
     channels, inexact = _snap_weight_scales(g, _float_weights(fp32))
     drop_unused_initializers(proto)
-    info = {"exact_means": means, "add_groups": adds, "dyadic_channels": channels, "inexact_channels": inexact}
+    info = {"exact_means": means, "inexact_means": inexact_means, "add_groups": adds, "dyadic_channels": channels,
+            "inexact_channels": inexact}
     for p in [p for p in proto.metadata_props if p.key in (MARKER, INFO)]:
         proto.metadata_props.remove(p)
     proto.metadata_props.add(key=MARKER, value="dyadic")
@@ -54,11 +58,27 @@ def make_dyadic(proto: Any, fp32: Any | None = None) -> dict[str, Any]:
     return info
 
 
+INFO_COUNTS = ("exact_means", "add_groups", "dyadic_channels", "inexact_channels")
+
+
 def requantization_info(proto: Any) -> dict[str, Any] | None:
-    """What make_dyadic recorded in a model (None for a model with free scales)."""
+    """What make_dyadic recorded in a model (None for a model with free scales); a corrupted record is an
+    EdgetkError naming the metadata key."""
+    from toolkit.errors import EdgetkError
+
     for p in proto.metadata_props:
         if p.key == INFO:
-            return json.loads(p.value)
+            try:
+                info = json.loads(p.value)
+            except ValueError as e:
+                info, why = None, f"not JSON ({e})"
+            else:
+                why = "not an object with non-negative integer " + ", ".join(INFO_COUNTS)
+            if not isinstance(info, dict) or not all(isinstance(info.get(k), int) and not isinstance(info.get(k), bool)
+                                                     and info[k] >= 0 for k in INFO_COUNTS):
+                raise EdgetkError(f"the model's metadata {INFO} is corrupted: {why}: {p.value[:80]!r}",
+                                  fix="re-export the model with edgetk export (or drop that metadata entry)")
+            return info
     return None
 
 
@@ -91,7 +111,7 @@ def _range(g: OnnxGraph, q: Any) -> tuple[float, float]:
     return float(s) * (-128 - int(z)), float(s) * (127 - int(z))
 
 
-# ---- pass 2: spatial means as depthwise convolutions ----
+# ---- pass 3: spatial means (odd: the input's params; even: depthwise convolutions) ----
 def _mean_kernel(n: int, ratio: float) -> tuple[int, int]:
     """(w, k) with 2^k/(n·w) the smallest output/input scale ratio ≥ `ratio` (w an int8 weight)."""
     best = None
@@ -115,9 +135,11 @@ def _spatial_means(g: OnnxGraph) -> list[Any]:
     return out
 
 
-def _exact_means(g: OnnxGraph) -> int:
+def _exact_means(g: OnnxGraph, shared: set[str]) -> tuple[int, int]:
     """Make each spatial mean of a 4-D int8 tensor exact: odd sizes share the input's params (an average pool
-    without ties), even sizes become a depthwise conv whose requantization is a shift."""
+    without ties), even sizes become a depthwise conv whose requantization is a shift. Runs after the Add pass
+    (an Add may change the scale of the mean's input); a mean whose output scale an Add shares (`shared`) keeps
+    its scales. Returns (exact, inexact) counts."""
     import onnx
     from onnx import helper
 
@@ -125,12 +147,17 @@ def _exact_means(g: OnnxGraph) -> int:
 
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in onnx.shape_inference.infer_shapes(g.proto).graph.value_info}
-    done = 0
+    done = skipped = 0
     for node in _spatial_means(g):
         src, q = source_q(g, node.input[0]), output_q(g, node)
         shape = shapes.get(node.input[0])
         if src is None or q is None or not shape or len(shape) != 4 or 0 in shape:
             log.info("mean %s stays a MEAN (not exact: no int8 input/output or unknown shape)", node.name)
+            skipped += 1
+            continue
+        if q.name in shared:
+            log.warning("mean %s stays a MEAN (not exact: an Add shares its output's scale)", node.name)
+            skipped += 1
             continue
         c, n = shape[1], shape[2] * shape[3]
         if n % 2:
@@ -156,12 +183,13 @@ def _exact_means(g: OnnxGraph) -> int:
         g.proto.graph.node.insert(at, dq)
         g.reindex()
         done += 1
-    return done
+    return done, skipped
 
 
-# ---- pass 3: one scale across each Add ----
-def _unify_add_scales(g: OnnxGraph) -> int:
-    """Give the QuantizeLinears that an Add joins (its inputs and output) one scale; returns the group count."""
+# ---- pass 2: one scale across each Add ----
+def _unify_add_scales(g: OnnxGraph) -> tuple[int, set[str]]:
+    """Give the QuantizeLinears that an Add joins (its inputs and output) one scale; returns the group count and
+    the names of those QuantizeLinears."""
     from toolkit.quant.qdq import set_q, source_q
 
     parent: dict[str, str] = {}
@@ -187,7 +215,7 @@ def _unify_add_scales(g: OnnxGraph) -> int:
         scale = max(float(qparams(g, q)[0]) for q in qs)
         for q in qs:
             set_q(g, q, *_params_for(scale, *_range(g, q)))
-    return len(groups)
+    return len(groups), set(qnodes)
 
 
 # ---- pass 1: dyadic per-channel weight scales ----
