@@ -260,3 +260,30 @@ def test_float_output_model_prints_float_results(tmp_path):
             assert len(res) == len(ri) and np.allclose(res, ri, atol=0.0005 + 1e-6 * np.abs(ri)), (res, ri)
     finally:
         dev.close()
+
+
+def test_open_device_infers_raw_windows(imu, tmp_path):
+    """The pytest plugin's device (toolkit.hil.device): raw window in, the training features and golden output out."""
+    require_tool("gcc")
+    from toolkit.hil.bundle import load_bundle
+    from toolkit.hil.device import open_device
+
+    b = load_bundle(imu)
+    dev = open_device("host-sim", b, tmp_path)
+    try:
+        for i in (0, 17, 39):
+            feat, out = dev.infer_raw(b.raw[i])
+            assert feat.tobytes() == b.x[i].tobytes() and out.tobytes() == b.reference_out[i].tobytes()
+        assert dev.infer(b.x[3]).tobytes() == b.reference_out[3].tobytes()  # the feature path still works
+    finally:
+        dev.close()
+
+
+def test_linux_local_runs_the_network_only_and_says_so(imu, tmp_path):
+    from toolkit.hil import profile
+
+    res = profile(imu, "linux-local", samples=5, out_dir=tmp_path / "l")
+    checks = {c.name: c for c in res.checks}
+    assert checks["features"].verdict == "skip" and not res.report["frontend"]["ran"]
+    assert "features: not compared: linux-local ran the network only, on the bundle's features" in res.summary()
+    assert not res.failed

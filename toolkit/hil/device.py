@@ -52,6 +52,16 @@ class HilDevice:
         r = dut.run(1, 0, output_size=self.info.output_size, timeout=self.session.policy.timeout_s * 6)
         return np.frombuffer(r.output, np.int8).copy()
 
+    def infer_raw(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One raw window (int16, the frontend's raw shape) through the device's frontend and network:
+        (int8 features, int8 output), both flat. Needs firmware built from a bundle with a frontend."""
+        dut = self.session.dut
+        dut.upload_raw(np.ascontiguousarray(raw, dtype="<i2").tobytes())
+        self.loaded = True  # rrun leaves the features as the loaded model input
+        r = dut.run_raw(1, 0, features_size=self.info.input_size, output_size=self.info.output_size,
+                        timeout=self.session.policy.timeout_s * 6)
+        return np.frombuffer(r.features, np.int8).copy(), np.frombuffer(r.output, np.int8).copy()
+
     def timed(self, runs: int = 10, warmup: int = 1) -> dict[str, Any]:
         """Steady-state timing on the loaded input (the bundle's first input if none): latency per inference."""
         if not self.loaded:
