@@ -122,8 +122,9 @@ def run_campaign(target: str, seeds: list[bytes], mutate: Mutator, check: Check,
     while (n is None or i < start + n) and (seconds is None or time.monotonic() - t_start < seconds):
         rng = np.random.default_rng([seed, i])
         data = mutate(rng, seeds[int(rng.integers(len(seeds)))])
-        if out is not None:
-            (out / f"current{suffix}").write_bytes(data)   # a crash leaves its input behind
+        if out is not None:   # a crash leaves its input and index behind
+            (out / f"current{suffix}").write_bytes(data)
+            (out / "current.idx").write_text(str(i))
         t0 = time.monotonic()
         try:
             with _time_limit(per_input_s):
@@ -665,3 +666,132 @@ def _recipe_invariants(recipe: Any) -> None:
 def scratch_dir(prefix: str) -> Path:
     """A fresh temporary folder for a campaign's files."""
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+# ---------------------------------------------------------------- long runs (bench/fuzz_*.py)
+TARGETS = ("tflite", "onnx", "recipe")
+_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "recipe": ".toml"}
+
+
+def campaign_for(target: str, work: Path, *, external: Path | None = None, deep_every: int = 0,
+                 **kw: Any) -> Report:
+    """Run one target's campaign in this process (seeds, mutator, check and deep check chosen by name)."""
+    work = Path(work)
+    if target == "tflite":
+        seeds, mutate, check = tflite_seeds(external), mutate_tflite, check_tflite
+        deep = deep_check_tflite(work / "deep") if deep_every else None
+    elif target == "onnx":
+        seeds, mutate, check, deep = onnx_seeds(), mutate_onnx, onnx_checker(work / "scratch"), None
+    elif target == "recipe":
+        seeds, mutate, check, deep = recipe_seeds(), mutate_recipe, recipe_checker(work / "scratch"), None
+    else:
+        raise EdgetkError(f"unknown fuzz target {target!r}", fix=f"choose one of: {', '.join(TARGETS)}")
+    return run_campaign(target, seeds, mutate, check, out_dir=work / "failures", suffix=_SUFFIX[target],
+                        deep=deep, deep_every=deep_every, **kw)
+
+
+def baseline(target: str, work: Path, *, external: Path | None = None) -> tuple[int, int, float]:
+    """The unmutated seeds through the same check: (seeds, accepted, inputs per second)."""
+    seeds = tflite_seeds(external) if target == "tflite" else onnx_seeds() if target == "onnx" else recipe_seeds()
+    check = {"tflite": lambda: check_tflite, "onnx": lambda: onnx_checker(Path(work) / "scratch"),
+             "recipe": lambda: recipe_checker(Path(work) / "scratch")}[target]()
+    t0 = time.monotonic()
+    ok = sum(check(s) == "accepted" for s in seeds)
+    return len(seeds), ok, len(seeds) / max(time.monotonic() - t0, 1e-9)
+
+
+def supervise(target: str, work: Path, *, n: int | None, seconds: float | None, seed: int, chunk: int = 5000,
+              deep_every: int = 0, external: Path | None = None) -> Report:
+    """Run a campaign in child processes of `chunk` inputs each; a child killed by a signal is a crash whose
+    input (work/failures/current*) is kept, and the campaign goes on after it."""
+    import subprocess
+    import sys
+
+    work = Path(work)
+    total, t0, start = Report(target, seed), time.monotonic(), 0
+    while (n is None or start < n) and (seconds is None or time.monotonic() - t0 < seconds):
+        count = chunk if n is None else min(chunk, n - start)
+        left = None if seconds is None else max(seconds - (time.monotonic() - t0), 1.0)
+        rep_path = work / f"chunk-{start}.json"
+        cmd = [sys.executable, "-m", "toolkit.fuzz", target, "--work", str(work), "--seed", str(seed),
+               "--start", str(start), "--n", str(count), "--deep-every", str(deep_every), "--report", str(rep_path)]
+        cmd += ["--seconds", str(left)] if left is not None else []
+        cmd += ["--external", str(external)] if external is not None else []
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode < 0 or not rep_path.is_file():
+            fails = work / "failures"
+            idx = int((fails / "current.idx").read_text()) if (fails / "current.idx").is_file() else start
+            crash = fails / f"{target}-{seed}-{idx}-crash{_SUFFIX[target]}"
+            if (fails / f"current{_SUFFIX[target]}").is_file():
+                (fails / f"current{_SUFFIX[target]}").replace(crash)
+            total.failures.append(Failure(idx, "crash", f"child exit {proc.returncode}: {proc.stderr[-500:]}",
+                                          str(crash)))
+            total.tried += idx - start + 1   # the chunk's accepted/refused split before the crash is lost
+            start = idx + 1
+            continue
+        part = json.loads(rep_path.read_text())
+        for k in ("tried", "accepted", "refused", "deep_checked"):
+            setattr(total, k, getattr(total, k) + part[k])
+        total.failures += [Failure(**f) for f in part["failures"]]
+        if part["slowest_s"] > total.slowest_s:
+            total.slowest_s, total.slowest_index = part["slowest_s"], part["slowest_index"]
+        start += part["tried"]
+        if part["tried"] < count:   # the child ran out of time
+            break
+    total.elapsed_s = time.monotonic() - t0
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m toolkit.fuzz TARGET ...`: one in-process campaign chunk (the child of `supervise`)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m toolkit.fuzz")
+    p.add_argument("target", choices=TARGETS)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--deep-every", type=int, default=0)
+    p.add_argument("--external", type=Path, default=None)
+    p.add_argument("--report", type=Path, required=True)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    rep = campaign_for(a.target, a.work, external=a.external, deep_every=a.deep_every, n=a.n, seconds=a.seconds,
+                       seed=a.seed, start=a.start)
+    a.report.write_text(json.dumps(rep.to_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+def bench_main(target: str, *, default_seconds: float, default_deep_every: int = 0) -> int:
+    """The command line of bench/fuzz_*.py: a supervised campaign, then its report beside the seeds' baseline."""
+    import argparse
+
+    from toolkit.paths import REPO_ROOT, shared_dir
+
+    p = argparse.ArgumentParser(description=f"fuzz campaign: {target}")
+    p.add_argument("--n", type=int, default=None, help="inputs to try (default: as many as --seconds allows)")
+    p.add_argument("--seconds", type=float, default=None, help=f"time budget (default {default_seconds:g} s without --n)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk", type=int, default=5000, help="inputs per child process")
+    p.add_argument("--deep-every", type=int, default=default_deep_every, help="deep-check every k-th accepted input")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / f"fuzz-{target}")
+    a = p.parse_args()
+    seconds = a.seconds if a.seconds is not None or a.n is not None else default_seconds
+    external = shared_dir() / "external"
+    a.out.mkdir(parents=True, exist_ok=True)
+    n_seeds, ok, rate = baseline(target, a.out, external=external)
+    rep = supervise(target, a.out, n=a.n, seconds=seconds, seed=a.seed, chunk=a.chunk, deep_every=a.deep_every,
+                    external=external)
+    print(f"baseline: {ok}/{n_seeds} unmutated seeds accepted ({rate:.0f} inputs/s)")
+    print(rep.summary())
+    per_s = rep.tried / rep.elapsed_s if rep.elapsed_s else 0.0
+    if per_s:
+        print(f"1,000,000 inputs at this rate: {1e6 / per_s / 3600:.2f} h on this machine")
+    (a.out / "report.json").write_text(json.dumps(rep.to_json(), indent=1))
+    return 1 if rep.failures else 0

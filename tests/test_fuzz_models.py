@@ -1,0 +1,84 @@
+"""Short seeded fuzz campaigns (issue #14) for the TFLite reader + code generator lowering and for `edgetk inspect`
+of ONNX files; long runs: bench/fuzz_models.py, bench/fuzz_onnx.py. Property: accepted, or one EdgetkError."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from conftest import require_tool
+from toolkit import fuzz
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(scope="module")
+def tflite_seeds(external) -> list[bytes]:
+    return fuzz.tflite_seeds(external)
+
+
+def test_seeds_are_accepted(tflite_seeds):
+    assert len(tflite_seeds) >= 12
+    assert [fuzz.check_tflite(s) for s in tflite_seeds] == ["accepted"] * len(tflite_seeds)
+
+
+def test_tflite_campaign_no_traceback_no_catch_all_and_codegen_matches_tflm(tflite_seeds, tmp_path):
+    """300 mutated models (seed 0); the first accepted one is compiled with ASan/UBSan and compared with TFLite-Micro."""
+    require_tool("gcc")
+    rep = fuzz.run_campaign("tflite", tflite_seeds, fuzz.mutate_tflite, fuzz.check_tflite, n=300, seed=0,
+                            out_dir=tmp_path / "failures", suffix=".tflite",
+                            deep=fuzz.deep_check_tflite(tmp_path / "deep"), deep_every=1000)
+    assert not rep.failures, rep.summary()
+    assert rep.accepted > 20 and rep.refused > 100 and rep.deep_checked == 1, rep.summary()
+
+
+@SETTINGS
+@given(k=st.integers(0, 100), mutation=st.integers(0, 2**32 - 1))
+def test_tflite_field_mutations_hypothesis(tflite_seeds, k, mutation):
+    try:
+        data = fuzz.mutate_tflite_fields(np.random.default_rng(mutation), tflite_seeds[k % len(tflite_seeds)])
+    except (TypeError, ValueError, OverflowError, struct.error):   # a value the flatbuffer field cannot hold
+        assume(False)
+    try:
+        assert fuzz.check_tflite(data) in ("accepted", "refused")
+    except fuzz.Finding as e:
+        pytest.fail(str(e))
+
+
+def test_harness_reports_what_it_must():
+    """The campaign records any other exception, a Finding and a slow input as failures (a harness that cannot fail
+    is a defect)."""
+    def check(data: bytes) -> str:
+        if data[:1] == b"a":
+            raise ValueError("boom")
+        if data[:1] == b"b":
+            raise fuzz.Finding("mismatch", "differs")
+        return "accepted"
+    rep = fuzz.run_campaign("t", [b"a", b"b", b"c"], lambda rng, d: d, check, n=30, seed=0)
+    assert {f.kind for f in rep.failures} == {"traceback", "mismatch"} and rep.accepted + len(rep.failures) == 30
+    slow = fuzz.run_campaign("t", [b"x"], lambda rng, d: d, lambda d: __import__("time").sleep(1) or "accepted",
+                             n=1, per_input_s=0.2)
+    assert [f.kind for f in slow.failures] == ["timeout"]
+
+
+def test_onnx_campaign_no_traceback(tmp_path):
+    rep = fuzz.run_campaign("onnx", fuzz.onnx_seeds(), fuzz.mutate_onnx, fuzz.onnx_checker(tmp_path), n=1500, seed=0,
+                            out_dir=tmp_path / "failures", suffix=".onnx")
+    assert not rep.failures, rep.summary()
+    assert rep.accepted > 100 and rep.refused > 100, rep.summary()
+
+
+@SETTINGS
+@given(mutation=st.integers(0, 2**32 - 1), k=st.integers(0, 1))
+def test_onnx_field_mutations_hypothesis(tmp_path_factory, mutation, k):
+    check = fuzz.onnx_checker(tmp_path_factory.mktemp("onnx"))
+    assert check(fuzz.mutate_onnx_fields(np.random.default_rng(mutation), fuzz.onnx_seeds()[k])) in ("accepted", "refused")
+
+
+def test_supervised_chunk_runs_in_a_child(tmp_path):
+    rep = fuzz.supervise("onnx", tmp_path, n=40, seconds=None, seed=1, chunk=20)
+    assert rep.tried == 40 and not rep.failures and (tmp_path / "chunk-20.json").is_file()
