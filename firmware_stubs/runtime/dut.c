@@ -622,32 +622,44 @@ static void store_input(uint32_t i, uint8_t b)
     g_input[i] = (int8_t)b;
 }
 
-static void bload_receive(uint32_t n, uint32_t want)
+/* The arguments of "<cmd> N CRC%": 1 and the CRC when N is `size`, else the error reply and 0. */
+static int upload_args(const char *cmd, char **tok, int n, uint32_t size, uint32_t *crc)
 {
-    g_loaded = 0;
-    g_expect = n;
-    g_have_output = 0;
-    if (receive("bload", n, want, store_input)) {
-        g_loaded = n;
+    uint32_t len;
+    if (n < 3 || !parse_u32(tok[1], &len) || !parse_hex32(tok[2], crc)) {
+        lb_start("e-[");
+        lb_str(cmd);
+        lb_str(" expects: ");
+        lb_str(cmd);
+        lb_str(" N CRC32HEX]");
+        lb_end();
+        return 0;
     }
+    if (len != size) {
+        lb_start("e-[");
+        lb_str(cmd);
+        lb_str(" size must be ");
+        lb_u64(size);
+        lb_char(']');
+        lb_end();
+        return 0;
+    }
+    return 1;
 }
 
 static void cmd_bload(char **tok, int n)
 {
-    uint32_t len, crc;
+    uint32_t crc;
     begin_sum();
-    if (n < 3 || !parse_u32(tok[1], &len) || !parse_hex32(tok[2], &crc)) {
-        error("bload expects: bload N CRC32HEX", "");
+    if (!upload_args("bload", tok, n, sizeof g_input, &crc)) {
         return;
     }
-    if (len != sizeof g_input) {
-        lb_start("e-[bload size must be ");
-        lb_u64(sizeof g_input);
-        lb_char(']');
-        lb_end();
-        return;
+    g_loaded = 0;
+    g_expect = sizeof g_input;
+    g_have_output = 0;
+    if (receive("bload", sizeof g_input, crc, store_input)) {
+        g_loaded = sizeof g_input;
     }
-    bload_receive(len, crc);
 }
 
 static void run_report(uint32_t runs, uint64_t ticks, uint32_t cycles, int rc)
@@ -705,22 +717,14 @@ static void store_raw(uint32_t i, uint8_t b)
 
 static void cmd_rload(char **tok, int n)
 {
-    uint32_t len, crc;
+    uint32_t crc;
     begin_sum();
-    if (n < 3 || !parse_u32(tok[1], &len) || !parse_hex32(tok[2], &crc)) {
-        error("rload expects: rload N CRC32HEX", "");
-        return;
-    }
-    if (len != sizeof g_raw) {
-        lb_start("e-[rload size must be ");
-        lb_u64(sizeof g_raw);
-        lb_char(']');
-        lb_end();
+    if (!upload_args("rload", tok, n, sizeof g_raw, &crc)) {
         return;
     }
     g_raw_loaded = 0;
-    if (receive("rload", len, crc, store_raw)) {
-        g_raw_loaded = len;
+    if (receive("rload", sizeof g_raw, crc, store_raw)) {
+        g_raw_loaded = sizeof g_raw;
         g_raw_crc = crc;
     }
 }

@@ -184,30 +184,26 @@ class Dut:
         P.parse_bload(reply, crc=zlib.crc32(data), cmd=cmd)  # device errors too: a corrupted header looks like one
         return reply
 
+    def _upload(self, data: bytes, cmd: str, what: str, size_fix: str) -> int:
+        try:
+            self.retrying(cmd, lambda: self._bload_once(data, cmd))
+        except P.LinkError as e:
+            raise P.LinkError(f"{what} of {len(data)} bytes failed: {e}",
+                              fix=f"{size_fix}; otherwise check the link (transcript)") from e
+        self.stats["payload_bytes"] += len(data)
+        return zlib.crc32(data)
+
     def upload(self, data: bytes) -> None:
         """Binary upload with length and CRC32, retried until the device confirms the CRC."""
         self.input_crc = None
-        try:
-            self.retrying("bload", lambda: self._bload_once(data))
-        except P.LinkError as e:
-            raise P.LinkError(f"upload of {len(data)} bytes failed: {e}",
-                              fix="the input size must equal the model's EDGETK_INPUT_SIZE; "
-                              "otherwise check the link (transcript)") from e
-        self.input_crc = zlib.crc32(data)
-        self.stats["payload_bytes"] += len(data)
+        self.input_crc = self._upload(data, "bload", "upload", "the input size must equal the model's EDGETK_INPUT_SIZE")
 
     def upload_raw(self, data: bytes) -> None:
         """Binary upload of one raw window (int16 little-endian) to a firmware with a frontend (`rload`), retried
         until the device confirms the CRC; a firmware without a frontend is a DeviceError, not retried."""
         self.raw_crc = None
-        try:
-            self.retrying("rload", lambda: self._bload_once(data, "rload"))
-        except P.LinkError as e:
-            raise P.LinkError(f"raw upload of {len(data)} bytes failed: {e}",
-                              fix="the raw window must hold EDGETK_RAW_SIZE int16 values (m-info-raw- bytes); "
-                              "otherwise check the link (transcript)") from e
-        self.raw_crc = zlib.crc32(data)
-        self.stats["payload_bytes"] += len(data)
+        self.raw_crc = self._upload(data, "rload", "raw upload",
+                                    "the raw window must hold EDGETK_RAW_SIZE int16 values (m-info-raw- bytes)")
 
     def run_raw(self, runs: int = 1, warmup: int = 0, *, features_size: int, output_size: int,
                 timeout: float | None = None) -> P.RawRunResult:
