@@ -185,3 +185,25 @@ def test_operator_without_inputs_or_outputs_refused():
 def test_zero_sized_tensor_refused():
     t = [T((1, 0, 6, 2), scale=(0.05,), zero_point=(3,)), T((1, 0, 6, 2), scale=(0.05,), zero_point=(3,))]
     refused(build_model(t, [O("RELU", (0,), (1,))], [0], [1]), "operator 0 (RELU)", "empty")
+
+
+def test_parity_runs_tflm_in_process_only_on_models_codegen_validates(tmp_path):
+    from toolkit.codegen.parity import run_tflm_flat
+
+    bad = tmp_path / "minus1.tflite"
+    bad.write_bytes(fc_model(outs=(-1,)))
+    with pytest.raises(EdgetkError, match="subgraph output 0"):
+        run_tflm_flat(bad, np.zeros((2, 12), np.int8))
+    unsupported = tmp_path / "no_options.tflite"   # readable, refused by codegen: TFLite-Micro runs it in a child
+    t = [T((1, 6, 6, 2), scale=(0.05,), zero_point=(3,)), T((1, 6, 6, 2), scale=(0.05,), zero_point=(3,))]
+    unsupported.write_bytes(build_model(t, [O("RELU", (0,), (1,)), O("RELU", (1,), (0,))], [0], [1]))
+    from toolkit.runtimes import run_tflm
+
+    x = RNG.integers(-128, 128, size=(2, 6, 6, 2), dtype=np.int8)
+    with pytest.raises(EdgetkError, match="writes tensor"):
+        lower(read_bytes(unsupported.read_bytes()))
+    np.testing.assert_array_equal(run_tflm_flat(unsupported, x), run_tflm(unsupported, x).reshape(2, -1))
+    good = tmp_path / "good.tflite"
+    good.write_bytes(fc_model())
+    x = RNG.integers(-128, 128, size=(3, 12), dtype=np.int8)
+    np.testing.assert_array_equal(run_tflm_flat(good, x), run_tflm(good, x).reshape(3, -1))

@@ -13,6 +13,7 @@ import numpy as np
 
 from toolkit.codegen import generate
 from toolkit.codegen.host import compile_host, run_host
+from toolkit.codegen.lower import lower
 from toolkit.errors import EdgetkError
 from toolkit.paths import external_model
 from toolkit.tflite import Graph, read_model
@@ -96,9 +97,19 @@ def run_tflm_flat(tflite: str | os.PathLike, x: np.ndarray) -> np.ndarray:
 
     TFLite-Micro keeps variable tensors (an LSTM's hidden and cell state) from one Invoke to the next;
     the interpreter is reset before each input, as every edgetk_invoke call starts from that state.
+    Only a model the code generator validates runs in this process; any other goes through
+    toolkit.runtimes.run_tflm (a child process: TFLite-Micro does not check malformed models).
     """
     from tflite_micro.python.tflite_micro import runtime
 
+    graph = read_model(tflite)
+    try:
+        lower(graph)
+    except EdgetkError:
+        from toolkit.runtimes import run_tflm
+
+        x_in = np.asarray(x).reshape((len(x),) + tuple(graph.tensor(graph.inputs[0]).shape[1:]))
+        return run_tflm(tflite, x_in).reshape(len(x), -1) if len(x) else np.zeros((0, 0), np.int8)
     interp = runtime.Interpreter.from_bytes(Path(tflite).read_bytes(), arena_size=1 << 20)
     shape = tuple(interp.get_input_details(0)["shape"])
     outs = []
