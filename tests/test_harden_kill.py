@@ -90,7 +90,7 @@ def tiny_run(tmp_path_factory) -> Path:
 def test_sigkill_export_leaves_no_orphan_and_next_export_cleans_up(tiny_run, tmp_path):
     out = tmp_path / "bundle"
     env = {k: v for k, v in os.environ.items() if k not in ("NNCF_CI", "NNCF_DEV")}
-    cmd = [sys.executable, "-m", "toolkit", "export", str(tiny_run), "-o", str(out)]
+    cmd = [sys.executable, "-m", "toolkit", "export", str(tiny_run), "-o", str(out), "--calib", "50"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seen: set[tuple[int, str]] = set()
     partial = False
