@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.codegen import emit
-from toolkit.codegen.kernel_sets import DEFAULT, KERNEL_SETS, kernel_sources
+from toolkit.codegen.kernel_sets import DEFAULT, KERNEL_SETS, SPECIALIZED, headers, kernel_sources
 from toolkit.codegen.lower import Step, lower
 from toolkit.codegen.planner import Plan, plan
+from toolkit.codegen.specialize import check_optimize, specialize, summary
 from toolkit.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from toolkit.tflite import Graph, read_model
 
@@ -32,23 +33,33 @@ class CodegenResult:
     macs: int
     sha256: str
     kernels: str
+    optimize: str = "size"
 
 
-def build_model(tflite_path: str | os.PathLike) -> tuple[Graph, list[Step], Plan]:
-    """Read, lower and plan a model without writing anything (for inspect and tests)."""
+def build_model(tflite_path: str | os.PathLike, *, kernels: str = DEFAULT, optimize: str = "size",
+                flash_bytes: int | None = None) -> tuple[Graph, list[Step], Plan]:
+    """Read, lower, specialise (for the kernel set) and plan a model without writing anything."""
+    check_optimize(optimize)
     graph = read_model(tflite_path)
     steps = lower(graph)
+    if kernels in SPECIALIZED:
+        steps = specialize(graph, steps, optimize=optimize, flash_bytes=flash_bytes)
     return graph, steps, plan(graph, steps)
 
 
 def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-             kernels: str = DEFAULT, frontend: Any = None) -> CodegenResult:
+             kernels: str = DEFAULT, frontend: Any = None, optimize: str = "size",
+             flash_bytes: int | None = None) -> CodegenResult:
     """Generate the C library of a .tflite model into out_dir (replaced atomically).
 
     `frontend` (a toolkit.frontends.Frontend, or the info dict of a bundle's frontend.json) adds its C
-    (edgetk_frontend.h/.c, kernels/etf_*) and the entry point edgetk_invoke_raw: raw samples -> output."""
+    (edgetk_frontend.h/.c, kernels/etf_*) and the entry point edgetk_invoke_raw: raw samples -> output.
+    `optimize` ("size" | "speed"): speed stores the weights of the dsp set's conv/FC kernels as int16
+    (twice the bytes; with `flash_bytes`, the target's flash, only as many layers as fit); size keeps int8."""
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
-    graph, steps, pl = build_model(tflite_path)
+    if kernels not in KERNEL_SETS:
+        kernel_sources(kernels, set())  # the one error naming the sets
+    graph, steps, pl = build_model(tflite_path, kernels=kernels, optimize=optimize, flash_bytes=flash_bytes)
     fe = _frontend(frontend, graph)
     families = {s.family for s in steps if not s.alias} | ({"et_shape"} if pl.copy_input_to_output else set())
     sources = kernel_sources(kernels, families)
@@ -56,20 +67,20 @@ def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     with atomic_dir(out_dir) as tmp:
         fe_type = fe.cfg.type if fe is not None else None
         atomic_write_text(tmp / "edgetk_model.h", emit.header(graph, pl, macs, tflite_path.name, fe_type))
-        body = emit.source(graph, steps, pl, tflite_path.name)
+        body = emit.source(graph, steps, pl, tflite_path.name, headers(kernels))
         atomic_write_text(tmp / "edgetk_model.c", body + ("\n" + emit.invoke_raw() if fe is not None else ""))
         (tmp / "kernels").mkdir()
         for src in sources:
             shutil.copyfile(src, tmp / "kernels" / src.name)
         if fe is not None:
             fe.emit_c(tmp)
-        atomic_write_json(tmp / "plan.json", _plan_json(graph, steps, pl, kernels, macs))
+        atomic_write_json(tmp / "plan.json", _plan_json(graph, steps, pl, kernels, macs, optimize))
         files = tuple(sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
     flash = sum(a.nbytes for s in steps for a in s.arrays.values()) + 128 * len(steps)
     log.info("codegen %s: %d ops, arena %d B, ~%d B const data", tflite_path.name, len(steps),
              pl.arena_size, flash)
     return CodegenResult(out_dir, pl.arena_size, flash, files, tuple(s.op for s in steps), macs,
-                         graph.sha256, kernels)
+                         graph.sha256, kernels, optimize)
 
 
 def _frontend(frontend: Any, graph: Graph) -> Any:
@@ -92,13 +103,14 @@ def _frontend(frontend: Any, graph: Graph) -> Any:
     return frontend
 
 
-def _plan_json(graph: Graph, steps: list[Step], pl: Plan, kernels: str, macs: int) -> dict:
+def _plan_json(graph: Graph, steps: list[Step], pl: Plan, kernels: str, macs: int, optimize: str = "size") -> dict:
     tensors = []
     for t, (kind, off) in sorted(pl.location.items()):
         tt = graph.tensor(t)
         tensors.append({"index": t, "name": tt.name, "shape": list(tt.shape), "bytes": tt.nbytes,
                         "location": kind, "offset": off})
     return {"arena_size": pl.arena_size, "alignment": 16, "kernels": kernels, "macs": macs,
+            "optimize": optimize, "specialized": summary(steps),
             "model_sha256": graph.sha256, "tensors": tensors,
             "scratch": {str(k): v for k, v in pl.scratch.items()},
             "buffers": [{"name": b.name, "offset": b.offset, "size": b.size, "first_op": b.first,

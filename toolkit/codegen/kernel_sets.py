@@ -15,13 +15,24 @@ log = logging.getLogger(__name__)
 
 KERNEL_ROOT = Path(__file__).resolve().parent / "kernels"
 HEADERS = ("et_kernels.h", "et_fixedpoint.h")
-EXTRA_FILES = {"et_conv": ("et_conv_sched.c",)}  # schedules shared by every set (per-pixel fns vary)
+EXTRA_FILES = {"et_conv": ("et_conv_sched.c",),  # schedules shared by every set (per-pixel fns vary)
+               "et_dsp_conv": ("et_dsp_mm.c",), "et_dsp_fc": ("et_dsp_mm.c",)}
 
 DEFAULT = "fast"  # bit-exact with "reference" (parity tests run every set); about half the instructions on KWS
 KERNEL_SETS: dict[str, tuple[str, ...]] = {
     "reference": ("reference",),
     "fast": ("fast", "reference"),  # portable conv/depthwise speed-ups; rest from reference
+    # Cortex-M DSP extension (M4/M7/M33; portable C elsewhere, same bits) on weights re-laid out at generation
+    # time (toolkit/codegen/specialize.py); steps outside its exact range keep the fast/reference kernels.
+    "dsp": ("dsp", "fast", "reference"),
 }
+SET_HEADERS: dict[str, tuple[str, ...]] = {"dsp": ("et_dsp.h", "et_dsp_simd.h")}  # included by edgetk_model.c
+SPECIALIZED = frozenset({"dsp"})  # sets whose steps toolkit.codegen.specialize rewrites
+
+
+def headers(name: str) -> tuple[str, ...]:
+    """The set's own headers, which the generated edgetk_model.c includes after et_kernels.h."""
+    return SET_HEADERS.get(name, ())
 
 
 def kernel_sources(name: str, families: set[str]) -> list[Path]:
@@ -30,8 +41,8 @@ def kernel_sources(name: str, families: set[str]) -> list[Path]:
         raise EdgetkError(f"unknown kernel set '{name}'",
                           fix=f"use one of: {', '.join(sorted(KERNEL_SETS))}")
     files = []
-    stems = sorted(f"{f}.c" for f in families) + sorted(x for f in families for x in EXTRA_FILES.get(f, ()))
-    for stem in list(HEADERS) + stems:
+    stems = sorted(f"{f}.c" for f in families) + sorted({x for f in families for x in EXTRA_FILES.get(f, ())})
+    for stem in list(HEADERS) + list(headers(name)) + stems:
         for folder in KERNEL_SETS[name]:
             p = KERNEL_ROOT / folder / stem
             if p.is_file():

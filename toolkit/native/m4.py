@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 HARNESS = Path(__file__).resolve().parent / "harness"
 M4_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+M7_FLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16")       # mps2-an500, an500.ld
+M3_FLAGS = ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft")                          # mps2-an385, an385.ld
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections")
 
 
@@ -39,16 +41,19 @@ class M4Run:
 
 
 def build_m4(sources: Iterable[str | os.PathLike], include_dirs: Iterable[str | os.PathLike], out_dir: str |
-             os.PathLike, *, name: str = "program", extra_flags: tuple[str, ...] = ()) -> Path:
-    """An mps2-an386 ELF of the harness + `sources` (startup and linker script from firmware_stubs)."""
+             os.PathLike, *, name: str = "program", extra_flags: tuple[str, ...] = (),
+             cpu_flags: tuple[str, ...] = M4_FLAGS, linker_script: str = "an386.ld") -> Path:
+    """An mps2-an386 ELF of the harness + `sources` (startup and linker script from firmware_stubs).
+
+    Other mps2 boards: `cpu_flags` (e.g. M3_FLAGS, M7_FLAGS) and `linker_script` under ports/qemu-mps2/."""
     gcc = require_tool("arm-none-eabi-gcc", "build the Cortex-M4 program")
     fw = repo_dir("firmware_stubs") / "ports"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     elf = out / f"{name}.elf"
-    cmd = [gcc, *CFLAGS, *M4_FLAGS, *extra_flags, f"-I{HARNESS}", *(f"-I{d}" for d in include_dirs), str(fw / "cortexm" / "startup.c"),
+    cmd = [gcc, *CFLAGS, *cpu_flags, *extra_flags, f"-I{HARNESS}", *(f"-I{d}" for d in include_dirs), str(fw / "cortexm" / "startup.c"),
            str(HARNESS / "etb_harness.c"), *map(str, sources), "-nostartfiles", "-Wl,--gc-sections",
-           f"-L{fw / 'cortexm'}", "-T", str(fw / "qemu-mps2" / "an386.ld"), "-lm", "-lc", "-lgcc", "-o", str(elf)]
+           f"-L{fw / 'cortexm'}", "-T", str(fw / "qemu-mps2" / linker_script), "-lm", "-lc", "-lgcc", "-o", str(elf)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise EdgetkError(f"building {name} for Cortex-M4 failed:\n{proc.stderr[-4000:]}",
@@ -71,8 +76,8 @@ def _markers(elf: Path) -> tuple[int, int]:
     return syms["edgetk_mark_start"], syms["edgetk_mark_stop"]
 
 
-def run_m4(elf: str | os.PathLike, *, timeout: float = 300.0) -> M4Run:
-    """Run an ELF built by build_m4 on qemu-system-arm mps2-an386 with the instruction counter."""
+def run_m4(elf: str | os.PathLike, *, timeout: float = 300.0, machine: str = "mps2-an386") -> M4Run:
+    """Run an ELF built by build_m4 on qemu-system-arm mps2-an386 (or `machine`) with the instruction counter."""
     qemu = require_tool("qemu-system-arm", "run the Cortex-M4 program")
     elf = Path(elf)
     counts_file = elf.with_suffix(".insn.txt")
@@ -80,7 +85,7 @@ def run_m4(elf: str | os.PathLike, *, timeout: float = 300.0) -> M4Run:
     counts_file.write_text("")
     out_file.write_text("")
     start, stop = _markers(elf)
-    cmd = [qemu, "-machine", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "null",
+    cmd = [qemu, "-machine", machine, "-display", "none", "-monitor", "none", "-serial", "null",
            "-chardev", f"file,id=semi,path={out_file}", "-semihosting-config", "enable=on,target=native,chardev=semi",
            "-kernel", str(elf),
            "-plugin", f"{insn_plugin()},start={start:#x},stop={stop:#x},outfile={counts_file}", "-d", "plugin"]

@@ -1,0 +1,96 @@
+/* edgetk dsp kernel set: kernels for Cortex-M cores with the DSP extension (M4, M7, M33), on data that
+ * the code generator re-lays out for them (toolkit/codegen/specialize.py). Same bits as TFLite-Micro's
+ * reference kernels; on cores without the DSP extension and on the host the same C runs portable
+ * expressions of the same instructions (et_dsp_simd.h).
+ *
+ * Conventions shared by every kernel here:
+ *  - the input offset is folded into the bias: bias' = bias - zp_in * sum(w); taps in the padding read
+ *    the input zero point, so they add nothing, as TFLite-Micro skips them;
+ *  - a "group" is 4 consecutive values of the reduction axis k (for a conv: (ky, kx, ci) flattened);
+ *    16-bit data of a group is stored in the order k0, k2, k1, k3 (what SXTB16 makes of 4 bytes), so
+ *    one SMLAD multiplies the pair (k0, k2) and the next the pair (k1, k3);
+ *  - requantization: rq = {multiplier, (1 << (e - 1)) + (output_offset << e), e} per output channel
+ *    (e = right shift >= 1) takes a doubled accumulator a2 = 2 * acc to
+ *    ssat8((SMMLAR(a2, multiplier, rq[1]) + (a2 >> 31)) >> e): TFLite's MultiplyByQuantizedMultiplier
+ *    plus the output offset, exactly (the generator checks the bounds this needs per channel);
+ *  - "w16" kernels read int16 weights stored doubled (2w) and doubled biases, so the accumulator
+ *    arrives doubled; "w8" kernels read int8 weights and double the accumulator themselves. */
+#ifndef ET_DSP_H
+#define ET_DSP_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* CONV_2D as im2col of two output pixels at a time + a 2x2 (channels x pixels) GEMM micro-kernel. */
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+    int32_t groups;            /* ceil(k_h * k_w * in_c / 4) */
+    int32_t in_zp;             /* value of padded taps (and of the k padding) */
+    int32_t act_min, act_max;
+    const void *filter;        /* per channel pair, per group: int8 [2][4] (w8) or int16 [2][4] k0,k2,k1,k3 (w16) */
+    const int32_t *bias;       /* [out_c rounded up to 2], offset folded (doubled for w16) */
+    const int32_t *rq;         /* [out_c][3] */
+} et_dsp_conv_params;
+
+/* FULLY_CONNECTED (per-tensor or per-channel, weight zero point 0): 4 rows per pass. */
+typedef struct {
+    int32_t batches, in_depth, out_depth;
+    int32_t groups;            /* in_depth / 4 */
+    int32_t act_min, act_max;
+    const void *filter;        /* per 4 rows, per group: int8 [4][4] (w8) or int16 [4][4] k0,k2,k1,k3 (w16) */
+    const int32_t *bias;       /* [out_depth rounded up to 4], offset folded (doubled for w16) */
+    const int32_t *rq;         /* [out_depth][3] */
+} et_dsp_fc_params;
+
+/* DEPTHWISE_CONV_2D, depth multiplier 1: 4 channels at a time copied into zero-point-padded int16 planes.
+ * Geometry in the kernel's orientation; pixel (y, x) of the NHWC tensors is pixel y * sy + x * sx (the
+ * generator may swap the axes so that plane rows run along the longer side). */
+typedef struct {
+    int32_t batches, in_h, in_w, channels, out_h, out_w;
+    int32_t in_sy, in_sx, out_sy, out_sx;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+    int32_t plane_h, plane_w;  /* padded plane of one channel (plane_w even, one spare column) */
+    int32_t in_zp;
+    int32_t act_min, act_max;
+    const int8_t *filter;      /* [channels][k_h][k_w] */
+    const int32_t *bias;       /* [channels], offset folded, doubled */
+    const int32_t *rq;         /* [channels][3] */
+} et_dsp_dw_params;
+
+/* ADD of two tensors of the output's shape (TFLite's left_shift = 20 scheme). */
+typedef struct {
+    int32_t n;
+    int32_t k1, m1, c1, z1, e1;  /* input 1: x2 = (a << 21) + k1; rounding c1; z1 = -1 if e1 > 0 else 0 */
+    int32_t k2, m2, c2, z2, e2;
+    int32_t mo, co, eo;          /* output requantization of 2 * (s1 + s2), output offset in co */
+    int32_t act_min, act_max;
+} et_dsp_add_params;
+
+/* AVERAGE_POOL_2D over the whole image (one output pixel), at most 256 pixels, channels % 4 == 0. */
+typedef struct {
+    int32_t batches, pixels, channels, act_min, act_max;
+} et_dsp_gap_params;
+
+/* Bytes of the int16 im2col of two pixels (+ the int8 gather row) a conv needs in scratch. */
+#define ET_DSP_CONV_COLS(groups) (16 * (groups) + 4 * (groups))
+
+void et_dsp_conv_w8(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
+void et_dsp_conv_w16(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
+/* In place, output rows delayed in a ring of pad_h + 1 rows placed after the im2col in `scratch`. */
+void et_dsp_conv_w8_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+void et_dsp_conv_w16_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+void et_dsp_fc_w8(const et_dsp_fc_params *p, const int8_t *in, int8_t *out);
+void et_dsp_fc_w16(const et_dsp_fc_params *p, const int8_t *in, int8_t *out);
+void et_dsp_dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
+void et_dsp_add(const et_dsp_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void et_dsp_gap(const et_dsp_gap_params *p, const int8_t *in, int8_t *out);
+
+/* GEMM micro-kernels (et_dsp_mm.c). acc holds the initial sums and receives the results.
+ * 2x2: acc = {c0 p0, c1 p0, c0 p1, c1 p1}; x: per group, pixel 0's 4 int16 then pixel 1's.
+ * 4x1: acc = {r0, r1, r2, r3}; x: int8, natural order. */
+void et_dsp_mm2x2_w8(const int8_t *w, const int16_t *x, int32_t groups, int32_t *acc);
+void et_dsp_mm2x2_w16(const int16_t *w, const int16_t *x, int32_t groups, int32_t *acc);
+void et_dsp_mm4x1_w8(const int8_t *w, const int8_t *x, int32_t groups, int32_t *acc);
+void et_dsp_mm4x1_w16(const int16_t *w, const int8_t *x, int32_t groups, int32_t *acc);
+
+#endif

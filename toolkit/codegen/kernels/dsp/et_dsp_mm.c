@@ -1,0 +1,182 @@
+/* GEMM micro-kernels of the dsp set (layouts in et_dsp.h). With the DSP extension: hand-scheduled
+ * Thumb-2 loops (two groups per iteration; LDRD/LDM loads, SXTB16 unpacking, SMLAD); elsewhere the
+ * portable C below, which computes the same wrapping sums. Pointers to weights and int16 columns are
+ * word-aligned (generated arrays and arena scratch are 16-byte aligned); int8 FC inputs may be unaligned. */
+#include "et_dsp.h"
+#include "et_dsp_simd.h"
+
+#if ET_DSP_ASM
+
+#define ET_ARG __attribute__((unused)) /* naked functions read their arguments from r0-r3 */
+
+/* One group: 2 channels x 2 pixels x 4 k, int8 weights. */
+#define MM2X2_W8                                                                                       \
+    "ldrd r8, r9, [r0], #8\n\t"                                                                      \
+    "sxtb16 r10, r8\n\t"                                                                             \
+    "sxtb16 r8, r8, ror #8\n\t"                                                                      \
+    "sxtb16 r11, r9\n\t"                                                                             \
+    "sxtb16 r9, r9, ror #8\n\t"                                                                      \
+    "ldrd r12, lr, [r1], #8\n\t"                                                                     \
+    "smlad r4, r10, r12, r4\n\t"                                                                     \
+    "smlad r4, r8, lr, r4\n\t"                                                                       \
+    "smlad r5, r11, r12, r5\n\t"                                                                     \
+    "smlad r5, r9, lr, r5\n\t"                                                                       \
+    "ldrd r12, lr, [r1], #8\n\t"                                                                     \
+    "smlad r6, r10, r12, r6\n\t"                                                                     \
+    "smlad r6, r8, lr, r6\n\t"                                                                       \
+    "smlad r7, r11, r12, r7\n\t"                                                                     \
+    "smlad r7, r9, lr, r7\n\t"
+
+/* One group: 2 channels x 2 pixels x 4 k, int16 weights. */
+#define MM2X2_W16                                                                                      \
+    "ldm r0!, {r8-r11}\n\t"                                                                          \
+    "ldrd r12, lr, [r1], #8\n\t"                                                                     \
+    "smlad r4, r8, r12, r4\n\t"                                                                      \
+    "smlad r4, r9, lr, r4\n\t"                                                                       \
+    "smlad r5, r10, r12, r5\n\t"                                                                     \
+    "smlad r5, r11, lr, r5\n\t"                                                                      \
+    "ldrd r12, lr, [r1], #8\n\t"                                                                     \
+    "smlad r6, r8, r12, r6\n\t"                                                                      \
+    "smlad r6, r9, lr, r6\n\t"                                                                       \
+    "smlad r7, r10, r12, r7\n\t"                                                                     \
+    "smlad r7, r11, lr, r7\n\t"
+
+/* One group of the int8 input: lr = (x0, x2), r12 = (x1, x3). */
+#define X_INT8                                                                                         \
+    "ldr r12, [r1], #4\n\t"                                                                          \
+    "sxtb16 lr, r12\n\t"                                                                             \
+    "sxtb16 r12, r12, ror #8\n\t"
+
+#define ROW_W8(w, acc)                                                                                 \
+    "sxtb16 r3, " w "\n\t"                                                                           \
+    "sxtb16 " w ", " w ", ror #8\n\t"                                                                \
+    "smlad " acc ", r3, lr, " acc "\n\t"                                                             \
+    "smlad " acc ", " w ", r12, " acc "\n\t"
+
+/* One group: 4 rows x 4 k, int8 weights (r3 is free: the acc pointer waits on the stack). */
+#define MM4X1_W8 X_INT8 "ldm r0!, {r8-r11}\n\t" ROW_W8("r8", "r4") ROW_W8("r9", "r5") ROW_W8("r10", "r6") \
+    ROW_W8("r11", "r7")
+
+/* One group: 4 rows x 4 k, int16 weights. */
+#define MM4X1_W16                                                                                      \
+    X_INT8                                                                                             \
+    "ldm r0!, {r8-r11}\n\t"                                                                          \
+    "smlad r4, r8, lr, r4\n\t"                                                                       \
+    "smlad r4, r9, r12, r4\n\t"                                                                      \
+    "smlad r5, r10, lr, r5\n\t"                                                                      \
+    "smlad r5, r11, r12, r5\n\t"                                                                     \
+    "ldm r0!, {r8-r11}\n\t"                                                                          \
+    "smlad r6, r8, lr, r6\n\t"                                                                       \
+    "smlad r6, r9, r12, r6\n\t"                                                                      \
+    "smlad r7, r10, lr, r7\n\t"                                                                      \
+    "smlad r7, r11, r12, r7\n\t"
+
+/* r2 groups of BODY: an odd one first, then two per iteration. */
+#define GROUP_LOOP(BODY)                                                                               \
+    "lsrs r2, r2, #1\n\t"                                                                            \
+    "bcc 1f\n\t" BODY "1:\n\t"                                                                       \
+    "cmp r2, #0\n\t"                                                                                 \
+    "beq 3f\n"                                                                                       \
+    "2:\n\t" BODY BODY "subs r2, r2, #1\n\t"                                                         \
+    "bne 2b\n"                                                                                       \
+    "3:\n\t"
+
+__attribute__((naked, noinline)) void et_dsp_mm2x2_w8(ET_ARG const int8_t *w, ET_ARG const int16_t *x,
+                                                      ET_ARG int32_t groups, ET_ARG int32_t *acc)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r3, {r4-r7}\n\t" GROUP_LOOP(MM2X2_W8) "stm r3, {r4-r7}\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+
+__attribute__((naked, noinline)) void et_dsp_mm2x2_w16(ET_ARG const int16_t *w, ET_ARG const int16_t *x,
+                                                       ET_ARG int32_t groups, ET_ARG int32_t *acc)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r3, {r4-r7}\n\t" GROUP_LOOP(MM2X2_W16) "stm r3, {r4-r7}\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+
+__attribute__((naked, noinline)) void et_dsp_mm4x1_w8(ET_ARG const int8_t *w, ET_ARG const int8_t *x,
+                                                      ET_ARG int32_t groups, ET_ARG int32_t *acc)
+{
+    __asm__ volatile("push {r3-r11, lr}\n\t"
+                     "ldm r3, {r4-r7}\n\t" GROUP_LOOP(MM4X1_W8) "ldr r3, [sp]\n\t"
+                     "stm r3, {r4-r7}\n\t"
+                     "pop {r3-r11, pc}\n\t");
+}
+
+__attribute__((naked, noinline)) void et_dsp_mm4x1_w16(ET_ARG const int16_t *w, ET_ARG const int8_t *x,
+                                                       ET_ARG int32_t groups, ET_ARG int32_t *acc)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r3, {r4-r7}\n\t" GROUP_LOOP(MM4X1_W16) "stm r3, {r4-r7}\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+
+#else
+
+/* Two lanes of a group of int16 data: (k0, k2) and (k1, k3), as SXTB16 makes them of 4 bytes. */
+static uint32_t pair16(const int16_t *v, int32_t i)
+{
+    return et_pack16(v[i], v[i + 1]);
+}
+
+static int32_t dot_w8(const int8_t *w, uint32_t x02, uint32_t x13, int32_t acc)
+{
+    const uint32_t b = et_ld32(w);
+    return et_smlad(et_sxtb16_ror8(b), x13, et_smlad(et_sxtb16(b), x02, acc));
+}
+
+void et_dsp_mm2x2_w8(const int8_t *w, const int16_t *x, int32_t groups, int32_t *acc)
+{
+    int32_t g;
+    for (g = 0; g < groups; ++g, w += 8, x += 8) {
+        acc[0] = dot_w8(w, pair16(x, 0), pair16(x, 2), acc[0]);
+        acc[1] = dot_w8(w + 4, pair16(x, 0), pair16(x, 2), acc[1]);
+        acc[2] = dot_w8(w, pair16(x, 4), pair16(x, 6), acc[2]);
+        acc[3] = dot_w8(w + 4, pair16(x, 4), pair16(x, 6), acc[3]);
+    }
+}
+
+static int32_t dot_w16(const int16_t *w, const int16_t *x, int32_t acc)
+{
+    return et_smlad(pair16(w, 2), pair16(x, 2), et_smlad(pair16(w, 0), pair16(x, 0), acc));
+}
+
+void et_dsp_mm2x2_w16(const int16_t *w, const int16_t *x, int32_t groups, int32_t *acc)
+{
+    int32_t g;
+    for (g = 0; g < groups; ++g, w += 8, x += 8) {
+        acc[0] = dot_w16(w, x, acc[0]);
+        acc[1] = dot_w16(w + 4, x, acc[1]);
+        acc[2] = dot_w16(w, x + 4, acc[2]);
+        acc[3] = dot_w16(w + 4, x + 4, acc[3]);
+    }
+}
+
+void et_dsp_mm4x1_w8(const int8_t *w, const int8_t *x, int32_t groups, int32_t *acc)
+{
+    int32_t g, r;
+    for (g = 0; g < groups; ++g, w += 16, x += 4) {
+        const uint32_t b = et_ld32(x);
+        for (r = 0; r < 4; ++r) {
+            acc[r] = dot_w8(w + 4 * r, et_sxtb16(b), et_sxtb16_ror8(b), acc[r]);
+        }
+    }
+}
+
+void et_dsp_mm4x1_w16(const int16_t *w, const int8_t *x, int32_t groups, int32_t *acc)
+{
+    int32_t g, r;
+    for (g = 0; g < groups; ++g, w += 16, x += 4) {
+        const uint32_t b = et_ld32(x);
+        const int16_t xs[4] = {(int16_t)et_lo16(et_sxtb16(b)), (int16_t)et_hi16(et_sxtb16(b)),
+                               (int16_t)et_lo16(et_sxtb16_ror8(b)), (int16_t)et_hi16(et_sxtb16_ror8(b))};
+        for (r = 0; r < 4; ++r) {
+            acc[r] = dot_w16(w + 4 * r, xs, acc[r]);
+        }
+    }
+}
+
+#endif

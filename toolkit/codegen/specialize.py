@@ -1,0 +1,267 @@
+"""Generation-time specialisation of lowered steps for the `dsp` kernel set (kernels/dsp, et_dsp.h).
+
+Each conv, depthwise conv, fully-connected, ADD and global average pool step whose integer arithmetic
+the dsp kernels reproduce exactly is rewritten: the input offset folded into the bias (padding reads the
+input zero point), weights re-laid out in the SIMD access order (int8, or doubled int16 with
+`optimize="speed"`), and per-channel requantization constants {multiplier, rounding + output offset,
+shift} whose bounds are checked here, so the kernels need no run-time checks. A step that fails a check
+keeps its portable kernel (the set falls back to `fast`/`reference`): same bits either way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable
+
+import numpy as np
+
+from toolkit.codegen.lower import Step
+from toolkit.errors import EdgetkError
+from toolkit.tflite.ir import Graph
+
+log = logging.getLogger(__name__)
+
+OPTIMIZE = ("size", "speed")
+FLASH_RESERVE = 64 * 1024   # bytes of flash kept for firmware + library code when speed widens weights
+MAX_GAP_PIXELS = 256        # 16-bit lane sums of et_dsp_gap stay exact up to 256 pixels
+_LIMIT = 1 << 31            # int32: |value| < 2^31
+
+
+def check_optimize(optimize: str) -> str:
+    """The optimize mode, or one EdgetkError naming the choices."""
+    if optimize not in OPTIMIZE:
+        raise EdgetkError(f"unknown optimize mode '{optimize}'", fix=f"use one of: {', '.join(OPTIMIZE)}")
+    return optimize
+
+
+def rescale_row(mult: int, shift: int, offset: int, bound2: int, *, allow_e0: bool = False) -> tuple[int, ...] | None:
+    """(multiplier, rounding + offset << e, e) computing MultiplyByQuantizedMultiplier(x, mult, shift) + offset
+    from x2 = 2x with |x2| <= bound2 as (SMMLAR(x2, mult, c) + (x2 >> 31)) >> e; None when not exact.
+
+    floor((x2 * m + 2^31) / 2^32) is TFLite's doubling high multiply of x (no saturation: m < 2^31); the
+    rounding divide by 2^e then needs x's sign only where the high product is non-zero, where they agree."""
+    e = -shift
+    if shift > 0 or mult < 0 or bound2 >= _LIMIT or (e == 0 and not allow_e0) or e > 30:
+        return None
+    c = (1 << (e - 1) if e else 0) + offset * (1 << e)
+    high = (bound2 * mult + (1 << 31)) // (1 << 32) + 1
+    if abs(c) + high + 1 >= _LIMIT or (e == 0 and offset != 0):
+        return None
+    return mult, c, e
+
+
+def _rq(step: Step, bounds: np.ndarray, offset: int) -> np.ndarray | None:
+    rows = [rescale_row(int(m), int(s), offset, 2 * int(b)) for m, s, b in
+            zip(step.arrays["mult"], step.arrays["shift"], bounds)]
+    return None if any(r is None for r in rows) else np.array(rows, np.int32).reshape(-1)
+
+
+def _folded(step: Step, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bias + input_offset * sum(w) per output channel, |accumulator| bound) of weights w [channels, k]."""
+    bias = step.arrays.get("bias", np.zeros(len(w), np.int32)).astype(np.int64)
+    bound = 255 * np.abs(w).sum(axis=1) + np.abs(bias)
+    return bias + step.fields["input_offset"] * w.sum(axis=1), bound
+
+
+def _pad_rows(a: np.ndarray, multiple: int) -> np.ndarray:
+    extra = -len(a) % multiple
+    return np.concatenate([a, np.zeros((extra,) + a.shape[1:], a.dtype)]) if extra else a
+
+
+def _simd_weights(w: np.ndarray, rows: int, wide: bool) -> np.ndarray:
+    """w [channels, 4 * groups] -> per block of `rows` channels, per group, `rows` x 4 values; wide: doubled
+    int16 in the order k0, k2, k1, k3 (what SXTB16 makes of the input bytes)."""
+    w = _pad_rows(w, rows)
+    blocks, groups = len(w) // rows, w.shape[1] // 4
+    g = w.reshape(blocks, rows, groups, 4).transpose(0, 2, 1, 3)
+    return (2 * g[..., [0, 2, 1, 3]]).astype(np.int16).reshape(-1) if wide else g.astype(np.int8).reshape(-1)
+
+
+def _gemm_parts(step: Step, w: np.ndarray, rows: int, wide: bool) -> dict | None:
+    """Arrays (filter, bias, rq) of a conv/FC step with weights w [channels, k] (k padded to 4 here)."""
+    w = w.astype(np.int64)
+    bias, bound = _folded(step, w)
+    rq = _rq(step, bound, step.fields["output_offset"])
+    if rq is None:
+        return None
+    k = w.shape[1]
+    w4 = np.concatenate([w, np.zeros((len(w), -k % 4), np.int64)], axis=1)
+    bias = _pad_rows(bias * (2 if wide else 1), rows)
+    return {"filter": _simd_weights(w4, rows, wide), "bias": bias.astype(np.int32), "rq": rq}
+
+
+def _conv(step: Step, wide: bool) -> Step | None:
+    f, w = step.fields, step.arrays["filter"]
+    oc = w.shape[0]
+    parts = _gemm_parts(step, w.reshape(oc, -1), 2, wide)
+    if parts is None:
+        return None
+    groups = -(-w[0].size // 4)
+    fields = {k: f[k] for k in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w",
+                                "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "act_min", "act_max")}
+    fields.update(groups=groups, in_zp=-f["input_offset"])
+    func = "et_dsp_conv_w16" if wide else "et_dsp_conv_w8"
+    cols = 20 * groups  # ET_DSP_CONV_COLS
+    inplace, inplace_func, inplace_scratch = _conv_inplace(step, cols)
+    return dataclasses.replace(step, family="et_dsp_conv", func=func, struct="et_dsp_conv_params", fields=fields,
+                               arrays=parts, scratch=cols, inplace=inplace,
+                               inplace_func=func + "_inplace" if inplace_func else "", inplace_scratch=inplace_scratch)
+
+
+def _conv_inplace(step: Step, cols: int) -> tuple[int | None, bool, int]:
+    """(inplace, needs the ring variant, scratch bytes in place) for a conv the lowering allows in place.
+
+    A 1x1 stride-1 unpadded conv with out_c <= in_c reads both pixels of a pair before writing them, so it
+    runs in place as it is; any other waits for pad_h + 1 output rows in a ring (as the portable kernels)."""
+    f = step.fields
+    if step.inplace is None or f["batches"] != 1:
+        return None, False, 0
+    pointwise = f["k_h"] == f["k_w"] == 1 and f["stride_h"] == f["stride_w"] == 1 and f["pad_h"] == f["pad_w"] == 0
+    if pointwise and f["out_c"] <= f["in_c"] and f["out_w"] == f["in_w"]:
+        return 0, False, cols
+    out_row, in_row = f["out_w"] * f["out_c"], f["in_w"] * f["in_c"]
+    ring = (f["pad_h"] + 1) * out_row
+    if out_row > in_row or ring >= f["out_h"] * out_row:
+        return None, False, 0
+    return 0, True, cols + ring
+
+
+def _fc(step: Step, wide: bool) -> Step | None:
+    f, w = step.fields, step.arrays["filter"]
+    if f["filter_offset"] != 0 or f["in_depth"] % 4:
+        return None
+    parts = _gemm_parts(step, w, 4, wide)
+    if parts is None:
+        return None
+    fields = {k: f[k] for k in ("batches", "in_depth", "out_depth", "act_min", "act_max")}
+    fields["groups"] = f["in_depth"] // 4
+    return dataclasses.replace(step, family="et_dsp_fc", func="et_dsp_fc_w16" if wide else "et_dsp_fc_w8",
+                               struct="et_dsp_fc_params", fields=fields, arrays=parts)
+
+
+_SWAP_HW = {"in_h": "in_w", "out_h": "out_w", "k_h": "k_w", "stride_h": "stride_w", "dil_h": "dil_w", "pad_h": "pad_w",
+            "in_sy": "in_sx", "out_sy": "out_sx"}
+
+
+def _transpose_dw(f: dict) -> bool:
+    """Run a depthwise conv on the transposed image: taps of a column kernel along the plane rows, and the
+    3x3 stride-1 kernel (four outputs per pass along a row) along the longer output side."""
+    if f["k_w"] == 1 < f["k_h"]:
+        return True
+    square = f["k_h"] == f["k_w"] == 3 and f["stride_h"] == f["stride_w"] == 1 and f["dil_h"] == f["dil_w"] == 1
+    return square and f["out_h"] > f["out_w"]
+
+
+def _dw(step: Step, wide: bool) -> Step | None:  # noqa: ARG001 - depthwise weights stay int8 (widened per channel)
+    f = dict(step.fields)
+    w = step.arrays["filter"]  # [1, k_h, k_w, channels]
+    if f["depth_multiplier"] != 1 or f["in_c"] % 4 or f["in_c"] != f["out_c"]:
+        return None
+    wc = w.reshape(-1, f["out_c"]).T.astype(np.int64)  # [channels, k_h * k_w]
+    bias, bound = _folded(step, wc)
+    rq = _rq(step, bound, f["output_offset"])
+    if rq is None:
+        return None
+    filt = wc.reshape(f["out_c"], f["k_h"], f["k_w"])
+    f.update(in_sy=f["in_w"], in_sx=1, out_sy=f["out_w"], out_sx=1)
+    if _transpose_dw(f):
+        f.update({a: f[b] for a, b in _SWAP_HW.items()} | {b: f[a] for a, b in _SWAP_HW.items()})
+        filt = filt.transpose(0, 2, 1)
+    plane_h = (f["out_h"] - 1) * f["stride_h"] + (f["k_h"] - 1) * f["dil_h"] + 1
+    plane_w = (f["out_w"] - 1) * f["stride_w"] + (f["k_w"] - 1) * f["dil_w"] + 2
+    plane_w += plane_w % 2
+    fields = {k: f[k] for k in ("batches", "in_h", "in_w", "out_h", "out_w", "in_sy", "in_sx", "out_sy", "out_sx",
+                                "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "act_min",
+                                "act_max")}
+    fields.update(channels=f["in_c"], plane_h=plane_h, plane_w=plane_w, in_zp=-f["input_offset"])
+    scratch = 8 * plane_h * plane_w + 4 * max(6, f["k_h"] * ((f["k_w"] + 1) // 2))
+    arrays = {"filter": filt.astype(np.int8).reshape(-1), "bias": (2 * bias).astype(np.int32), "rq": rq}
+    inplace = 0 if step.inplace is not None else None
+    return dataclasses.replace(step, family="et_dsp_dw", func="et_dsp_dw", struct="et_dsp_dw_params", fields=fields,
+                               arrays=arrays, scratch=scratch, inplace=inplace, inplace_func="",
+                               inplace_scratch=scratch if inplace is not None else 0)
+
+
+def _add(step: Step, wide: bool) -> Step | None:  # noqa: ARG001
+    f = step.fields
+    shape = f["out_shape"]
+    dense = [int(np.prod(shape[d + 1:])) for d in range(4)]
+    if f["in1_stride"] != dense or f["in2_stride"] != dense or f["left_shift"] != 20:
+        return None
+    bound_x2 = 255 << 21
+    ins = [rescale_row(f[f"in{i}_mult"], f[f"in{i}_shift"], 0, bound_x2, allow_e0=True) for i in (1, 2)]
+    if None in ins:
+        return None
+    sums = sum((bound_x2 * m + (1 << 31)) // (1 << 32) + abs(c) + 1 for m, c, _ in ins)
+    out = rescale_row(f["out_mult"], f["out_shift"], f["output_offset"], 2 * sums)
+    if out is None:
+        return None
+    fields = {"n": int(np.prod(shape)), "act_min": f["act_min"], "act_max": f["act_max"],
+              "mo": out[0], "co": out[1], "eo": out[2]}
+    for i, (m, c, e) in zip((1, 2), ins):
+        fields.update({f"k{i}": f[f"in{i}_offset"] * (1 << 21), f"m{i}": m, f"c{i}": c, f"z{i}": -1 if e else 0,
+                       f"e{i}": e})
+    return dataclasses.replace(step, family="et_dsp_add", func="et_dsp_add", struct="et_dsp_add_params",
+                               fields=fields)
+
+
+def _pool(step: Step, wide: bool) -> Step | None:  # noqa: ARG001
+    f = step.fields
+    pixels = f["in_h"] * f["in_w"]
+    if step.func != "et_avg_pool_s8" or (f["out_h"], f["out_w"], f["pad_h"], f["pad_w"]) != (1, 1, 0, 0) \
+            or (f["k_h"], f["k_w"]) != (f["in_h"], f["in_w"]) or pixels > MAX_GAP_PIXELS or f["channels"] % 4:
+        return None
+    fields = {"batches": f["batches"], "pixels": pixels, "channels": f["channels"], "act_min": f["act_min"],
+              "act_max": f["act_max"]}
+    return dataclasses.replace(step, family="et_dsp_pool", func="et_dsp_gap", struct="et_dsp_gap_params",
+                               fields=fields)
+
+
+RULES: dict[str, Callable[[Step, bool], Step | None]] = {
+    "et_conv2d_s8": _conv,
+    "et_depthwise_conv2d_s8": _dw,
+    "et_fully_connected_s8": _fc,
+    "et_add_s8": _add,
+    "et_avg_pool_s8": _pool,
+}
+WIDENABLE = ("et_conv2d_s8", "et_fully_connected_s8")
+
+
+def _widened(steps: list[Step], optimize: str, flash_bytes: int | None) -> set[int]:
+    """Steps whose weights `speed` stores as int16: all, or (with a flash size) the most reused first."""
+    if optimize != "speed":
+        return set()
+    cand = [s for s in steps if s.func in WIDENABLE]
+    if flash_bytes is None:
+        return {s.index for s in cand}
+    room = flash_bytes - FLASH_RESERVE - sum(a.nbytes for s in steps for a in s.arrays.values())
+    chosen = set()
+    for s in sorted(cand, key=lambda s: (-s.macs / max(s.arrays["filter"].size, 1), s.index)):
+        extra = s.arrays["filter"].size + 2 * s.arrays["filter"].shape[0]  # int8 -> int16 (+ padding)
+        if extra <= room:
+            chosen.add(s.index)
+            room -= extra
+    return chosen
+
+
+def specialize(graph: Graph, steps: list[Step], *, optimize: str = "size",  # noqa: ARG001 - graph kept for rules
+               flash_bytes: int | None = None) -> list[Step]:
+    """The steps rewritten for the dsp kernels (see the module docstring); others unchanged."""
+    check_optimize(optimize)
+    wide = _widened(steps, optimize, flash_bytes)
+    out = []
+    for s in steps:
+        rule = None if s.alias else RULES.get(s.func)
+        new = rule(s, s.index in wide) if rule else None
+        if rule and new is None:
+            log.info("operator %d (%s) keeps its portable kernel: outside the dsp kernels' exact range", s.index, s.op)
+        out.append(new or s)
+    return out
+
+
+def summary(steps: list[Step]) -> dict:
+    """What specialisation did, for plan.json: dsp kernels used, int16-weight steps, weight bytes."""
+    weights = sum(a.nbytes for s in steps for k, a in s.arrays.items() if k in ("filter", "bias"))
+    return {"dsp_steps": sum(s.family.startswith("et_dsp") for s in steps),
+            "int16_weight_steps": [s.index for s in steps if s.func.endswith("_w16")],
+            "weight_bytes": int(weights)}
