@@ -60,7 +60,8 @@ def test_good_bundle_passes_on_qemu_and_host_sim(imu, tmp_path, capsys):
     c = _checks(doc)
     assert rc == 0 and doc["verdict"] == "pass" and doc["ran_on"] == "qemu-m4" and doc["samples"] == 40, doc
     assert {k: v["verdict"] for k, v in c.items()} == {
-        "target": PASS, "device": PASS, "outputs_vs_golden": PASS, "outputs_vs_tflm": PASS, "accuracy": PASS}
+        "target": PASS, "device": PASS, "features": PASS, "outputs_vs_golden": PASS, "outputs_vs_tflm": PASS,
+        "accuracy": PASS}  # imu-motions runs its C frontend: raw windows in, features compared
     assert c["outputs_vs_golden"]["measured"] == 0 and c["accuracy"]["measured"] == 0
     assert "top-1 from the device outputs" in c["accuracy"]["detail"]
     rc, doc = _validate(capsys, str(imu), "--target", "host-sim", "--samples", "8", "-o", str(tmp_path / "h"))
@@ -183,7 +184,7 @@ def test_device_dying_mid_run_fails_with_what_was_measured(imu, tmp_path, capsys
     rep = json.loads((tmp_path / "v" / "report.json").read_text())
     done = len((tmp_path / "v" / "results.jsonl").read_text().splitlines())
     assert 3 <= done < 40 and rep["comparisons"][0]["samples"] == done and rep["fidelity"]["bit_exact"]
-    assert f"after {done} of 40 samples" in c["device"]["detail"]
+    assert f"after {done} of 40 raw windows" in c["device"]["detail"]  # imu-motions: raw windows through its frontend
 
 
 def test_profile_mlperf_tflite_with_random_inputs(external, tmp_path, capsys):

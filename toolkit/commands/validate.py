@@ -4,12 +4,15 @@ Runs the same measurement as `edgetk profile` (reports included), then checks:
   target       the requested target itself ran (a fallback to QEMU, the host simulator or an
                estimate fails unless --allow-fallback)
   device       the device answered every command (no error, no reset, no lost link)
+  features     bundles with a C frontend: raw windows go to the device, and the features it computes equal
+               the training features (the bundle's test_x_int8.npy) bit for bit on every window
   outputs_vs_golden / outputs_vs_tflm
                every device output value equals the reference within --max-lsb (default 0), on every
                sample: the bundle's golden test_out_int8.npy (when it has one) and TFLite-Micro on this host
   accuracy     on labelled test data, the accuracy computed from the device outputs (top-1; ROC AUC of the
                reconstruction error for anomaly models) is at most --max-drop below the reference's on the
-               same samples (skipped, and said so, without labels: e.g. random inputs)
+               same samples: the bundle's golden outputs, else TFLite-Micro on this host (skipped, and said
+               so, without labels: e.g. random inputs)
 
 Exit status:
   0  every check passed (a skipped accuracy check is printed, not failed)

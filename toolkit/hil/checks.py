@@ -114,7 +114,8 @@ def score(bundle: Bundle, device: np.ndarray | None, tflm: np.ndarray | None, *,
     """comparisons (vs the bundle's golden outputs and vs TFLite-Micro) and accuracy, for the report.
 
     raw=True: the device ran from raw samples and `tflm` is TFLite-Micro on the host C frontend's features of
-    the same raw windows; the accuracy reference is then that host-from-raw run."""
+    the same raw windows. The accuracy reference is the bundle's golden outputs when it has them (so a model
+    changed after export shows as a drop), else the host run."""
     if device is None or len(device) == 0:
         return {"comparisons": [], "accuracy": None, "accuracy_skipped": "no device outputs"}
     k = len(device)
@@ -126,7 +127,7 @@ def score(bundle: Bundle, device: np.ndarray | None, tflm: np.ndarray | None, *,
     zp = _io(bundle, "output").get("zero_point", 0)
     zp = int(zp[0] if isinstance(zp, list) else zp)
     comps = [compare(name, device, ref.reshape(device.shape), zp) for name, ref in refs]
-    acc_ref = refs[-1] if raw and tflm is not None else (refs[0] if refs else None)
+    acc_ref = refs[0] if refs else None
     acc, why = accuracy(bundle, k, device, acc_ref[1].reshape(device.shape), acc_ref[0]) if acc_ref else (None, "no reference")
     return {"comparisons": comps, "accuracy": acc, "accuracy_skipped": why}
 
