@@ -60,7 +60,12 @@ def _litert_interpreter_cls():
 
 
 def run_litert(path: str | os.PathLike, x: np.ndarray, *, reference: bool = True) -> np.ndarray:
-    """Run a .tflite model in LiteRT; reference=True uses the builtin reference kernels (TFLM-exact)."""
+    """Run a .tflite model in LiteRT; reference=True uses the builtin reference kernels (TFLM-exact).
+
+    The file is validated by edgetk's reader first (one EdgetkError for a malformed model)."""
+    from toolkit.tflite import read_bytes
+
+    read_bytes(Path(path).read_bytes(), name=str(path))
     tfl = _litert_interpreter_cls()
     kw = {"experimental_op_resolver_type": tfl.OpResolverType.BUILTIN_REF} if reference else {}
     interp = tfl.Interpreter(model_path=str(path), **kw)
