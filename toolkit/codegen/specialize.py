@@ -50,10 +50,16 @@ def rescale_row(mult: int, shift: int, offset: int, bound2: int, *, allow_e0: bo
     return mult, c, e
 
 
-def _rq(step: Step, bounds: np.ndarray, offset: int) -> np.ndarray | None:
+def _rq(step: Step, bounds: np.ndarray, offset: int) -> tuple[np.ndarray, int] | None:
+    """Requantization pairs {multiplier, c} per channel (the shift is 1 + trailing zeros of c) and the row
+    stride: 0 when one pair serves every channel (per-tensor scales)."""
     rows = [rescale_row(int(m), int(s), offset, 2 * int(b)) for m, s, b in
             zip(step.arrays["mult"], step.arrays["shift"], bounds)]
-    return None if any(r is None for r in rows) else np.array(rows, np.int32).reshape(-1)
+    if any(r is None for r in rows):
+        return None
+    pairs = np.array([r[:2] for r in rows], np.int32)
+    assert all((c & -c) == 1 << (e - 1) for _, c, e in rows)  # e = 1 + trailing zeros of c
+    return (pairs[:1].reshape(-1), 0) if (pairs == pairs[0]).all() else (pairs.reshape(-1), 2)
 
 
 def _folded(step: Step, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +93,7 @@ def _gemm_parts(step: Step, w: np.ndarray, rows: int, wide: bool) -> dict | None
     k = w.shape[1]
     w4 = np.concatenate([w, np.zeros((len(w), -k % 4), np.int64)], axis=1)
     bias = _pad_rows(bias * (2 if wide else 1), rows)
-    return {"filter": _simd_weights(w4, rows, wide), "bias": bias.astype(np.int32), "rq": rq}
+    return {"filter": _simd_weights(w4, rows, wide), "bias": bias.astype(np.int32), "rq": rq[0], "rq_stride": rq[1]}
 
 
 def _conv(step: Step, wide: bool) -> Step | None:
@@ -96,11 +102,13 @@ def _conv(step: Step, wide: bool) -> Step | None:
     parts = _gemm_parts(step, w.reshape(oc, -1), 2, wide)
     if parts is None:
         return None
+    rq_stride = parts.pop("rq_stride")
     groups = -(-w[0].size // 4)
     fields = {k: f[k] for k in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w",
                                 "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "act_min", "act_max")}
-    fields.update(groups=groups, in_zp=-f["input_offset"])
-    func = "et_dsp_conv_w16" if wide else "et_dsp_conv_w8"
+    fields.update(groups=groups, in_zp=-f["input_offset"], rq_stride=rq_stride)
+    pointwise = (f["k_h"], f["k_w"], f["pad_h"], f["pad_w"], f["in_c"] % 4) == (1, 1, 0, 0, 0)
+    func = ("et_dsp_conv1x1" if pointwise else "et_dsp_conv") + ("_w16" if wide else "_w8")
     cols = 20 * groups  # ET_DSP_CONV_COLS
     inplace, inplace_func, inplace_scratch = _conv_inplace(step, cols)
     return dataclasses.replace(step, family="et_dsp_conv", func=func, struct="et_dsp_conv_params", fields=fields,
@@ -134,7 +142,7 @@ def _fc(step: Step, wide: bool) -> Step | None:
     if parts is None:
         return None
     fields = {k: f[k] for k in ("batches", "in_depth", "out_depth", "act_min", "act_max")}
-    fields["groups"] = f["in_depth"] // 4
+    fields.update(groups=f["in_depth"] // 4, rq_stride=parts.pop("rq_stride"))
     return dataclasses.replace(step, family="et_dsp_fc", func="et_dsp_fc_w16" if wide else "et_dsp_fc_w8",
                                struct="et_dsp_fc_params", fields=fields, arrays=parts)
 
@@ -173,11 +181,13 @@ def _dw(step: Step, wide: bool) -> Step | None:  # noqa: ARG001 - depthwise weig
     fields = {k: f[k] for k in ("batches", "in_h", "in_w", "out_h", "out_w", "in_sy", "in_sx", "out_sy", "out_sx",
                                 "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "act_min",
                                 "act_max")}
-    fields.update(channels=f["in_c"], plane_h=plane_h, plane_w=plane_w, in_zp=-f["input_offset"])
+    fields.update(channels=f["in_c"], plane_h=plane_h, plane_w=plane_w, in_zp=-f["input_offset"], rq_stride=rq[1])
     scratch = 8 * plane_h * plane_w + 4 * max(6, f["k_h"] * ((f["k_w"] + 1) // 2))
-    arrays = {"filter": filt.astype(np.int8).reshape(-1), "bias": (2 * bias).astype(np.int32), "rq": rq}
+    arrays = {"filter": filt.astype(np.int8).reshape(-1), "bias": (2 * bias).astype(np.int32), "rq": rq[0]}
     inplace = 0 if step.inplace is not None else None
-    return dataclasses.replace(step, family="et_dsp_dw", func="et_dsp_dw", struct="et_dsp_dw_params", fields=fields,
+    fast = (f["k_h"], f["k_w"], f["stride_w"], f["dil_w"]) == (3, 3, 1, 1)
+    return dataclasses.replace(step, family="et_dsp_dw", func="et_dsp_dw3x3" if fast else "et_dsp_dw",
+                               struct="et_dsp_dw_params", fields=fields,
                                arrays=arrays, scratch=scratch, inplace=inplace, inplace_func="",
                                inplace_scratch=scratch if inplace is not None else 0)
 

@@ -9,9 +9,10 @@
  *  - a "group" is 4 consecutive values of the reduction axis k (for a conv: (ky, kx, ci) flattened);
  *    16-bit data of a group is stored in the order k0, k2, k1, k3 (what SXTB16 makes of 4 bytes), so
  *    one SMLAD multiplies the pair (k0, k2) and the next the pair (k1, k3);
- *  - requantization: rq = {multiplier, (1 << (e - 1)) + (output_offset << e), e} per output channel
- *    (e = right shift >= 1) takes a doubled accumulator a2 = 2 * acc to
- *    ssat8((SMMLAR(a2, multiplier, rq[1]) + (a2 >> 31)) >> e): TFLite's MultiplyByQuantizedMultiplier
+ *  - requantization: rq = {multiplier, c = (1 << (e - 1)) + (output_offset << e)} per output channel
+ *    (rq_stride 2; 0 when one pair serves every channel), e = right shift >= 1 = 1 + trailing zeros of c
+ *    (c is 2^(e-1) times an odd number), takes a doubled accumulator a2 = 2 * acc to
+ *    ssat8((SMMLAR(a2, multiplier, c) + (a2 >> 31)) >> e): TFLite's MultiplyByQuantizedMultiplier
  *    plus the output offset, exactly (the generator checks the bounds this needs per channel);
  *  - "w16" kernels read int16 weights stored doubled (2w) and doubled biases, so the accumulator
  *    arrives doubled; "w8" kernels read int8 weights and double the accumulator themselves. */
@@ -26,20 +27,20 @@ typedef struct {
     int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
     int32_t groups;            /* ceil(k_h * k_w * in_c / 4) */
     int32_t in_zp;             /* value of padded taps (and of the k padding) */
-    int32_t act_min, act_max;
+    int32_t act_min, act_max, rq_stride;
     const void *filter;        /* per channel pair, per group: int8 [2][4] (w8) or int16 [2][4] k0,k2,k1,k3 (w16) */
     const int32_t *bias;       /* [out_c rounded up to 2], offset folded (doubled for w16) */
-    const int32_t *rq;         /* [out_c][3] */
+    const int32_t *rq;         /* [out_c][2], or [1][2] */
 } et_dsp_conv_params;
 
 /* FULLY_CONNECTED (per-tensor or per-channel, weight zero point 0): 4 rows per pass. */
 typedef struct {
     int32_t batches, in_depth, out_depth;
     int32_t groups;            /* in_depth / 4 */
-    int32_t act_min, act_max;
+    int32_t act_min, act_max, rq_stride;
     const void *filter;        /* per 4 rows, per group: int8 [4][4] (w8) or int16 [4][4] k0,k2,k1,k3 (w16) */
     const int32_t *bias;       /* [out_depth rounded up to 4], offset folded (doubled for w16) */
-    const int32_t *rq;         /* [out_depth][3] */
+    const int32_t *rq;         /* [out_depth][2], or [1][2] */
 } et_dsp_fc_params;
 
 /* DEPTHWISE_CONV_2D, depth multiplier 1: 4 channels at a time copied into zero-point-padded int16 planes.
@@ -51,10 +52,10 @@ typedef struct {
     int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
     int32_t plane_h, plane_w;  /* padded plane of one channel (plane_w even, one spare column) */
     int32_t in_zp;
-    int32_t act_min, act_max;
+    int32_t act_min, act_max, rq_stride;
     const int8_t *filter;      /* [channels][k_h][k_w] */
     const int32_t *bias;       /* [channels], offset folded, doubled */
-    const int32_t *rq;         /* [channels][3] */
+    const int32_t *rq;         /* [channels][2], or [1][2] */
 } et_dsp_dw_params;
 
 /* ADD of two tensors of the output's shape (TFLite's left_shift = 20 scheme). */
@@ -79,18 +80,27 @@ void et_dsp_conv_w16(const et_dsp_conv_params *p, const int8_t *in, int8_t *out,
 /* In place, output rows delayed in a ring of pad_h + 1 rows placed after the im2col in `scratch`. */
 void et_dsp_conv_w8_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
 void et_dsp_conv_w16_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+/* 1x1 unpadded convolutions with in_c % 4 == 0: the input pixels are the columns (no gather). */
+void et_dsp_conv1x1_w8(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
+void et_dsp_conv1x1_w16(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
+void et_dsp_conv1x1_w8_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+void et_dsp_conv1x1_w16_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
 void et_dsp_fc_w8(const et_dsp_fc_params *p, const int8_t *in, int8_t *out);
 void et_dsp_fc_w16(const et_dsp_fc_params *p, const int8_t *in, int8_t *out);
 void et_dsp_dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
+/* 3x3, stride 1 and dilation 1 along the plane rows: four outputs per pass. */
+void et_dsp_dw3x3(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
 void et_dsp_add(const et_dsp_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void et_dsp_gap(const et_dsp_gap_params *p, const int8_t *in, int8_t *out);
 
 /* GEMM micro-kernels (et_dsp_mm.c). acc holds the initial sums and receives the results.
  * 2x2: acc = {c0 p0, c1 p0, c0 p1, c1 p1}; x: per group, pixel 0's 4 int16 then pixel 1's.
  * 4x1: acc = {r0, r1, r2, r3}; x: int8, natural order. */
-void et_dsp_mm2x2_w8(const int8_t *w, const int16_t *x, int32_t groups, int32_t *acc);
-void et_dsp_mm2x2_w16(const int16_t *w, const int16_t *x, int32_t groups, int32_t *acc);
-void et_dsp_mm4x1_w8(const int8_t *w, const int8_t *x, int32_t groups, int32_t *acc);
-void et_dsp_mm4x1_w16(const int16_t *w, const int8_t *x, int32_t groups, int32_t *acc);
+typedef void (*et_dsp_mm2x2_fn)(const void *w, const int16_t *x, int32_t groups, int32_t *acc);
+typedef void (*et_dsp_mm4x1_fn)(const void *w, const int8_t *x, int32_t groups, int32_t *acc);
+void et_dsp_mm2x2_w8(const void *w, const int16_t *x, int32_t groups, int32_t *acc);
+void et_dsp_mm2x2_w16(const void *w, const int16_t *x, int32_t groups, int32_t *acc);
+void et_dsp_mm4x1_w8(const void *w, const int8_t *x, int32_t groups, int32_t *acc);
+void et_dsp_mm4x1_w16(const void *w, const int8_t *x, int32_t groups, int32_t *acc);
 
 #endif

@@ -80,78 +80,85 @@ static void gather(const et_dsp_conv_params *p, const int8_t *in, int32_t oy, in
     fill_bytes(d, 4 * p->groups - p->k_h * seg, p->in_zp);
 }
 
-/* Column slot of output pixel j of an image: a 1x1 unpadded conv widens the input pixel in place. */
-static void im2col(const et_dsp_conv_params *p, const int8_t *in, int32_t j, int16_t *slot, int8_t *row)
+/* Column slot of output pixel j of an image: the receptive field gathered, then widened. */
+static void cols_any(const et_dsp_conv_params *p, const int8_t *in, int32_t j, int16_t *slot, int8_t *row)
 {
-    const int32_t oy = j / p->out_w, ox = j % p->out_w;
-    if (p->k_h == 1 && p->k_w == 1 && p->pad_h == 0 && p->pad_w == 0 && (p->in_c & 3) == 0) {
-        widen(in + ((size_t)oy * p->stride_h * p->in_w + (size_t)ox * p->stride_w) * p->in_c, slot, p->groups);
-        return;
-    }
-    gather(p, in, oy, ox, row);
+    gather(p, in, j / p->out_w, j % p->out_w, row);
     widen(row, slot, p->groups);
 }
 
-static int8_t out8(const et_dsp_conv_params *p, int32_t a2, const int32_t *rq, int clamp)
+/* 1x1, unpadded, in_c % 4 == 0: the input pixel widened where it is. */
+static void cols_1x1(const et_dsp_conv_params *p, const int8_t *in, int32_t j, int16_t *slot, int8_t *row)
 {
-    const int32_t v = et_dsp_rq(a2, rq);
+    const int32_t oy = j / p->out_w, ox = j % p->out_w;
+    (void)row;
+    widen(in + ((size_t)oy * p->stride_h * p->in_w + (size_t)ox * p->stride_w) * p->in_c, slot, p->groups);
+}
+
+/* An entry point's micro-kernel, whether its accumulators need doubling (int8 weights), and its im2col:
+ * each entry point links only what it uses. */
+typedef struct {
+    et_dsp_mm2x2_fn mm;
+    int32_t shift;
+    void (*cols)(const et_dsp_conv_params *p, const int8_t *in, int32_t j, int16_t *slot, int8_t *row);
+} gemm_kind;
+
+static int8_t out8(const et_dsp_conv_params *p, uint32_t acc, int32_t shift, const int32_t *rq, int32_t e, int clamp)
+{
+    const int32_t v = et_dsp_rq_e((int32_t)(acc << shift), rq, e);
     return (int8_t)(clamp ? et_dsp_clamp(v, p->act_min, p->act_max) : v);
 }
 
 /* All output channels of the two pixels whose columns are in `cols`. */
-static void gemm_pair(const et_dsp_conv_params *p, const int16_t *cols, int8_t *o0, int8_t *o1, int wide)
+static void gemm_pair(const et_dsp_conv_params *p, const int16_t *cols, int8_t *o0, int8_t *o1, gemm_kind k)
 {
-    const int8_t *w8 = (const int8_t *)p->filter;
-    const int16_t *w16 = (const int16_t *)p->filter;
+    const int8_t *w = (const int8_t *)p->filter;
+    const size_t wstep = (size_t)(8 << (1 - k.shift)) * p->groups;  /* bytes per channel pair */
     const int clamp = p->act_min > -128 || p->act_max < 127;
-    const int32_t groups = p->groups, shift = wide ? 0 : 1;
     int32_t c, acc[4];
-    for (c = 0; c < p->out_c; c += 2) {
-        const int32_t *rq = p->rq + 3 * c;
+    for (c = 0; c < p->out_c; c += 2, w += wstep) {
+        const int32_t *rq = p->rq + p->rq_stride * c;
+        int32_t e = et_dsp_rq_shift(rq);
         acc[0] = acc[2] = p->bias[c];
         acc[1] = acc[3] = p->bias[c + 1];
-        if (wide) {
-            et_dsp_mm2x2_w16(w16, cols, groups, acc);
-            w16 += 8 * groups;
-        } else {
-            et_dsp_mm2x2_w8(w8, cols, groups, acc);
-            w8 += 8 * groups;
-        }
-        o1[c] = out8(p, (int32_t)((uint32_t)acc[2] << shift), rq, clamp);
-        o0[c] = out8(p, (int32_t)((uint32_t)acc[0] << shift), rq, clamp);
+        k.mm(w, cols, p->groups, acc);
+        o1[c] = out8(p, (uint32_t)acc[2], k.shift, rq, e, clamp);
+        o0[c] = out8(p, (uint32_t)acc[0], k.shift, rq, e, clamp);
         if (c + 1 < p->out_c) {
-            o1[c + 1] = out8(p, (int32_t)((uint32_t)acc[3] << shift), rq + 3, clamp);
-            o0[c + 1] = out8(p, (int32_t)((uint32_t)acc[1] << shift), rq + 3, clamp);
+            rq += p->rq_stride;
+            e = et_dsp_rq_shift(rq);
+            o1[c + 1] = out8(p, (uint32_t)acc[3], k.shift, rq, e, clamp);
+            o0[c + 1] = out8(p, (uint32_t)acc[1], k.shift, rq, e, clamp);
         }
     }
 }
 
 /* Output pixels j0 .. j1 - 1 of one image (row-major) into dst, two at a time (an odd last one twice). */
 static void conv_span(const et_dsp_conv_params *p, const int8_t *in, int32_t j0, int32_t j1, int8_t *dst,
-                      int16_t *cols, int wide)
+                      int16_t *cols, gemm_kind k)
 {
     int8_t *row = (int8_t *)(cols + 8 * p->groups);
     int32_t j;
     for (j = j0; j < j1; j += 2) {
         const int32_t j2 = j + 1 < j1 ? j + 1 : j;
-        im2col(p, in, j, cols, row);
-        im2col(p, in, j2, cols + 4, row);
-        gemm_pair(p, cols, dst + (size_t)(j - j0) * p->out_c, dst + (size_t)(j2 - j0) * p->out_c, wide);
+        k.cols(p, in, j, cols, row);
+        k.cols(p, in, j2, cols + 4, row);
+        gemm_pair(p, cols, dst + (size_t)(j - j0) * p->out_c, dst + (size_t)(j2 - j0) * p->out_c, k);
     }
 }
 
-static void conv_all(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch, int wide)
+static void conv_all(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch, gemm_kind k)
 {
     const int32_t pixels = p->out_h * p->out_w;
     int32_t b;
     for (b = 0; b < p->batches; ++b) {
         conv_span(p, in + (size_t)b * p->in_h * p->in_w * p->in_c, 0, pixels, out + (size_t)b * pixels * p->out_c,
-                  (int16_t *)(void *)scratch, wide);
+                  (int16_t *)(void *)scratch, k);
     }
 }
 
 /* Batch 1, output row r written back once output row r + pad_h exists (rows wait in a ring). */
-static void conv_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch, int wide)
+static void conv_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch, gemm_kind k)
 {
     const int32_t row = p->out_w * p->out_c, slots = p->pad_h + 1;
     int8_t *ring = scratch + ET_DSP_CONV_COLS(p->groups);
@@ -159,7 +166,7 @@ static void conv_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scrat
     for (oy = 0; oy < p->out_h + p->pad_h; ++oy) {
         if (oy < p->out_h) {
             conv_span(p, buf, oy * p->out_w, (oy + 1) * p->out_w, ring + (size_t)(oy % slots) * row,
-                      (int16_t *)(void *)scratch, wide);
+                      (int16_t *)(void *)scratch, k);
         }
         r = oy - p->pad_h;
         if (r >= 0) {
@@ -168,22 +175,19 @@ static void conv_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scrat
     }
 }
 
-void et_dsp_conv_w8(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch)
-{
-    conv_all(p, in, out, scratch, 0);
-}
+#define ET_DSP_CONV_ENTRIES(name, mm, shift, cols)                                                       \
+    void name(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch)              \
+    {                                                                                                    \
+        const gemm_kind k = {mm, shift, cols};                                                           \
+        conv_all(p, in, out, scratch, k);                                                                \
+    }                                                                                                    \
+    void name##_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch)                       \
+    {                                                                                                    \
+        const gemm_kind k = {mm, shift, cols};                                                           \
+        conv_inplace(p, buf, scratch, k);                                                                \
+    }
 
-void et_dsp_conv_w16(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch)
-{
-    conv_all(p, in, out, scratch, 1);
-}
-
-void et_dsp_conv_w8_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch)
-{
-    conv_inplace(p, buf, scratch, 0);
-}
-
-void et_dsp_conv_w16_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch)
-{
-    conv_inplace(p, buf, scratch, 1);
-}
+ET_DSP_CONV_ENTRIES(et_dsp_conv_w8, et_dsp_mm2x2_w8, 1, cols_any)
+ET_DSP_CONV_ENTRIES(et_dsp_conv_w16, et_dsp_mm2x2_w16, 0, cols_any)
+ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w8, et_dsp_mm2x2_w8, 1, cols_1x1)
+ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w16, et_dsp_mm2x2_w16, 0, cols_1x1)

@@ -202,9 +202,9 @@ static void planes(const et_dsp_dw_params *p, const int8_t *in, int32_t c0, int1
     }
 }
 
-static int8_t out_value(const et_dsp_dw_params *p, int32_t a2, const int32_t *rq)
+static int8_t out_value(const et_dsp_dw_params *p, int32_t a2, const int32_t *rq, int32_t e)
 {
-    const int32_t v = et_dsp_rq(a2, rq);
+    const int32_t v = et_dsp_rq_e(a2, rq, e);
     return (int8_t)(p->act_min > -128 || p->act_max < 127 ? et_dsp_clamp(v, p->act_min, p->act_max) : v);
 }
 
@@ -217,7 +217,7 @@ static int8_t *out_at(const et_dsp_dw_params *p, int8_t *out, int32_t oy, int32_
 static void channel_generic(const et_dsp_dw_params *p, const int16_t *pl, const uint32_t *wp, int32_t bias2,
                             const int32_t *rq, int8_t *out)
 {
-    const int32_t pairs = (p->k_w + 1) / 2;
+    const int32_t pairs = (p->k_w + 1) / 2, e = et_dsp_rq_shift(rq);
     int32_t oy, ox, ky, i;
     for (oy = 0; oy < p->out_h; ++oy) {
         for (ox = 0; ox < p->out_w; ++ox) {
@@ -230,7 +230,7 @@ static void channel_generic(const et_dsp_dw_params *p, const int16_t *pl, const 
                     acc = et_smlad(x, wp[ky * pairs + i], acc);
                 }
             }
-            *out_at(p, out, oy, ox) = out_value(p, acc, rq);
+            *out_at(p, out, oy, ox) = out_value(p, acc, rq, e);
         }
     }
 }
@@ -242,7 +242,7 @@ static void channel_3x3(const et_dsp_dw_params *p, const int16_t *pl, dw3_ctx *c
     int32_t oy, ox, ky;
     ctx->m = rq[0];
     ctx->c1 = rq[1];
-    ctx->e = rq[2];
+    ctx->e = et_dsp_rq_shift(rq);
     ctx->step = p->out_sx * p->channels;
     for (oy = 0; oy < p->out_h; ++oy) {
         const int16_t *r = pl + oy * p->stride_h * p->plane_w;
@@ -258,15 +258,16 @@ static void channel_3x3(const et_dsp_dw_params *p, const int16_t *pl, dw3_ctx *c
                 const int16_t *x = r + ky * dy + ox;
                 acc = et_smlabb(ld_pair(x + 2), ctx->w[2 * ky + 1], et_smlad(ld_pair(x), ctx->w[2 * ky], acc));
             }
-            *out_at(p, out, oy, ox) = out_value(p, acc, rq);
+            *out_at(p, out, oy, ox) = out_value(p, acc, rq, ctx->e);
         }
     }
 }
 
-static void dw_image(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int16_t *pl, uint32_t *wp)
+/* Every 4-channel block of one image: planes, then each channel with its packed doubled weights. */
+ET_INLINE void dw_image(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int16_t *pl, uint32_t *wp,
+                        int fast)
 {
     const int32_t n = p->plane_h * p->plane_w, pairs = (p->k_w + 1) / 2;
-    const int fast = p->k_h == 3 && p->k_w == 3 && p->stride_w == 1 && p->dil_w == 1;
     dw3_ctx ctx;
     int32_t c0, k, ky, kx;
     for (c0 = 0; c0 < p->channels; c0 += 4) {
@@ -274,13 +275,14 @@ static void dw_image(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, i
         for (k = 0; k < 4; ++k) {
             const int32_t c = c0 + k;
             const int8_t *w = p->filter + (size_t)c * p->k_h * p->k_w;
+            const int32_t *rq = p->rq + p->rq_stride * c;
             if (fast) {
                 for (ky = 0; ky < 3; ++ky, w += 3) {
                     ctx.w[2 * ky] = et_pack16(2 * w[0], 2 * w[1]);
                     ctx.w[2 * ky + 1] = et_pack16(2 * w[2], 2 * w[1]);
                 }
                 ctx.bias2 = p->bias[c];
-                channel_3x3(p, pl + k * n, &ctx, p->rq + 3 * c, out + c);
+                channel_3x3(p, pl + k * n, &ctx, rq, out + c);
                 continue;
             }
             for (ky = 0; ky < p->k_h; ++ky, w += p->k_w) {
@@ -288,12 +290,13 @@ static void dw_image(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, i
                     wp[ky * pairs + kx / 2] = et_pack16(2 * w[kx], kx + 1 < p->k_w ? 2 * w[kx + 1] : 0);
                 }
             }
-            channel_generic(p, pl + k * n, wp, p->bias[c], p->rq + 3 * c, out + c);
+            channel_generic(p, pl + k * n, wp, p->bias[c], rq, out + c);
         }
     }
 }
 
-void et_dsp_dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch)
+/* Inlined into each entry point with `fast` constant: each links only its own channel loop. */
+ET_INLINE void dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch, int fast)
 {
     int16_t *pl = (int16_t *)(void *)scratch;
     uint32_t *wp = (uint32_t *)(void *)(pl + 4 * p->plane_h * p->plane_w);
@@ -301,6 +304,16 @@ void et_dsp_dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t
     const size_t out_image = (size_t)p->out_h * p->out_w * p->channels;
     int32_t b;
     for (b = 0; b < p->batches; ++b) {
-        dw_image(p, in + (size_t)b * in_image, out + (size_t)b * out_image, pl, wp);
+        dw_image(p, in + (size_t)b * in_image, out + (size_t)b * out_image, pl, wp, fast);
     }
+}
+
+void et_dsp_dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch)
+{
+    dw(p, in, out, scratch, 0);
+}
+
+void et_dsp_dw3x3(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch)
+{
+    dw(p, in, out, scratch, 1);
 }

@@ -81,7 +81,7 @@
     "bne 2b\n"                                                                                       \
     "3:\n\t"
 
-__attribute__((naked, noinline)) void et_dsp_mm2x2_w8(ET_ARG const int8_t *w, ET_ARG const int16_t *x,
+__attribute__((naked, noinline)) void et_dsp_mm2x2_w8(ET_ARG const void *w, ET_ARG const int16_t *x,
                                                       ET_ARG int32_t groups, ET_ARG int32_t *acc)
 {
     __asm__ volatile("push {r4-r11, lr}\n\t"
@@ -89,7 +89,7 @@ __attribute__((naked, noinline)) void et_dsp_mm2x2_w8(ET_ARG const int8_t *w, ET
                      "pop {r4-r11, pc}\n\t");
 }
 
-__attribute__((naked, noinline)) void et_dsp_mm2x2_w16(ET_ARG const int16_t *w, ET_ARG const int16_t *x,
+__attribute__((naked, noinline)) void et_dsp_mm2x2_w16(ET_ARG const void *w, ET_ARG const int16_t *x,
                                                        ET_ARG int32_t groups, ET_ARG int32_t *acc)
 {
     __asm__ volatile("push {r4-r11, lr}\n\t"
@@ -97,7 +97,7 @@ __attribute__((naked, noinline)) void et_dsp_mm2x2_w16(ET_ARG const int16_t *w, 
                      "pop {r4-r11, pc}\n\t");
 }
 
-__attribute__((naked, noinline)) void et_dsp_mm4x1_w8(ET_ARG const int8_t *w, ET_ARG const int8_t *x,
+__attribute__((naked, noinline)) void et_dsp_mm4x1_w8(ET_ARG const void *w, ET_ARG const int8_t *x,
                                                       ET_ARG int32_t groups, ET_ARG int32_t *acc)
 {
     __asm__ volatile("push {r3-r11, lr}\n\t"
@@ -106,7 +106,7 @@ __attribute__((naked, noinline)) void et_dsp_mm4x1_w8(ET_ARG const int8_t *w, ET
                      "pop {r3-r11, pc}\n\t");
 }
 
-__attribute__((naked, noinline)) void et_dsp_mm4x1_w16(ET_ARG const int16_t *w, ET_ARG const int8_t *x,
+__attribute__((naked, noinline)) void et_dsp_mm4x1_w16(ET_ARG const void *w, ET_ARG const int8_t *x,
                                                        ET_ARG int32_t groups, ET_ARG int32_t *acc)
 {
     __asm__ volatile("push {r4-r11, lr}\n\t"
@@ -128,8 +128,9 @@ static int32_t dot_w8(const int8_t *w, uint32_t x02, uint32_t x13, int32_t acc)
     return et_smlad(et_sxtb16_ror8(b), x13, et_smlad(et_sxtb16(b), x02, acc));
 }
 
-void et_dsp_mm2x2_w8(const int8_t *w, const int16_t *x, int32_t groups, int32_t *acc)
+void et_dsp_mm2x2_w8(const void *wv, const int16_t *x, int32_t groups, int32_t *acc)
 {
+    const int8_t *w = (const int8_t *)wv;
     int32_t g;
     for (g = 0; g < groups; ++g, w += 8, x += 8) {
         acc[0] = dot_w8(w, pair16(x, 0), pair16(x, 2), acc[0]);
@@ -144,8 +145,9 @@ static int32_t dot_w16(const int16_t *w, const int16_t *x, int32_t acc)
     return et_smlad(pair16(w, 2), pair16(x, 2), et_smlad(pair16(w, 0), pair16(x, 0), acc));
 }
 
-void et_dsp_mm2x2_w16(const int16_t *w, const int16_t *x, int32_t groups, int32_t *acc)
+void et_dsp_mm2x2_w16(const void *wv, const int16_t *x, int32_t groups, int32_t *acc)
 {
+    const int16_t *w = (const int16_t *)wv;
     int32_t g;
     for (g = 0; g < groups; ++g, w += 8, x += 8) {
         acc[0] = dot_w16(w, x, acc[0]);
@@ -155,8 +157,9 @@ void et_dsp_mm2x2_w16(const int16_t *w, const int16_t *x, int32_t groups, int32_
     }
 }
 
-void et_dsp_mm4x1_w8(const int8_t *w, const int8_t *x, int32_t groups, int32_t *acc)
+void et_dsp_mm4x1_w8(const void *wv, const int8_t *x, int32_t groups, int32_t *acc)
 {
+    const int8_t *w = (const int8_t *)wv;
     int32_t g, r;
     for (g = 0; g < groups; ++g, w += 16, x += 4) {
         const uint32_t b = et_ld32(x);
@@ -166,8 +169,9 @@ void et_dsp_mm4x1_w8(const int8_t *w, const int8_t *x, int32_t groups, int32_t *
     }
 }
 
-void et_dsp_mm4x1_w16(const int16_t *w, const int8_t *x, int32_t groups, int32_t *acc)
+void et_dsp_mm4x1_w16(const void *wv, const int8_t *x, int32_t groups, int32_t *acc)
 {
+    const int16_t *w = (const int16_t *)wv;
     int32_t g, r;
     for (g = 0; g < groups; ++g, w += 16, x += 4) {
         const uint32_t b = et_ld32(x);

@@ -167,10 +167,36 @@ ET_INLINE int32_t et_ssat8(int32_t v)
 #endif
 }
 
-/* Requantize a doubled accumulator with rq = {multiplier, rounding + output offset, shift} (et_dsp.h). */
+/* Trailing zero bits of a nonzero value. */
+ET_INLINE int32_t et_ctz(uint32_t x)
+{
+#if defined(__GNUC__)
+    return (int32_t)__builtin_ctz(x);
+#else
+    int32_t n = 0;
+    while (!(x & 1u)) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+/* The right shift e of a requantization pair {multiplier, c}: c = 2^(e-1) * odd (et_dsp.h). */
+ET_INLINE int32_t et_dsp_rq_shift(const int32_t *rq)
+{
+    return et_ctz((uint32_t)rq[1]) + 1;
+}
+
+/* Requantize a doubled accumulator with {multiplier, rounding + output offset} and the shift e (et_dsp.h). */
+ET_INLINE int32_t et_dsp_rq_e(int32_t a2, const int32_t *rq, int32_t e)
+{
+    return et_ssat8((et_smmlar(a2, rq[0], rq[1]) + (a2 >> 31)) >> e);
+}
+
 ET_INLINE int32_t et_dsp_rq(int32_t a2, const int32_t *rq)
 {
-    return et_ssat8((et_smmlar(a2, rq[0], rq[1]) + (a2 >> 31)) >> rq[2]);
+    return et_dsp_rq_e(a2, rq, et_dsp_rq_shift(rq));
 }
 
 ET_INLINE int32_t et_dsp_clamp(int32_t v, int32_t lo, int32_t hi)
