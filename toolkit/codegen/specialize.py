@@ -206,13 +206,18 @@ def _add(step: Step, wide: bool) -> Step | None:  # noqa: ARG001
     out = rescale_row(f["out_mult"], f["out_shift"], f["output_offset"], 2 * sums)
     if out is None:
         return None
+    offsets = [f["in1_offset"], f["in2_offset"]]
+    unit = [m == 1 << 30 and e == 0 for m, _, e in ins]  # MultiplyByQuantizedMultiplier(x, 2^30, 0) = x / 2, x even
+    if not any(unit):  # TFLite rescales the input of the larger scale by 1/2 exactly: never seen otherwise
+        return None
+    order = (0, 1) if unit[1] else (1, 0)  # the sum is symmetric: the unit input goes second
+    (m, c, e), off = ins[order[0]], offsets[order[0]]
     fields = {"n": int(np.prod(shape)), "act_min": f["act_min"], "act_max": f["act_max"],
-              "mo": out[0], "co": out[1], "eo": out[2]}
-    for i, (m, c, e) in zip((1, 2), ins):
-        fields.update({f"k{i}": f[f"in{i}_offset"] * (1 << 21), f"m{i}": m, f"c{i}": c, f"z{i}": -1 if e else 0,
-                       f"e{i}": e})
+              "k1": off * (1 << 21), "m1": m, "c1": c, "z1": -1 if e else 0, "e1": e,
+              "k2": offsets[order[1]] * (1 << 20), "mo": out[0], "co": out[1], "eo": out[2]}
+    inplace = None if step.inplace is None else order.index(step.inplace)
     return dataclasses.replace(step, family="et_dsp_add", func="et_dsp_add", struct="et_dsp_add_params",
-                               fields=fields)
+                               fields=fields, inputs=tuple(step.inputs[i] for i in order), inplace=inplace)
 
 
 def _pool(step: Step, wide: bool) -> Step | None:  # noqa: ARG001

@@ -58,11 +58,12 @@ typedef struct {
     const int32_t *rq;         /* [channels][2], or [1][2] */
 } et_dsp_dw_params;
 
-/* ADD of two tensors of the output's shape (TFLite's left_shift = 20 scheme). */
+/* ADD of two tensors of the output's shape (TFLite's left_shift = 20 scheme); input 2 has the larger scale,
+ * which TFLite rescales by exactly 1/2 (multiplier 2^30, shift 0). */
 typedef struct {
     int32_t n;
     int32_t k1, m1, c1, z1, e1;  /* input 1: x2 = (a << 21) + k1; rounding c1; z1 = -1 if e1 > 0 else 0 */
-    int32_t k2, m2, c2, z2, e2;
+    int32_t k2;                  /* input 2: twice its rescaled value is (b << 20) + k2 */
     int32_t mo, co, eo;          /* output requantization of 2 * (s1 + s2), output offset in co */
     int32_t act_min, act_max;
 } et_dsp_add_params;

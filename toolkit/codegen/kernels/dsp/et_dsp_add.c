@@ -1,27 +1,31 @@
 /* ADD of the dsp set (same-shape inputs): TFLite's scheme (each input shifted left by 20 and rescaled to
  * twice the larger input scale, the sum requantized to the output) with every MultiplyByQuantizedMultiplier
- * as one SMMLAR on the doubled value plus a rounding shift, exactly (bounds checked by the generator). */
+ * as one SMMLAR on the doubled value plus a rounding shift, exactly (bounds checked by the generator). Input 2
+ * is the one with the larger scale: its rescale is an exact halving (multiplier 2^30, no shift), so twice
+ * its value is (b - zp) << 20. */
 #include "et_dsp.h"
 #include "et_dsp_simd.h"
 
-/* RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, m), e) of x2 = 2x, plus the offset in c. */
-ET_INLINE int32_t rescale(int32_t x2, int32_t m, int32_t c, int32_t z, int32_t e)
+/* The loop with or without the activation clamp: constants in locals, so they stay in registers. */
+ET_INLINE void add_loop(const et_dsp_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out, int clamp)
 {
-    return (et_smmlar(x2, m, c) + ((x2 >> 31) & z)) >> e;
+    const int32_t k1 = p->k1, m1 = p->m1, c1 = p->c1, z1 = p->z1, e1 = p->e1, k2 = p->k2;
+    const int32_t mo = p->mo, co = p->co, eo = p->eo, lo = p->act_min, hi = p->act_max;
+    const int8_t *end = in1 + p->n;
+    while (in1 != end) {
+        const int32_t x1 = *in1++ * (1 << 21) + k1;
+        const uint32_t s1 = (uint32_t)((et_smmlar(x1, m1, c1) + ((x1 >> 31) & z1)) >> e1) << 1;
+        const int32_t t = (int32_t)(s1 + (uint32_t)(*in2++ * (1 << 20) + k2));
+        const int32_t v = et_ssat8((et_smmlar(t, mo, co + (t >> 31))) >> eo);
+        *out++ = (int8_t)(clamp ? et_dsp_clamp(v, lo, hi) : v);
+    }
 }
 
 void et_dsp_add(const et_dsp_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    const int clamp = p->act_min > -128 || p->act_max < 127;
-    int32_t i;
-    for (i = 0; i < p->n; ++i) {
-        const int32_t s1 = rescale(in1[i] * (1 << 21) + p->k1, p->m1, p->c1, p->z1, p->e1);
-        const int32_t s2 = rescale(in2[i] * (1 << 21) + p->k2, p->m2, p->c2, p->z2, p->e2);
-        const int32_t t = (int32_t)((uint32_t)(s1 + s2) << 1);
-        int32_t v = et_ssat8(rescale(t, p->mo, p->co, -1, p->eo));
-        if (clamp) {
-            v = et_dsp_clamp(v, p->act_min, p->act_max);
-        }
-        out[i] = (int8_t)v;
+    if (p->act_min > -128 || p->act_max < 127) {
+        add_loop(p, in1, in2, out, 1);
+    } else {
+        add_loop(p, in1, in2, out, 0);
     }
 }
