@@ -77,6 +77,7 @@ class TargetSpec:
     simulator: str = ""                # the target that stands in when this one is absent
     cycles_per_mac: float = 0.0        # analytic estimate, labelled as one
     cycles_per_instruction: float = 0.0  # turns emulator instruction counts into a labelled estimate
+    kernels: str = ""                  # generated-C kernel set for this core ("" = codegen's default)
     build: BuildSpec | None = None
     flash_command: tuple[str, ...] = ()
     connection: ConnectionSpec = field(default_factory=ConnectionSpec)
@@ -86,8 +87,8 @@ class TargetSpec:
 
 _TOP = {"name": str, "description": str, "kind": str, "core": str, "clock_hz": int,
         "flash_bytes": int, "ram_bytes": int, "runtime": str, "simulator": str,
-        "cycles_per_mac": float, "cycles_per_instruction": float, "build": dict, "flash": dict, "connection": dict,
-        "emulator": dict, "usb": dict}
+        "cycles_per_mac": float, "cycles_per_instruction": float, "kernels": str, "build": dict, "flash": dict,
+        "connection": dict, "emulator": dict, "usb": dict}
 _REQUIRED = ("name", "description", "kind", "core", "clock_hz", "flash_bytes", "ram_bytes", "runtime")
 _BUILD = {"port": str, "cc": str, "cflags": list, "ldflags": list, "sources": list, "includes": list,
           "linker_script": str, "defines": dict, "size_tool": str}
@@ -157,6 +158,12 @@ def _emulator(path: Path, t: dict[str, Any]) -> EmulatorSpec:
     return EmulatorSpec(command=_strs(path, "emulator.command", t["command"]), **rest)
 
 
+def _kernels(path: Path, name: str) -> str:
+    from toolkit.codegen.kernel_sets import KERNEL_SETS
+
+    return _choice(path, "kernels", name, tuple(KERNEL_SETS)) if name else ""
+
+
 def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
     """Validate one target's TOML data; errors name the file and the field."""
     _check_table(path, "", data, _TOP)
@@ -178,6 +185,7 @@ def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
         runtime=data["runtime"], simulator=data.get("simulator", ""),
         cycles_per_mac=float(data.get("cycles_per_mac", 0.0)),
         cycles_per_instruction=float(data.get("cycles_per_instruction", 0.0)),
+        kernels=_kernels(path, data.get("kernels", "")),
         build=_build(path, data["build"]) if "build" in data else None,
         flash_command=_strs(path, "flash.command", data.get("flash", {}).get("command", [])),
         connection=_connection(path, data.get("connection", {})),

@@ -14,7 +14,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="output folder (default: BUNDLE/c for a bundle, else ./<model name>_c)")
     p.add_argument("--kernels", default=None,
-                   help="kernel set: fast (default) or reference; all are bit-exact with TFLite-Micro")
+                   help="kernel set: fast (default; with --target, the target's), reference, or dsp (Cortex-M "
+                        "DSP extension, portable C elsewhere); all are bit-exact with TFLite-Micro")
+    p.add_argument("--optimize", choices=("size", "speed"), default="size",
+                   help="size (default): int8 weights; speed: the dsp set stores conv/FC weights as int16 (twice "
+                        "the flash, fewer instructions), with --target only as many layers as its flash holds")
+    p.add_argument("--target", default=None,
+                   help="target name (targets/*.toml): its kernel set and flash size")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     return p
 
@@ -30,6 +36,14 @@ def _resolve(model: Path, out: Path | None) -> tuple[Path, Path]:
     return tfl, out
 
 
+def _specialized(spec: dict, kernels: str) -> str:
+    if not spec["dsp_steps"]:
+        return " (no step specialised)" if kernels == "dsp" else " (weights as in the model; --optimize acts on the dsp set)"
+    wide = spec["int16_weight_steps"]
+    return (f": {spec['dsp_steps']} ops on dsp kernels, {len(wide)} with int16 weights, "
+            f"{spec['weight_bytes']:,} B of weights and biases")
+
+
 def _refuse_onnx(path: Path) -> None:
     """An ONNX model is not a corrupt flatbuffer: say what it is and how to get a .tflite from it."""
     from toolkit.importer.sniff import is_onnx_file
@@ -40,20 +54,38 @@ def _refuse_onnx(path: Path) -> None:
                               "(or `edgetk codegen BUNDLE`)")
 
 
+def _options(args: argparse.Namespace) -> dict:
+    """generate() keywords from --kernels / --optimize / --target (the target's kernel set and flash)."""
+    opts: dict = {"optimize": args.optimize}
+    kernels = args.kernels
+    if args.target:
+        from toolkit.targets import get_target
+
+        spec = get_target(args.target)
+        kernels = kernels or spec.kernels or None
+        opts["flash_bytes"] = spec.flash_bytes
+    if kernels:
+        opts["kernels"] = kernels
+    return opts
+
+
 def run(args: argparse.Namespace) -> int:
     from toolkit.codegen import generate
 
     tfl, out = _resolve(args.model, args.out)
-    res = generate(tfl, out, **({"kernels": args.kernels} if args.kernels else {}))
+    res = generate(tfl, out, **_options(args))
+    plan = json.loads((out / "plan.json").read_text())
     if args.json:
         print(json.dumps({"out_dir": str(res.out_dir), "arena_size": res.arena_size,
                           "flash_estimate": res.flash_estimate, "macs": res.macs, "ops": list(res.ops),
-                          "files": list(res.files), "sha256": res.sha256, "kernels": res.kernels}, indent=2))
+                          "files": list(res.files), "sha256": res.sha256, "kernels": res.kernels,
+                          "optimize": res.optimize, "specialized": plan["specialized"]}, indent=2))
         return 0
     print(f"model   {tfl} (sha256 {res.sha256[:16]}…)")
     print(f"ops     {len(res.ops)}: {' '.join(res.ops)}")
     print(f"MACs    {res.macs:,}")
     print(f"arena   {res.arena_size:,} B (EDGETK_ARENA_SIZE; input/output buffers are the caller's)")
     print(f"flash   ~{res.flash_estimate:,} B of const weights and params (+ kernel code)")
+    print(f"kernels {res.kernels}, optimize {res.optimize}{_specialized(plan['specialized'], res.kernels)}")
     print(f"wrote   {out}/ ({len(res.files)} files: {', '.join(res.files)})")
     return 0

@@ -116,71 +116,88 @@ __attribute__((naked, noinline)) void et_dsp_mm4x1_w16(ET_ARG const void *w, ET_
 
 #else
 
-/* Two lanes of a group of int16 data: (k0, k2) and (k1, k3), as SXTB16 makes them of 4 bytes. */
-static uint32_t pair16(const int16_t *v, int32_t i)
-{
-    return et_pack16(v[i], v[i + 1]);
-}
+/* Portable: one multiply-accumulate per product on the int16/int8 values in place (the same wrapping sums
+ * as the SMLAD pairs, in uint32_t). Group order k0, k2, k1, k3 for int16 data, natural for int8. */
+static const int8_t k_order[4] = {0, 2, 1, 3};  /* int16 slot of the group's k-th int8 value */
 
-static int32_t dot_w8(const int8_t *w, uint32_t x02, uint32_t x13, int32_t acc)
-{
-    const uint32_t b = et_ld32(w);
-    return et_smlad(et_sxtb16_ror8(b), x13, et_smlad(et_sxtb16(b), x02, acc));
-}
+#define MAC(acc, a, b) ((acc) + (uint32_t)((int32_t)(a) * (int32_t)(b)))
 
 void et_dsp_mm2x2_w8(const void *wv, const int16_t *x, int32_t groups, int32_t *acc)
 {
     const int8_t *w = (const int8_t *)wv;
-    int32_t g;
+    uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
+    int32_t g, k;
     for (g = 0; g < groups; ++g, w += 8, x += 8) {
-        acc[0] = dot_w8(w, pair16(x, 0), pair16(x, 2), acc[0]);
-        acc[1] = dot_w8(w + 4, pair16(x, 0), pair16(x, 2), acc[1]);
-        acc[2] = dot_w8(w, pair16(x, 4), pair16(x, 6), acc[2]);
-        acc[3] = dot_w8(w + 4, pair16(x, 4), pair16(x, 6), acc[3]);
+        for (k = 0; k < 4; ++k) {
+            const int32_t x0 = x[k_order[k]], x1 = x[4 + k_order[k]];
+            a0 = MAC(a0, w[k], x0);
+            a1 = MAC(a1, w[4 + k], x0);
+            a2 = MAC(a2, w[k], x1);
+            a3 = MAC(a3, w[4 + k], x1);
+        }
     }
-}
-
-static int32_t dot_w16(const int16_t *w, const int16_t *x, int32_t acc)
-{
-    return et_smlad(pair16(w, 2), pair16(x, 2), et_smlad(pair16(w, 0), pair16(x, 0), acc));
+    acc[0] = (int32_t)a0;
+    acc[1] = (int32_t)a1;
+    acc[2] = (int32_t)a2;
+    acc[3] = (int32_t)a3;
 }
 
 void et_dsp_mm2x2_w16(const void *wv, const int16_t *x, int32_t groups, int32_t *acc)
 {
     const int16_t *w = (const int16_t *)wv;
-    int32_t g;
-    for (g = 0; g < groups; ++g, w += 8, x += 8) {
-        acc[0] = dot_w16(w, x, acc[0]);
-        acc[1] = dot_w16(w + 4, x, acc[1]);
-        acc[2] = dot_w16(w, x + 4, acc[2]);
-        acc[3] = dot_w16(w + 4, x + 4, acc[3]);
+    uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
+    int32_t g, k;
+    for (g = 0; g < groups; ++g, w += 8, x += 8) {  /* weights and columns in the same slot order */
+        for (k = 0; k < 4; ++k) {
+            a0 = MAC(a0, w[k], x[k]);
+            a1 = MAC(a1, w[4 + k], x[k]);
+            a2 = MAC(a2, w[k], x[4 + k]);
+            a3 = MAC(a3, w[4 + k], x[4 + k]);
+        }
     }
+    acc[0] = (int32_t)a0;
+    acc[1] = (int32_t)a1;
+    acc[2] = (int32_t)a2;
+    acc[3] = (int32_t)a3;
 }
 
 void et_dsp_mm4x1_w8(const void *wv, const int8_t *x, int32_t groups, int32_t *acc)
 {
     const int8_t *w = (const int8_t *)wv;
-    int32_t g, r;
+    uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
+    int32_t g, k;
     for (g = 0; g < groups; ++g, w += 16, x += 4) {
-        const uint32_t b = et_ld32(x);
-        for (r = 0; r < 4; ++r) {
-            acc[r] = dot_w8(w + 4 * r, et_sxtb16(b), et_sxtb16_ror8(b), acc[r]);
+        for (k = 0; k < 4; ++k) {
+            a0 = MAC(a0, w[k], x[k]);
+            a1 = MAC(a1, w[4 + k], x[k]);
+            a2 = MAC(a2, w[8 + k], x[k]);
+            a3 = MAC(a3, w[12 + k], x[k]);
         }
     }
+    acc[0] = (int32_t)a0;
+    acc[1] = (int32_t)a1;
+    acc[2] = (int32_t)a2;
+    acc[3] = (int32_t)a3;
 }
 
 void et_dsp_mm4x1_w16(const void *wv, const int8_t *x, int32_t groups, int32_t *acc)
 {
     const int16_t *w = (const int16_t *)wv;
-    int32_t g, r;
+    uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
+    int32_t g, k;
     for (g = 0; g < groups; ++g, w += 16, x += 4) {
-        const uint32_t b = et_ld32(x);
-        const int16_t xs[4] = {(int16_t)et_lo16(et_sxtb16(b)), (int16_t)et_hi16(et_sxtb16(b)),
-                               (int16_t)et_lo16(et_sxtb16_ror8(b)), (int16_t)et_hi16(et_sxtb16_ror8(b))};
-        for (r = 0; r < 4; ++r) {
-            acc[r] = dot_w16(w + 4 * r, xs, acc[r]);
+        for (k = 0; k < 4; ++k) {
+            const int32_t v = x[k], s = k_order[k];
+            a0 = MAC(a0, w[s], v);
+            a1 = MAC(a1, w[4 + s], v);
+            a2 = MAC(a2, w[8 + s], v);
+            a3 = MAC(a3, w[12 + s], v);
         }
     }
+    acc[0] = (int32_t)a0;
+    acc[1] = (int32_t)a1;
+    acc[2] = (int32_t)a2;
+    acc[3] = (int32_t)a3;
 }
 
 #endif
