@@ -66,7 +66,7 @@ def test_harness_reports_what_it_must():
 
 
 def test_onnx_campaign_no_traceback(tmp_path):
-    rep = fuzz.run_campaign("onnx", fuzz.onnx_seeds(), fuzz.mutate_onnx, fuzz.onnx_checker(tmp_path), n=1500, seed=0,
+    rep = fuzz.run_campaign("onnx", fuzz.onnx_seeds(), fuzz.mutate_onnx, fuzz.onnx_checker(tmp_path), n=1000, seed=0,
                             out_dir=tmp_path / "failures", suffix=".onnx")
     assert not rep.failures, rep.summary()
     assert rep.accepted > 100 and rep.refused > 100, rep.summary()

@@ -15,10 +15,10 @@ SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=
 
 
 def test_recipe_campaign(tmp_path):
-    rep = fuzz.run_campaign("recipe", fuzz.recipe_seeds(), fuzz.mutate_recipe, fuzz.recipe_checker(tmp_path), n=2500,
+    rep = fuzz.run_campaign("recipe", fuzz.recipe_seeds(), fuzz.mutate_recipe, fuzz.recipe_checker(tmp_path), n=1500,
                             seed=0, out_dir=tmp_path / "failures", suffix=".toml")
     assert not rep.failures, rep.summary()
-    assert rep.accepted > 200 and rep.refused > 1000, rep.summary()
+    assert rep.accepted > 100 and rep.refused > 600, rep.summary()
 
 
 VALUES = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
