@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,19 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 CODE_LIMIT = 12 * 1024
 BAR, GOAL = 1.0, 0.6
-_ROW = re.compile(r"^\|\s*(KWS|IC|AD)\s*\|([^|]*)\|([^|]*)\|([^|]*)\|")
-
-
-def cmsis_figures(manifest: str) -> dict[str, float]:
-    """Instructions per inference of TFLM + CMSIS-NN per model, from shared/MANIFEST.md's table (pure)."""
-    out = {}
-    for line in manifest.splitlines():
-        m = _ROW.match(line.strip())
-        if m:
-            value = re.match(r"\s*([\d.]+)M", m.group(4))
-            if value:
-                out[m.group(1).lower()] = float(value.group(1)) * 1e6
-    return out
 
 
 @dataclass
@@ -99,6 +85,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from toolkit.codegen import parity as par
+    from toolkit.codegen.mcu_run import cmsis_figures
     from toolkit.paths import external_model, shared_dir
     from toolkit.targets import get_target
     from toolkit.tflite import read_model

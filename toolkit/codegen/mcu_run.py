@@ -25,6 +25,19 @@ CORES = {"cortex-m4": ("M4_FLAGS", "an386.ld", "mps2-an386"),
          "cortex-m7": ("M7_FLAGS", "an500.ld", "mps2-an500"),
          "cortex-m3": ("M3_FLAGS", "an385.ld", "mps2-an385")}
 _OP_LINE = re.compile(r"^    /\* (\d+): (\w+) \*/$")
+_MANIFEST_ROW = re.compile(r"^\|\s*(KWS|IC|AD)\s*\|([^|]*)\|([^|]*)\|([^|]*)\|")
+
+
+def cmsis_figures(manifest: str) -> dict[str, float]:
+    """Instructions per inference of TFLite-Micro + CMSIS-NN per MLPerf model (kws, ic, ad), from the table of
+    shared/MANIFEST.md, measured on the same emulator with the same counting (pure: takes the text)."""
+    out = {}
+    for line in manifest.splitlines():
+        m = _MANIFEST_ROW.match(line.strip())
+        value = re.match(r"\s*([\d.]+)M", m.group(4)) if m else None
+        if value:
+            out[m.group(1).lower()] = float(value.group(1)) * 1e6
+    return out
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,12 @@ static void channel_3x3(const et_dsp_dw_params *p, const int16_t *pl, dw3_ctx *c
             ctx->out = out_at(p, out, oy, 0);
             ctx->end = r + 4 * quads;
             dw3_quads(r, r + dy, r + 2 * dy, ctx);
+            if (p->act_min > -128 || p->act_max < 127) {  /* the row kernel saturates to int8 only */
+                for (ox = 0; ox < 4 * quads; ++ox) {
+                    int8_t *o = out_at(p, out, oy, ox);
+                    *o = (int8_t)et_dsp_clamp(*o, p->act_min, p->act_max);
+                }
+            }
         }
         for (ox = 4 * quads; ox < p->out_w; ++ox) {
             int32_t acc = ctx->bias2;
