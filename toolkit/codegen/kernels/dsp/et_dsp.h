@@ -97,6 +97,20 @@ void et_dsp_gap(const et_dsp_gap_params *p, const int8_t *in, int8_t *out);
 /* GEMM micro-kernels (et_dsp_mm.c). acc holds the initial sums and receives the results.
  * 2x2: acc = {c0 p0, c1 p0, c0 p1, c1 p1}; x: per group, pixel 0's 4 int16 then pixel 1's.
  * 4x1: acc = {r0, r1, r2, r3}; x: int8, natural order. */
+/* Fused conv GEMM (DSP builds only): all channel pairs of two pixels, requantized to full-range int8.
+ * Field offsets are read by assembly (32-bit pointers): keep the order. */
+typedef struct {
+    const void *w;             /* weights of the first channel pair (advances) */
+    const int16_t *cols;       /* the two pixels' columns */
+    int32_t groups, pairs;     /* pairs >= 1 (counts down) */
+    const int32_t *bias;       /* advances by 2 per pair */
+    const int32_t *rq;         /* advances by 2 * rq_step per pair */
+    int32_t rq_step;           /* bytes between two channels' {multiplier, c}: 8, or 0 (one pair for all) */
+    int8_t *o0, *o1;           /* outputs of pixel 0 and 1 (advance by 2 per pair) */
+} et_dsp_gemm_ctx;
+void et_dsp_gemm2x2_w8(et_dsp_gemm_ctx *ctx);
+void et_dsp_gemm2x2_w16(et_dsp_gemm_ctx *ctx);
+
 typedef void (*et_dsp_mm2x2_fn)(const void *w, const int16_t *x, int32_t groups, int32_t *acc);
 typedef void (*et_dsp_mm4x1_fn)(const void *w, const int8_t *x, int32_t groups, int32_t *acc);
 void et_dsp_mm2x2_w8(const void *w, const int16_t *x, int32_t groups, int32_t *acc);

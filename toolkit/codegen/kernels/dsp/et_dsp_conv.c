@@ -101,6 +101,7 @@ typedef struct {
     et_dsp_mm2x2_fn mm;
     int32_t shift;
     void (*cols)(const et_dsp_conv_params *p, const int8_t *in, int32_t j, int16_t *slot, int8_t *row);
+    void (*fused)(et_dsp_gemm_ctx *ctx);  /* DSP builds: the channel-pair loop in assembly (full-range output) */
 } gemm_kind;
 
 static int8_t out8(const et_dsp_conv_params *p, uint32_t acc, int32_t shift, const int32_t *rq, int32_t e, int clamp)
@@ -115,8 +116,23 @@ static void gemm_pair(const et_dsp_conv_params *p, const int16_t *cols, int8_t *
     const int8_t *w = (const int8_t *)p->filter;
     const size_t wstep = (size_t)(8 << (1 - k.shift)) * p->groups;  /* bytes per channel pair */
     const int clamp = p->act_min > -128 || p->act_max < 127;
-    int32_t c, acc[4];
-    for (c = 0; c < p->out_c; c += 2, w += wstep) {
+    int32_t c = 0, acc[4];
+    if (k.fused && !clamp && p->out_c >= 2) {
+        et_dsp_gemm_ctx ctx;
+        ctx.w = w;
+        ctx.cols = cols;
+        ctx.groups = p->groups;
+        ctx.pairs = p->out_c / 2;
+        ctx.bias = p->bias;
+        ctx.rq = p->rq;
+        ctx.rq_step = 4 * p->rq_stride;
+        ctx.o0 = o0;
+        ctx.o1 = o1;
+        k.fused(&ctx);
+        c = 2 * (p->out_c / 2);
+        w += wstep * (size_t)(p->out_c / 2);
+    }
+    for (; c < p->out_c; c += 2, w += wstep) {
         const int32_t *rq = p->rq + p->rq_stride * c;
         int32_t e = et_dsp_rq_shift(rq);
         acc[0] = acc[2] = p->bias[c];
@@ -175,19 +191,27 @@ static void conv_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scrat
     }
 }
 
-#define ET_DSP_CONV_ENTRIES(name, mm, shift, cols)                                                       \
+#if ET_DSP_ASM
+#define FUSED_W8 et_dsp_gemm2x2_w8
+#define FUSED_W16 et_dsp_gemm2x2_w16
+#else
+#define FUSED_W8 NULL
+#define FUSED_W16 NULL
+#endif
+
+#define ET_DSP_CONV_ENTRIES(name, mm, shift, cols, fused)                                                       \
     void name(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch)              \
     {                                                                                                    \
-        const gemm_kind k = {mm, shift, cols};                                                           \
+        const gemm_kind k = {mm, shift, cols, fused};                                                    \
         conv_all(p, in, out, scratch, k);                                                                \
     }                                                                                                    \
     void name##_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch)                       \
     {                                                                                                    \
-        const gemm_kind k = {mm, shift, cols};                                                           \
+        const gemm_kind k = {mm, shift, cols, fused};                                                    \
         conv_inplace(p, buf, scratch, k);                                                                \
     }
 
-ET_DSP_CONV_ENTRIES(et_dsp_conv_w8, et_dsp_mm2x2_w8, 1, cols_any)
-ET_DSP_CONV_ENTRIES(et_dsp_conv_w16, et_dsp_mm2x2_w16, 0, cols_any)
-ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w8, et_dsp_mm2x2_w8, 1, cols_1x1)
-ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w16, et_dsp_mm2x2_w16, 0, cols_1x1)
+ET_DSP_CONV_ENTRIES(et_dsp_conv_w8, et_dsp_mm2x2_w8, 1, cols_any, FUSED_W8)
+ET_DSP_CONV_ENTRIES(et_dsp_conv_w16, et_dsp_mm2x2_w16, 0, cols_any, FUSED_W16)
+ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w8, et_dsp_mm2x2_w8, 1, cols_1x1, FUSED_W8)
+ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w16, et_dsp_mm2x2_w16, 0, cols_1x1, FUSED_W16)

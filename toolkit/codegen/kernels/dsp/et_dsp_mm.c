@@ -114,6 +114,62 @@ __attribute__((naked, noinline)) void et_dsp_mm4x1_w16(ET_ARG const void *w, ET_
                      "pop {r4-r11, pc}\n\t");
 }
 
+/* Fused conv GEMM: every channel pair of two pixels (et_dsp_gemm_ctx), bias in, int8 out (full range only):
+ * the group loop above, then the four requantizations (et_dsp.h) and stores, without leaving the loop. */
+#define RQ_ONE(a)                                                                                      \
+    "add lr, r10, " a ", asr #31\n\t"                                                                \
+    "smmlar " a ", " a ", r9, lr\n\t"                                                                \
+    "asr " a ", " a ", r11\n\t"                                                                      \
+    "ssat " a ", #8, " a "\n\t"
+
+#define RQ_PAIR(x, y) /* {m, c} at r8 -> r9, r10; e = 1 + trailing zeros of c -> r11 */                \
+    "ldrd r9, r10, [r8]\n\t"                                                                         \
+    "rbit r11, r10\n\t"                                                                              \
+    "clz r11, r11\n\t"                                                                               \
+    "add r11, r11, #1\n\t" RQ_ONE(x) RQ_ONE(y)
+
+#define DOUBLE_ACC "lsl r4, r4, #1\n\tlsl r5, r5, #1\n\tlsl r6, r6, #1\n\tlsl r7, r7, #1\n\t"
+
+#define GEMM2X2(BODY, DOUBLE)                                                                          \
+    "push {r4-r11, lr}\n\t"                                                                          \
+    "mov r3, r0\n\t"                                                                                 \
+    "ldr r0, [r3]\n"                                                                                 \
+    "4:\n\t"                                                                                         \
+    "ldrd r1, r2, [r3, #4]\n\t"                                                                      \
+    "ldr lr, [r3, #16]\n\t"                                                                          \
+    "ldrd r4, r5, [lr], #8\n\t"                                                                      \
+    "str lr, [r3, #16]\n\t"                                                                          \
+    "mov r6, r4\n\t"                                                                                 \
+    "mov r7, r5\n\t" GROUP_LOOP(BODY) DOUBLE                                                         \
+    "ldr r8, [r3, #20]\n\t"                                                                          \
+    "ldr r12, [r3, #24]\n\t" RQ_PAIR("r4", "r6")                                                     \
+    "add r8, r8, r12\n\t" RQ_PAIR("r5", "r7")                                                        \
+    "add r8, r8, r12\n\t"                                                                            \
+    "str r8, [r3, #20]\n\t"                                                                          \
+    "ldrd r9, r10, [r3, #28]\n\t"                                                                    \
+    "strb r4, [r9]\n\t"                                                                              \
+    "strb r5, [r9, #1]\n\t"                                                                          \
+    "add r9, r9, #2\n\t"                                                                             \
+    "strb r6, [r10]\n\t"                                                                             \
+    "strb r7, [r10, #1]\n\t"                                                                         \
+    "add r10, r10, #2\n\t"                                                                           \
+    "strd r9, r10, [r3, #28]\n\t"                                                                    \
+    "ldr r12, [r3, #12]\n\t"                                                                         \
+    "subs r12, r12, #1\n\t"                                                                          \
+    "str r12, [r3, #12]\n\t"                                                                         \
+    "bne 4b\n\t"                                                                                     \
+    "pop {r4-r11, pc}\n\t"
+
+__attribute__((naked, noinline)) void et_dsp_gemm2x2_w8(ET_ARG et_dsp_gemm_ctx *ctx)
+{
+    __asm__ volatile(GEMM2X2(MM2X2_W8, DOUBLE_ACC));
+}
+
+__attribute__((naked, noinline)) void et_dsp_gemm2x2_w16(ET_ARG et_dsp_gemm_ctx *ctx)
+{
+    __asm__ volatile(GEMM2X2(MM2X2_W16, ""));
+}
+
 #else
 
 /* Portable: one multiply-accumulate per product on the int16/int8 values in place (the same wrapping sums
