@@ -75,7 +75,8 @@ def test_basicmotions_as_csv_and_parquet_trains_like_the_preset(trained_run, tmp
     d = load_dataset(r)
     builtin = load_dataset(load_recipe(repo_dir("models") / "imu-motions.toml"))
     assert d.input_shape == builtin.input_shape == (6, 1, 100) and (len(d.x_train), len(d.x_test)) == (40, 40)
-    assert d.frontend["sample_rate_hz"] == 10.0 and d.frontend["channels"] == builtin.frontend["channels"]
+    assert d.frontend["source"]["sample_rate_hz"] == 10.0
+    assert d.frontend["source"]["channels"] == builtin.frontend["source"]["channels"]
     # the very same recordings, bit for bit (the CSV holds float32 values exactly), in another order
     key = lambda a: np.sort(a.reshape(len(a), -1), axis=0)  # noqa: E731
     np.testing.assert_array_equal(key(d.raw_train), key(builtin.raw_train))
@@ -128,12 +129,16 @@ def test_npz_gives_the_preset_bit_for_bit(trained_run, tmp_path, one_torch_threa
     from toolkit.train import train
 
     path = write_basicmotions_npz(tmp_path / "bm.npz")
-    r = own("imu-motions", "data.format='npz'", f"data.root='{path}'")
-    d, builtin = load_dataset(r), load_dataset(load_recipe(repo_dir("models") / "imu-motions.toml"))
+    # an .npz holds model inputs, not raw sensor windows: no [frontend], float standardisation on both sides
+    r = own("imu-motions", "data.format='npz'", f"data.root='{path}'", "frontend.type='none'")
+    d = load_dataset(r)
+    builtin = load_dataset(load_recipe(repo_dir("models") / "imu-motions.toml", ["frontend.type='none'"]))
     np.testing.assert_array_equal(d.x_train, builtin.x_train)
     np.testing.assert_array_equal(d.x_test, builtin.x_test)
     assert d.labels == sorted(builtin.labels) and d.split["method"] == "folders"
-    got, want = metric(train(r, tmp_path / "run")), metric(trained_run("imu-motions"))
+    got = metric(train(r, tmp_path / "run"))
+    want = metric(train(load_recipe(repo_dir("models") / "imu-motions.toml",
+                                    [*TEST_OVERRIDES["imu-motions"], "frontend.type='none'"]), tmp_path / "builtin"))
     assert abs(got - want) <= 0.01
 
 
@@ -199,7 +204,7 @@ def test_audio_sample_formats_channels_pad_and_crop(shared, tmp_path) -> None:
     for channel, src in ((0, clip[:n]), (1, other[:n]), (-1, (clip[:n] + other[:n]) / 2)):
         d = load_dataset(own("kws-digits", "data.format='audio-folder'", f"data.root='{tmp_path / 'a'}'",
                              "data.split='fraction'", "data.test_fraction=0.4", f"data.channel={channel}",
-                             "data.clip_samples=4000", "data.pad='center'"))
+                             "frontend.clip_samples=4000", "data.pad='center'"))
         raw = np.concatenate([d.raw_train, d.raw_test])[np.argsort(np.concatenate([d.ids_train, d.ids_test]))]
         got = dict(zip(sorted(("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT")), raw.astype(np.float64)))
         assert snr_db(fit(src, 4000, "center", "start") * 32768, got["FLOAT"]) > 30   # 8 -> 11.025 -> 8 kHz round trip
