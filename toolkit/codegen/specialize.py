@@ -176,7 +176,8 @@ def _dw(step: Step, wide: bool) -> Step | None:  # noqa: ARG001 - depthwise weig
         f.update({a: f[b] for a, b in _SWAP_HW.items()} | {b: f[a] for a, b in _SWAP_HW.items()})
         filt = filt.transpose(0, 2, 1)
     plane_h = (f["out_h"] - 1) * f["stride_h"] + (f["k_h"] - 1) * f["dil_h"] + 1
-    plane_w = (f["out_w"] - 1) * f["stride_w"] + (f["k_w"] - 1) * f["dil_w"] + 2
+    pairs = (f["k_w"] + 1) // 2  # taps read in pairs: an odd kernel's last pair reads one spare column
+    plane_w = (f["out_w"] - 1) * f["stride_w"] + (2 * pairs - 1) * f["dil_w"] + 1
     plane_w += plane_w % 2
     fields = {k: f[k] for k in ("batches", "in_h", "in_w", "out_h", "out_w", "in_sy", "in_sx", "out_sy", "out_sx",
                                 "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "act_min",

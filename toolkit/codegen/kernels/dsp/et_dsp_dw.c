@@ -213,24 +213,38 @@ static int8_t *out_at(const et_dsp_dw_params *p, int8_t *out, int32_t oy, int32_
     return out + ((size_t)oy * p->out_sy + (size_t)ox * p->out_sx) * p->channels;
 }
 
-/* Any window: per row, pairs of taps (w[2i], w[2i + 1]) packed in wp[ky * pairs + i], the odd last one with 0. */
+/* The doubled-accumulator sum of one output over k_h rows of `pairs` tap pairs (dilation 1 along x: each pair
+ * is one load), or with dilation dw (two loads). */
+ET_INLINE int32_t taps(const int16_t *r, const uint32_t *w, int32_t acc, int32_t kh, int32_t pairs, int32_t dy,
+                       int32_t dw)
+{
+    int32_t ky, i;
+    for (ky = 0; ky < kh; ++ky, r += dy) {
+        for (i = 0; i < pairs; ++i) {
+            acc = et_smlad(dw == 1 ? ld_pair(r + 2 * i) : et_pack16(r[2 * i * dw], r[(2 * i + 1) * dw]), *w++, acc);
+        }
+    }
+    return acc;
+}
+
+/* Any window: per row, pairs of taps (w[2i], w[2i + 1]) packed in wp[ky * pairs + i], the odd last one with 0
+ * (its partner tap reads the plane's spare column). Parameters in locals: outputs may alias *p for the compiler. */
 static void channel_generic(const et_dsp_dw_params *p, const int16_t *pl, const uint32_t *wp, int32_t bias2,
                             const int32_t *rq, int8_t *out)
 {
-    const int32_t pairs = (p->k_w + 1) / 2, e = et_dsp_rq_shift(rq);
-    int32_t oy, ox, ky, i;
-    for (oy = 0; oy < p->out_h; ++oy) {
-        for (ox = 0; ox < p->out_w; ++ox) {
-            int32_t acc = bias2;
-            for (ky = 0; ky < p->k_h; ++ky) {
-                const int16_t *r = pl + (oy * p->stride_h + ky * p->dil_h) * p->plane_w + ox * p->stride_w;
-                for (i = 0; i < pairs; ++i) {
-                    const uint32_t x = p->dil_w == 1 ? ld_pair(r + 2 * i)
-                                                     : et_pack16(r[2 * i * p->dil_w], r[(2 * i + 1) * p->dil_w]);
-                    acc = et_smlad(x, wp[ky * pairs + i], acc);
-                }
-            }
-            *out_at(p, out, oy, ox) = out_value(p, acc, rq, e);
+    const int32_t pairs = (p->k_w + 1) / 2, e = et_dsp_rq_shift(rq), kh = p->k_h, pw = p->plane_w;
+    const int32_t sw = p->stride_w, dw = p->dil_w, dy = p->dil_h * pw, lo = p->act_min, hi = p->act_max;
+    const int32_t oh = p->out_h, ow = p->out_w, sy = p->stride_h * pw;
+    const size_t osy = (size_t)p->out_sy * p->channels, osx = (size_t)p->out_sx * p->channels;
+    const int clamp = lo > -128 || hi < 127;
+    int32_t oy, ox;
+    for (oy = 0; oy < oh; ++oy) {
+        int8_t *o = out + oy * osy;
+        const int16_t *r = pl + oy * sy;
+        for (ox = 0; ox < ow; ++ox, o += osx, r += sw) {
+            const int32_t acc = dw == 1 ? taps(r, wp, bias2, kh, pairs, dy, 1) : taps(r, wp, bias2, kh, pairs, dy, dw);
+            const int32_t v = et_dsp_rq_e(acc, rq, e);
+            *o = (int8_t)(clamp ? et_dsp_clamp(v, lo, hi) : v);
         }
     }
 }
