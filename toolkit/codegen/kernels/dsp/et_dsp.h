@@ -111,6 +111,20 @@ typedef struct {
 void et_dsp_gemm2x2_w8(et_dsp_gemm_ctx *ctx);
 void et_dsp_gemm2x2_w16(et_dsp_gemm_ctx *ctx);
 
+/* Fused FC (DSP builds only): all full quads of rows of one input vector, requantized to full-range int8.
+ * Field offsets are read by assembly (32-bit pointers): keep the order. */
+typedef struct {
+    const void *w;             /* weights of the first quad (advances) */
+    const int8_t *x;           /* the input vector */
+    int32_t groups, quads;     /* quads >= 1 (counts down) */
+    const int32_t *bias;       /* advances by 4 per quad */
+    const int32_t *rq;         /* advances by 4 * rq_step per quad */
+    int32_t rq_step;           /* bytes between two rows' {multiplier, c}: 8, or 0 (one pair for all) */
+    int8_t *out;               /* advances by 4 per quad */
+} et_dsp_fc_ctx;
+void et_dsp_fc4_w8(et_dsp_fc_ctx *ctx);
+void et_dsp_fc4_w16(et_dsp_fc_ctx *ctx);
+
 typedef void (*et_dsp_mm2x2_fn)(const void *w, const int16_t *x, int32_t groups, int32_t *acc);
 typedef void (*et_dsp_mm4x1_fn)(const void *w, const int8_t *x, int32_t groups, int32_t *acc);
 void et_dsp_mm2x2_w8(const void *w, const int16_t *x, int32_t groups, int32_t *acc);

@@ -170,6 +170,50 @@ __attribute__((naked, noinline)) void et_dsp_gemm2x2_w16(ET_ARG et_dsp_gemm_ctx 
     __asm__ volatile(GEMM2X2(MM2X2_W16, ""));
 }
 
+/* Fused FC: every full quad of rows (et_dsp_fc_ctx), bias in, int8 out (full range only). The context
+ * pointer waits on the stack (r3 is the int8 kernel's temporary). */
+#define RQ_ROW(a)                                                                                      \
+    "ldrd r9, r10, [r8]\n\t"                                                                         \
+    "rbit r11, r10\n\t"                                                                              \
+    "clz r11, r11\n\t"                                                                               \
+    "add r11, r11, #1\n\t" RQ_ONE(a) "add r8, r8, r12\n\t"
+
+#define FC4(BODY, DOUBLE)                                                                              \
+    "push {r0, r4-r11, lr}\n"                                                                        \
+    "5:\n\t"                                                                                         \
+    "ldr r3, [sp]\n\t"                                                                               \
+    "ldr r0, [r3]\n\t"                                                                               \
+    "ldrd r1, r2, [r3, #4]\n\t"                                                                      \
+    "ldr lr, [r3, #16]\n\t"                                                                          \
+    "ldm lr!, {r4-r7}\n\t"                                                                           \
+    "str lr, [r3, #16]\n\t" GROUP_LOOP(BODY) DOUBLE                                                  \
+    "ldr r3, [sp]\n\t"                                                                               \
+    "str r0, [r3]\n\t"                                                                               \
+    "ldrd r8, r12, [r3, #20]\n\t" RQ_ROW("r4") RQ_ROW("r5") RQ_ROW("r6") RQ_ROW("r7")                \
+    "str r8, [r3, #20]\n\t"                                                                          \
+    "ldr r9, [r3, #28]\n\t"                                                                          \
+    "strb r4, [r9]\n\t"                                                                              \
+    "strb r5, [r9, #1]\n\t"                                                                          \
+    "strb r6, [r9, #2]\n\t"                                                                          \
+    "strb r7, [r9, #3]\n\t"                                                                          \
+    "add r9, r9, #4\n\t"                                                                             \
+    "str r9, [r3, #28]\n\t"                                                                          \
+    "ldr r12, [r3, #12]\n\t"                                                                         \
+    "subs r12, r12, #1\n\t"                                                                          \
+    "str r12, [r3, #12]\n\t"                                                                         \
+    "bne 5b\n\t"                                                                                     \
+    "pop {r0, r4-r11, pc}\n\t"
+
+__attribute__((naked, noinline)) void et_dsp_fc4_w8(ET_ARG et_dsp_fc_ctx *ctx)
+{
+    __asm__ volatile(FC4(MM4X1_W8, DOUBLE_ACC));
+}
+
+__attribute__((naked, noinline)) void et_dsp_fc4_w16(ET_ARG et_dsp_fc_ctx *ctx)
+{
+    __asm__ volatile(FC4(MM4X1_W16, ""));
+}
+
 #else
 
 /* Portable: one multiply-accumulate per product on the int16/int8 values in place (the same wrapping sums
