@@ -93,7 +93,11 @@ def _gemm_parts(step: Step, w: np.ndarray, rows: int, wide: bool) -> dict | None
     k = w.shape[1]
     w4 = np.concatenate([w, np.zeros((len(w), -k % 4), np.int64)], axis=1)
     bias = _pad_rows(bias * (2 if wide else 1), rows)
-    return {"filter": _simd_weights(w4, rows, wide), "bias": bias.astype(np.int32), "rq": rq[0], "rq_stride": rq[1]}
+    pairs = rq[0].reshape(-1, 2)
+    if rq[1]:  # padding rows get a harmless pair (multiplier 0, shift 1): the kernels compute them unseen
+        pairs = np.concatenate([pairs, np.tile(np.array([[0, 1]], np.int32), (-len(pairs) % rows, 1))])
+    return {"filter": _simd_weights(w4, rows, wide), "bias": bias.astype(np.int32), "rq": pairs.reshape(-1),
+            "rq_stride": rq[1]}
 
 
 def _conv(step: Step, wide: bool) -> Step | None:

@@ -95,59 +95,90 @@ static void cols_1x1(const et_dsp_conv_params *p, const int8_t *in, int32_t j, i
     widen(in + ((size_t)oy * p->stride_h * p->in_w + (size_t)ox * p->stride_w) * p->in_c, slot, p->groups);
 }
 
-/* An entry point's micro-kernel, whether its accumulators need doubling (int8 weights), and its im2col:
- * each entry point links only what it uses. */
+/* An entry point's micro-kernel (DSP builds: the fused assembly over channel pairs; elsewhere the portable
+ * one), whether int8 weights need the accumulators doubled, and its im2col: each entry point links only what
+ * it uses. */
 typedef struct {
+#if ET_DSP_ASM
+    void (*gemm)(et_dsp_gemm_ctx *ctx);
+#else
     et_dsp_mm2x2_fn mm;
+#endif
     int32_t shift;
     void (*cols)(const et_dsp_conv_params *p, const int8_t *in, int32_t j, int16_t *slot, int8_t *row);
-    void (*fused)(et_dsp_gemm_ctx *ctx);  /* DSP builds: the channel-pair loop in assembly (full-range output) */
 } gemm_kind;
 
-static int8_t out8(const et_dsp_conv_params *p, uint32_t acc, int32_t shift, const int32_t *rq, int32_t e, int clamp)
+static void clamp_pixels(const et_dsp_conv_params *p, int8_t *o0, int8_t *o1)
 {
-    const int32_t v = et_dsp_rq_e((int32_t)(acc << shift), rq, e);
-    return (int8_t)(clamp ? et_dsp_clamp(v, p->act_min, p->act_max) : v);
+    int32_t c;
+    for (c = 0; c < p->out_c; ++c) {
+        o0[c] = (int8_t)et_dsp_clamp(o0[c], p->act_min, p->act_max);
+        o1[c] = (int8_t)et_dsp_clamp(o1[c], p->act_min, p->act_max);
+    }
 }
+
+#if ET_DSP_ASM
+
+/* All output channels of the two pixels whose columns are in `cols`: full pairs in one call, an odd last
+ * channel with its zero-weight partner (bias and rq padded) into a spare pair; clamps after saturation. */
+static void gemm_pair(const et_dsp_conv_params *p, const int16_t *cols, int8_t *o0, int8_t *o1, gemm_kind k)
+{
+    et_dsp_gemm_ctx ctx;
+    ctx.w = p->filter;
+    ctx.cols = cols;
+    ctx.groups = p->groups;
+    ctx.bias = p->bias;
+    ctx.rq = p->rq;
+    ctx.rq_step = 4 * p->rq_stride;
+    ctx.o0 = o0;
+    ctx.o1 = o1;
+    ctx.pairs = p->out_c / 2;
+    if (ctx.pairs) {
+        k.gemm(&ctx);
+    }
+    if (p->out_c & 1) {
+        int8_t spare[4];
+        ctx.pairs = 1;
+        ctx.o0 = spare;
+        ctx.o1 = spare + 2;
+        k.gemm(&ctx);
+        o1[p->out_c - 1] = spare[2];
+        o0[p->out_c - 1] = spare[0];
+    }
+    if (p->act_min > -128 || p->act_max < 127) {
+        clamp_pixels(p, o0, o1);
+    }
+}
+
+#else
 
 /* All output channels of the two pixels whose columns are in `cols`. */
 static void gemm_pair(const et_dsp_conv_params *p, const int16_t *cols, int8_t *o0, int8_t *o1, gemm_kind k)
 {
     const int8_t *w = (const int8_t *)p->filter;
     const size_t wstep = (size_t)(8 << (1 - k.shift)) * p->groups;  /* bytes per channel pair */
-    const int clamp = p->act_min > -128 || p->act_max < 127;
-    int32_t c = 0, acc[4];
-    if (k.fused && !clamp && p->out_c >= 2) {
-        et_dsp_gemm_ctx ctx;
-        ctx.w = w;
-        ctx.cols = cols;
-        ctx.groups = p->groups;
-        ctx.pairs = p->out_c / 2;
-        ctx.bias = p->bias;
-        ctx.rq = p->rq;
-        ctx.rq_step = 4 * p->rq_stride;
-        ctx.o0 = o0;
-        ctx.o1 = o1;
-        k.fused(&ctx);
-        c = 2 * (p->out_c / 2);
-        w += wstep * (size_t)(p->out_c / 2);
-    }
-    for (; c < p->out_c; c += 2, w += wstep) {
+    int32_t c, acc[4];
+    for (c = 0; c < p->out_c; c += 2, w += wstep) {
         const int32_t *rq = p->rq + p->rq_stride * c;
         int32_t e = et_dsp_rq_shift(rq);
         acc[0] = acc[2] = p->bias[c];
         acc[1] = acc[3] = p->bias[c + 1];
         k.mm(w, cols, p->groups, acc);
-        o1[c] = out8(p, (uint32_t)acc[2], k.shift, rq, e, clamp);
-        o0[c] = out8(p, (uint32_t)acc[0], k.shift, rq, e, clamp);
+        o1[c] = (int8_t)et_dsp_rq_e((int32_t)((uint32_t)acc[2] << k.shift), rq, e);
+        o0[c] = (int8_t)et_dsp_rq_e((int32_t)((uint32_t)acc[0] << k.shift), rq, e);
         if (c + 1 < p->out_c) {
             rq += p->rq_stride;
             e = et_dsp_rq_shift(rq);
-            o1[c + 1] = out8(p, (uint32_t)acc[3], k.shift, rq, e, clamp);
-            o0[c + 1] = out8(p, (uint32_t)acc[1], k.shift, rq, e, clamp);
+            o1[c + 1] = (int8_t)et_dsp_rq_e((int32_t)((uint32_t)acc[3] << k.shift), rq, e);
+            o0[c + 1] = (int8_t)et_dsp_rq_e((int32_t)((uint32_t)acc[1] << k.shift), rq, e);
         }
     }
+    if (p->act_min > -128 || p->act_max < 127) {
+        clamp_pixels(p, o0, o1);
+    }
 }
+
+#endif
 
 /* Output pixels j0 .. j1 - 1 of one image (row-major) into dst, two at a time (an odd last one twice). */
 static void conv_span(const et_dsp_conv_params *p, const int8_t *in, int32_t j0, int32_t j1, int8_t *dst,
@@ -192,26 +223,26 @@ static void conv_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scrat
 }
 
 #if ET_DSP_ASM
-#define FUSED_W8 et_dsp_gemm2x2_w8
-#define FUSED_W16 et_dsp_gemm2x2_w16
+#define KERNEL_W8 et_dsp_gemm2x2_w8
+#define KERNEL_W16 et_dsp_gemm2x2_w16
 #else
-#define FUSED_W8 NULL
-#define FUSED_W16 NULL
+#define KERNEL_W8 et_dsp_mm2x2_w8
+#define KERNEL_W16 et_dsp_mm2x2_w16
 #endif
 
-#define ET_DSP_CONV_ENTRIES(name, mm, shift, cols, fused)                                                       \
+#define ET_DSP_CONV_ENTRIES(name, kernel, shift, cols)                                                       \
     void name(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch)              \
     {                                                                                                    \
-        const gemm_kind k = {mm, shift, cols, fused};                                                    \
+        const gemm_kind k = {kernel, shift, cols};                                                    \
         conv_all(p, in, out, scratch, k);                                                                \
     }                                                                                                    \
     void name##_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch)                       \
     {                                                                                                    \
-        const gemm_kind k = {mm, shift, cols, fused};                                                    \
+        const gemm_kind k = {kernel, shift, cols};                                                    \
         conv_inplace(p, buf, scratch, k);                                                                \
     }
 
-ET_DSP_CONV_ENTRIES(et_dsp_conv_w8, et_dsp_mm2x2_w8, 1, cols_any, FUSED_W8)
-ET_DSP_CONV_ENTRIES(et_dsp_conv_w16, et_dsp_mm2x2_w16, 0, cols_any, FUSED_W16)
-ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w8, et_dsp_mm2x2_w8, 1, cols_1x1, FUSED_W8)
-ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w16, et_dsp_mm2x2_w16, 0, cols_1x1, FUSED_W16)
+ET_DSP_CONV_ENTRIES(et_dsp_conv_w8, KERNEL_W8, 1, cols_any)
+ET_DSP_CONV_ENTRIES(et_dsp_conv_w16, KERNEL_W16, 0, cols_any)
+ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w8, KERNEL_W8, 1, cols_1x1)
+ET_DSP_CONV_ENTRIES(et_dsp_conv1x1_w16, KERNEL_W16, 0, cols_1x1)

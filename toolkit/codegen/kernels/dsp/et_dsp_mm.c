@@ -71,14 +71,17 @@
     "smlad r7, r10, lr, r7\n\t"                                                                      \
     "smlad r7, r11, r12, r7\n\t"
 
-/* r2 groups of BODY: an odd one first, then two per iteration. */
+/* r2 groups of BODY, two per iteration (an odd count enters at the second copy). */
 #define GROUP_LOOP(BODY)                                                                               \
     "lsrs r2, r2, #1\n\t"                                                                            \
-    "bcc 1f\n\t" BODY "1:\n\t"                                                                       \
+    "bcc 1f\n\t"                                                                                     \
+    "add r2, r2, #1\n\t"                                                                             \
+    "b 2f\n"                                                                                        \
+    "1:\n\t"                                                                                         \
     "cmp r2, #0\n\t"                                                                                 \
-    "beq 3f\n"                                                                                       \
-    "2:\n\t" BODY BODY "subs r2, r2, #1\n\t"                                                         \
-    "bne 2b\n"                                                                                       \
+    "beq 3f\n"                                                                                      \
+    "6:\n\t" BODY "2:\n\t" BODY "subs r2, r2, #1\n\t"                                               \
+    "bne 6b\n"                                                                                      \
     "3:\n\t"
 
 __attribute__((naked, noinline)) void et_dsp_mm2x2_w8(ET_ARG const void *w, ET_ARG const int16_t *x,
@@ -158,6 +161,7 @@ __attribute__((naked, noinline)) void et_dsp_mm4x1_w16(ET_ARG const void *w, ET_
     "subs r12, r12, #1\n\t"                                                                          \
     "str r12, [r3, #12]\n\t"                                                                         \
     "bne 4b\n\t"                                                                                     \
+    "str r0, [r3]\n\t"                                                                               \
     "pop {r4-r11, pc}\n\t"
 
 __attribute__((naked, noinline)) void et_dsp_gemm2x2_w8(ET_ARG et_dsp_gemm_ctx *ctx)
