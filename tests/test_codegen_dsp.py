@@ -214,6 +214,23 @@ def test_dsp_crafted_ops_match_tflm(case, tmp_path):
         np.testing.assert_array_equal(_host(path, x, tmp_path, mode), ref, err_msg=mode)
 
 
+def test_dsp_crafted_ops_on_qemu_m4_match_tflm(tmp_path):
+    """The assembly paths (fused GEMM/FC with odd channels, partial quads, clamps, in place) on the DSP core."""
+    from toolkit.codegen.mcu_run import run_on_qemu
+
+    require_tool("qemu-system-arm")
+    require_tool("arm-none-eabi-gcc")
+    for case, (tensors, ops, _, _) in sorted(CASES.items()):
+        path = _save(tmp_path, tensors, ops, f"{case}.tflite")
+        x = RNG.integers(-128, 128, size=(4, read_model(path).tensor(0).size), dtype=np.int8)
+        ref = parity.run_tflm_flat(path, x)
+        for mode in MODES:
+            lib = tmp_path / f"{case}-{mode}"
+            generate(path, lib, kernels="dsp", optimize=mode)
+            run = run_on_qemu(lib, x, tmp_path / f"qemu-{case}-{mode}")
+            np.testing.assert_array_equal(run.outputs, ref, err_msg=f"{case} {mode}")
+
+
 def test_dsp_speed_widens_weights_only_where_flash_allows(external):
     path = external_model(parity.EXTERNAL_MODELS["kws"])
     _, steps, _ = plan_model(path, kernels="dsp", optimize="speed")
