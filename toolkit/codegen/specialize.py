@@ -166,8 +166,9 @@ def _transpose_dw(f: dict) -> bool:
 
 def _dw(step: Step, wide: bool) -> Step | None:  # noqa: ARG001 - depthwise weights stay int8 (widened per channel)
     f = dict(step.fields)
-    w = step.arrays["filter"]  # [1, k_h, k_w, channels]
-    if f["depth_multiplier"] != 1 or f["in_c"] % 4 or f["in_c"] != f["out_c"]:
+    w = step.arrays["filter"]  # [1, k_h, k_w, out_c], out channel c reads input channel c // multiplier
+    mult = f["depth_multiplier"]
+    if f["in_c"] % 4 or f["in_c"] * mult != f["out_c"]:
         return None
     wc = w.reshape(-1, f["out_c"]).T.astype(np.int64)  # [channels, k_h * k_w]
     bias, bound = _folded(step, wc)
@@ -186,10 +187,11 @@ def _dw(step: Step, wide: bool) -> Step | None:  # noqa: ARG001 - depthwise weig
     fields = {k: f[k] for k in ("batches", "in_h", "in_w", "out_h", "out_w", "in_sy", "in_sx", "out_sy", "out_sx",
                                 "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "act_min",
                                 "act_max")}
-    fields.update(channels=f["in_c"], plane_h=plane_h, plane_w=plane_w, in_zp=-f["input_offset"], rq_stride=rq[1])
+    fields.update(channels=f["in_c"], out_c=f["out_c"], multiplier=mult, plane_h=plane_h, plane_w=plane_w,
+                  in_zp=-f["input_offset"], rq_stride=rq[1])
     scratch = 8 * plane_h * plane_w + 4 * max(6, f["k_h"] * ((f["k_w"] + 1) // 2))
     arrays = {"filter": filt.astype(np.int8).reshape(-1), "bias": (2 * bias).astype(np.int32), "rq": rq[0]}
-    inplace = 0 if step.inplace is not None else None
+    inplace = 0 if step.inplace is not None and mult == 1 else None  # with multiplier 1 a block is read first
     fast = (f["k_h"], f["k_w"], f["stride_w"], f["dil_w"]) == (3, 3, 1, 1)
     return dataclasses.replace(step, family="et_dsp_dw", func="et_dsp_dw3x3" if fast else "et_dsp_dw",
                                struct="et_dsp_dw_params", fields=fields,

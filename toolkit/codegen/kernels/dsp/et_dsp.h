@@ -43,19 +43,21 @@ typedef struct {
     const int32_t *rq;         /* [out_depth][2], or [1][2] */
 } et_dsp_fc_params;
 
-/* DEPTHWISE_CONV_2D, depth multiplier 1: 4 channels at a time copied into zero-point-padded int16 planes.
- * Geometry in the kernel's orientation; pixel (y, x) of the NHWC tensors is pixel y * sy + x * sx (the
- * generator may swap the axes so that plane rows run along the longer side). */
+/* DEPTHWISE_CONV_2D, any depth multiplier: 4 input channels at a time copied into zero-point-padded int16
+ * planes, each plane convolved for its `multiplier` output channels. Geometry in the kernel's orientation;
+ * pixel (y, x) of the NHWC tensors is pixel y * sy + x * sx (the generator may swap the axes so that plane
+ * rows run along the longer side). */
 typedef struct {
-    int32_t batches, in_h, in_w, channels, out_h, out_w;
+    int32_t batches, in_h, in_w, channels, out_h, out_w;  /* channels: input channels (a multiple of 4) */
+    int32_t out_c, multiplier;                            /* out_c = channels * multiplier */
     int32_t in_sy, in_sx, out_sy, out_sx;
     int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
     int32_t plane_h, plane_w;  /* padded plane of one channel (plane_w even, one spare column) */
     int32_t in_zp;
     int32_t act_min, act_max, rq_stride;
-    const int8_t *filter;      /* [channels][k_h][k_w] */
-    const int32_t *bias;       /* [channels], offset folded, doubled */
-    const int32_t *rq;         /* [channels][2], or [1][2] */
+    const int8_t *filter;      /* [out_c][k_h][k_w] */
+    const int32_t *bias;       /* [out_c], offset folded, doubled */
+    const int32_t *rq;         /* [out_c][2], or [1][2] */
 } et_dsp_dw_params;
 
 /* ADD of two tensors of the output's shape (TFLite's left_shift = 20 scheme); input 2 has the larger scale,

@@ -1,10 +1,10 @@
-/* DEPTHWISE_CONV_2D (depth multiplier 1) of the dsp set. Four channels at a time are copied into int16
- * planes padded with the input zero point (so every tap is in bounds and the folded offset holds), then
- * each channel is convolved over its plane: for 3x3 with stride 1 along the plane rows, four outputs per
+/* DEPTHWISE_CONV_2D of the dsp set. Four input channels at a time are copied into int16 planes padded with
+ * the input zero point (so every tap is in bounds and the folded offset holds), then each of a plane's
+ * output channels (depth multiplier) is convolved over it: for 3x3 with stride 1 along the plane rows, four outputs per
  * pass from the loads (x0,x1) (x2,x3) (x4,x5) of each row (SMLAD/SMLATB/SMLABB/SMLADX, et_dsp.h), other
  * windows with SMLAD on pairs of taps. The generator may transpose the image (in_sy/in_sx, out_sy/out_sx)
- * so that plane rows run along the longer output side. A block's input is copied before any of its
- * outputs is written, so the kernel also runs in place. */
+ * so that plane rows run along the longer output side. With multiplier 1, a block's input is copied before
+ * any of its outputs is written, so the kernel also runs in place. */
 #include "et_dsp.h"
 #include "et_dsp_simd.h"
 
@@ -210,7 +210,7 @@ static int8_t out_value(const et_dsp_dw_params *p, int32_t a2, const int32_t *rq
 
 static int8_t *out_at(const et_dsp_dw_params *p, int8_t *out, int32_t oy, int32_t ox)
 {
-    return out + ((size_t)oy * p->out_sy + (size_t)ox * p->out_sx) * p->channels;
+    return out + ((size_t)oy * p->out_sy + (size_t)ox * p->out_sx) * p->out_c;
 }
 
 /* The doubled-accumulator sum of one output over k_h rows of `pairs` tap pairs (dilation 1 along x: each pair
@@ -235,7 +235,7 @@ static void channel_generic(const et_dsp_dw_params *p, const int16_t *pl, const 
     const int32_t pairs = (p->k_w + 1) / 2, e = et_dsp_rq_shift(rq), kh = p->k_h, pw = p->plane_w;
     const int32_t sw = p->stride_w, dw = p->dil_w, dy = p->dil_h * pw, lo = p->act_min, hi = p->act_max;
     const int32_t oh = p->out_h, ow = p->out_w, sy = p->stride_h * pw;
-    const size_t osy = (size_t)p->out_sy * p->channels, osx = (size_t)p->out_sx * p->channels;
+    const size_t osy = (size_t)p->out_sy * p->out_c, osx = (size_t)p->out_sx * p->out_c;
     const int clamp = lo > -128 || hi < 127;
     int32_t oy, ox;
     for (oy = 0; oy < oh; ++oy) {
@@ -257,7 +257,7 @@ static void channel_3x3(const et_dsp_dw_params *p, const int16_t *pl, dw3_ctx *c
     ctx->m = rq[0];
     ctx->c1 = rq[1];
     ctx->e = et_dsp_rq_shift(rq);
-    ctx->step = p->out_sx * p->channels;
+    ctx->step = p->out_sx * p->out_c;
     for (oy = 0; oy < p->out_h; ++oy) {
         const int16_t *r = pl + oy * p->stride_h * p->plane_w;
         const size_t dy = (size_t)p->dil_h * p->plane_w;
@@ -292,8 +292,9 @@ ET_INLINE void dw_image(const et_dsp_dw_params *p, const int8_t *in, int8_t *out
     int32_t c0, k, ky, kx;
     for (c0 = 0; c0 < p->channels; c0 += 4) {
         planes(p, in, c0, pl);
-        for (k = 0; k < 4; ++k) {
-            const int32_t c = c0 + k;
+        for (k = 0; k < 4 * p->multiplier; ++k) {
+            const int32_t c = c0 * p->multiplier + k;  /* output channel; its plane is k / multiplier */
+            const int16_t *plane = pl + k / p->multiplier * n;
             const int8_t *w = p->filter + (size_t)c * p->k_h * p->k_w;
             const int32_t *rq = p->rq + p->rq_stride * c;
             if (fast) {
@@ -302,7 +303,7 @@ ET_INLINE void dw_image(const et_dsp_dw_params *p, const int8_t *in, int8_t *out
                     ctx.w[2 * ky + 1] = et_pack16(2 * w[2], 2 * w[1]);
                 }
                 ctx.bias2 = p->bias[c];
-                channel_3x3(p, pl + k * n, &ctx, rq, out + c);
+                channel_3x3(p, plane, &ctx, rq, out + c);
                 continue;
             }
             for (ky = 0; ky < p->k_h; ++ky, w += p->k_w) {
@@ -310,7 +311,7 @@ ET_INLINE void dw_image(const et_dsp_dw_params *p, const int8_t *in, int8_t *out
                     wp[ky * pairs + kx / 2] = et_pack16(2 * w[kx], kx + 1 < p->k_w ? 2 * w[kx + 1] : 0);
                 }
             }
-            channel_generic(p, pl + k * n, wp, p->bias[c], rq, out + c);
+            channel_generic(p, plane, wp, p->bias[c], rq, out + c);
         }
     }
 }
@@ -321,7 +322,7 @@ ET_INLINE void dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int3
     int16_t *pl = (int16_t *)(void *)scratch;
     uint32_t *wp = (uint32_t *)(void *)(pl + 4 * p->plane_h * p->plane_w);
     const size_t in_image = (size_t)p->in_h * p->in_w * p->channels;
-    const size_t out_image = (size_t)p->out_h * p->out_w * p->channels;
+    const size_t out_image = (size_t)p->out_h * p->out_w * p->out_c;
     int32_t b;
     for (b = 0; b < p->batches; ++b) {
         dw_image(p, in + (size_t)b * in_image, out + (size_t)b * out_image, pl, wp, fast);
