@@ -264,6 +264,21 @@ def test_dsp_speed_matches_tflm_on_external_models(external, name, tmp_path):
     assert plan["kernels"] == "dsp" and plan["optimize"] == "speed" and plan["specialized"]["dsp_steps"] > 0
 
 
+@pytest.mark.parametrize("task", ("kws-digits", "imu-motions", "ecg-anomaly", "image-digits"))
+def test_dsp_speed_matches_tflm_on_model_zoo(exported_bundle, task, tmp_path):
+    """optimize=speed on edgetk's own exported models (dyadic requantization), real test inputs first, ASan/UBSan
+    (size runs in test_codegen_parity)."""
+    require_tool("gcc")
+    bundle = exported_bundle(task)
+    path = bundle / "model_int8.tflite"
+    x = parity.inputs_for(task, read_model(path), 60)
+    real = np.load(bundle / "test_x_int8.npy", allow_pickle=False).reshape((-1,) + x.shape[1:])[:30]
+    x = np.concatenate([real, x[len(real):]])
+    np.testing.assert_array_equal(_host(path, x, tmp_path, "speed"), parity.run_tflm_flat(path, x))
+    _, steps, _ = plan_model(path, kernels="dsp", optimize="speed")
+    assert any(s.func.startswith("et_dsp") for s in steps)
+
+
 def test_manifest_cmsis_figures_parse(external):
     figures = cmsis_figures((external.parent / "MANIFEST.md").read_text())
     assert figures == {"kws": 7.70e6, "ic": 29.9e6, "ad": 0.583e6}
