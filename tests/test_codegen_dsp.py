@@ -187,7 +187,15 @@ CASES = {
     "global-average-pool": (
         [T((1, 6, 5, 8), **Q), T((1, 1, 1, 8), **Q)],
         [O("AVERAGE_POOL_2D", (0,), (1,), dict(padding="VALID", stride_w=1, stride_h=1, filter_width=5,
-                                               filter_height=6))], "et_dsp_gap", 0),
+                                               filter_height=6))], "et_dsp_avg_pool", 0),
+    "avg-pool-same-edges-relu6": (
+        [T((1, 7, 5, 8), **Q), T((1, 4, 3, 8), scale=(0.05,), zero_point=(3,))],
+        [O("AVERAGE_POOL_2D", (0,), (1,), dict(padding="SAME", stride_w=2, stride_h=2, filter_width=3, filter_height=2,
+                                               fused_activation_function="RELU6"))], "et_dsp_avg_pool", 0),
+    "max-pool-same-relu": (
+        [T((1, 6, 7, 12), **Q), T((1, 3, 4, 12), **Q)],
+        [O("MAX_POOL_2D", (0,), (1,), dict(padding="SAME", stride_w=2, stride_h=2, filter_width=3, filter_height=3,
+                                           fused_activation_function="RELU"))], "et_dsp_max_pool", 0),
 }
 
 

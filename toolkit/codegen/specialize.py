@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 OPTIMIZE = ("size", "speed")
 FLASH_RESERVE = 64 * 1024   # bytes of flash kept for firmware + library code when speed widens weights
-MAX_GAP_PIXELS = 256        # 16-bit lane sums of et_dsp_gap stay exact up to 256 pixels
+MAX_AVG_WINDOW = 256        # 16-bit lane sums of et_dsp_avg_pool stay exact up to 256 pixels
 _LIMIT = 1 << 31            # int32: |value| < 2^31
 
 
@@ -229,14 +229,10 @@ def _add(step: Step, wide: bool) -> Step | None:  # noqa: ARG001
 
 def _pool(step: Step, wide: bool) -> Step | None:  # noqa: ARG001
     f = step.fields
-    pixels = f["in_h"] * f["in_w"]
-    if step.func != "et_avg_pool_s8" or (f["out_h"], f["out_w"], f["pad_h"], f["pad_w"]) != (1, 1, 0, 0) \
-            or (f["k_h"], f["k_w"]) != (f["in_h"], f["in_w"]) or pixels > MAX_GAP_PIXELS or f["channels"] % 4:
+    if f["channels"] % 4 or (step.func == "et_avg_pool_s8" and f["k_h"] * f["k_w"] > MAX_AVG_WINDOW):
         return None
-    fields = {"batches": f["batches"], "pixels": pixels, "channels": f["channels"], "act_min": f["act_min"],
-              "act_max": f["act_max"]}
-    return dataclasses.replace(step, family="et_dsp_pool", func="et_dsp_gap", struct="et_dsp_gap_params",
-                               fields=fields)
+    func = "et_dsp_avg_pool" if step.func == "et_avg_pool_s8" else "et_dsp_max_pool"
+    return dataclasses.replace(step, family="et_dsp_pool", func=func)
 
 
 RULES: dict[str, Callable[[Step, bool], Step | None]] = {
@@ -245,6 +241,7 @@ RULES: dict[str, Callable[[Step, bool], Step | None]] = {
     "et_fully_connected_s8": _fc,
     "et_add_s8": _add,
     "et_avg_pool_s8": _pool,
+    "et_max_pool_s8": _pool,
 }
 WIDENABLE = ("et_conv2d_s8", "et_fully_connected_s8")
 

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "et_kernels.h"
+
 /* CONV_2D as im2col of two output pixels at a time + a 2x2 (channels x pixels) GEMM micro-kernel. */
 typedef struct {
     int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
@@ -70,11 +72,6 @@ typedef struct {
     int32_t act_min, act_max;
 } et_dsp_add_params;
 
-/* AVERAGE_POOL_2D over the whole image (one output pixel), at most 256 pixels, channels % 4 == 0. */
-typedef struct {
-    int32_t batches, pixels, channels, act_min, act_max;
-} et_dsp_gap_params;
-
 /* Bytes of the int16 im2col of two pixels (+ the int8 gather row) a conv needs in scratch. */
 #define ET_DSP_CONV_COLS(groups) (16 * (groups) + 4 * (groups))
 
@@ -94,7 +91,9 @@ void et_dsp_dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t
 /* 3x3, stride 1 and dilation 1 along the plane rows: four outputs per pass. */
 void et_dsp_dw3x3(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
 void et_dsp_add(const et_dsp_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
-void et_dsp_gap(const et_dsp_gap_params *p, const int8_t *in, int8_t *out);
+/* AVERAGE_POOL_2D (windows of at most 256 pixels) and MAX_POOL_2D on the reference parameters, channels % 4 == 0. */
+void et_dsp_avg_pool(const et_pool_params *p, const int8_t *in, int8_t *out);
+void et_dsp_max_pool(const et_pool_params *p, const int8_t *in, int8_t *out);
 
 /* GEMM micro-kernels (et_dsp_mm.c). acc holds the initial sums and receives the results.
  * 2x2: acc = {c0 p0, c1 p0, c0 p1, c1 p1}; x: per group, pixel 0's 4 int16 then pixel 1's.
