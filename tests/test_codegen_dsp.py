@@ -128,9 +128,17 @@ CASES = {
     "conv-1x1-in-place": (*_after_pointwise(*_conv(T((1, 5, 7, 8), scale=(0.1,), zero_point=(1,)), (6, 1, 1, 8),
                                                    T((1, 5, 7, 6), scale=(0.2,), zero_point=(-9,)), _opts("VALID"))),
                           "et_dsp_conv1x1", 1),
-    "conv-3x3-in-place-rows": (*_after_pointwise(*_conv(T((1, 6, 8, 8), scale=(0.1,), zero_point=(1,)), (8, 3, 3, 8),
-                                                        T((1, 6, 8, 8), scale=(0.2,), zero_point=(-9,)), _opts("SAME"))),
-                               "et_dsp_conv", 1),
+    "conv-3x3-in-place-pixels": (*_after_pointwise(*_conv(T((1, 6, 8, 8), scale=(0.1,), zero_point=(1,)),
+                                                          (8, 3, 3, 8), T((1, 6, 8, 8), scale=(0.2,), zero_point=(-9,)),
+                                                          _opts("SAME"))), "et_dsp_conv", 1),
+    "conv-4x4-same-odd-width-in-place-pixels": (*_after_pointwise(*_conv(T((1, 7, 5, 8), scale=(0.1,), zero_point=(1,)),
+                                                                         (6, 4, 4, 8), T((1, 7, 5, 6), scale=(0.2,),
+                                                                                         zero_point=(-9,)),
+                                                                         _opts("SAME"))), "et_dsp_conv", 1),
+    "conv-3x3-stride2-in-place-rows": (*_after_pointwise(*_conv(T((1, 8, 8, 8), scale=(0.1,), zero_point=(1,)),
+                                                                (16, 3, 3, 8), T((1, 4, 4, 16), scale=(0.2,),
+                                                                                 zero_point=(-9,)),
+                                                                _opts("SAME", sh=2, sw=2))), "et_dsp_conv", 1),
     "conv-1x1-stride2-in-place-rows": (*_after_pointwise(*_conv(T((1, 8, 6, 8), scale=(0.1,), zero_point=(1,)),
                                                                 (12, 1, 1, 8), T((1, 4, 3, 12), scale=(0.2,),
                                                                                  zero_point=(-9,)),
@@ -227,6 +235,8 @@ def test_dsp_crafted_ops_match_tflm(case, tmp_path):
         assert (got.startswith(func + "_w") or got == func) if func else not got.startswith("et_dsp"), (mode, got)
         if "in-place" in case:
             assert step in plan.inplace, (mode, "expected the dsp kernel to run in place")
+            ring = "_inplace_px" if "pixels" in case else "_inplace" if "rows" in case else ""
+            assert steps[step].inplace_func == (got + ring if ring else ""), steps[step].inplace_func
         np.testing.assert_array_equal(_host(path, x, tmp_path, mode), ref, err_msg=mode)
 
 

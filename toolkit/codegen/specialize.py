@@ -114,28 +114,33 @@ def _conv(step: Step, wide: bool) -> Step | None:
     pointwise = (f["k_h"], f["k_w"], f["pad_h"], f["pad_w"], f["in_c"] % 4) == (1, 1, 0, 0, 0)
     func = ("et_dsp_conv1x1" if pointwise else "et_dsp_conv") + ("_w16" if wide else "_w8")
     cols = 20 * groups  # ET_DSP_CONV_COLS
-    inplace, inplace_func, inplace_scratch = _conv_inplace(step, cols)
+    inplace, suffix, inplace_scratch = _conv_inplace(step, cols)
     return dataclasses.replace(step, family="et_dsp_conv", func=func, struct="et_dsp_conv_params", fields=fields,
                                arrays=parts, scratch=cols, inplace=inplace,
-                               inplace_func=func + "_inplace" if inplace_func else "", inplace_scratch=inplace_scratch)
+                               inplace_func=func + suffix if suffix else "", inplace_scratch=inplace_scratch)
 
 
-def _conv_inplace(step: Step, cols: int) -> tuple[int | None, bool, int]:
-    """(inplace, needs the ring variant, scratch bytes in place) for a conv the lowering allows in place.
+def _conv_inplace(step: Step, cols: int) -> tuple[int | None, str, int]:
+    """(inplace, suffix of the in-place entry point, scratch bytes in place) for a conv the lowering allows in place.
 
-    A 1x1 stride-1 unpadded conv with out_c <= in_c reads both pixels of a pair before writing them, so it
-    runs in place as it is; any other waits for pad_h + 1 output rows in a ring (as the portable kernels)."""
+    A 1x1 stride-1 unpadded conv with out_c <= in_c reads both pixels of a pair before writing them, so it runs
+    in place as it is (suffix ""); others wait in a ring of pixels (stride 1, same width, out_c <= in_c) or of
+    pad_h + 1 rows, whichever is smaller, as the portable kernels do."""
     f = step.fields
     if step.inplace is None or f["batches"] != 1:
-        return None, False, 0
-    pointwise = f["k_h"] == f["k_w"] == 1 and f["stride_h"] == f["stride_w"] == 1 and f["pad_h"] == f["pad_w"] == 0
-    if pointwise and f["out_c"] <= f["in_c"] and f["out_w"] == f["in_w"]:
-        return 0, False, cols
-    out_row, in_row = f["out_w"] * f["out_c"], f["in_w"] * f["in_c"]
-    ring = (f["pad_h"] + 1) * out_row
-    if out_row > in_row or ring >= f["out_h"] * out_row:
-        return None, False, 0
-    return 0, True, cols + ring
+        return None, "", 0
+    same = f["stride_h"] == f["stride_w"] == 1 and f["out_w"] == f["in_w"] and f["out_c"] <= f["in_c"]
+    if same and f["k_h"] == f["k_w"] == 1 and f["pad_h"] == f["pad_w"] == 0:
+        return 0, "", cols
+    out_row, out_bytes = f["out_w"] * f["out_c"], f["out_h"] * f["out_w"] * f["out_c"]
+    rings = [("_inplace", (f["pad_h"] + 1) * out_row)] if out_row <= f["in_w"] * f["in_c"] else []
+    if same:
+        rings.append(("_inplace_px", ((f["pad_h"] * f["out_w"] + f["pad_w"] + 3) & ~1) * f["out_c"]))
+    rings = [r for r in rings if r[1] < out_bytes]
+    if not rings:
+        return None, "", 0
+    suffix, ring = min(rings, key=lambda r: r[1])
+    return 0, suffix, cols + ring
 
 
 def _fc(step: Step, wide: bool) -> Step | None:

@@ -80,11 +80,17 @@ void et_dsp_conv_w16(const et_dsp_conv_params *p, const int8_t *in, int8_t *out,
 /* In place, output rows delayed in a ring of pad_h + 1 rows placed after the im2col in `scratch`. */
 void et_dsp_conv_w8_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
 void et_dsp_conv_w16_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+/* In place by pixels (stride 1, in_w == out_w, out_c <= in_c): a ring of pad_h * out_w + pad_w + 2 pixels
+ * (rounded up to even) after the im2col in `scratch`. */
+void et_dsp_conv_w8_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+void et_dsp_conv_w16_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
 /* 1x1 unpadded convolutions with in_c % 4 == 0: the input pixels are the columns (no gather). */
 void et_dsp_conv1x1_w8(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
 void et_dsp_conv1x1_w16(const et_dsp_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
 void et_dsp_conv1x1_w8_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
 void et_dsp_conv1x1_w16_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+void et_dsp_conv1x1_w8_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+void et_dsp_conv1x1_w16_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
 void et_dsp_fc_w8(const et_dsp_fc_params *p, const int8_t *in, int8_t *out);
 void et_dsp_fc_w16(const et_dsp_fc_params *p, const int8_t *in, int8_t *out);
 void et_dsp_dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch);

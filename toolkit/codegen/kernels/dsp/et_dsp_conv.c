@@ -222,6 +222,28 @@ static void conv_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scrat
     }
 }
 
+/* Batch 1, stride 1, in_w == out_w, out_c <= in_c: output pixel i replaces input pixel i once outputs up to
+ * i + pad_h * out_w + pad_w exist (no later output reads it); pixels wait in an even ring of at least that
+ * delay + 2 slots, so a pair never wraps. */
+static void conv_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch, gemm_kind k)
+{
+    const int32_t delay = p->pad_h * p->out_w + p->pad_w, n = p->out_h * p->out_w;
+    const int32_t slots = (delay + 3) & ~1;
+    const size_t px = (size_t)p->out_c;
+    int8_t *ring = scratch + ET_DSP_CONV_COLS(p->groups);
+    int32_t j, done = 0;
+    for (j = 0; j < n; j += 2) {
+        const int32_t end = j + 2 < n ? j + 2 : n;
+        conv_span(p, buf, j, end, ring + (size_t)(j % slots) * px, (int16_t *)(void *)scratch, k);
+        for (; done < end - delay; ++done) {
+            copy_bytes(ring + (size_t)(done % slots) * px, buf + (size_t)done * px, (int32_t)px);
+        }
+    }
+    for (; done < n; ++done) {
+        copy_bytes(ring + (size_t)(done % slots) * px, buf + (size_t)done * px, (int32_t)px);
+    }
+}
+
 #if ET_DSP_ASM
 #define KERNEL_W8 et_dsp_gemm2x2_w8
 #define KERNEL_W16 et_dsp_gemm2x2_w16
@@ -240,6 +262,11 @@ static void conv_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scrat
     {                                                                                                    \
         const gemm_kind k = {kernel, shift, cols};                                                    \
         conv_inplace(p, buf, scratch, k);                                                                \
+    }                                                                                                    \
+    void name##_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch)                    \
+    {                                                                                                    \
+        const gemm_kind k = {kernel, shift, cols};                                                       \
+        conv_inplace_px(p, buf, scratch, k);                                                             \
     }
 
 ET_DSP_CONV_ENTRIES(et_dsp_conv_w8, KERNEL_W8, 1, cols_any)
