@@ -33,22 +33,33 @@ static void copy_bytes(const int8_t *s, int8_t *d, int32_t n)
     }
 }
 
-/* 4 * groups int8 values (natural k order) -> int16 column slot (k0, k2, k1, k3 per group, 8 apart). */
+/* 4 * groups int8 values (natural k order, any alignment) -> int16 column slot (k0, k2, k1, k3 per group, 8
+ * apart; slots are 8-byte aligned). */
 static void widen(const int8_t *s, int16_t *slot, int32_t groups)
 {
+#if ET_DSP_ASM
+    uint32_t v, lo, hi;
+    if (groups > 0) {
+        __asm__ volatile("1:\n\t"
+                         "ldr %3, [%0], #4\n\t"
+                         "sxtb16 %4, %3\n\t"
+                         "sxtb16 %5, %3, ror #8\n\t"
+                         "strd %4, %5, [%1], #16\n\t"
+                         "subs %2, %2, #1\n\t"
+                         "bne 1b\n\t"
+                         : "+r"(s), "+r"(slot), "+r"(groups), "=&r"(v), "=&r"(lo), "=&r"(hi)
+                         :
+                         : "cc", "memory");
+    }
+#else
     int32_t g;
     for (g = 0; g < groups; ++g, s += 4, slot += 8) {
-#if ET_DSP_ASM
-        const uint32_t b = et_ld32(s);
-        et_st32(slot, et_sxtb16(b));
-        et_st32(slot + 2, et_sxtb16_ror8(b));
-#else
         slot[0] = s[0];
         slot[1] = s[2];
         slot[2] = s[1];
         slot[3] = s[3];
-#endif
     }
+#endif
 }
 
 /* The receptive field of output pixel (oy, ox) as k_h * k_w * in_c bytes, then zero points up to 4 * groups. */
@@ -80,10 +91,23 @@ static void gather(const et_dsp_conv_params *p, const int8_t *in, int32_t oy, in
     fill_bytes(d, 4 * p->groups - p->k_h * seg, p->in_zp);
 }
 
-/* Column slot of output pixel j of an image: the receptive field gathered, then widened. */
+/* Column slot of output pixel j of an image. A window inside the image whose rows are whole groups (k_w * in_c
+ * a multiple of 4, dilation 1 along x) is widened row by row where it lies; any other is gathered first. */
 static void cols_any(const et_dsp_conv_params *p, const int8_t *in, int32_t j, int16_t *slot, int8_t *row)
 {
-    gather(p, in, j / p->out_w, j % p->out_w, row);
+    const int32_t oy = j / p->out_w, ox = j % p->out_w;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w, seg = p->k_w * p->in_c;
+    if ((seg & 3) == 0 && p->dil_w == 1 && y0 >= 0 && y0 + (p->k_h - 1) * p->dil_h < p->in_h && x0 >= 0 &&
+        x0 + p->k_w <= p->in_w) {
+        const int8_t *src = in + ((size_t)y0 * p->in_w + x0) * p->in_c;
+        const size_t step = (size_t)p->dil_h * p->in_w * p->in_c;
+        int32_t ky;
+        for (ky = 0; ky < p->k_h; ++ky, src += step, slot += 2 * seg) {
+            widen(src, slot, seg / 4);
+        }
+        return;
+    }
+    gather(p, in, oy, ox, row);
     widen(row, slot, p->groups);
 }
 
