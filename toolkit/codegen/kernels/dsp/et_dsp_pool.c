@@ -6,7 +6,7 @@
 #include "et_dsp.h"
 #include "et_dsp_simd.h"
 
-/* Bytewise signed max (hi = 0) or min (hi = 1) of a and b. */
+/* Bytewise signed max of a and b (SSUB8 sets a byte's GE flag where a >= b, SEL picks those bytes of a). */
 ET_INLINE uint32_t bytes_max(uint32_t a, uint32_t b)
 {
 #if ET_DSP_ASM
@@ -24,21 +24,10 @@ ET_INLINE uint32_t bytes_max(uint32_t a, uint32_t b)
 #endif
 }
 
+/* Bytewise signed min: min(a, b) = ~max(~a, ~b) (bitwise not reverses the signed order, byte by byte). */
 ET_INLINE uint32_t bytes_min(uint32_t a, uint32_t b)
 {
-#if ET_DSP_ASM
-    uint32_t r;
-    __asm__("ssub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
-    return r;
-#else
-    uint32_t r = 0;
-    int32_t k;
-    for (k = 0; k < 32; k += 8) {
-        const int8_t x = (int8_t)(a >> k), y = (int8_t)(b >> k);
-        r |= (uint32_t)(uint8_t)(x < y ? x : y) << k;
-    }
-    return r;
-#endif
+    return ~bytes_max(~a, ~b);
 }
 
 static int8_t average(const et_pool_params *p, int32_t acc, int32_t n)
