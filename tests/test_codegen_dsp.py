@@ -326,6 +326,32 @@ def test_dsp_on_qemu_matches_tflm(external, name, mode, core, tmp_path):
         assert max(run.instructions) / res.macs < (1.8 if mode == "size" else 1.4)
 
 
+def test_dsp_library_built_by_clang_on_qemu_m4(external, tmp_path):
+    """The naked-function assembly and intrinsics under clang too (objects linked by the gcc harness)."""
+    from toolkit.codegen import mcu_run
+    from toolkit.native import m4
+
+    clang = require_tool("clang")
+    require_tool("qemu-system-arm")
+    require_tool("arm-none-eabi-gcc")
+    path = external_model(parity.EXTERNAL_MODELS["kws"])
+    x = parity.inputs_for("kws", read_model(path), 2)
+    lib = tmp_path / "lib"
+    generate(path, lib, kernels="dsp", optimize="speed")
+    objs = []
+    for src in sorted(lib.rglob("*.c")):
+        objs.append(tmp_path / f"{src.stem}.o")
+        subprocess.run([clang, "--target=thumbv7em-none-eabi", "-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+                        "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(lib), "-I", str(lib / "kernels"), "-c",
+                        str(src), "-o", str(objs[-1])], check=True, capture_output=True)
+    main = tmp_path / "main.c"
+    main.write_text(mcu_run._main_c(x))
+    run = m4.run_m4(m4.build_m4([main, *objs], [lib, lib / "kernels"], tmp_path, name="clang"))
+    outs = np.stack([np.frombuffer(bytes.fromhex(h), np.int8) for h in run.lines("O")])
+    np.testing.assert_array_equal(outs, parity.run_tflm_flat(path, x))
+    assert max(run.counts) < 7.70e6
+
+
 @pytest.mark.parametrize("name", ["kws", "ic", "ad", "sww"])
 def test_dsp_library_code_and_tables_within_12_kb(external, name, tmp_path):
     from toolkit.codegen.cross import cross_build

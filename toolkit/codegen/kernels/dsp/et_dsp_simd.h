@@ -1,13 +1,16 @@
 /* DSP-extension primitives of the dsp kernel set: one instruction where the core has the DSP extension
  * (__ARM_FEATURE_DSP: Cortex-M4/M7/M33), elsewhere the portable expression that defines the
  * instruction's result, so both give the same bits. -DET_DSP_PORTABLE forces the portable C on any core.
- * Packed values: a uint32_t holds two int16 lanes, lane 0 in bits 0-15. Wrapping sums are computed in
- * uint32_t (no signed overflow); signed right shifts are arithmetic, as TFLite assumes too. */
+ * Packed values: a uint32_t holds two int16 lanes, lane 0 in bits 0-15; words are read and written
+ * little-endian on every host, so the portable C gives the same bits on big-endian machines too (the DSP
+ * path needs a little-endian core). Wrapping sums are computed in uint32_t (no signed overflow); signed
+ * right shifts are arithmetic, as TFLite assumes too. */
 #ifndef ET_DSP_SIMD_H
 #define ET_DSP_SIMD_H
 #include <stdint.h>
 
-#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__) && !defined(ET_DSP_PORTABLE)
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__) && !defined(__ARM_BIG_ENDIAN) && \
+    !defined(ET_DSP_PORTABLE)
 #define ET_DSP_ASM 1
 #else
 #define ET_DSP_ASM 0
@@ -19,10 +22,10 @@
 #define ET_INLINE static inline
 #endif
 
-/* 4 bytes from any address (little-endian, as every Cortex-M runs). */
+/* 4 bytes from any address as a little-endian word (byte 0 in bits 0-7, on any host). */
 ET_INLINE uint32_t et_ld32(const void *p)
 {
-#if defined(__GNUC__)
+#if ET_DSP_ASM
     uint32_t v;
     __builtin_memcpy(&v, p, 4);
     return v;
@@ -34,7 +37,7 @@ ET_INLINE uint32_t et_ld32(const void *p)
 
 ET_INLINE void et_st32(void *p, uint32_t v)
 {
-#if defined(__GNUC__)
+#if ET_DSP_ASM
     __builtin_memcpy(p, &v, 4);
 #else
     uint8_t *b = (uint8_t *)p;
