@@ -257,6 +257,38 @@ def test_dsp_crafted_ops_on_qemu_m4_match_tflm(tmp_path):
             np.testing.assert_array_equal(run.outputs, ref, err_msg=f"{case} {mode}")
 
 
+def test_dsp_specialisation_on_fuzzed_models(external, tmp_path):
+    """Mutated models (toolkit.fuzz, seed 15) that codegen accepts specialise in both modes without another
+    exception; a few run under ASan/UBSan with the same bytes as the reference kernel set."""
+    from toolkit import fuzz
+
+    require_tool("gcc")
+    seeds = fuzz.tflite_seeds(external)
+    accepted, deep = 0, 0
+    for i in range(300):
+        data = fuzz.mutate_tflite(np.random.default_rng([15, i]), seeds[i % len(seeds)])
+        try:
+            if fuzz.check_tflite(data) != "accepted":
+                continue
+        except fuzz.Finding:
+            continue  # the reader/lowering campaign's business (tests/test_fuzz_models.py)
+        accepted += 1
+        path = tmp_path / f"m{i}.tflite"
+        path.write_bytes(data)
+        steps = [plan_model(path, kernels="dsp", optimize=mode)[1] for mode in MODES]
+        g = read_model(path)
+        x_t, y_t = g.tensor(g.inputs[0]), g.tensor(g.outputs[0])
+        if deep >= 4 or x_t.dtype != "int8" or y_t.dtype != "int8" or not any(s.func.startswith("et_dsp") for s in steps[1]):
+            continue
+        deep += 1
+        x = np.random.default_rng(i).integers(-128, 128, size=(4, x_t.size), dtype=np.int8)
+        generate(path, tmp_path / f"ref{i}", kernels="reference")
+        ref = run_host(compile_host(tmp_path / f"ref{i}", tmp_path / f"ref{i}.run"), x, y_t.size)
+        for mode in MODES:
+            np.testing.assert_array_equal(_host(path, x, tmp_path / f"d{i}", mode), ref, err_msg=f"input {i} {mode}")
+    assert accepted > 30 and deep == 4
+
+
 def test_dsp_speed_widens_weights_only_where_flash_allows(external):
     path = external_model(parity.EXTERNAL_MODELS["kws"])
     _, steps, _ = plan_model(path, kernels="dsp", optimize="speed")
