@@ -43,7 +43,7 @@ def build_model(tflite_path: str | os.PathLike, *, kernels: str = DEFAULT, optim
     graph = read_model(tflite_path)
     steps = lower(graph)
     if kernels in SPECIALIZED:
-        steps = specialize(graph, steps, optimize=optimize, flash_bytes=flash_bytes)
+        steps = specialize(steps, optimize=optimize, flash_bytes=flash_bytes)
     return graph, steps, plan(graph, steps)
 
 

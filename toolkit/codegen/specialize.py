@@ -1,11 +1,12 @@
 """Generation-time specialisation of lowered steps for the `dsp` kernel set (kernels/dsp, et_dsp.h).
 
-Each conv, depthwise conv, fully-connected, ADD and global average pool step whose integer arithmetic
-the dsp kernels reproduce exactly is rewritten: the input offset folded into the bias (padding reads the
-input zero point), weights re-laid out in the SIMD access order (int8, or doubled int16 with
-`optimize="speed"`), and per-channel requantization constants {multiplier, rounding + output offset,
-shift} whose bounds are checked here, so the kernels need no run-time checks. A step that fails a check
-keeps its portable kernel (the set falls back to `fast`/`reference`): same bits either way.
+Each conv, depthwise conv (any multiplier), fully-connected, same-shape ADD, average and max pool step
+whose integer arithmetic the dsp kernels reproduce exactly is rewritten: the input offset folded into the
+bias (padding reads the input zero point), weights re-laid out in the SIMD access order (int8, or doubled
+int16 with `optimize="speed"`), and per-channel requantization pairs {multiplier, rounding + output offset
+<< shift} whose bounds are checked here, so the kernels need no run-time checks; the kernel variant is
+picked by shape (1x1, 3x3 depthwise, in place by pixels or rows). A step that fails a check keeps its
+portable kernel (the set falls back to `fast`/`reference`): same bits either way.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import numpy as np
 
 from toolkit.codegen.lower import Step
 from toolkit.errors import EdgetkError
-from toolkit.tflite.ir import Graph
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +268,7 @@ def _widened(steps: list[Step], optimize: str, flash_bytes: int | None) -> set[i
     return chosen
 
 
-def specialize(graph: Graph, steps: list[Step], *, optimize: str = "size",  # noqa: ARG001 - graph kept for rules
-               flash_bytes: int | None = None) -> list[Step]:
+def specialize(steps: list[Step], *, optimize: str = "size", flash_bytes: int | None = None) -> list[Step]:
     """The steps rewritten for the dsp kernels (see the module docstring); others unchanged."""
     check_optimize(optimize)
     wide = _widened(steps, optimize, flash_bytes)
