@@ -32,7 +32,7 @@ typedef struct {
     int32_t act_min, act_max, rq_stride;
     const void *filter;        /* per channel pair, per group: int8 [2][4] (w8) or int16 [2][4] k0,k2,k1,k3 (w16) */
     const int32_t *bias;       /* [out_c rounded up to 2], offset folded (doubled for w16) */
-    const int32_t *rq;         /* [out_c][2], or [1][2] */
+    const int32_t *rq;         /* [out_c rounded up to 2][2], or [1][2] */
 } et_dsp_conv_params;
 
 /* FULLY_CONNECTED (per-tensor or per-channel, weight zero point 0): 4 rows per pass. */
@@ -42,7 +42,7 @@ typedef struct {
     int32_t act_min, act_max, rq_stride;
     const void *filter;        /* per 4 rows, per group: int8 [4][4] (w8) or int16 [4][4] k0,k2,k1,k3 (w16) */
     const int32_t *bias;       /* [out_depth rounded up to 4], offset folded (doubled for w16) */
-    const int32_t *rq;         /* [out_depth][2], or [1][2] */
+    const int32_t *rq;         /* [out_depth rounded up to 4][2], or [1][2] */
 } et_dsp_fc_params;
 
 /* DEPTHWISE_CONV_2D, any depth multiplier: 4 input channels at a time copied into zero-point-padded int16
