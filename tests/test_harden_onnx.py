@@ -57,3 +57,20 @@ def test_intact_seed_models_inspect():
             info = inspect_onnx(p)
             assert info["params"] > 0 and info.get("requantization_error") is None
     assert info["requantization"]["dyadic_channels"] == 4
+
+
+def test_invalid_utf8_dimension_name_still_summarizes_to_json(tmp_path):
+    """Found by bench/fuzz_onnx.py: protobuf hands an invalid UTF-8 dim_param back as bytes; `inspect --json` raised
+    TypeError (bytes are not JSON serializable)."""
+    import json
+
+    data = onnx_seeds()[0]
+    assert data.count(b"\x12\x01N") == 2          # Dimension.dim_param = "N" (field 2, length 1): input and output
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data.replace(b"\x12\x01N", b"\x12\x01\xce"))
+    info = inspect_onnx(path)
+    assert info["inputs"][0]["shape"][0] == "\ufffd"
+    json.dumps(info)
+    proc = subprocess.run([sys.executable, "-m", "toolkit", "inspect", "--json", str(path)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

@@ -46,8 +46,13 @@ def _load_onnx(path: Path) -> Any:
                           fix="re-export the model (edgetk export RUN_DIR) or copy the file again") from None
 
 
+def _text(v: Any) -> str:
+    """A protobuf string field as text (protobuf hands invalid UTF-8 back as bytes)."""
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
 def _shape(vi: Any) -> list[int | str]:
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+    return [d.dim_value if d.HasField("dim_value") else (_text(d.dim_param) or "?")
             for d in vi.type.tensor_type.shape.dim]
 
 
@@ -56,7 +61,7 @@ def _onnx_io(vi: Any, quant: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
 
     scale, zp = quant.get(vi.name, (None, None))
     dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
-    return {"name": vi.name, "shape": _shape(vi), "dtype": dtype,
+    return {"name": _text(vi.name), "shape": _shape(vi), "dtype": dtype,
             "scale": None if scale is None else [float(v) for v in scale.reshape(-1)],
             "zero_point": None if scale is None else [int(v) for v in (zp.reshape(-1) if zp is not None else [0])]}
 
