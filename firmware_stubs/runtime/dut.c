@@ -12,11 +12,18 @@
  *                   input buffer) then the network, each between its own marker pair: frontend and network
  *                   ticks/cycles, stack, features as hex + crc32, outputs as hex + crc32
  * Firmware built without a frontend answers both with e-[no frontend in this build].
+ *
+ * Every checksummed reply starts with m-cmd-[<the command as received>], sent as soon as the command
+ * arrives, so the host knows at once that its command got through, and exactly which one ran.
+ * Limits: N and W of infer/run/rrun are at most EDGETK_MAX_RUNS; a byte arriving on the link between
+ * two inferences stops a run (the host gave up waiting and is resynchronising). Control bytes in a
+ * command separate its words like spaces.
  */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "crc32.h"
+#include "dut.h"
 #include "edgetk_model.h"
 #include "port.h"
 
@@ -36,12 +43,16 @@
 #define EDGETK_OUTPUT_ZERO_POINT 0
 #endif
 
+#ifndef EDGETK_MAX_RUNS
+#define EDGETK_MAX_RUNS 10000u /* N and W of infer, run, rrun (toolkit/hil/protocol.py MAX_RUNS) */
+#endif
+
 #define CMD_MAX 80
 #define LINE_MAX 96
 #define PAINT 0xA5u
 #define PAINT_MARGIN 128u
 #define BLOAD_GAP_MS 2000u
-#define PROTOCOL_VERSION 1u
+#define PROTOCOL_VERSION 2u
 
 static int8_t g_input[EDGETK_INPUT_SIZE];
 static int8_t g_output[EDGETK_OUTPUT_SIZE];
@@ -53,6 +64,11 @@ static uint32_t g_raw_crc;    /* crc32 of those bytes as they came over the link
 static uint32_t g_expect;
 static uint32_t g_loaded;
 static int g_have_output;
+
+static char g_cmd[CMD_MAX];  /* the command being received */
+static char g_echo[CMD_MAX]; /* the command as received, for m-cmd-[..] */
+static uint32_t g_cmd_len;
+static int g_cmd_overflow;
 
 static char g_line[LINE_MAX];
 static uint32_t g_len;
@@ -122,6 +138,15 @@ static void lb_hex32(uint32_t v)
     }
 }
 
+/* Close a bracketed line with ']' even when the text filled the line (a truncated value, never a lost bracket). */
+static void lb_close(void)
+{
+    if (g_len > LINE_MAX - 3u) {
+        g_len = LINE_MAX - 3u;
+    }
+    g_line[g_len++] = ']';
+}
+
 static void lb_start(const char *prefix)
 {
     g_len = 0;
@@ -166,14 +191,19 @@ static void error(const char *msg, const char *detail)
     lb_start("e-[");
     lb_str(msg);
     lb_str(detail);
-    lb_char(']');
+    lb_close();
     lb_end();
 }
 
+/* Start a checksummed reply with the command as the device received it. */
 static void begin_sum(void)
 {
     g_summing = 1;
     g_sum = 0;
+    lb_start("m-cmd-[");
+    lb_str(g_echo);
+    lb_close();
+    lb_end();
 }
 
 static void ready(void)
@@ -269,9 +299,11 @@ static int tokenize(char *s, char **tok, int max)
 
 /* ---- timing and memory ----------------------------------------------------------------------- */
 
+/* Microseconds, modulo 2^32 (the host takes differences modulo 2^32), without overflowing ticks * 10^6. */
 static uint32_t ticks_to_us(uint64_t ticks)
 {
-    return (uint32_t)(ticks * 1000000u / port_tick_hz());
+    uint64_t hz = port_tick_hz();
+    return (uint32_t)((ticks / hz) * 1000000u + (ticks % hz) * 1000000u / hz);
 }
 
 static void paint_stack(void)
@@ -305,7 +337,7 @@ static void cmd_name(void)
 {
     lb_start("m-name-dut-[edgetk ");
     lb_str(port_board());
-    lb_char(']');
+    lb_close();
     lb_end();
 }
 
@@ -320,7 +352,7 @@ static void cmd_profile(void)
     line("m-profile-[ULPMark for tinyML Firmware V0.0.1]");
     lb_start("m-model-[");
     lb_str(EDGETK_MLPERF_MODEL);
-    lb_char(']');
+    lb_close();
     lb_end();
 }
 
@@ -335,7 +367,7 @@ static void db_load(const char *arg)
     if (!parse_u32(arg, &n) || n > sizeof g_input) {
         lb_start("e-[db load size out of range, max ");
         lb_u64(sizeof g_input);
-        lb_char(']');
+        lb_close();
         lb_end();
         return;
     }
@@ -473,7 +505,7 @@ static void print_results(void)
         }
         lb_float3(result_value(i));
     }
-    lb_char(']');
+    lb_close();
     lb_end();
 }
 
@@ -491,45 +523,101 @@ __attribute__((noinline)) void edgetk_mark_stop(void)
     __asm__ volatile("" ::: "memory");
 }
 
-static int invoke_n(uint32_t n)
+/* 1 when a byte has arrived on the link (it is consumed): the host gave up on this command and is
+ * resynchronising, so a long run stops instead of holding the link. Polled between inferences only. */
+static int link_interrupt(void)
+{
+    return port_getc_timeout(0u) >= 0;
+}
+
+/* Up to n inferences, each between the instruction-counter markers when `marked`, stopping at the first
+ * failure or at a byte on the link (polled between two inferences). Returns the status of the last one and
+ * the number attempted in *done (done < n with status 0: interrupted). */
+static int invoke_n(uint32_t n, int marked, uint32_t *done)
 {
     int rc = 0;
-    for (uint32_t i = 0; i < n && rc == 0; i++) {
+    uint32_t i = 0;
+    while (i < n && rc == 0) {
+        if (i > 0u && link_interrupt()) {
+            break;
+        }
+        if (marked) {
+            edgetk_mark_start();
+        }
         rc = edgetk_invoke(g_input, g_output);
+        if (marked) {
+            edgetk_mark_stop();
+        }
+        i++;
     }
-    g_have_output = (rc == 0);
+    if (i > 0u) {
+        g_have_output = (rc == 0);
+    }
+    *done = i;
     return rc;
 }
 
-static int parse_nw(char **tok, int n, uint32_t *runs, uint32_t *warm, uint32_t default_warm)
+/* e-[<cmd> aborted by a byte on the link after K of N] */
+static void aborted(const char *cmd, uint32_t done, uint32_t n)
+{
+    lb_start("e-[");
+    lb_str(cmd);
+    lb_str(" aborted by a byte on the link after ");
+    lb_u64(done);
+    lb_str(" of ");
+    lb_u64(n);
+    lb_close();
+    lb_end();
+}
+
+/* "<cmd> [N [W]]": N in 1..EDGETK_MAX_RUNS (default 1), W in 0..EDGETK_MAX_RUNS (default default_warm);
+ * otherwise the error reply and 0. */
+static int parse_nw(const char *cmd, char **tok, int n, uint32_t *runs, uint32_t *warm, uint32_t default_warm)
 {
     *runs = 1;
     *warm = default_warm;
-    if (n >= 2 && !parse_u32(tok[1], runs)) {
-        return 0;
+    if ((n < 2 || parse_u32(tok[1], runs)) && (n < 3 || parse_u32(tok[2], warm)) && *runs > 0u &&
+        *runs <= EDGETK_MAX_RUNS && *warm <= EDGETK_MAX_RUNS) {
+        return 1;
     }
-    if (n >= 3 && !parse_u32(tok[2], warm)) {
-        return 0;
-    }
-    return *runs > 0u;
+    lb_start("e-[");
+    lb_str(cmd);
+    lb_str(" expects: ");
+    lb_str(cmd);
+    lb_str(" N W, N 1..");
+    lb_u64(EDGETK_MAX_RUNS);
+    lb_str(", W 0..");
+    lb_u64(EDGETK_MAX_RUNS);
+    lb_close();
+    lb_end();
+    return 0;
 }
 
 static void cmd_infer(char **tok, int n)
 {
-    uint32_t runs, warm;
+    uint32_t runs, warm, done;
     uint64_t t0, t1;
-    if (!parse_nw(tok, n, &runs, &warm, 10u)) {
-        error("infer expects: infer N W", "");
+    int rc;
+    if (!parse_nw("infer", tok, n, &runs, &warm, 10u)) {
         return;
     }
     line_u64("m-warmup-start-", warm);
-    invoke_n(warm);
+    rc = invoke_n(warm, 0, &done);
+    if (rc == 0 && done < warm) {
+        aborted("infer", done, warm);
+        return;
+    }
     line("m-warmup-done");
     line_u64("m-infer-start-", runs);
     t0 = port_ticks();
     line_u64("m-lap-us-", ticks_to_us(t0));
-    if (invoke_n(runs) != 0) {
+    rc = rc != 0 ? rc : invoke_n(runs, 0, &done);
+    if (rc != 0) {
         error("edgetk_invoke failed", "");
+        return;
+    }
+    if (done < runs) {
+        aborted("infer", done, runs);
         return;
     }
     t1 = port_ticks();
@@ -545,7 +633,7 @@ static void line_tagged(const char *prefix, const char *value)
     lb_start(prefix);
     lb_char('[');
     lb_str(value);
-    lb_char(']');
+    lb_close();
     lb_end();
 }
 
@@ -640,7 +728,7 @@ static int upload_args(const char *cmd, char **tok, int n, uint32_t size, uint32
         lb_str(cmd);
         lb_str(" size must be ");
         lb_u64(size);
-        lb_char(']');
+        lb_close();
         lb_end();
         return 0;
     }
@@ -682,26 +770,35 @@ static void run_report(uint32_t runs, uint64_t ticks, uint32_t cycles, int rc)
 
 static void cmd_run(char **tok, int n)
 {
-    uint32_t runs, warm, c0;
-    uint64_t t0;
+    uint32_t runs, warm, done, c0 = 0, cycles = 0;
+    uint64_t t0 = 0, ticks = 0;
     int rc;
     begin_sum();
-    if (!parse_nw(tok, n, &runs, &warm, 0u)) {
-        error("run expects: run N W", "");
+    if (!parse_nw("run", tok, n, &runs, &warm, 0u)) {
         return;
     }
     if (g_loaded != sizeof g_input) {
         error("no input loaded", "");
         return;
     }
-    invoke_n(warm);
-    paint_stack();
-    c0 = port_cycles();
-    t0 = port_ticks();
-    edgetk_mark_start();
-    rc = invoke_n(runs);
-    edgetk_mark_stop();
-    run_report(runs, port_ticks() - t0, port_cycles() - c0, rc);
+    rc = invoke_n(warm, 0, &done);
+    if (rc == 0 && done < warm) {
+        aborted("run", done, warm);
+        return;
+    }
+    if (rc == 0) {
+        paint_stack();
+        c0 = port_cycles();
+        t0 = port_ticks();
+        rc = invoke_n(runs, 1, &done); /* each inference marked: the plugin writes one count per inference */
+        ticks = port_ticks() - t0;
+        cycles = port_cycles() - c0;
+        if (rc == 0 && done < runs) {
+            aborted("run", done, runs);
+            return;
+        }
+    }
+    run_report(runs, ticks, cycles, rc);
 }
 
 /* ---- raw samples in (a library generated with a frontend) ------------------------------------- */
@@ -729,26 +826,41 @@ static void cmd_rload(char **tok, int n)
     }
 }
 
+/* An rrun stopped by the link after `done` complete raw inferences: their features are the model input now. */
+static void rrun_aborted(uint32_t done, uint32_t n)
+{
+    g_loaded = sizeof g_input;
+    g_have_output = 1;
+    aborted("rrun", done, n);
+}
+
 static void cmd_rrun(char **tok, int n)
 {
-    uint32_t runs, warm, c0, c1, fe_cycles = 0, net_cycles = 0;
+    uint32_t runs, warm, i, c0, c1, fe_cycles = 0, net_cycles = 0;
     uint64_t t0, t1, fe_ticks = 0, net_ticks = 0;
     int rc = 0;
     begin_sum();
-    if (!parse_nw(tok, n, &runs, &warm, 0u)) {
-        error("rrun expects: rrun N W", "");
+    if (!parse_nw("rrun", tok, n, &runs, &warm, 0u)) {
         return;
     }
     if (g_raw_loaded != sizeof g_raw) {
         error("no raw input loaded", "");
         return;
     }
-    for (uint32_t i = 0; i < warm && rc == 0; i++) {
+    for (i = 0; i < warm && rc == 0; i++) {
+        if (i > 0u && link_interrupt()) {
+            rrun_aborted(i, warm);
+            return;
+        }
         rc = edgetk_features(g_raw, g_input);
         rc = rc != 0 ? rc : edgetk_invoke(g_input, g_output);
     }
     paint_stack();
-    for (uint32_t i = 0; i < runs && rc == 0; i++) {
+    for (i = 0; i < runs && rc == 0; i++) {
+        if (i > 0u && link_interrupt()) {
+            rrun_aborted(i, runs);
+            return;
+        }
         c0 = port_cycles();
         t0 = port_ticks();
         edgetk_mark_start();
@@ -848,37 +960,58 @@ static void dispatch(char *cmd)
     ready();
 }
 
-void dut_main(void);
-
-void dut_main(void)
+/* Power-on state: nothing loaded, no reply in progress, the boot banner. */
+void dut_boot(void)
 {
-    static char cmd[CMD_MAX];
-    uint32_t len = 0;
-    int overflow = 0;
+    g_expect = 0;
+    g_loaded = 0;
+    g_have_output = 0;
+    g_len = 0;
+    g_summing = 0;
+    g_cmd_len = 0;
+    g_cmd_overflow = 0;
+#ifdef EDGETK_HAS_FRONTEND
+    g_raw_loaded = 0;
+#endif
     port_init();
     paint_stack();
     line("m-timestamp-mode-performance");
     line_u64("m-lap-us-", ticks_to_us(port_ticks()));
     line("m-init-done");
     line("m-ready");
-    for (;;) {
-        int c = port_getc();
-        if (c == '%') {
-            cmd[len] = '\0';
-            if (overflow) {
-                error("Command too long", "");
-                ready();
-            } else {
-                dispatch(cmd);
-            }
-            len = 0;
-            overflow = 0;
-        } else if (c == '\r' || c == '\n' || c < 0) {
-            continue;
-        } else if (len < CMD_MAX - 1u) {
-            cmd[len++] = (char)c;
+}
+
+/* One byte from the link: '%' ends a command; CR and LF are dropped; other control bytes separate words
+ * like a space (a NUL left in the buffer must not end the command early); bytes above 0x7F become '?',
+ * so every reply, echoes included, stays printable ASCII. */
+void dut_feed(int c)
+{
+    if (c == '%') {
+        g_cmd[g_cmd_len] = '\0';
+        if (g_cmd_overflow) {
+            error("Command too long", "");
+            ready();
         } else {
-            overflow = 1;
+            for (uint32_t i = 0; i <= g_cmd_len; i++) {
+                g_echo[i] = g_cmd[i];
+            }
+            dispatch(g_cmd);
         }
+        g_cmd_len = 0;
+        g_cmd_overflow = 0;
+    } else if (c == '\r' || c == '\n' || c < 0) {
+        return;
+    } else if (g_cmd_len < CMD_MAX - 1u) {
+        g_cmd[g_cmd_len++] = (c < 0x20 || c == 0x7F) ? ' ' : c > 0x7F ? '?' : (char)c;
+    } else {
+        g_cmd_overflow = 1;
+    }
+}
+
+void dut_main(void)
+{
+    dut_boot();
+    for (;;) {
+        dut_feed(port_getc());
     }
 }

@@ -188,11 +188,12 @@ class QemuTarget(Target):
 
     def timing(self, ticks: int, runs: int, tick_hz: int, cycles: int) -> dict[str, object]:
         """Instructions per inference from icount virtual time (1 ns = 1 instruction at shift=0), replaced by the
-        TCG plugin's exact count of the last marked window (`run N W` marks its N inferences once)."""
+        TCG plugin's exact counts of the last N marked windows (`run N W` marks each of its N inferences; the link
+        polls between them stay outside the count)."""
         out = self._icount(ticks, runs)
-        counted = _last_counts(getattr(self, "insn_file", None), 1)
+        counted = _last_counts(getattr(self, "insn_file", None), runs)
         if counted is not None:
-            out.update(instructions=counted[0] / runs, instructions_source=PLUGIN_SOURCE)
+            out.update(instructions=sum(counted) / runs, instructions_source=PLUGIN_SOURCE)
         return out
 
     def stage_timing(self, stages: dict[str, tuple[int, int]], runs: int, tick_hz: int) -> dict[str, dict[str, object]]:

@@ -74,9 +74,11 @@ class Dut:
         self.transport = transport
         self.policy = policy
         self.transcript = transcript or Transcript()
-        self.stats = {"commands": 0, "retries": 0, "payload_bytes": 0, "wire_bytes": 0}
+        self.stats = {"commands": 0, "retries": 0, "payload_bytes": 0, "wire_bytes": 0, "reuploads": 0}
         self.input_crc: int | None = None
         self.raw_crc: int | None = None
+        self.echoes = False  # the firmware opens checked replies with m-cmd-[..] (protocol 2): seen once
+        self.uploaded: dict[str, bytes] = {}  # the last upload the device confirmed, per command (bload, rload)
 
     # ---- raw exchange -------------------------------------------------------------------------
 
@@ -85,10 +87,16 @@ class Dut:
         self.stats["wire_bytes"] += len(data)
         self.transport.write(data)
 
-    def _read_until(self, marks: tuple[bytes, ...], timeout: float) -> bytes:
-        buf, deadline = b"", time.monotonic() + timeout
+    def _read_until(self, marks: tuple[bytes, ...], timeout: float, first_s: float | None = None) -> bytes:
+        """Bytes through one of `marks` within `timeout`; with `first_s`, the first byte must come that soon
+        (a firmware that echoes its commands answers at once, so a lost command costs first_s, not timeout)."""
+        buf, start = b"", time.monotonic()
+        deadline = start + timeout
         while not any(buf.endswith(m) for m in marks):
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            if not buf and first_s is not None and now - start > first_s:
+                raise P.LinkError(f"no answer within {first_s:.1f} s (the command was lost on the link?)")
+            left = deadline - now
             if left <= 0:
                 raise P.LinkError(f"no complete reply within {timeout:.1f} s; got {buf[-80:]!r}")
             chunk = self.transport.read(min(left, 0.2))
@@ -96,12 +104,17 @@ class Dut:
             buf += chunk
         return buf
 
+    def _first_s(self, timeout: float) -> float | None:
+        return self.policy.timeout_s if self.echoes and timeout > self.policy.timeout_s else None
+
     def exchange(self, cmd: str, *, checked: bool, timeout: float | None = None) -> P.Reply:
-        """One attempt: send `cmd`, read through m-ready, check the reply."""
+        """One attempt: send `cmd`, read through m-ready, check the reply's checksum (no retry, no error check)."""
         self.transport.reset_input()
         self._send(cmd.encode("ascii"))
-        raw = self._read_until((P.READY,), timeout or self.policy.timeout_s)
-        return P.parse_reply(raw, checked=checked)
+        wait = timeout or self.policy.timeout_s
+        reply = P.parse_reply(self._read_until((P.READY,), wait, self._first_s(wait)), checked=checked)
+        self.echoes = self.echoes or reply.echo is not None
+        return reply
 
     def resync(self) -> None:
         """Flush the device's command buffer with a bare '%' and drain whatever arrives."""
@@ -131,11 +144,13 @@ class Dut:
                           fix="check the link (cable, baud rate, emulator log); the transcript shows the bytes")
 
     def command(self, cmd: str, *, checked: bool = True, timeout: float | None = None) -> P.Reply:
-        """A command with retries; device errors (e-[...]) are raised, not retried."""
-        reply = self.retrying(cmd, lambda: self.exchange(cmd, checked=checked, timeout=timeout))
-        if reply.errors:
-            raise P.DeviceError(f"device refused {cmd!r}: {'; '.join(reply.errors)}")
-        return reply
+        """A command with retries: a reply to a command the link garbled (its echo differs, or it refuses the
+        syntax of a well-formed command) is retried; a refusal of what was sent (e-[...]) is a DeviceError."""
+        def attempt() -> P.Reply:
+            reply = self.exchange(cmd, checked=checked, timeout=timeout)
+            P.check_reply(reply, cmd)
+            return reply
+        return self.retrying(cmd, attempt)
 
     # ---- protocol -----------------------------------------------------------------------------
 
@@ -173,16 +188,28 @@ class Dut:
         return P.parse_mem(self.command("mem%"))
 
     def _bload_once(self, data: bytes, cmd: str = "bload") -> P.Reply:
+        sent = P.bload_command(data, cmd)
+        crc = zlib.crc32(data)
         self.transport.reset_input()
-        self._send(P.bload_command(data, cmd).encode("ascii"))
+        self._send(sent.encode("ascii"))
         head = self._read_until((f"m-{cmd}-ready\r\n".encode(), P.READY), self.policy.timeout_s)
-        if head.endswith(P.READY):  # refused before the payload (size, syntax): retried like a link error
-            P.parse_bload(P.parse_reply(head, checked=True), crc=zlib.crc32(data), cmd=cmd)
+        if head.endswith(P.READY):  # refused before the payload: a real refusal, or a header the link garbled
+            reply = P.parse_reply(head, checked=True)
+            self._refused(reply, sent, crc, cmd)
+            P.parse_bload(reply, crc=crc, cmd=cmd)
         self._send(data)
         rest = self._read_until((P.READY,), self.policy.timeout_s + len(data) / 1000)
         reply = P.parse_reply(head + rest, checked=True)
-        P.parse_bload(reply, crc=zlib.crc32(data), cmd=cmd)  # device errors too: a corrupted header looks like one
+        self._refused(reply, sent, crc, cmd)
+        P.parse_bload(reply, crc=crc, cmd=cmd)
         return reply
+
+    def _refused(self, reply: P.Reply, sent: str, crc: int, cmd: str) -> None:
+        self.echoes = self.echoes or reply.echo is not None
+        P.check_echo(reply, sent)
+        if P.NO_FRONTEND in reply.errors:
+            P.parse_bload(reply, crc=crc, cmd=cmd)  # the DeviceError that says so, with its fix
+        P.check_errors(reply, sent)
 
     def _upload(self, data: bytes, cmd: str, what: str, size_fix: str) -> int:
         try:
@@ -190,6 +217,10 @@ class Dut:
         except P.LinkError as e:
             raise P.LinkError(f"{what} of {len(data)} bytes failed: {e}",
                               fix=f"{size_fix}; otherwise check the link (transcript)") from e
+        except P.DeviceError as e:
+            if P.NO_FRONTEND in str(e):
+                raise
+            raise P.DeviceError(f"{what} of {len(data)} bytes failed: {e}", fix=size_fix) from e
         self.stats["payload_bytes"] += len(data)
         return zlib.crc32(data)
 
@@ -197,6 +228,7 @@ class Dut:
         """Binary upload with length and CRC32, retried until the device confirms the CRC."""
         self.input_crc = None
         self.input_crc = self._upload(data, "bload", "upload", "the input size must equal the model's EDGETK_INPUT_SIZE")
+        self.uploaded["bload"] = data
 
     def upload_raw(self, data: bytes) -> None:
         """Binary upload of one raw window (int16 little-endian) to a firmware with a frontend (`rload`), retried
@@ -204,52 +236,106 @@ class Dut:
         self.raw_crc = None
         self.raw_crc = self._upload(data, "rload", "raw upload",
                                     "the raw window must hold EDGETK_RAW_SIZE int16 values (m-info-raw- bytes)")
+        self.uploaded["rload"] = data
 
     def run_raw(self, runs: int = 1, warmup: int = 0, *, features_size: int, output_size: int,
                 timeout: float | None = None) -> P.RawRunResult:
         """`rrun N W`: the frontend then the network on the uploaded raw window, N times; features and output
         CRC-checked, the device's raw CRC checked against the upload's."""
+        cmd = self._runs_command("rrun", runs, warmup)
+        self.input_crc = None  # the device's model input becomes the features of the raw window
+        restored: list[str] = []
+
         def attempt() -> P.RawRunResult:
-            reply = self.exchange(f"rrun {runs} {warmup}%", checked=True, timeout=timeout)
+            reply = self.exchange(cmd, checked=True, timeout=timeout)
+            P.check_echo(reply, cmd)
             if P.NO_FRONTEND in reply.errors:
                 raise P.DeviceError("the firmware has no frontend: it cannot run raw samples (rrun)",
                                     fix="build it from a bundle exported with a [frontend]")
             if self.raw_crc is not None and "no raw input loaded" in reply.errors:
                 raise P.DeviceResetError("the device lost the uploaded raw window: it was reset between commands",
                                          fix="check power and the reset line (DTR/RTS policy), then run again")
+            P.check_errors(reply, cmd)
             r = P.parse_rrun(reply, features_size=features_size, output_size=output_size)
             if r.runs != runs:
                 raise P.LinkError(f"device ran {r.runs} raw inferences, {runs} were asked (command corrupted)")
             if self.raw_crc is not None and r.raw_crc != self.raw_crc:
-                raise P.DeviceError("the device ran on a different raw window than the one uploaded",
-                                    fix="the device may have reset; upload again")
+                self._restore("rload", restored, "the device ran on a different raw window than the one uploaded")
             return r
         r = self.retrying("rrun", attempt)
         self.input_crc = r.features_crc  # the features are the model input now (`run` works on them)
         return r
 
+    def _restore(self, cmd: str, restored: list[str], what: str) -> None:
+        """The device's copy of an upload changed after it was confirmed (a command garbled into another one, e.g.
+        `run` into `rrun`, overwrites it): upload it again and retry once (LinkError); a second time, DeviceError."""
+        data = self.uploaded.get(cmd)
+        if data is None or restored:
+            raise P.DeviceError(what, fix="the device may have reset or overwritten its buffer; upload again")
+        restored.append(cmd)
+        self.stats["reuploads"] += 1
+        (self.upload if cmd == "bload" else self.upload_raw)(data)
+        raise P.LinkError(f"{what}: uploaded it again")
+
+    @staticmethod
+    def _runs_command(name: str, runs: int, warmup: int) -> str:
+        """`<name> N W%`, refused here when N or W is outside what the firmware accepts."""
+        if not (1 <= runs <= P.MAX_RUNS and 0 <= warmup <= P.MAX_RUNS):
+            raise EdgetkError(f"{name} {runs} {warmup}: N must be 1..{P.MAX_RUNS} and W 0..{P.MAX_RUNS}",
+                              fix=f"split longer runs into several commands of at most {P.MAX_RUNS} inferences")
+        return f"{name} {runs} {warmup}%"
+
     def upload_hex(self, data: bytes) -> None:
-        """The MLPerf Tiny upload (`db load N` + hex chunks): compatible, and slower."""
-        for cmd in P.hex_upload_commands(data):
-            self.command(cmd, checked=False)
+        """The MLPerf Tiny upload (`db load N` + hex chunks): compatible, and slower. Its replies carry no
+        checksum and `db <hex>` appends, so a failed chunk restarts the whole upload, which is then read back
+        (`db print`) and compared before it counts."""
+        def attempt() -> None:
+            for cmd in P.hex_upload_commands(data):
+                reply = self.exchange(cmd, checked=False)
+                P.check_reply(reply, cmd)
+            if self.printed(self.exchange("db print%", checked=False)) != data:
+                raise P.LinkError("the device holds other bytes than the ones uploaded (db print)")
+        self.retrying("db upload", attempt)
         self.stats["payload_bytes"] += len(data)
+
+    @staticmethod
+    def printed(reply: P.Reply) -> bytes:
+        """The bytes of a `db print` reply (`m-buffer-xx-xx...` lines)."""
+        try:
+            return bytes.fromhex("".join(ln[len("m-buffer-"):].replace("-", "") for ln in reply.lines
+                                         if ln.startswith("m-buffer-")))
+        except ValueError:
+            return b""
 
     def run(self, runs: int = 1, warmup: int = 0, *, output_size: int, timeout: float | None = None) -> P.RunResult:
         """Run `runs` timed inferences on the loaded input; the output is CRC-checked."""
+        cmd = self._runs_command("run", runs, warmup)
+        restored: list[str] = []
+
         def attempt() -> P.RunResult:
-            reply = self.exchange(f"run {runs} {warmup}%", checked=True, timeout=timeout)
+            reply = self.exchange(cmd, checked=True, timeout=timeout)
+            P.check_echo(reply, cmd)
             if self.input_crc is not None and "no input loaded" in reply.errors:
                 raise P.DeviceResetError("the device lost the uploaded input: it was reset between commands",
                                          fix="check power and the reset line (DTR/RTS policy), then run again")
+            P.check_errors(reply, cmd)
             r = P.parse_run(reply, output_size=output_size)
             if r.runs != runs:
                 raise P.LinkError(f"device ran {r.runs} inferences, {runs} were asked (command corrupted)")
             if self.input_crc is not None and r.input_crc != self.input_crc:
-                raise P.DeviceError("the device ran on a different input than the one uploaded",
-                                    fix="the device may have reset; upload again")
+                self._restore("bload", restored, "the device ran on a different input than the one uploaded")
             return r
         return self.retrying("run", attempt)
 
     def infer(self, runs: int = 1, warmup: int = 10, timeout: float = 30.0) -> P.InferResult:
-        """The MLPerf Tiny `infer N W` command (what the MLCommons runner sends)."""
-        return P.parse_infer(self.command(f"infer {runs} {warmup}%", checked=False, timeout=timeout))
+        """The MLPerf Tiny `infer N W` command (what the MLCommons runner sends), retried like the others."""
+        cmd = self._runs_command("infer", runs, warmup)
+
+        def attempt() -> P.InferResult:
+            reply = self.exchange(cmd, checked=False, timeout=timeout)
+            P.check_reply(reply, cmd)
+            r = P.parse_infer(reply)
+            if r.runs != runs:
+                raise P.LinkError(f"device ran {r.runs} inferences, {runs} were asked (command corrupted)")
+            return r
+        return self.retrying("infer", attempt)
