@@ -30,7 +30,7 @@ def build_bundle(args: argparse.Namespace, out: Path | None, *, port: str | None
     spec = firmware_spec(get_target(args.target), key)
     out = out or build_dir_for(spec, bundle)
     adapter = make_target(spec, port=port)
-    return adapter, adapter.build(c_library(bundle, out), out), bundle, key
+    return adapter, adapter.build(c_library(bundle, out, spec, args.optimize), out), bundle, key
 
 
 def run(args: argparse.Namespace) -> int:

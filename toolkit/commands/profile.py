@@ -36,6 +36,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mlperf-key", default=None, metavar="KEY",
                    help="the MLPerf Tiny model key the firmware answers to profile%% (kws01, vww01, ic01, ad01, "
                         "sww01); default: found from the model's sha256, else 'edgetk'")
+    add_optimize_arg(p)
 
 
 def add_check_args(p: argparse.ArgumentParser) -> None:
@@ -50,6 +51,13 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
                    help="largest allowed accuracy drop, device vs reference on the same labelled samples, as a "
                         "fraction (top-1 or ROC AUC; 0.01 = one point; default 0)")
     p.add_argument("-o", "--out", type=Path, default=None, help="report folder (default BUNDLE/profile-<target>)")
+
+
+def add_optimize_arg(p: argparse.ArgumentParser) -> None:
+    """--optimize size|speed for commands that generate the firmware's C (profile, validate, build, flash)."""
+    p.add_argument("--optimize", choices=("size", "speed"), default="size",
+                   help="generated C for the target's kernel set: size keeps int8 weights (default); speed stores "
+                        "the weights of the SIMD conv/FC kernels as int16 where the target's flash allows")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -74,7 +82,7 @@ def measure(args: argparse.Namespace, *, allow_fallback: bool, need_outputs: boo
     limits = Limits(max_lsb=args.max_lsb, max_drop=args.max_drop, allow_fallback=allow_fallback,
                     need_outputs=need_outputs)
     return profile(src, args.target, port=args.port, samples=args.samples, out_dir=args.out, limits=limits,
-                   mlperf_key=args.mlperf_key)
+                   mlperf_key=args.mlperf_key, optimize=args.optimize)
 
 
 def run(args: argparse.Namespace) -> int:

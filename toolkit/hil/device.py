@@ -33,7 +33,7 @@ class HilDevice:
     def open(self) -> HilDevice:
         """Build, flash, boot, sync and check the model hash."""
         bdir = self.out_dir / "build"
-        self.firmware = self.target.build(c_library(self.bundle, bdir), bdir)
+        self.firmware = self.target.build(c_library(self.bundle, bdir, self.spec), bdir)
         self.target.flash(self.firmware)
         self.session = Session(self.target, self.out_dir).__enter__()
         self.info = check_model(self.session.dut, self.bundle)

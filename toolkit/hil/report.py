@@ -116,6 +116,11 @@ def where_lines(report: dict[str, Any]) -> list[str]:
         said = mk.get("firmware_answered")
         lines.append(f"MLPerf Tiny model key: {mk['key']} ({mk['source']})"
                      + (f"; the firmware answered m-model-[{said}]" if said else ""))
+    cg = report.get("codegen")
+    if cg:
+        lines.append(f"generated C: kernel set {cg.get('kernels')}, optimize {cg.get('optimize')} "
+                     f"({'int16' if cg.get('optimize') == 'speed' else 'int8'} weights in the SIMD kernels), "
+                     f"arena {cg.get('arena_bytes')} B")
     return lines
 
 

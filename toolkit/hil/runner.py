@@ -93,14 +93,39 @@ def build_dir_for(spec: TargetSpec, bundle: Bundle) -> Path:
     return repo_dir("build") / spec.name / bundle.sha256[:16]
 
 
-def c_library(bundle: Bundle, build_dir: Path) -> Path:
-    """The bundle's generated C, or a fresh codegen of its .tflite when the bundle has none (or, for a bundle
-    with a frontend, when its c/ lacks the frontend's C exactly as frontend.json regenerates it)."""
-    if bundle.c_dir is not None and (not bundle.has_frontend or _frontend_c_matches(bundle)):
-        return bundle.c_dir
+def c_library(bundle: Bundle, build_dir: Path, spec: TargetSpec | None = None, optimize: str = "size") -> Path:
+    """The bundle's generated C when it was made with the target's kernel set and `optimize` (and, for a bundle
+    with a frontend, holds the frontend's C exactly as frontend.json regenerates it); else a fresh codegen of
+    the .tflite for the target (its kernel set, its flash for `optimize = "speed"`) into build_dir."""
     from toolkit.codegen import generate
+    from toolkit.codegen.kernel_sets import DEFAULT
 
-    return generate(bundle.tflite, build_dir / "c", frontend=bundle.frontend if bundle.has_frontend else None).out_dir
+    kernels = (spec.kernels if spec is not None else "") or DEFAULT
+    if (bundle.c_dir is not None and _c_made_with(bundle.c_dir, kernels, optimize)
+            and (not bundle.has_frontend or _frontend_c_matches(bundle))):
+        return bundle.c_dir
+    return generate(bundle.tflite, build_dir / f"c-{kernels}-{optimize}", kernels=kernels, optimize=optimize,
+                    flash_bytes=spec.flash_bytes if spec is not None else None,
+                    frontend=bundle.frontend if bundle.has_frontend else None).out_dir
+
+
+def _c_made_with(c_dir: Path, kernels: str, optimize: str) -> bool:
+    """Whether a generated library's plan.json names this kernel set and optimize mode."""
+    try:
+        plan = json.loads((c_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return plan.get("kernels") == kernels and plan.get("optimize", "size") == optimize
+
+
+def codegen_facts(lib_dir: Path) -> dict[str, Any]:
+    """What the report says about the generated C the firmware ran: kernel set, optimize mode, arena."""
+    try:
+        plan = json.loads((Path(lib_dir) / "plan.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"kernels": plan.get("kernels"), "optimize": plan.get("optimize", "size"),
+            "arena_bytes": plan.get("arena_size"), "library": str(lib_dir)}
 
 
 def _frontend_c_matches(bundle: Bundle) -> bool:
@@ -278,17 +303,19 @@ def _raw_report(spec: TargetSpec, bundle: Bundle, m: dict[str, Any], outs: np.nd
 
 
 def profile_firmware(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
-                     build_dir: Path | None = None) -> dict[str, Any]:
+                     build_dir: Path | None = None, optimize: str = "size") -> dict[str, Any]:
     """Profile on a firmware target (board, QEMU or host simulator): same code path for all three."""
     target = make_target(spec, port=port)
     bdir = build_dir or build_dir_for(spec, bundle)
-    fw = target.build(c_library(bundle, bdir), bdir)
+    lib = c_library(bundle, bdir, spec, optimize)
+    fw = target.build(lib, bdir)
     target.flash(fw)
     rows = JsonlLog(out_dir / "results.jsonl")
     with Session(target, out_dir) as s:
         m = measure(s, bundle, samples, rows)
         report = _firmware_report(spec, target, bundle, m, s.dut)
     report["transcript"] = str(out_dir / "transcript.log")
+    report["codegen"] = codegen_facts(lib)
     return report
 
 
@@ -314,7 +341,7 @@ def require_or_fallback(spec: TargetSpec, reason: str) -> None:
 
 
 def _linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
-                 build_dir: Path | None = None) -> dict[str, Any]:
+                 build_dir: Path | None = None, optimize: str = "size") -> dict[str, Any]:
     from toolkit.hil.linux_local import profile_linux_local
 
     return profile_linux_local(spec, bundle, out_dir, samples=samples)
@@ -358,7 +385,7 @@ def firmware_spec(spec: TargetSpec, key: ModelKey) -> TargetSpec:
 
 
 def _run_chain(target: str, bundle: Bundle, out: Path, *, port: str | None, samples: int, key: ModelKey,
-               build_dir: Path | None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+               build_dir: Path | None, optimize: str = "size") -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The report of the first available target along the chain (else the estimate) and the fallbacks."""
     chain, fallbacks = fallback_chain(target), []
     for i, spec in enumerate(chain):
@@ -369,18 +396,19 @@ def _run_chain(target: str, bundle: Bundle, out: Path, *, port: str | None, samp
             log.warning("%s unavailable (%s); falling back", spec.name, reason)
             continue
         return PROFILERS[spec.kind](firmware_spec(spec, key), bundle, out, port=port if i == 0 else None,
-                                    samples=samples, build_dir=build_dir), fallbacks
+                                    samples=samples, build_dir=build_dir, optimize=optimize), fallbacks
     return estimate(chain[0], bundle), fallbacks
 
 
 def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *, port: str | None = None,
             samples: int | None = 20, out_dir: str | os.PathLike | None = None,
             build_dir: str | os.PathLike | None = None, limits: Limits = Limits(),
-            mlperf_key: str | None = None) -> ProfileResult:
+            mlperf_key: str | None = None, optimize: str = "size") -> ProfileResult:
     """Profile a bundle (or an int8 .tflite) on a target (or what stands in for it); write JSON, Markdown
     and HTML reports with the figures, where each came from, and the checks under `limits`.
 
-    `samples=None` runs every test input of the bundle.
+    `samples=None` runs every test input of the bundle. Firmware targets run C generated with the target's
+    kernel set and `optimize` ("size": int8 weights; "speed": int16 weights where the target's flash allows).
     """
     from toolkit.hil.report import write_reports
 
@@ -391,7 +419,7 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     report, fallbacks = _run_chain(target, bundle, out, port=port, samples=n, key=key,
-                                   build_dir=Path(build_dir) if build_dir else None)
+                                   build_dir=Path(build_dir) if build_dir else None, optimize=optimize)
     if fallbacks and "instructions" in report:
         report["board_estimate"] = board_estimate(fallback_chain(target)[0], report["instructions"]["per_inference"])
     if bundle.has_frontend and "frontend" not in report:
