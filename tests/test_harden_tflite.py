@@ -207,3 +207,40 @@ def test_parity_runs_tflm_in_process_only_on_models_codegen_validates(tmp_path):
     good.write_bytes(fc_model())
     x = RNG.integers(-128, 128, size=(3, 12), dtype=np.int8)
     np.testing.assert_array_equal(run_tflm_flat(good, x), run_tflm(good, x).reshape(3, -1))
+
+
+# ---- found by bench/fuzz_models.py (deep check: generated C vs TFLite-Micro) ----
+def test_model_output_not_written_by_any_operator_is_refused():
+    """A deleted operator left the model output unwritten: the C returned its buffer as it was (81 LSB off
+    TFLite-Micro); a constant as the model output likewise."""
+    t = fc_tensors() + [T((1, 5), scale=(0.2,), zero_point=(-2,))]
+    refused(fc_model(t, outs=(4,)), "model output 't4' (tensor 4) is not written by any operator")
+    refused(fc_model(outs=(1,)), "model output 't1' (tensor 1) is a constant")
+
+
+@pytest.mark.parametrize("op, ins, n_tensors, words", [
+    ("HARD_SWISH", (0, 1), 3, ["operator 0 (HARD_SWISH)", "2 inputs", "reads 1"]),
+    ("MEAN", (0, 1, 1), 3, ["operator 0 (MEAN)", "3 inputs", "reads 2"]),
+])
+def test_input_counts_tflite_micro_refuses_are_refused(op, ins, n_tensors, words):
+    t = [T((1, 4, 4, 3), scale=(0.05,), zero_point=(3,)), T((2,), "int32", None, data=np.array([1, 2], np.int32)),
+         T((1, 1, 1, 3) if op == "MEAN" else (1, 4, 4, 3), scale=(0.1,), zero_point=(-4,))]
+    refused(build_model(t, [O(op, ins, (2,), dict(keep_dims=True) if op == "MEAN" else {})], [0], [2]), *words)
+
+
+def test_fc_bias_scale_tflite_micro_refuses_is_refused():
+    t = fc_tensors()
+    t[2] = T((5,), "int32", (1e6,), data=B5)
+    refused(fc_model(t), "operator 0 (FULLY_CONNECTED)", "bias 't2' has scale 1e+06", "2 %")
+    t[2] = T((5,), "int32", (0.0005,), data=B5)   # = 0.05 x 0.01: accepted
+    assert lower(read_bytes(fc_model(t)))[0].op == "FULLY_CONNECTED"
+
+
+def test_constant_operand_without_quantization_is_named():
+    """PAD read a constant int8 tensor without quantization: AttributeError inside the lowering before."""
+    t = [T((1, 2, 2, 1), scale=(0.05,), zero_point=(3,)), T((1, 2, 2, 1), scale=None, data=np.ones((1, 2, 2, 1), np.int8)),
+         T((4, 2), "int32", None, data=np.zeros((4, 2), np.int32)), T((1, 2, 2, 1), scale=(0.05,), zero_point=(3,)),
+         T((1, 2, 2, 1), scale=(0.05,), zero_point=(3,))]
+    msg = refused(build_model(t, [O("PAD", (1, 2), (3,)), O("ADD", (0, 3), (4,))], [0], [4]),
+                  "operator 0 (PAD)", "tensor 't1' (int8) has no quantization parameters")
+    assert "could not be lowered" not in msg

@@ -30,9 +30,15 @@ NEEDS_OPTIONS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "M
 _WINDOW = ("stride_h", "stride_w", "dilation_h_factor", "dilation_w_factor")
 _POOL = ("filter_height", "filter_width", "stride_h", "stride_w")
 POSITIVE_OPTIONS = {"CONV_2D": _WINDOW, "DEPTHWISE_CONV_2D": _WINDOW, "AVERAGE_POOL_2D": _POOL, "MAX_POOL_2D": _POOL}
-MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
-              "MINIMUM": 2, "MAXIMUM": 2, "MEAN": 2, "PAD": 2, "PADV2": 2, "TRANSPOSE": 2, "STRIDED_SLICE": 4,
-              "RESIZE_NEAREST_NEIGHBOR": 2}
+# How many inputs TFLite-Micro's Prepare accepts per operator (it refuses other counts); CONCATENATION: any.
+INPUT_COUNTS: dict[str, tuple[int, ...]] = {
+    **dict.fromkeys(("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "PADV2"), (2, 3)),
+    **dict.fromkeys(("ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "MEAN", "PAD", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR",
+                     "EXPAND_DIMS"), (2,)),
+    **dict.fromkeys(("AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "SQUEEZE", "LOGISTIC", "TANH", "HARD_SWISH",
+                     "LEAKY_RELU", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE"), (1,)),
+    "RESHAPE": (1, 2), "STRIDED_SLICE": (4,), "UNIDIRECTIONAL_SEQUENCE_LSTM": (24,),
+}
 MAX_ELEMENTS = (1 << 31) - 1  # kernels count elements in int32
 
 
@@ -93,7 +99,7 @@ def lower(graph: Graph) -> list[Step]:
             problems.append(f"operator {op.index} ({op.op}) could not be lowered ({type(e).__name__}: {e}); "
                             "its operands or options are malformed")
             produced.update(op.outputs)
-    problems += _check_io(graph)
+    problems += _check_io(graph) + _check_outputs_written(graph, produced)
     if problems:
         raise EdgetkError(_problems_message(problems), fix=_fix_for(graph))
     return steps
@@ -130,6 +136,20 @@ def _check_io(g: Graph) -> list[str]:
     return problems
 
 
+def _check_outputs_written(g: Graph, produced: set[int]) -> list[str]:
+    """Every model output is written by an operator (or is the input itself); a constant or an unwritten tensor
+    would leave the output buffer as it was."""
+    problems = []
+    for i in g.outputs:
+        t = g.tensor(i)
+        if t.is_const or i not in produced:
+            what = "a constant" if t.is_const else "not written by any operator"
+            problems.append(f"model output '{t.name}' (tensor {i}) is {what}")
+    if any(g.tensor(i).is_const for i in g.inputs):
+        problems.append("the model input is a constant tensor")
+    return problems
+
+
 def _float_edge(g: Graph, t: int, edge_op: str) -> bool:
     """A float32 model input read only by QUANTIZE, or a float32 output written by DEQUANTIZE."""
     if edge_op == "QUANTIZE":
@@ -152,9 +172,12 @@ def _check_order(g: Graph, step: Step, produced: set[int]) -> None:
 
 def _check_operands(g: Graph, op: Operator) -> None:
     """Input/output counts, non-empty static shapes and positive scales of every tensor the operator touches."""
-    need = MIN_INPUTS.get(op.op, 1)
-    if len(op.inputs) < need:
-        fail(f"input {len(op.inputs)} is missing ({op.op} reads at least {need} inputs; it has {len(op.inputs)})")
+    counts = INPUT_COUNTS.get(op.op, (max(len(op.inputs), 1),))
+    if len(op.inputs) not in counts or not op.inputs:
+        k = len(op.inputs)
+        want = " or ".join(map(str, counts))
+        fail(f"input {k} is missing ({op.op} reads {want} inputs; it has {k})" if k < min(counts) else
+             f"it has {k} inputs; {op.op} reads {want} (TFLite-Micro refuses other counts)")
     if op.inputs[0] < 0:
         fail("input 0 is absent (tensor -1)")
     if len(op.outputs) != 1:
@@ -247,7 +270,7 @@ def _shape4(shape: tuple[int, ...]) -> list[int]:
 
 
 def _same_quant(a: Tensor, b: Tensor, why: str) -> None:
-    if a.quant.scale != b.quant.scale or a.quant.zero_point != b.quant.zero_point:
+    if _quant(a).scale != _quant(b).scale or a.quant.zero_point != b.quant.zero_point:
         fail(f"{why}: input '{a.name}' and output '{b.name}' have different quantization")
 
 
@@ -271,6 +294,16 @@ def _bias(g: Graph, op: Operator, channels: int) -> np.ndarray | None:
     if b.size != channels:
         fail(f"bias '{b.name}' has {b.size} values for {channels} channels")
     return b.data.reshape(-1).astype(np.int32)
+
+
+def _check_bias_scale(x: Tensor, w: Tensor, bias: Tensor, y: Tensor) -> None:
+    """TFLite-Micro's GetQuantizedConvolutionMultipler check (per-tensor FULLY_CONNECTED): the bias scale must be
+    input × weight scale, within 2 % of the output scale (float32 product, as in C++)."""
+    product = float(np.float32(_scale(x)) * np.float32(_scale(w)))
+    s_b = bias.quant.scale[0] if bias.quant is not None else 0.0
+    if not abs(product - s_b) / _scale(y) <= 0.02:
+        fail(f"bias '{bias.name}' has scale {s_b:g}, not input × weight scale {product:g} (TFLite-Micro refuses a "
+             "difference beyond 2 % of the output scale)")
 
 
 def _acc_bounds(w_abs_sums: np.ndarray, bias: np.ndarray | None) -> list[int]:
@@ -380,6 +413,8 @@ def lower_fc(g: Graph, op: Operator) -> Step:
         fail(f"input {list(x.shape)} does not fit weights {list(w.shape)} and output {list(y.shape)}")
     w_zp = 0 if w.quant.per_channel else w.quant.zero_point[0]
     b = _bias(g, op, out_d)
+    if b is not None and not w.quant.per_channel:
+        _check_bias_scale(x, w, g.tensor(op.inputs[2]), y)
     bounds = _acc_bounds(np.abs(w.data.astype(np.int64) - w_zp).sum(axis=1), b)
     mult, shift = qz.conv_multipliers(_scale(x), w.quant.scale, _scale(y), out_d, bounds)
     lo, hi = _act(op, y)
