@@ -99,18 +99,20 @@ def run_tflm(path: str | os.PathLike, x: np.ndarray, *, arena_size: int = 1 << 2
         np.save(Path(tmp) / "x.npy", x[:, None], allow_pickle=False)
         _tflm_child(path, [_RUN, str(path), str(Path(tmp) / "x.npy"), str(Path(tmp) / "y.npy"), str(arena_size),
                            "1" if reset else "0"], timeout=3600)
-        return np.load(Path(tmp) / "y.npy", allow_pickle=False)[:, 0]
+        y = np.load(Path(tmp) / "y.npy", allow_pickle=False)
+        return y[:, 0] if y.ndim > 1 else y   # each sample's output without its batch dimension
 
 
 _RUN = (
     "import sys; import numpy as np; from tflite_micro.python.tflite_micro import runtime as r\n"
     "model, xs, ys, arena, reset = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == '1'\n"
     "i = r.Interpreter.from_bytes(open(model, 'rb').read(), arena_size=arena)\n"
+    "shape = tuple(i.get_input_details(0)['shape'])\n"
     "outs = []\n"
     "for xi in np.load(xs, allow_pickle=False):\n"
     "    if reset:\n"
     "        i.reset()\n"
-    "    i.set_input(xi, 0)\n"
+    "    i.set_input(xi.reshape(shape) if xi.size == int(np.prod(shape)) else xi, 0)\n"
     "    i.invoke()\n"
     "    outs.append(np.array(i.get_output(0), copy=True))\n"
     "np.save(ys, np.stack(outs), allow_pickle=False)\n"
