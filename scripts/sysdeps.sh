@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages edgetk's firmware path needs, or say exactly how to.
+# Install the Debian packages edgetk's firmware path needs (gcc, QEMU, the Arm cross compiler, clang + libFuzzer),
+# or say exactly how to.
 set -u
 if [ "${1:-}" = "--venv" ]; then   # Debian's Python needs its venv package before `python -m venv` works
   py=$(basename "${2:-python3}")
@@ -15,12 +16,19 @@ need=()
 command -v gcc >/dev/null               || need+=(gcc)
 command -v qemu-system-arm >/dev/null   || need+=(qemu-system-arm)
 command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+# clang with its fuzzer runtime (libFuzzer): the firmware command parser's fuzz harness (tests/test_fuzz_firmware.py)
+if ! command -v clang >/dev/null; then
+  need+=(clang libclang-rt-dev)
+elif ! printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' \
+    | clang -x c -fsanitize=fuzzer - -o /dev/null >/dev/null 2>&1; then
+  need+=(libclang-rt-dev)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "edgetk: installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
-    || { echo "edgetk: apt-get failed; the emulator and cross-compiler tests will skip (or fail under EDGETK_REQUIRE_QEMU=1)"; exit 0; }
+    || { echo "edgetk: apt-get failed; the emulator, cross-compiler and fuzzer tests will skip (or fail under EDGETK_REQUIRE_QEMU=1)"; exit 0; }
 else
   echo "edgetk: missing ${need[*]}. Install them with:"
   echo "    sudo apt-get install ${need[*]}"

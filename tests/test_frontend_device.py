@@ -21,6 +21,7 @@ from conftest import require_tool
 from toolkit.cli import main
 from toolkit.errors import EdgetkError
 from toolkit.hil import protocol as P
+from toolkit.hil.bundle import record_files
 from toolkit.hil.checks import FAIL, PASS
 from toolkit.hil.transport import Transport
 from toolkit.paths import repo_dir
@@ -144,6 +145,7 @@ def test_features_that_differ_from_training_fail_validate(imu, tmp_path, capsys)
     x = np.load(bad / "test_x_int8.npy")
     x[2].reshape(-1)[7] += 1 if x[2].reshape(-1)[7] < 127 else -1
     np.save(bad / "test_x_int8.npy", x)
+    record_files(bad)  # changed on purpose: recorded, or the manifest's sha256 would refuse the bundle
     out = tmp_path / "v"
     rc, text, rep = _validate(capsys, str(bad), "--target", "qemu-m4", "--samples", "4", "-o", str(out))
     checks = {c["name"]: c for c in rep["checks"]}

@@ -4,7 +4,6 @@ wrong result. Plus the other link failures a user meets: no such port, nothing a
 mismatch, device reset mid-run."""
 from __future__ import annotations
 
-import random
 import socket
 import threading
 from collections import Counter
@@ -15,61 +14,16 @@ import pytest
 from conftest import require_tool
 from test_firmware_devices import Running, standin_reference
 from toolkit.errors import EdgetkError
-from toolkit.hil import ModelMismatchError, profile
+from toolkit.hil import ModelMismatchError
 from toolkit.hil.bundle import bundle_from_tflite
 from toolkit.hil.dut import Dut, LinkPolicy, NothingAnsweringError, WrongBaudError
+from toolkit.hil.faults import FaultyTransport
 from toolkit.hil.protocol import DeviceResetError, LinkError
 from toolkit.hil.transport import LinkClosedError, Transport
 from toolkit.paths import repo_dir
 
 KWS = "mlperf_tiny/benchmark/training/keyword_spotting/trained_models/kws_ref_model.tflite"
 HELLO = "tflite_micro/tensorflow/lite/micro/examples/hello_world/models/hello_world_int8.tflite"
-
-
-class FaultyTransport(Transport):
-    """Wraps a real transport and corrupts the byte stream: per-byte drop / flip / insert at `rate`,
-    a fixed garbling of every received byte (what a wrong baud rate looks like), or closing the link
-    after `close_after_rx` received bytes."""
-
-    def __init__(self, inner: Transport, *, rate: float = 0.0, kinds: tuple[str, ...] = ("drop", "flip", "insert"),
-                 seed: int = 0, garble: bool = False, close_after_rx: int | None = None) -> None:
-        super().__init__(inner.url, inner.settings)
-        self.inner, self.rate, self.kinds, self.garble = inner, rate, kinds, garble
-        self.rng = random.Random(seed)
-        self.close_after_rx, self.rx = close_after_rx, 0
-        self.faults: Counter[str] = Counter()
-
-    def _mangle(self, data: bytes) -> bytes:
-        out = bytearray()
-        for b in data:
-            kind = self.rng.choice(self.kinds) if self.rng.random() < self.rate else ""
-            self.faults[kind] += bool(kind)
-            if kind == "flip":
-                out.append(b ^ (1 << self.rng.randrange(8)))
-            elif kind == "insert":
-                out += bytes([self.rng.randrange(256), b])
-            elif kind != "drop":
-                out.append(b)
-        return bytes(out)
-
-    def write(self, data: bytes) -> None:
-        self.inner.write(self._mangle(data))
-
-    def read(self, timeout: float) -> bytes:
-        data = self.inner.read(timeout)
-        if self.close_after_rx is not None and self.rx + len(data) >= self.close_after_rx:
-            data = data[: max(0, self.close_after_rx - self.rx)]
-            self.inner.close()
-        self.rx += len(data)
-        if self.garble:
-            return bytes(((b * 37) ^ 0xA5) & 0xFF for b in data)
-        return self._mangle(data)
-
-    def reset_input(self) -> None:
-        self.inner.reset_input()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.fixture(scope="module")
@@ -140,12 +94,13 @@ def test_nothing_answering_and_no_such_port():
         Transport(f"socket://127.0.0.1:{port}").open()
 
 
-def test_model_hash_mismatch_refuses_to_profile(external, tmp_path):
-    require_tool("gcc")
+def test_model_hash_mismatch_refuses_to_profile(host, external, tmp_path):
+    """A device that runs another model (here the stand-in) than the bundle's is refused before anything is measured."""
+    from toolkit.hil.runner import check_model
+
     bundle = bundle_from_tflite(external / HELLO, tmp_path / "bundle", samples=2)
-    (bundle.path / "c").symlink_to(repo_dir("firmware_stubs") / "testmodel")  # C of another model
     with pytest.raises(ModelMismatchError, match="refusing to profile"):
-        profile(bundle.path, "host-sim", samples=2, out_dir=tmp_path / "out", build_dir=tmp_path / "build")
+        check_model(host.dut, bundle)
 
 
 def test_device_reset_mid_run_is_detected(external, tmp_path):
@@ -162,3 +117,16 @@ def test_device_reset_mid_run_is_detected(external, tmp_path):
         timer.join()
     finally:
         dev.close()
+
+
+def test_short_soak_every_fault_is_retried_or_a_clear_error_never_a_wrong_result(tmp_path):
+    """bench/link_soak.py in small: run and raw paths, byte faults both ways, stalls past the timeout, resets."""
+    from toolkit.hil.soak import soak
+
+    require_tool("gcc")
+    base, rep = soak(tmp_path, n=80, rate=0.002, seed=3, delay_rate=0.004, reset_every=15, pool=16)
+    assert base.correct == base.inferences == 16 and base.stats["retries"] == 0
+    assert rep.wrong_accepted == 0 and rep.aborted_with_retries_left == 0, rep.summary()
+    assert sum(rep.faults.values()) >= 30 and rep.faults["delay"] >= 1 and rep.resets >= 2, rep.summary()
+    assert rep.stats["retries"] >= 10 and rep.reset_errors == rep.resets, rep.summary()  # a reset never gives a result
+    assert rep.correct + sum(rep.errors.values()) == rep.inferences and rep.correct >= 0.8 * rep.inferences

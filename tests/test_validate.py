@@ -20,6 +20,7 @@ import pytest
 
 from conftest import require_tool
 from toolkit.cli import main
+from toolkit.hil.bundle import record_files
 from toolkit.hil.checks import FAIL, PASS, SKIP, WARN, Limits, evaluate
 from toolkit.hil.runner import unavailable_reason
 from toolkit.hil.source import ModelSource, open_bundle
@@ -74,6 +75,7 @@ def test_golden_outputs_off_by_one_lsb_fail(imu, tmp_path, capsys):
     gold = np.load(bad / "test_out_int8.npy")
     gold[3, 0] = gold[3, 0] + 1 if gold[3, 0] < 127 else gold[3, 0] - 1
     np.save(bad / "test_out_int8.npy", gold)
+    record_files(bad)  # changed on purpose: recorded, or the manifest's sha256 would refuse the bundle
     rc, doc = _validate(capsys, str(bad), "--target", "qemu-m4", "--samples", "10", "-o", str(tmp_path / "v"))
     c = _checks(doc)
     assert rc == 1 and doc["verdict"] == "fail"
@@ -137,6 +139,7 @@ def test_accuracy_drop_on_the_device_fails(imu, tmp_path, capsys):
     qemu()
     bad = _copy(imu, tmp_path / "bundle")
     (bad / "model_int8.tflite").write_bytes(_roll_classifier(imu / "model_int8.tflite"))
+    record_files(bad)
     rc, doc = _validate(capsys, str(bad), "--target", "qemu-m4", "--samples", "all", "--max-lsb", "255",
                         "--max-drop", "0.05", "-o", str(tmp_path / "v"))
     c = _checks(doc)
@@ -147,6 +150,7 @@ def test_accuracy_drop_on_the_device_fails(imu, tmp_path, capsys):
     perm = _copy(imu, tmp_path / "permuted")
     y = np.load(perm / "test_y.npy")
     np.save(perm / "test_y.npy", np.random.default_rng(0).permutation(y))
+    record_files(perm)
     rc, doc = _validate(capsys, str(perm), "--target", "host-sim", "--samples", "all", "-o", str(tmp_path / "w"))
     assert rc == 0 and _checks(doc)["accuracy"]["verdict"] == PASS
     acc = json.loads(Path(doc["report"]).read_text())["accuracy"]

@@ -1,12 +1,18 @@
 """Targets as data: one TOML file per board, emulator, simulator or host runtime (targets/*.toml).
 
 Every file is validated when loaded; errors name the file and the field. Nothing below the CLI and
-the pytest plugin sees raw TOML dicts: they get the frozen `TargetSpec`.
+the pytest plugin sees raw TOML dicts: they get the frozen `TargetSpec`. Templates (the emulator and flash
+commands, the connection URL) may use only the fields the adapters fill in, checked at load time.
+
+`--port` is for boards only: QEMU serves its UART on a TCP port it picks itself, the host simulator on a
+pseudo-terminal it opens, linux-local has no link; `check_port` refuses a --port given to those (one error that
+says so) rather than ignoring it.
 """
 from __future__ import annotations
 
 import difflib
 import logging
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +170,53 @@ def _kernels(path: Path, name: str) -> str:
     return _choice(path, "kernels", name, tuple(KERNEL_SETS)) if name else ""
 
 
+#: the fields each template may use (what toolkit/hil/adapters.py fills in)
+EMULATOR_FIELDS, FLASH_FIELDS = ("elf", "port", "monitor"), ("elf", "bin", "port")
+URL_FIELDS = {"qemu": ("port",), "host": ("pty",), "board": (), "linux": ()}
+
+
+def _template(path: Path, key: str, text: str, allowed: tuple[str, ...]) -> set[str]:
+    """The {fields} of a template, refused when it cannot be formatted or uses a field outside `allowed`."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as e:
+        raise _fail(path, key, f"{text!r} is not a valid template ({e})",
+                    "write a literal brace as {{ or }}, a field as {name}") from e
+    fields = set()
+    for _, name, spec, conv in parts:
+        if name is None:
+            continue
+        if name not in allowed or spec or conv:
+            said = ", ".join("{" + f + "}" for f in allowed) or "no {fields}"
+            raise _fail(path, key, f"{text!r} uses {{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}",
+                        f"this template may use {said}")
+        fields.add(name)
+    return fields
+
+
+def _check_templates(path: Path, spec: TargetSpec) -> None:
+    need, url = URL_FIELDS[spec.kind], spec.connection.url
+    if not _template(path, "connection.url", url, need) and need and url:
+        raise _fail(path, "connection.url", f"{url!r} lacks {{{need[0]}}}",
+                    f"a {spec.kind} target's link is filled in at start: e.g. "
+                    + ("'socket://127.0.0.1:{port}'" if spec.kind == "qemu" else "'{pty}'"))
+    for i, arg in enumerate(spec.emulator.command if spec.emulator is not None else ()):
+        _template(path, f"emulator.command[{i}]", arg, EMULATOR_FIELDS)
+    for i, arg in enumerate(spec.flash_command):
+        _template(path, f"flash.command[{i}]", arg, FLASH_FIELDS)
+
+
+def check_port(spec: TargetSpec, port: str | None) -> None:
+    """Refuse a --port for a target that cannot use one (everything but a board), naming why."""
+    if not port or spec.kind == "board":
+        return
+    why = {"qemu": "QEMU serves its UART on a TCP port it picks itself",
+           "host": "the host simulator serves a pseudo-terminal it opens itself",
+           "linux": "it runs on this machine, without a serial link"}[spec.kind]
+    raise EdgetkError(f"--port {port} given for {spec.name}, which cannot use it: {why}",
+                      fix="drop --port, or choose the board target the port belongs to (edgetk targets, edgetk ports)")
+
+
 def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
     """Validate one target's TOML data; errors name the file and the field."""
     _check_table(path, "", data, _TOP)
@@ -179,7 +232,7 @@ def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
     if kind == "qemu" and "emulator" not in data:
         raise _fail(path, "emulator", "a qemu target needs an [emulator] table", "add [emulator] command")
     usb = data.get("usb", {})
-    return TargetSpec(
+    spec = TargetSpec(
         name=data["name"], path=path, description=data["description"], kind=kind, core=data["core"],
         clock_hz=data["clock_hz"], flash_bytes=data["flash_bytes"], ram_bytes=data["ram_bytes"],
         runtime=data["runtime"], simulator=data.get("simulator", ""),
@@ -192,6 +245,8 @@ def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
         emulator=_emulator(path, data["emulator"]) if "emulator" in data else None,
         usb_ids=tuple(v.lower() for v in _strs(path, "usb.ids", usb.get("ids", []))),
     )
+    _check_templates(path, spec)
+    return spec
 
 
 def load_target_file(path: str | Path) -> TargetSpec:

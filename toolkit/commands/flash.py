@@ -11,7 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("flash", help="build and flash the firmware of a bundle or .tflite, then check the model hash")
     add_model_args(p)
     p.add_argument("--target", required=True, help="target name (edgetk targets)")
-    p.add_argument("--port", default=None, help="serial port or pyserial URL (default: by USB id)")
+    p.add_argument("--port", default=None, help="the board's serial port or pyserial URL (default: by USB id; "
+                   "refused for QEMU and host-sim, which open their own link)")
     return p
 
 

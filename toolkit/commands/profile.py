@@ -42,7 +42,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_check_args(p: argparse.ArgumentParser) -> None:
     """Measurement and limit options shared by profile and validate."""
     p.add_argument("--target", required=True, help="target name (edgetk targets)")
-    p.add_argument("--port", default=None, help="serial port or pyserial URL (socket://, /dev/ttyACM0, ...)")
+    p.add_argument("--port", default=None, help="a board's serial port or pyserial URL (socket://, /dev/ttyACM0, ...); "
+                   "refused for targets that open their own link (QEMU, host-sim, linux-local)")
     p.add_argument("--samples", type=samples_arg, default=20, metavar="N|all",
                    help="test inputs sent to the device (default 20; 'all' = the whole test set)")
     p.add_argument("--max-lsb", type=int, default=0, metavar="N",

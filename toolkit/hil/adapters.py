@@ -20,7 +20,7 @@ from toolkit.errors import EdgetkError
 from toolkit.tools import require_tool
 from toolkit.hil.build import Firmware, build_firmware, firmware_root
 from toolkit.hil.ports import find_board_port
-from toolkit.targets import TargetSpec
+from toolkit.targets import TargetSpec, check_port
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,8 @@ ADAPTERS: dict[str, type[Target]] = {"qemu": QemuTarget, "host": HostSimTarget, 
 
 
 def make_target(spec: TargetSpec, *, port: str | None = None) -> Target:
-    """The adapter for a target spec."""
+    """The adapter for a target spec (a --port only for a board: targets.check_port)."""
+    check_port(spec, port)
     if spec.kind not in ADAPTERS:
         raise EdgetkError(f"target {spec.name} ({spec.kind}) runs no firmware", fix="use toolkit.hil.profile for it")
     return ADAPTERS[spec.kind](spec, port=port)

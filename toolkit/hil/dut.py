@@ -79,6 +79,7 @@ class Dut:
         self.raw_crc: int | None = None
         self.echoes = False  # the firmware opens checked replies with m-cmd-[..] (protocol 2): seen once
         self.uploaded: dict[str, bytes] = {}  # the last upload the device confirmed, per command (bload, rload)
+        self.flush_bytes = 0  # payload bytes the device may still wait for (an upload attempt that failed)
 
     # ---- raw exchange -------------------------------------------------------------------------
 
@@ -117,8 +118,10 @@ class Dut:
         return reply
 
     def resync(self) -> None:
-        """Flush the device's command buffer with a bare '%' and drain whatever arrives."""
-        self._send(b"\r\n%")
+        """Flush the device's command buffer with a bare '%' and drain whatever arrives. After a failed upload
+        attempt, first as many LF bytes as its payload: they complete a payload the device may still wait for
+        (then it answers with a CRC mismatch), and the command parser ignores them otherwise."""
+        self._send(b"\n" * self.flush_bytes + b"\r\n%")
         deadline = time.monotonic() + self.policy.sync_timeout_s
         while time.monotonic() < deadline:
             chunk = self.transport.read(0.1)
@@ -212,15 +215,19 @@ class Dut:
         P.check_errors(reply, sent)
 
     def _upload(self, data: bytes, cmd: str, what: str, size_fix: str) -> int:
+        self.flush_bytes = len(data)
         try:
             self.retrying(cmd, lambda: self._bload_once(data, cmd))
         except P.LinkError as e:
+            self.resync()  # leave a device that still waits for the payload ready for the next command
             raise P.LinkError(f"{what} of {len(data)} bytes failed: {e}",
                               fix=f"{size_fix}; otherwise check the link (transcript)") from e
+        except P.NoFrontendError:
+            raise
         except P.DeviceError as e:
-            if P.NO_FRONTEND in str(e):
-                raise
             raise P.DeviceError(f"{what} of {len(data)} bytes failed: {e}", fix=size_fix) from e
+        finally:
+            self.flush_bytes = 0
         self.stats["payload_bytes"] += len(data)
         return zlib.crc32(data)
 
@@ -250,7 +257,7 @@ class Dut:
             reply = self.exchange(cmd, checked=True, timeout=timeout)
             P.check_echo(reply, cmd)
             if P.NO_FRONTEND in reply.errors:
-                raise P.DeviceError("the firmware has no frontend: it cannot run raw samples (rrun)",
+                raise P.NoFrontendError("the firmware has no frontend: it cannot run raw samples (rrun)",
                                     fix="build it from a bundle exported with a [frontend]")
             if self.raw_crc is not None and "no raw input loaded" in reply.errors:
                 raise P.DeviceResetError("the device lost the uploaded raw window: it was reset between commands",

@@ -28,13 +28,17 @@ _STANDIN_X = bytes(range(16))
 _STANDIN_RAW = bytes((7 * i) & 0xFF for i in range(64))
 
 
+def _upload(cmd: str, data: bytes) -> bytes:
+    return f"{cmd} {len(data)} {zlib.crc32(data):08x}%".encode() + data
+
+
 def seeds() -> dict[str, bytes]:
     """The seed corpus: every command of the protocol, with valid uploads, and the link noise the host meets."""
     x, raw = _STANDIN_X, _STANDIN_RAW
     return {
         "mlperf": b"name%profile%timestamp%db load 16%db " + x.hex().encode() + b"%db print%infer 2 1%results%",
-        "edgetk": b"info%mem%bload 16 %08x%%" % zlib.crc32(x) + x + b"run 3 1%mem%",
-        "raw": b"rload 64 %08x%%" % zlib.crc32(raw) + raw + b"rrun 2 1%run 1 0%results%",
+        "edgetk": b"info%mem%" + _upload("bload", x) + b"run 3 1%mem%",
+        "raw": _upload("rload", raw) + b"rrun 2 1%run 1 0%results%",
         "errors": b"run 1 0%rrun 1 0%bload 15 0%rload 64 1%" + bytes(64) + b"infer 0 0%db zz%bogus%",
         "noise": b"\x00\x01name%\r\n%%run 10000 10000%x" + b"a" * 90 + b"%info%",
         "limits": b"infer 1 4294967295%run 10001 0%rrun 1 10001%bload 4294967296 ffffffff%",

@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.errors import EdgetkError
 from toolkit.fuzz import Finding, Report, mutate_bytes, run_campaign
 from toolkit.hil import protocol as P
 
@@ -274,10 +273,10 @@ def save_failures(rep: Report, out: str | Path) -> list[Path]:
 
 
 def replay(path: str | Path) -> str:
-    """Check one saved input again (a reproducer): its outcome, or the exception it raises."""
+    """Check one saved input again (a reproducer): its outcome, the finding, or the traceback's exception."""
     try:
         return check(Path(path).read_bytes())
     except Finding as e:
         return f"finding: {e}"
-    except EdgetkError as e:
-        return f"EdgetkError: {e}"
+    except Exception as e:  # noqa: BLE001 - what the reproducer reproduces
+        return f"traceback: {type(e).__name__}: {e}"

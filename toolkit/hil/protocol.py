@@ -43,6 +43,10 @@ class DeviceError(EdgetkError):
     """The device answered with an error `e-[...]`."""
 
 
+class NoFrontendError(DeviceError):
+    """The firmware was built without a frontend: it takes no raw samples (rload, rrun)."""
+
+
 class DeviceResetError(EdgetkError):
     """The device rebooted in the middle of a run (its boot banner appeared inside a reply)."""
 
@@ -273,7 +277,7 @@ def parse_bload(reply: Reply, *, crc: int, cmd: str = "bload") -> None:
     """Check a `bload` (or `rload`) reply: the device's CRC of what it received equals ours."""
     v = reply.values()
     if NO_FRONTEND in reply.errors:
-        raise DeviceError(f"the firmware has no frontend: it cannot take raw samples ({cmd})",
+        raise NoFrontendError(f"the firmware has no frontend: it cannot take raw samples ({cmd})",
                           fix="build the firmware from a bundle exported with a [frontend] (its c/ or frontend.json)")
     if reply.errors or v.get(f"{cmd}-crc") != f"{crc:08x}" or "m-load-done" not in reply.lines:
         raise LinkError(f"binary upload not confirmed: {'; '.join(reply.errors) or _preview(reply.raw)}")

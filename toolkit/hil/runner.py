@@ -32,7 +32,7 @@ from toolkit.hil.mlperf import ModelKey, resolve_key
 from toolkit.hil.source import ModelSource, open_bundle
 from toolkit.hil.transport import LinkClosedError, LinkSettings, Transport
 from toolkit.paths import repo_dir
-from toolkit.targets import TargetSpec, fallback_chain
+from toolkit.targets import TargetSpec, check_port, fallback_chain
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +388,7 @@ def _run_chain(target: str, bundle: Bundle, out: Path, *, port: str | None, samp
                build_dir: Path | None, optimize: str = "size") -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The report of the first available target along the chain (else the estimate) and the fallbacks."""
     chain, fallbacks = fallback_chain(target), []
+    check_port(chain[0], port)
     for i, spec in enumerate(chain):
         reason = unavailable_reason(spec, port if i == 0 else None)
         if reason:

@@ -19,7 +19,7 @@ import numpy as np
 
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_dir, atomic_write_json, sha256_file
-from toolkit.hil.bundle import Bundle, load_bundle
+from toolkit.hil.bundle import Bundle, load_bundle, record_files
 from toolkit.paths import repo_dir
 
 log = logging.getLogger(__name__)
@@ -154,3 +154,4 @@ def _add_manifest(folder: Path, sha: str, label: str) -> None:
     if key:
         manifest.setdefault("mlperf_key", key.key)
     atomic_write_json(path, manifest)
+    record_files(folder)  # the cached bundle is checked like an exported one each time it is loaded

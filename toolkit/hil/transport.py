@@ -87,8 +87,13 @@ class Transport:
                                   fix="the device or emulator stopped; look at its log and retry") from e
 
     def reset_input(self) -> None:
-        """Drop bytes received but not read."""
-        self._require().reset_input_buffer()
+        """Drop bytes received but not read (LinkClosedError when the other side went away)."""
+        port = self._require()
+        try:
+            port.reset_input_buffer()
+        except Exception as e:  # termios.error / OSError / serial.SerialException: the device or emulator is gone
+            raise LinkClosedError(f"link {self.url} closed: {e}",
+                                  fix="the device or emulator stopped; look at its log and retry") from e
 
     def close(self) -> None:
         """Close the port (idempotent)."""
