@@ -7,7 +7,7 @@ import pytest
 from conftest import require_tool
 from toolkit.codegen import build_model as plan_model
 from toolkit.codegen import KERNEL_SETS, generate, parity
-from toolkit.codegen.planner import ARENA, INPUT, OUTPUT
+from toolkit.codegen.planner import ARENA
 from toolkit.errors import EdgetkError
 from toolkit.paths import external_model
 from toolkit.tflite.build import OpSpec as O
@@ -149,11 +149,12 @@ def test_codegen_kernel_matches_tflm(case, tmp_path):
         assert res.identical == 100, f"{kernels}: max diff {res.max_diff} LSB"
 
 
-def test_codegen_plan_aliases_reshape_and_keeps_io_outside_arena(external):
+def test_codegen_plan_aliases_reshape_and_places_io_in_the_arena(external):
     graph, steps, plan = plan_model(external_model(parity.EXTERNAL_MODELS["kws"]))
     reshape = next(s for s in steps if s.op == "RESHAPE")
     assert plan.location[reshape.inputs[0]] == plan.location[reshape.outputs[0]]
-    assert plan.location[graph.inputs[0]][0] == INPUT and plan.location[graph.outputs[0]][0] == OUTPUT
+    assert plan.location[graph.inputs[0]] == (ARENA, plan.input_offset)
+    assert plan.location[graph.outputs[0]] == (ARENA, plan.output_offset)
     for b1 in plan.buffers:
         assert b1.offset % 16 == 0 and b1.offset + b1.size <= plan.arena_size
         for b2 in plan.buffers:
@@ -166,7 +167,7 @@ def test_codegen_plan_runs_add_in_place(external):
     adds = [s for s in steps if s.op == "ADD"]
     assert any(plan.location[s.outputs[0]] in (plan.location[s.inputs[0]], plan.location[s.inputs[1]])
                for s in adds)
-    assert all(plan.location[s.outputs[0]][0] in (ARENA, OUTPUT) for s in steps)
+    assert all(plan.location[s.outputs[0]][0] == ARENA for s in steps)
 
 
 def _error(path) -> str:

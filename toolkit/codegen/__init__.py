@@ -18,7 +18,8 @@ from toolkit.tflite import Graph, read_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CodegenResult", "KERNEL_SETS", "generate", "build_model"]
+__all__ = ["CodegenResult", "DEFAULT_KERNELS", "KERNEL_SETS", "generate", "build_model"]
+DEFAULT_KERNELS = DEFAULT
 
 
 @dataclass(frozen=True)
@@ -34,34 +35,53 @@ class CodegenResult:
     sha256: str
     kernels: str
     optimize: str = "size"
+    input_bytes: int = 0      # the model input's and output's bytes, inside the arena
+    output_bytes: int = 0
+    input_preserved: bool = True
+
+    @property
+    def peak_ram(self) -> int:
+        """Bytes of RAM the network needs with edgetk_input/edgetk_run/edgetk_output: the arena."""
+        return self.arena_size
+
+    @property
+    def peak_ram_with_copies(self) -> int:
+        """With edgetk_invoke: the arena plus the caller's input and output buffers."""
+        return self.arena_size + self.input_bytes + self.output_bytes
 
 
 def build_model(tflite_path: str | os.PathLike, *, kernels: str = DEFAULT, optimize: str = "size",
-                flash_bytes: int | None = None) -> tuple[Graph, list[Step], Plan]:
-    """Read, lower, specialise (for the kernel set) and plan a model without writing anything."""
+                flash_bytes: int | None = None, keep_input: bool | None = None) -> tuple[Graph, list[Step], Plan]:
+    """Read, lower, specialise (for the kernel set) and plan a model without writing anything.
+
+    keep_input (toolkit.codegen.planner.plan): True keeps the input intact through an inference, False lets
+    the plan reuse its memory, None keeps it when that costs no arena byte."""
     check_optimize(optimize)
     graph = read_model(tflite_path)
     steps = lower(graph)
     if kernels in SPECIALIZED:
         steps = specialize(steps, optimize=optimize, flash_bytes=flash_bytes)
-    return graph, steps, plan(graph, steps)
+    return graph, steps, plan(graph, steps, keep_input=keep_input)
 
 
 def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
              kernels: str = DEFAULT, frontend: Any = None, optimize: str = "size",
-             flash_bytes: int | None = None) -> CodegenResult:
+             flash_bytes: int | None = None, keep_input: bool | None = None) -> CodegenResult:
     """Generate the C library of a .tflite model into out_dir (replaced atomically).
 
     `frontend` (a toolkit.frontends.Frontend, or the info dict of a bundle's frontend.json) adds its C
     (edgetk_frontend.h/.c, kernels/etf_*) and the entry point edgetk_invoke_raw: raw samples -> output.
     `optimize` ("size" | "speed"): speed stores the weights of the dsp set's conv/FC kernels as int16
-    (twice the bytes; with `flash_bytes`, the target's flash, only as many layers as fit); size keeps int8."""
+    (twice the bytes; with `flash_bytes`, the target's flash, only as many layers as fit); size keeps int8.
+    The input and output live in the arena; `keep_input=True` keeps the input intact through an inference (a
+    firmware that runs one upload many times), False lets the plan reuse it, None (default) keeps it when free."""
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
     if kernels not in KERNEL_SETS:
         kernel_sources(kernels, set())  # the one error naming the sets
-    graph, steps, pl = build_model(tflite_path, kernels=kernels, optimize=optimize, flash_bytes=flash_bytes)
+    graph, steps, pl = build_model(tflite_path, kernels=kernels, optimize=optimize, flash_bytes=flash_bytes,
+                                   keep_input=keep_input)
     fe = _frontend(frontend, graph)
-    families = {s.family for s in steps if not s.alias} | ({"et_shape"} if pl.copy_input_to_output else set())
+    families = {s.family for s in steps if not s.alias}
     sources = kernel_sources(kernels, families)
     macs = sum(s.macs for s in steps)
     with atomic_dir(out_dir) as tmp:
@@ -77,10 +97,11 @@ def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         atomic_write_json(tmp / "plan.json", _plan_json(graph, steps, pl, kernels, macs, optimize))
         files = tuple(sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
     flash = sum(a.nbytes for s in steps for a in s.arrays.values()) + 128 * len(steps)
-    log.info("codegen %s: %d ops, arena %d B, ~%d B const data", tflite_path.name, len(steps),
-             pl.arena_size, flash)
+    log.info("codegen %s: %d ops, arena %d B (input and output included), ~%d B const data", tflite_path.name,
+             len(steps), pl.arena_size, flash)
+    x_bytes, y_bytes = emit.io_bytes(graph)
     return CodegenResult(out_dir, pl.arena_size, flash, files, tuple(s.op for s in steps), macs,
-                         graph.sha256, kernels, optimize)
+                         graph.sha256, kernels, optimize, x_bytes, y_bytes, pl.input_preserved)
 
 
 def _frontend(frontend: Any, graph: Graph) -> Any:
@@ -109,7 +130,15 @@ def _plan_json(graph: Graph, steps: list[Step], pl: Plan, kernels: str, macs: in
         tt = graph.tensor(t)
         tensors.append({"index": t, "name": tt.name, "shape": list(tt.shape), "bytes": tt.nbytes,
                         "location": kind, "offset": off})
+    x_bytes, y_bytes = emit.io_bytes(graph)
     return {"arena_size": pl.arena_size, "alignment": 16, "kernels": kernels, "macs": macs,
+            "io_in_arena": True,
+            "input": {"offset": pl.input_offset, "bytes": x_bytes, "preserved": pl.input_preserved,
+                      "reuse_saves_bytes": pl.input_reuse_saves},
+            "output": {"offset": pl.output_offset, "bytes": y_bytes},
+            "peak_ram_bytes": {"arena_api": pl.arena_size, "with_copy_buffers": pl.arena_size + x_bytes + y_bytes,
+                               "note": "arena_api: edgetk_input/edgetk_run/edgetk_output (input and output in the "
+                                       "arena); with_copy_buffers: edgetk_invoke's caller buffers added"},
             "optimize": optimize, "specialized": summary(steps),
             "model_sha256": graph.sha256, "tensors": tensors,
             "scratch": {str(k): v for k, v in pl.scratch.items()},

@@ -47,13 +47,15 @@ class McuRun:
     outputs: np.ndarray
     instructions: tuple[int, ...]
     per_op: tuple[tuple[int, str, int], ...] = ()   # (operator index, type, instructions)
+    classes: tuple[dict[str, int], ...] = ()        # with classes=True: per inference (per_op: per operator)
 
 
 def instrument(model_c: str) -> str:
-    """edgetk_model.c with a marker pair around each operator of edgetk_invoke (pure: text in, text out)."""
+    """edgetk_model.c with a marker pair around each operator of the schedule (edgetk_run; edgetk_invoke in
+    libraries generated before the input and output moved into the arena) (pure: text in, text out)."""
     out, ops, inside = [], [], False
     for line in model_c.splitlines():
-        if line.startswith("int edgetk_invoke("):
+        if line.startswith(("int edgetk_run(", "int edgetk_invoke(")) and not ops:
             inside = True
         m = _OP_LINE.match(line) if inside else None
         if m:
@@ -77,19 +79,27 @@ def _main_c(x: np.ndarray) -> str:
     return "\n".join([
         '#include "etb_harness.h"', '#include "edgetk_model.h"',
         f"static const uint8_t k_x[{len(x)}][EDGETK_INPUT_SIZE] __attribute__((aligned(4))) = {{",
-        ",\n".join(rows), "};", "static int8_t g_out[EDGETK_OUTPUT_SIZE] __attribute__((aligned(4)));",
+        ",\n".join(rows), "};", "#ifdef EDGETK_IO_IN_ARENA",
+        "/* the input copied into the arena outside the markers: the window counts edgetk_run alone */",
+        "static int run(int i)", "{", "    int32_t k;", "    volatile int8_t *in = edgetk_input();",
+        "    for (k = 0; k < EDGETK_INPUT_SIZE; ++k) {", "        in[k] = (int8_t)k_x[i][k];", "    }",
+        "    edgetk_mark_start();", "    k = edgetk_run();", "    edgetk_mark_stop();",
+        '    etb_hex("O", edgetk_output(), (size_t)EDGETK_OUTPUT_SIZE);', "    return k;", "}", "#else",
+        "static int8_t g_out[EDGETK_OUTPUT_SIZE] __attribute__((aligned(4)));", "static int run(int i)", "{",
+        "    int rc;", "    edgetk_mark_start();", "    rc = edgetk_invoke((const int8_t *)k_x[i], g_out);",
+        "    edgetk_mark_stop();", '    etb_hex("O", g_out, sizeof g_out);', "    return rc;", "}", "#endif",
         "int etb_main(void)", "{", "    int rc = 0, i;", f"    for (i = 0; i < {len(x)}; ++i) {{",
-        "        edgetk_mark_start();", "        rc |= edgetk_invoke((const int8_t *)k_x[i], g_out);",
-        "        edgetk_mark_stop();", '        etb_hex("O", g_out, sizeof g_out);', "    }", "    return rc;", "}", ""])
+        "        rc |= run(i);", "    }", "    return rc;", "}", ""])
 
 
 def _per_op_main_c(x: np.ndarray) -> str:
-    return _main_c(x[:1]).replace("        edgetk_mark_start();\n", "").replace("        edgetk_mark_stop();\n", "")
+    return _main_c(x[:1]).replace("    edgetk_mark_start();\n", "").replace("    edgetk_mark_stop();\n", "")
 
 
 def run_on_qemu(lib_dir: str | os.PathLike, x: np.ndarray, work: str | os.PathLike, *, core: str = "cortex-m4",
-                per_op: bool = False, timeout: float = 600.0) -> McuRun:
-    """Outputs and instruction counts of the library in lib_dir on inputs x ([N, ...] of the input's bytes)."""
+                per_op: bool = False, timeout: float = 600.0, classes: bool = False) -> McuRun:
+    """Outputs and instruction counts of the library in lib_dir on inputs x ([N, ...] of the input's bytes);
+    `classes`: also the plugin's instruction classes per window (toolkit.hil.cycles prices them)."""
     from toolkit.native import m4
 
     if core not in CORES:
@@ -105,11 +115,12 @@ def run_on_qemu(lib_dir: str | os.PathLike, x: np.ndarray, work: str | os.PathLi
     main = atomic_write_text(work / f"main_{tag}.c", (_per_op_main_c if per_op else _main_c)(x))
     elf = m4.build_m4([model, main, *srcs], [lib_dir, lib_dir / "kernels"], work, name=f"{core}-{tag}",
                       cpu_flags=getattr(m4, flags), linker_script=ld)
-    res = m4.run_m4(elf, timeout=timeout, machine=machine)
+    res = m4.run_m4(elf, timeout=timeout, machine=machine, classes=classes)
     outs = np.stack([np.frombuffer(bytes.fromhex(h), np.int8) for h in res.lines("O")])
     if per_op:
         names = [(int(m.group(1)), m.group(2)) for m in map(_OP_LINE.match, model_c.splitlines()) if m]
         if len(res.counts) != len(names):
             raise EdgetkError(f"{len(res.counts)} marked regions for {len(names)} operators")
-        return McuRun(outs, (sum(res.counts),), tuple((i, op, n) for (i, op), n in zip(names, res.counts)))
-    return McuRun(outs, tuple(res.counts))
+        return McuRun(outs, (sum(res.counts),), tuple((i, op, n) for (i, op), n in zip(names, res.counts)),
+                      res.classes)
+    return McuRun(outs, tuple(res.counts), classes=res.classes)

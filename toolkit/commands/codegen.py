@@ -79,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"out_dir": str(res.out_dir), "arena_size": res.arena_size,
                           "flash_estimate": res.flash_estimate, "macs": res.macs, "ops": list(res.ops),
                           "files": list(res.files), "sha256": res.sha256, "kernels": res.kernels,
-                          "optimize": res.optimize, "specialized": plan["specialized"]}, indent=2))
+                          "optimize": res.optimize, "specialized": plan["specialized"],
+                          "input": plan["input"], "output": plan["output"],
+                          "peak_ram_bytes": plan["peak_ram_bytes"]}, indent=2))
         return 0
     print(f"model   {tfl} (sha256 {res.sha256[:16]}…)")
     print(f"ops     {len(res.ops)}: {' '.join(res.ops)}")
     print(f"MACs    {res.macs:,}")
-    print(f"arena   {res.arena_size:,} B (EDGETK_ARENA_SIZE; input/output buffers are the caller's)")
+    print(f"arena   {res.arena_size:,} B (EDGETK_ARENA_SIZE; the input and output live in it: edgetk_input(), "
+          f"edgetk_output(); input {'kept intact' if res.input_preserved else 'reused once read'})")
+    print(f"RAM     peak {res.peak_ram:,} B with edgetk_input/edgetk_run; {res.peak_ram_with_copies:,} B with "
+          f"edgetk_invoke (+ the caller's {res.input_bytes:,} B input and {res.output_bytes:,} B output buffers)")
     print(f"flash   ~{res.flash_estimate:,} B of const weights and params (+ kernel code)")
     print(f"kernels {res.kernels}, optimize {res.optimize}{_specialized(plan['specialized'], res.kernels)}")
     print(f"wrote   {out}/ ({len(res.files)} files: {', '.join(res.files)})")

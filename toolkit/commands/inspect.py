@@ -30,7 +30,21 @@ def inspect_tflite(path: Path, *, arena: bool = True) -> dict[str, Any]:
         except EdgetkError as e:
             info["tflm_arena_bytes"] = None
             info["tflm_arena_error"] = str(e).splitlines()[-1]
+    info["edgetk_peak_ram"] = _edgetk_ram(path)
     return info
+
+
+def _edgetk_ram(path: Path) -> dict[str, Any]:
+    """Peak RAM of edgetk's generated C (default kernel set): the arena, and with edgetk_invoke's copy buffers."""
+    from toolkit.codegen import DEFAULT_KERNELS, build_model
+    from toolkit.codegen.emit import io_bytes
+
+    try:
+        graph, _, pl = build_model(path)
+    except EdgetkError as e:
+        return {"error": str(e).splitlines()[0]}
+    x, y = io_bytes(graph)
+    return {"kernels": DEFAULT_KERNELS, "arena_api": pl.arena_size, "with_copy_buffers": pl.arena_size + x + y}
 
 
 def _load_onnx(path: Path) -> Any:
@@ -242,6 +256,11 @@ def _print(info: dict[str, Any]) -> None:
         a = info["tflm_arena_bytes"]
         print(f"TFLite-Micro arena: {a:,} B" if a is not None else
               f"TFLite-Micro arena: n/a ({info.get('tflm_arena_error', '')})")
+    ram = info.get("edgetk_peak_ram")
+    if ram:
+        print(f"edgetk C peak RAM ({ram['kernels']} kernels): {ram['arena_api']:,} B arena with the input and output "
+              f"in it; {ram['with_copy_buffers']:,} B with edgetk_invoke's copy buffers" if "error" not in ram else
+              f"edgetk C peak RAM: n/a ({ram['error']})")
 
 
 def run(args: argparse.Namespace) -> int:
