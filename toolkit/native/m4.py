@@ -34,6 +34,7 @@ class M4Run:
     stdout: str
     counts: list[int]
     elf: Path
+    classes: tuple[dict[str, int], ...] = ()  # per marked region with classes=True (toolkit.hil.cycles)
 
     def lines(self, tag: str) -> list[str]:
         """The payloads of the lines starting with `tag `."""
@@ -69,6 +70,15 @@ def insn_plugin() -> Path:
                         extra_flags=("-D_DEFAULT_SOURCE",))
 
 
+def parse_classes(text: str) -> tuple[dict[str, int], ...]:
+    """The plugin's class lines ("insns=N bytes=N ..." per marked region) as dicts (pure: text in)."""
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            out.append({k: int(v) for k, v in (kv.split("=", 1) for kv in line.split())})
+    return tuple(out)
+
+
 def _markers(elf: Path) -> tuple[int, int]:
     nm = require_tool("arm-none-eabi-nm", "find the program's markers")
     out = subprocess.run([nm, str(elf)], capture_output=True, text=True, timeout=60).stdout
@@ -76,19 +86,24 @@ def _markers(elf: Path) -> tuple[int, int]:
     return syms["edgetk_mark_start"], syms["edgetk_mark_stop"]
 
 
-def run_m4(elf: str | os.PathLike, *, timeout: float = 300.0, machine: str = "mps2-an386") -> M4Run:
-    """Run an ELF built by build_m4 on qemu-system-arm mps2-an386 (or `machine`) with the instruction counter."""
+def run_m4(elf: str | os.PathLike, *, timeout: float = 300.0, machine: str = "mps2-an386",
+           classes: bool = False) -> M4Run:
+    """Run an ELF built by build_m4 on qemu-system-arm mps2-an386 (or `machine`) with the instruction counter;
+    `classes`: also the plugin's instruction classes per marked region (slower: a callback per block and load)."""
     qemu = require_tool("qemu-system-arm", "run the Cortex-M4 program")
     elf = Path(elf)
     counts_file = elf.with_suffix(".insn.txt")
     out_file = elf.with_suffix(".out.txt")
+    classes_file = elf.with_suffix(".classes.txt")
     counts_file.write_text("")
     out_file.write_text("")
+    classes_file.write_text("")
     start, stop = _markers(elf)
+    extra = f",classes={classes_file}" if classes else ""
     cmd = [qemu, "-machine", machine, "-display", "none", "-monitor", "none", "-serial", "null",
            "-chardev", f"file,id=semi,path={out_file}", "-semihosting-config", "enable=on,target=native,chardev=semi",
            "-kernel", str(elf),
-           "-plugin", f"{insn_plugin()},start={start:#x},stop={stop:#x},outfile={counts_file}", "-d", "plugin"]
+           "-plugin", f"{insn_plugin()},start={start:#x},stop={stop:#x},outfile={counts_file}{extra}", "-d", "plugin"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -97,4 +112,5 @@ def run_m4(elf: str | os.PathLike, *, timeout: float = 300.0, machine: str = "mp
     if proc.returncode != 0:
         raise EdgetkError(f"{elf.name} exited with {proc.returncode} on QEMU:\n{(out_file.read_text() + proc.stderr)[-2000:]}",
                           fix="see the program's output above")
-    return M4Run(out_file.read_text(), [int(v) for v in counts_file.read_text().split()], elf)
+    return M4Run(out_file.read_text(), [int(v) for v in counts_file.read_text().split()], elf,
+                 parse_classes(classes_file.read_text()) if classes else ())
