@@ -244,3 +244,22 @@ def test_constant_operand_without_quantization_is_named():
     msg = refused(build_model(t, [O("PAD", (1, 2), (3,)), O("ADD", (0, 3), (4,))], [0], [4]),
                   "operator 0 (PAD)", "tensor 't1' (int8) has no quantization parameters")
     assert "could not be lowered" not in msg
+
+
+def test_dilation_beyond_int16_is_refused():
+    """TFLite-Micro holds strides, dilations and paddings in int16 (ConvParams): a dilation of 65534 ran as -2 there
+    (generated C 135 LSB off); up to 32767 both agree (bench/fuzz_models.py)."""
+    refused(conv_model(dict(dilation_w_factor=65534)),
+            "operator 0 (CONV_2D)", "dilation_w_factor = 65534", "int16")
+
+
+def test_operator_with_intermediates_is_refused():
+    """TFLite-Micro refuses operators with intermediate tensors ('Does not support intermediate tensor')."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(bytearray(fc_model()), 0)
+    m.subgraphs[0].operators[0].intermediates = [3]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    refused(bytes(b.Output()), "operator 0 (FULLY_CONNECTED)", "1 intermediate tensors")

@@ -40,6 +40,7 @@ INPUT_COUNTS: dict[str, tuple[int, ...]] = {
     "RESHAPE": (1, 2), "STRIDED_SLICE": (4,), "UNIDIRECTIONAL_SEQUENCE_LSTM": (24,),
 }
 MAX_ELEMENTS = (1 << 31) - 1  # kernels count elements in int32
+INT16_MAX = 32767             # TFLite's ConvParams/DepthwiseParams/PaddingValues hold strides, dilations, paddings
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ def _check_operands(g: Graph, op: Operator) -> None:
         fail("input 0 is absent (tensor -1)")
     if len(op.outputs) != 1:
         fail(f"it has {len(op.outputs)} output tensors; {op.op} writes exactly one")
+    if op.intermediates:
+        fail(f"it has {len(op.intermediates)} intermediate tensors (TFLite-Micro runs no operator with intermediates)")
     for i in op.inputs + op.outputs:
         if i < 0:
             continue
@@ -205,8 +208,8 @@ def _check_options(op: Operator) -> None:
              "it with zeroed parameters")
     for key in keys:
         v = op.options.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            fail(f"option {key} = {v}; it must be at least 1")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= INT16_MAX:
+            fail(f"option {key} = {v}; it must be 1..{INT16_MAX} (TFLite-Micro's kernels hold it in an int16)")
 
 
 def _check_activations(g: Graph, op: Operator) -> None:
@@ -323,7 +326,10 @@ def _padding(kind: str, in_size: int, k: int, stride: int, dil: int, out_size: i
         fail(f"padding {kind}")
     if want != out_size:
         fail(f"output size {out_size} does not match {kind} padding (expected {want})")
-    return max((out_size - 1) * stride + eff - in_size, 0) // 2
+    pad = max((out_size - 1) * stride + eff - in_size, 0) // 2
+    if pad > INT16_MAX:
+        fail(f"a padding of {pad}: beyond TFLite-Micro's int16 padding values")
+    return pad
 
 
 def _conv_common(g: Graph, op: Operator, depthwise: bool) -> dict[str, Any]:

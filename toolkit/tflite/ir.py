@@ -91,6 +91,7 @@ class Operator:
     options: dict[str, Any] = field(default_factory=dict)
     version: int = 1
     options_type: str = ""      # the builtin options table's type ("" = none), e.g. "Conv2DOptions"
+    intermediates: tuple[int, ...] = ()  # intermediate tensors (quantized LSTMs of some converters)
 
 
 @dataclass(frozen=True)

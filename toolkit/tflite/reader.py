@@ -196,7 +196,8 @@ def _operator(i: int, op: Any, codes: list, opnames: dict[int, str], n_tensors: 
     for k, t in enumerate(outs):
         _check_index(t, n_tensors, f"operator {i} ({name}) output {k}")
     return Operator(i, name, ins, outs, _options(op.builtinOptions), int(oc.version or 1),
-                    _options_type(op.builtinOptionsType) if op.builtinOptions is not None else "")
+                    _options_type(op.builtinOptionsType) if op.builtinOptions is not None else "",
+                    _indices(op.intermediates))
 
 
 def _options_type(code: int) -> str:
