@@ -115,3 +115,23 @@ def test_unknown_core_is_one_error():
 
     with pytest.raises(EdgetkError, match="no cycle cost table for core 'cortex-m7'"):
         cy.core_costs("cortex-m7")
+
+
+def test_target_cycles_table_is_validated(tmp_path):
+    import tomllib
+
+    from toolkit.errors import EdgetkError
+    from toolkit.paths import repo_dir
+    from toolkit.targets import load_target_file
+
+    src = (repo_dir("targets") / "nucleo-l4r5zi.toml").read_text()
+    spec = load_target_file(repo_dir("targets") / "nucleo-l4r5zi.toml")
+    mem = cy.MemoryModel.from_table(dict(spec.cycles))
+    assert mem.flash_wait_states == 5 and mem.art is False and 0 < mem.fetch_stall_per_line <= 6
+    assert tomllib.loads(src)["cycles"]["fetch_stall_per_line"] == mem.fetch_stall_per_line
+    for bad, msg in (("fetch_stall_per_line = 2.73", "fetch_stall_per_line = -1.0"),
+                     ("art = false", "art_cache = false")):
+        path = tmp_path / "nucleo-l4r5zi.toml"
+        path.write_text(src.replace(bad, msg))
+        with pytest.raises(EdgetkError, match=r"nucleo-l4r5zi.toml: field 'cycles\.(fetch_stall_per_line|art_cache)'"):
+            load_target_file(path)

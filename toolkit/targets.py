@@ -89,17 +89,19 @@ class TargetSpec:
     connection: ConnectionSpec = field(default_factory=ConnectionSpec)
     emulator: EmulatorSpec | None = None
     usb_ids: tuple[str, ...] = ()      # "vid:pid", lowercase hex
+    cycles: tuple[tuple[str, Any], ...] = ()  # [cycles]: memory of the cycle estimate (toolkit/hil/cycles.py)
 
 
 _TOP = {"name": str, "description": str, "kind": str, "core": str, "clock_hz": int,
         "flash_bytes": int, "ram_bytes": int, "runtime": str, "simulator": str,
         "cycles_per_mac": float, "cycles_per_instruction": float, "kernels": str, "build": dict, "flash": dict,
-        "connection": dict, "emulator": dict, "usb": dict}
+        "connection": dict, "emulator": dict, "usb": dict, "cycles": dict}
 _REQUIRED = ("name", "description", "kind", "core", "clock_hz", "flash_bytes", "ram_bytes", "runtime")
 _BUILD = {"port": str, "cc": str, "cflags": list, "ldflags": list, "sources": list, "includes": list,
           "linker_script": str, "defines": dict, "size_tool": str}
 _CONNECTION = {"url": str, "baud": int, "dtr": str, "rts": str, "settle_s": float, "timeout_s": float,
                "retries": int}
+_CYCLES = {"flash_wait_states": int, "art": bool, "fetch_stall_per_line": float, "calibration": str}
 _EMULATOR = {"command": list, "ns_per_tick": float, "ns_per_instruction": float, "timing_label": str,
              "insn_plugin": bool}
 
@@ -162,6 +164,14 @@ def _emulator(path: Path, t: dict[str, Any]) -> EmulatorSpec:
         raise _fail(path, "emulator.command", "missing or empty", "give the emulator command as a list")
     rest = {k: (float(v) if _EMULATOR[k] is float else v) for k, v in t.items() if k != "command"}
     return EmulatorSpec(command=_strs(path, "emulator.command", t["command"]), **rest)
+
+
+def _cycles(path: Path, t: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    _check_table(path, "cycles.", t, _CYCLES)
+    for key in ("flash_wait_states", "fetch_stall_per_line"):
+        if t.get(key, 0) < 0:
+            raise _fail(path, f"cycles.{key}", "must not be negative", f"set cycles.{key} to 0 or more")
+    return tuple(sorted((k, float(v) if _CYCLES[k] is float else v) for k, v in t.items()))
 
 
 def _kernels(path: Path, name: str) -> str:
@@ -244,6 +254,7 @@ def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
         connection=_connection(path, data.get("connection", {})),
         emulator=_emulator(path, data["emulator"]) if "emulator" in data else None,
         usb_ids=tuple(v.lower() for v in _strs(path, "usb.ids", usb.get("ids", []))),
+        cycles=_cycles(path, data.get("cycles", {})),
     )
     _check_templates(path, spec)
     return spec
