@@ -263,3 +263,13 @@ def test_operator_with_intermediates_is_refused():
     b = flatbuffers.Builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     refused(bytes(b.Output()), "operator 0 (FULLY_CONNECTED)", "1 intermediate tensors")
+
+
+@pytest.mark.parametrize("x_shape", [(1, 38, 47, 2), (1, 4, 4, 1)])
+def test_quantize_edge_with_another_size_than_its_output_is_refused(x_shape):
+    """A float32 input larger than QUANTIZE's int8 output: the C wrote past its buffer (ASan global-buffer-overflow,
+    found by bench/fuzz_models.py)."""
+    t = [T(x_shape, dtype="float32", scale=None), T((1, 4, 4, 2), scale=(0.05,), zero_point=(3,)),
+         T((1, 4, 4, 2), dtype="float32", scale=None)]
+    refused(build_model(t, [O("QUANTIZE", (0,), (1,)), O("DEQUANTIZE", (1,), (2,))], [0], [2]),
+            "operator 0 (QUANTIZE)", "differ in size")

@@ -108,10 +108,14 @@ def lower_maximum(g: Graph, op: Operator) -> Step:
     return _binary_step(g, op, "et_maximum_s8", {})
 
 
-def _unary(g: Graph, op: Operator, func: str, **fields: int) -> Step:
-    x, y = _io(g, op)
+def _same_size(x: Tensor, y: Tensor) -> None:
     if x.size != y.size:
         fail(f"input {list(x.shape)} and output {list(y.shape)} differ in size")
+
+
+def _unary(g: Graph, op: Operator, func: str, **fields: int) -> Step:
+    x, y = _io(g, op)
+    _same_size(x, y)
     base = dict(n=x.size, input_zp=_zp(x), output_zp=_zp(y), mult=0, shift=0, mult2=0, shift2=0,
                 range_radius=0, act_min=-128, act_max=127)
     base.update(fields)
@@ -177,6 +181,7 @@ def lower_relu6(g: Graph, op: Operator) -> Step:
 def lower_quantize(g: Graph, op: Operator) -> Step:
     """QUANTIZE float32 -> int8 (model input) or int8 -> int8 (requantize)."""
     x, y = _io(g, op)
+    _same_size(x, y)
     if y.dtype != "int8" or y.quant is None or y.quant.per_channel:
         fail(f"output '{y.name}' is {y.dtype}; only per-tensor int8 outputs are supported")
     if x.dtype == "int8" and x.quant is not None and not x.quant.per_channel:
@@ -194,6 +199,7 @@ def lower_quantize(g: Graph, op: Operator) -> Step:
 def lower_dequantize(g: Graph, op: Operator) -> Step:
     """DEQUANTIZE int8 -> float32 at the model output (a 256-entry table of float32 bit patterns)."""
     x, y = _io(g, op)
+    _same_size(x, y)
     if x.dtype != "int8" or x.quant is None or x.quant.per_channel or y.dtype != "float32":
         fail(f"only per-tensor int8 -> float32 is supported ('{x.name}' is {x.dtype}, '{y.name}' {y.dtype})")
     if op.outputs[0] not in g.outputs:
