@@ -232,6 +232,8 @@ def test_dsp_crafted_ops_match_tflm(case, tmp_path):
     for mode in MODES:
         _, steps, plan = plan_model(path, kernels="dsp", optimize=mode)
         got = steps[step].func
+        if func == "et_dsp_add" and not got:  # fused into the conv before it (toolkit/codegen/fuse.py): et_dsp_add inside
+            got = "et_dsp_add" if steps[step - 1].func.endswith("_add") else got
         assert (got.startswith(func + "_w") or got == func) if func else not got.startswith("et_dsp"), (mode, got)
         if "in-place" in case:
             assert step in plan.inplace, (mode, "expected the dsp kernel to run in place")

@@ -10,6 +10,7 @@ from typing import Any
 
 from toolkit.codegen import emit
 from toolkit.codegen.kernel_sets import DEFAULT, KERNEL_SETS, SPECIALIZED, headers, kernel_sources
+from toolkit.codegen.fuse import fuse_conv_add
 from toolkit.codegen.lower import Step, lower
 from toolkit.codegen.planner import Plan, plan
 from toolkit.codegen.specialize import check_optimize, specialize, summary
@@ -60,7 +61,7 @@ def build_model(tflite_path: str | os.PathLike, *, kernels: str = DEFAULT, optim
     graph = read_model(tflite_path)
     steps = lower(graph)
     if kernels in SPECIALIZED:
-        steps = specialize(steps, optimize=optimize, flash_bytes=flash_bytes)
+        steps = fuse_conv_add(specialize(steps, optimize=optimize, flash_bytes=flash_bytes), tuple(graph.outputs))
     return graph, steps, plan(graph, steps, keep_input=keep_input)
 
 
@@ -81,7 +82,7 @@ def generate(tflite_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     graph, steps, pl = build_model(tflite_path, kernels=kernels, optimize=optimize, flash_bytes=flash_bytes,
                                    keep_input=keep_input)
     fe = _frontend(frontend, graph)
-    families = {s.family for s in steps if not s.alias}
+    families = {s.family for s in steps if not s.alias and s.family}
     sources = kernel_sources(kernels, families)
     macs = sum(s.macs for s in steps)
     with atomic_dir(out_dir) as tmp:
@@ -144,5 +145,5 @@ def _plan_json(graph: Graph, steps: list[Step], pl: Plan, kernels: str, macs: in
             "scratch": {str(k): v for k, v in pl.scratch.items()},
             "buffers": [{"name": b.name, "offset": b.offset, "size": b.size, "first_op": b.first,
                          "last_op": b.last} for b in pl.buffers],
-            "ops": [{"index": s.index, "op": s.op, "kernel": None if s.alias else s.func,
+            "ops": [{"index": s.index, "op": s.op, "kernel": None if s.alias else (s.func or "fused"),
                      "macs": s.macs} for s in steps]}

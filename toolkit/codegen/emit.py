@@ -93,7 +93,7 @@ def source(graph: Graph, steps: list[Step], plan: Plan, source_name: str, header
              "#define ET_ALIGNED\n#endif\n"]
     parts.append(f"static uint8_t et_arena[{plan.arena_size}] ET_ALIGNED;\n")
     for s in steps:
-        if not s.alias:
+        if not s.alias and s.func:
             parts.append(_step_data(s))
     parts.append(_invoke(graph, steps, plan))
     return "\n".join(parts)
@@ -162,8 +162,10 @@ def _invoke(graph: Graph, steps: list[Step], plan: Plan) -> str:
             "int edgetk_run(void)", "{"]
     for s in steps:
         body.append(f"    /* {s.index}: {s.op} */")
-        if not s.alias:
+        if not s.alias and s.func:
             body += _call(s, plan)
+        elif not s.alias:
+            body.append("    /* fused into the operator that produces its input */")
     body += ["    return 0;", "}", ""]
     return "\n".join(body)
 

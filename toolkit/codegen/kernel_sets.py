@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 KERNEL_ROOT = Path(__file__).resolve().parent / "kernels"
 HEADERS = ("et_kernels.h", "et_fixedpoint.h")
 EXTRA_FILES = {"et_conv": ("et_conv_sched.c",),  # schedules shared by every set (per-pixel fns vary)
-               "et_dsp_conv": ("et_dsp_mm.c",), "et_dsp_fc": ("et_dsp_mm.c",)}
+               "et_dsp_conv": ("et_dsp_mm.c", "et_dsp_add.c"),  # conv fused with an ADD calls et_dsp_add
+               "et_dsp_fc": ("et_dsp_mm.c",)}
 
 DEFAULT = "fast"  # bit-exact with "reference" (parity tests run every set); about half the instructions on KWS
 KERNEL_SETS: dict[str, tuple[str, ...]] = {
@@ -41,7 +42,8 @@ def kernel_sources(name: str, families: set[str]) -> list[Path]:
         raise EdgetkError(f"unknown kernel set '{name}'",
                           fix=f"use one of: {', '.join(sorted(KERNEL_SETS))}")
     files = []
-    stems = sorted(f"{f}.c" for f in families) + sorted({x for f in families for x in EXTRA_FILES.get(f, ())})
+    stems = sorted(f"{f}.c" for f in families)
+    stems += sorted({x for f in families for x in EXTRA_FILES.get(f, ())} - set(stems))
     for stem in list(HEADERS) + list(headers(name)) + stems:
         for folder in KERNEL_SETS[name]:
             p = KERNEL_ROOT / folder / stem

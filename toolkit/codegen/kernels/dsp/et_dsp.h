@@ -91,6 +91,17 @@ void et_dsp_conv1x1_w8_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t 
 void et_dsp_conv1x1_w16_inplace(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
 void et_dsp_conv1x1_w8_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
 void et_dsp_conv1x1_w16_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *scratch);
+/* Fused with the same-shape ADD that reads the conv's output (batch 1): out = ADD(conv(in), other), in place over
+ * other allowed. add: the ADD's et_dsp_add_params fields in order, then 1 when the conv output is its input 1.
+ * scratch: ET_DSP_CONV_COLS(groups) + 2 * out_c bytes. */
+void et_dsp_conv_w8_add(const et_dsp_conv_params *p, const int8_t *in, const int8_t *other, const int32_t *add,
+                        int8_t *out, int32_t *scratch);
+void et_dsp_conv_w16_add(const et_dsp_conv_params *p, const int8_t *in, const int8_t *other, const int32_t *add,
+                         int8_t *out, int32_t *scratch);
+void et_dsp_conv1x1_w8_add(const et_dsp_conv_params *p, const int8_t *in, const int8_t *other, const int32_t *add,
+                           int8_t *out, int32_t *scratch);
+void et_dsp_conv1x1_w16_add(const et_dsp_conv_params *p, const int8_t *in, const int8_t *other, const int32_t *add,
+                            int8_t *out, int32_t *scratch);
 void et_dsp_fc_w8(const et_dsp_fc_params *p, const int8_t *in, int8_t *out);
 void et_dsp_fc_w16(const et_dsp_fc_params *p, const int8_t *in, int8_t *out);
 void et_dsp_dw(const et_dsp_dw_params *p, const int8_t *in, int8_t *out, int32_t *scratch);

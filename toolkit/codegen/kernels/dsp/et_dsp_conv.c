@@ -268,6 +268,42 @@ static void conv_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *sc
     }
 }
 
+/* CONV_2D fused with the same-shape ADD that is its output's only reader (batch 1): per pair of output pixels the
+ * conv's int8 values (in scratch after the im2col) are added to the ADD's other operand and the sums written to
+ * out, which may be that operand (in place): the conv's output never exists whole, no ring is needed.
+ * add: the ADD's et_dsp_add_params fields in order (n unused), then 1 when the conv output is the ADD's input 1. */
+static void conv_add(const et_dsp_conv_params *p, const int8_t *in, const int8_t *other, const int32_t *add,
+                     int8_t *out, int32_t *scratch, gemm_kind k)
+{
+    const int32_t n = p->out_h * p->out_w;
+    const size_t px = (size_t)p->out_c;
+    int8_t *tmp = (int8_t *)scratch + ET_DSP_CONV_COLS(p->groups);
+    et_dsp_add_params a;
+    int32_t j;
+    a.k1 = add[1];
+    a.m1 = add[2];
+    a.c1 = add[3];
+    a.z1 = add[4];
+    a.e1 = add[5];
+    a.k2 = add[6];
+    a.mo = add[7];
+    a.co = add[8];
+    a.eo = add[9];
+    a.act_min = add[10];
+    a.act_max = add[11];
+    for (j = 0; j < n; j += 2) {
+        const int32_t end = j + 2 < n ? j + 2 : n;
+        const size_t at = (size_t)j * px;
+        conv_span(p, in, j, end, tmp, (int16_t *)(void *)scratch, k);
+        a.n = (int32_t)((size_t)(end - j) * px);
+        if (add[12]) {
+            et_dsp_add(&a, tmp, other + at, out + at);
+        } else {
+            et_dsp_add(&a, other + at, tmp, out + at);
+        }
+    }
+}
+
 #if ET_DSP_ASM
 #define KERNEL_W8 et_dsp_gemm2x2_w8
 #define KERNEL_W16 et_dsp_gemm2x2_w16
@@ -291,6 +327,12 @@ static void conv_inplace_px(const et_dsp_conv_params *p, int8_t *buf, int8_t *sc
     {                                                                                                    \
         const gemm_kind k = {kernel, shift, cols};                                                       \
         conv_inplace_px(p, buf, scratch, k);                                                             \
+    }                                                                                                    \
+    void name##_add(const et_dsp_conv_params *p, const int8_t *in, const int8_t *other, const int32_t *add, \
+                    int8_t *out, int32_t *scratch)                                                       \
+    {                                                                                                    \
+        const gemm_kind k = {kernel, shift, cols};                                                       \
+        conv_add(p, in, other, add, out, scratch, k);                                                    \
     }
 
 ET_DSP_CONV_ENTRIES(et_dsp_conv_w8, KERNEL_W8, 1, cols_any)
