@@ -20,7 +20,7 @@ from toolkit.hil import protocol as P
 from toolkit.hil.adapters import make_target
 from toolkit.hil.dut import Dut, LinkPolicy
 from toolkit.hil.faults import FaultyTransport
-from toolkit.hil.fuzz_firmware import standin_library
+from toolkit.hil.fuzz_firmware import standin_features, standin_library
 from toolkit.hil.transport import LinkClosedError, LinkSettings, Transport
 from toolkit.targets import get_target
 
@@ -48,19 +48,23 @@ class SoakReport:
 
     def summary(self, label: str = "soak") -> str:
         """The figures, one per line."""
-        f, s = self.faults, self.stats
-        lines = [f"{label}: {self.inferences} inferences in {self.seconds:.0f} s ({self.inferences / max(self.seconds, 1e-9):.1f}/s)",
-                 f"  exchanges (command attempts): {s['commands']}, retries: {s['retries']}, re-uploads: {s['reuploads']}",
-                 f"  faults injected: {sum(f.values())} ({', '.join(f'{k} {v}' for k, v in sorted(f.items())) or 'none'}), "
-                 f"device resets: {self.resets}",
+        f, s, rate = self.faults, self.stats, self.inferences / max(self.seconds, 1e-9)
+        lines = [f"{label}: {self.inferences} inferences in {self.seconds:.0f} s ({rate:.1f}/s)",
+                 f"  exchanges (command attempts): {s['commands']}, retries: {s['retries']}, "
+                 f"re-uploads: {s['reuploads']}",
+                 f"  faults injected: {sum(f.values())} ({_counts(f)}), device resets: {self.resets}",
                  f"  correct results: {self.correct}",
                  f"  wrong results accepted: {self.wrong_accepted}",
-                 f"  clear errors: {sum(self.errors.values())} ({', '.join(f'{k} {v}' for k, v in sorted(self.errors.items())) or 'none'})",
+                 f"  clear errors: {sum(self.errors.values())} ({_counts(self.errors)})",
                  f"    after an injected reset: {self.reset_errors}",
                  f"    retry budget spent ({BUDGET} N attempts): {self.budget_spent}",
                  f"  exchanges aborted with retries left: {self.aborted_with_retries_left}"]
         lines += [f"    e.g. {e}" for e in self.examples[:5]]
         return "\n".join(lines)
+
+
+def _counts(c: Counter) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
 
 
 class SoakDevice:
@@ -105,6 +109,9 @@ def golden(dut: Dut, n: int, seed: int) -> list[tuple[str, bytes, bytes]]:
             raw = rng.integers(-32768, 32768, 32, dtype=np.int16).astype("<i2").tobytes()
             dut.upload_raw(raw)
             r = dut.run_raw(1, 0, features_size=16, output_size=4)
+            if r.features != standin_features(raw):
+                raise EdgetkError("the stand-in frontend on the device disagrees with its Python model",
+                                  fix="rebuild the simulator from firmware_stubs/runtime/fuzz")
             out.append(("rrun", raw, r.features + r.output))
     return out
 
