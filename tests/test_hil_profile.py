@@ -40,9 +40,18 @@ def test_absent_board_falls_back_to_qemu_with_sources_named(kws_bundle, tmp_path
     assert rep["codegen"]["kernels"] == "dsp" and rep["codegen"]["optimize"] == "size"
     assert 1.0 < rep["instructions"]["per_mac"] < 2.9, rep["instructions"]
     assert rep["instructions"]["per_mac"] == pytest.approx(rep["instructions"]["per_inference"] / 2_656_768)
-    est = rep["board_estimate"]
-    assert est["source"].startswith("estimate:") and est["latency_ms"] == pytest.approx(
-        rep["instructions"]["per_inference"] * 2.8 / 120e6 * 1e3)
+    # the board's latency is estimated from the instruction classes the emulator counted (the plugin's classes add
+    # up to the exact count), priced by the Cortex-M4 table and the NUCLEO's [cycles] memory, labelled an estimate
+    from toolkit.hil import cycles as C
+
+    est, classes = rep["board_estimate"], rep["instructions"]["classes"]
+    assert classes["insns"] == pytest.approx(rep["instructions"]["per_inference"])
+    assert est["method"] == "instruction classes" and est["source"].startswith("estimate") and "not measured" in est["source"]
+    mem = C.MemoryModel(flash_wait_states=5, art=False, fetch_stall_per_line=2.73)
+    want = C.estimate(classes, C.core_costs("cortex-m4"), mem).ms(120e6)
+    assert est["latency_ms"] == pytest.approx(want) and 1.2 < est["cycles"] / classes["insns"] < 4.0, est
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "latency on nucleo-l4r5zi (estimate)" in md and "classified QEMU instructions" in md
     mem = rep["memory"]
     assert mem["arena_bytes"] == plan_model(kws_bundle.tflite, kernels="dsp")[2].arena_size > 0  # the planner's arena for the target's kernel set
     assert 0 < mem["stack_high_water_bytes"] < 32768 and mem["flash_bytes"] > 20000

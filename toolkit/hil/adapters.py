@@ -19,6 +19,7 @@ from pathlib import Path
 from toolkit.errors import EdgetkError
 from toolkit.tools import require_tool
 from toolkit.hil.build import Firmware, build_firmware, firmware_root
+from toolkit.hil.cycles import mean_classes
 from toolkit.hil.ports import find_board_port
 from toolkit.targets import TargetSpec, check_port
 
@@ -35,6 +36,7 @@ class Target(abc.ABC):
         self.spec = spec
         self.port = port
         self.firmware: Firmware | None = None
+        self.classes = False  # emulators: also count instruction classes (toolkit.hil.cycles board estimates)
 
     def unavailable(self) -> str | None:
         """Why this target cannot run here (missing tool, no board), or None when it can."""
@@ -133,7 +135,7 @@ class QemuTarget(Target):
 
     def _plugin_args(self) -> list[str]:
         """-plugin arguments of the instruction counter, or [] when it cannot be built here."""
-        self.insn_file = None
+        self.insn_file = self.classes_file = None
         if not self.spec.emulator.insn_plugin:
             return []
         try:
@@ -144,7 +146,12 @@ class QemuTarget(Target):
             return []
         self.insn_file = self.firmware.elf.parent / "insn_counts.txt"
         self.insn_file.write_text("")
-        return ["-plugin", f"{so},start={marks[0]:#x},stop={marks[1]:#x},outfile={self.insn_file}"]
+        extra = ""
+        if self.classes:  # slower (a callback per block and load): only when a board's cycles are estimated
+            self.classes_file = self.firmware.elf.parent / "insn_classes.txt"
+            self.classes_file.write_text("")
+            extra = f",classes={self.classes_file}"
+        return ["-plugin", f"{so},start={marks[0]:#x},stop={marks[1]:#x},outfile={self.insn_file}{extra}"]
 
     def _wait_listening(self, port: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -194,6 +201,9 @@ class QemuTarget(Target):
         counted = _last_counts(getattr(self, "insn_file", None), runs)
         if counted is not None:
             out.update(instructions=sum(counted) / runs, instructions_source=PLUGIN_SOURCE)
+        classes = _last_classes(getattr(self, "classes_file", None), runs)
+        if classes is not None:
+            out["instruction_classes"] = mean_classes(classes)
         return out
 
     def stage_timing(self, stages: dict[str, tuple[int, int]], runs: int, tick_hz: int) -> dict[str, dict[str, object]]:
@@ -206,6 +216,9 @@ class QemuTarget(Target):
             out[name] = self._icount(ticks, runs)
             if counted is not None:
                 out[name].update(instructions=sum(counted[j::k]) / runs, instructions_source=PLUGIN_SOURCE)
+            classes = _last_classes(getattr(self, "classes_file", None), k * runs)
+            if classes is not None:
+                out[name]["instruction_classes"] = mean_classes(list(classes[j::k]))
         return out
 
 
@@ -218,6 +231,16 @@ def _last_counts(path: Path | None, n: int) -> list[int] | None:
         return None
     lines = path.read_text().split()
     return [int(v) for v in lines[-n:]] if len(lines) >= n else None
+
+
+def _last_classes(path: Path | None, n: int) -> tuple[dict[str, int], ...] | None:
+    """The last n windows of instruction classes the plugin wrote (None when it did not write that many)."""
+    from toolkit.native.m4 import parse_classes
+
+    if path is None or not path.is_file():
+        return None
+    windows = parse_classes(path.read_text())
+    return windows[-n:] if len(windows) >= n else None
 
 
 def build_insn_plugin(out_dir: Path) -> Path:

@@ -144,6 +144,8 @@ def pipeline_report(m: dict[str, Any]) -> dict[str, Any] | None:
             if key in d:
                 out[stage][key] = d[key]
                 out[stage][f"{key}_source"] = d[f"{key}_source"]
+        if d.get("instruction_classes"):
+            out[stage]["instruction_classes"] = d["instruction_classes"]
     return out
 
 

@@ -15,7 +15,7 @@ import time
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -153,6 +153,8 @@ def _extra_timing(steady: dict[str, Any], macs: int) -> dict[str, Any]:
         out["instructions"] = {"per_inference": steady["instructions"],
                                "per_mac": steady["instructions"] / macs if macs else None,
                                "source": steady["instructions_source"]}
+        if steady.get("instruction_classes"):
+            out["instructions"]["classes"] = steady["instruction_classes"]
     if "cycles" in steady:
         out["cycles"] = {"per_inference": steady["cycles"],
                          "per_mac": steady["cycles"] / macs if macs else None, "source": steady["cycles_source"]}
@@ -303,9 +305,11 @@ def _raw_report(spec: TargetSpec, bundle: Bundle, m: dict[str, Any], outs: np.nd
 
 
 def profile_firmware(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
-                     build_dir: Path | None = None, optimize: str = "size") -> dict[str, Any]:
-    """Profile on a firmware target (board, QEMU or host simulator): same code path for all three."""
+                     build_dir: Path | None = None, optimize: str = "size", classes: bool = False) -> dict[str, Any]:
+    """Profile on a firmware target (board, QEMU or host simulator): same code path for all three. `classes`:
+    an emulator also counts instruction classes (for a board's cycle estimate)."""
     target = make_target(spec, port=port)
+    target.classes = classes
     bdir = build_dir or build_dir_for(spec, bundle)
     lib = c_library(bundle, bdir, spec, optimize)
     fw = target.build(lib, bdir)
@@ -341,7 +345,7 @@ def require_or_fallback(spec: TargetSpec, reason: str) -> None:
 
 
 def _linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
-                 build_dir: Path | None = None, optimize: str = "size") -> dict[str, Any]:
+                 build_dir: Path | None = None, optimize: str = "size", classes: bool = False) -> dict[str, Any]:
     from toolkit.hil.linux_local import profile_linux_local
 
     return profile_linux_local(spec, bundle, out_dir, samples=samples)
@@ -355,13 +359,38 @@ PROFILERS: dict[str, Callable[..., dict[str, Any]]] = {
     "board": _firmware, "qemu": _firmware, "host": _firmware, "linux": _linux_local}
 
 
-def board_estimate(board: TargetSpec, instructions: float) -> dict[str, Any] | None:
-    """Latency on the requested board estimated from emulator instructions (labelled as an estimate)."""
-    if not (board.cycles_per_instruction and board.clock_hz):
+def board_estimate(board: TargetSpec, report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Latency on the requested board estimated from what its emulator ran (labelled as an estimate): the
+    instruction classes priced by the core's cost table and the board's [cycles] memory (toolkit.hil.cycles),
+    per stage too for raw-input runs; else instructions x cycles_per_instruction."""
+    from toolkit.hil import cycles as C
+
+    insns = (report.get("instructions") or {}).get("per_inference")
+    if insns is None or not board.clock_hz:
         return None
-    ms = instructions * board.cycles_per_instruction / board.clock_hz * 1e3
-    return {"latency_ms": ms, "source": f"estimate: QEMU instructions × {board.cycles_per_instruction} cycles/"
-            f"instruction ÷ {board.clock_hz / 1e6:.0f} MHz ({board.name}), not measured"}
+    classes = (report.get("instructions") or {}).get("classes")
+    if classes and board.cycles and board.core in C.CORES:
+        memory = C.MemoryModel.from_table(dict(board.cycles))
+        costs = C.core_costs(board.core)
+        est = C.estimate(classes, costs, memory)
+        out = {"latency_ms": est.ms(board.clock_hz), "cycles": est.cycles,
+               "cycles_parts": {k: round(v) for k, v in est.parts.items()},
+               "method": "instruction classes",
+               "source": f"{C.LABEL}: {board.core} cost table, {board.name} memory "
+                         f"({memory.flash_wait_states} flash wait states, ART {'on' if memory.art else 'off'}, "
+                         f"{memory.fetch_stall_per_line} cycles per 8-byte line; {memory.calibration}) "
+                         f"at {board.clock_hz / 1e6:.0f} MHz, not measured"}
+        stages = {name: C.estimate(st["instruction_classes"], costs, memory).ms(board.clock_hz)
+                  for name, st in (report.get("pipeline") or {}).items()
+                  if isinstance(st, dict) and st.get("instruction_classes")}
+        if stages:
+            out["stages_ms"] = stages
+        return out
+    if not board.cycles_per_instruction:
+        return None
+    return {"latency_ms": insns * board.cycles_per_instruction / board.clock_hz * 1e3, "method": "flat",
+            "source": f"estimate: QEMU instructions × {board.cycles_per_instruction} cycles/instruction ÷ "
+                      f"{board.clock_hz / 1e6:.0f} MHz ({board.name}; no instruction classes), not measured"}
 
 
 def unavailable_reason(spec: TargetSpec, port: str | None = None) -> str | None:
@@ -396,8 +425,10 @@ def _run_chain(target: str, bundle: Bundle, out: Path, *, port: str | None, samp
             fallbacks.append({"target": spec.name, "reason": reason})
             log.warning("%s unavailable (%s); falling back", spec.name, reason)
             continue
+        classes = i > 0 and spec.kind == "qemu" and bool(chain[0].cycles)  # the board's cycles are estimated
         return PROFILERS[spec.kind](firmware_spec(spec, key), bundle, out, port=port if i == 0 else None,
-                                    samples=samples, build_dir=build_dir, optimize=optimize), fallbacks
+                                    samples=samples, build_dir=build_dir, optimize=optimize,
+                                    classes=classes), fallbacks
     return estimate(chain[0], bundle), fallbacks
 
 
@@ -422,7 +453,7 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
     report, fallbacks = _run_chain(target, bundle, out, port=port, samples=n, key=key,
                                    build_dir=Path(build_dir) if build_dir else None, optimize=optimize)
     if fallbacks and "instructions" in report:
-        report["board_estimate"] = board_estimate(fallback_chain(target)[0], report["instructions"]["per_inference"])
+        report["board_estimate"] = board_estimate(fallback_chain(target)[0], report)
     if bundle.has_frontend and "frontend" not in report:
         report["frontend"] = {"type": bundle.frontend.get("type"), "ran": False,
                               "why": f"{report['ran_on']} ran the network only, on the bundle's features"}
