@@ -279,3 +279,34 @@ def test_quantize_edge_with_another_size_than_its_output_is_refused(x_shape):
          T((1, 4, 4, 2), dtype="float32", scale=None)]
     refused(build_model(t, [O("QUANTIZE", (0,), (1,)), O("DEQUANTIZE", (1,), (2,))], [0], [2]),
             "operator 0 (QUANTIZE)", "differ in size")
+
+
+def _lstm_with_intermediate(index: int) -> bytes:
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    from toolkit.paths import REPO_ROOT
+
+    m = s.ModelT.InitFromPackedBuf(bytearray((REPO_ROOT / "tests" / "data" / "lstm_fsdd_int8.tflite").read_bytes()), 0)
+    lstm = next(op for op in m.subgraphs[0].operators if op.intermediates is not None and len(op.intermediates))
+    lstm.intermediates = [int(i) for i in lstm.intermediates]
+    lstm.intermediates[2] = index
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+@pytest.mark.parametrize("index", [8214, 8388630, 127])
+def test_intermediate_index_out_of_range_is_refused_by_the_reader(index):
+    """An LSTM intermediate pointing past the tensor table fell into codegen's catch-all (IndexError: list index out
+    of range; bench/fuzz_models.py seed 1, inputs 78609, 145673, 157788): the reader names the index."""
+    with pytest.raises(EdgetkError) as e:
+        read_bytes(_lstm_with_intermediate(index), name="m.tflite")
+    msg = str(e.value)
+    for w in ("(UNIDIRECTIONAL_SEQUENCE_LSTM)", "intermediate 2", f"tensor {index}", "tensors"):
+        assert w in msg, msg
+    assert "could not be lowered" not in msg
+
+
+def test_absent_intermediate_is_refused_with_its_position():
+    refused(_lstm_with_intermediate(-1), "(UNIDIRECTIONAL_SEQUENCE_LSTM)", "intermediate 2", "absent")

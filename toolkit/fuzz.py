@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import math
+import re
 import signal
 import tempfile
 import time
@@ -700,6 +701,33 @@ def baseline(target: str, work: Path, *, external: Path | None = None) -> tuple[
     return len(seeds), ok, len(seeds) / max(time.monotonic() - t0, 1e-9)
 
 
+def replay(target: str, paths: list[Path], work: Path, *, per_input_s: float = 60.0) -> list[tuple[Path, str, str]]:
+    """Run saved inputs through the campaign's own check, and every accepted TFLite input through the deep check
+    too (seeded with the index in its name, `tflite-SEED-INDEX-KIND.tflite`, so it reruns the same samples).
+    Returns (path, outcome, message) per file: outcome "accepted", "refused", or a failure kind."""
+    work = Path(work)
+    check = {"tflite": lambda: check_tflite, "onnx": lambda: onnx_checker(work / "scratch"),
+             "recipe": lambda: recipe_checker(work / "scratch")}[target]()
+    deep = deep_check_tflite(work / "deep") if target == "tflite" else None
+    results = []
+    for p in paths:
+        data, m = Path(p).read_bytes(), re.match(r".*?-\d+-(\d+)-", Path(p).name)
+        index = int(m.group(1)) if m else 0
+        try:
+            with _time_limit(per_input_s):
+                outcome, msg = check(data), ""
+                if outcome == "accepted" and deep is not None:
+                    deep(data, index)
+        except Finding as e:
+            outcome, msg = e.kind, str(e)
+        except _Timeout:
+            outcome, msg = "timeout", f"more than {per_input_s:g} s"
+        except Exception as e:  # noqa: BLE001 - the property under test
+            outcome, msg = "traceback", f"{type(e).__name__}: {e}\n{_where(e)}"
+        results.append((Path(p), outcome, msg))
+    return results
+
+
 def supervise(target: str, work: Path, *, n: int | None, seconds: float | None, seed: int, chunk: int = 5000,
               deep_every: int = 0, external: Path | None = None) -> Report:
     """Run a campaign in child processes of `chunk` inputs each; a child killed by a signal is a crash whose
@@ -781,9 +809,20 @@ def bench_main(target: str, *, default_seconds: float, default_deep_every: int =
     p.add_argument("--chunk", type=int, default=5000, help="inputs per child process")
     p.add_argument("--deep-every", type=int, default=default_deep_every, help="deep-check every k-th accepted input")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / f"fuzz-{target}")
+    p.add_argument("--replay", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="run saved inputs (a campaign's failures/) through the check and the deep check instead")
     a = p.parse_args()
-    seconds = a.seconds if a.seconds is not None or a.n is not None else default_seconds
     external = shared_dir() / "external"
+    if a.replay:
+        results = replay(target, a.replay, a.out)
+        for path, outcome, msg in results:
+            print(f"{path.name}: {outcome}" + (f": {msg.splitlines()[0][:300]}" if msg else ""))
+        failing = [r for r in results if r[1] not in ("accepted", "refused")]
+        print(f"replayed {len(results)} inputs: {len(results) - len(failing)} pass "
+              f"({sum(r[1] == 'accepted' for r in results)} accepted, {sum(r[1] == 'refused' for r in results)} "
+              f"refused with one EdgetkError), {len(failing)} still fail")
+        return 1 if failing else 0
+    seconds = a.seconds if a.seconds is not None or a.n is not None else default_seconds
     a.out.mkdir(parents=True, exist_ok=True)
     n_seeds, ok, rate = baseline(target, a.out, external=external)
     rep = supervise(target, a.out, n=a.n, seconds=seconds, seed=a.seed, chunk=a.chunk, deep_every=a.deep_every,

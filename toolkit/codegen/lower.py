@@ -183,10 +183,12 @@ def _check_operands(g: Graph, op: Operator) -> None:
         fail("input 0 is absent (tensor -1)")
     if len(op.outputs) != 1:
         fail(f"it has {len(op.outputs)} output tensors; {op.op} writes exactly one")
-    for i in op.intermediates:   # quantized LSTMs carry zero-sized placeholders; TFLite-Micro refuses any other
-        if i < 0 or g.tensor(i).size:
-            name = g.tensor(i).name if i >= 0 else "-1"
-            fail(f"intermediate tensor '{name}' is not empty (TFLite-Micro only accepts zero-sized intermediates)")
+    for k, i in enumerate(op.intermediates):   # quantized LSTMs carry zero-sized placeholders; TFLite-Micro refuses
+        if i < 0:                                 # any other
+            fail(f"intermediate {k} is absent (tensor -1); TFLite-Micro only accepts zero-sized intermediate tensors")
+        if g.tensor(i).size:
+            fail(f"intermediate tensor '{g.tensor(i).name}' is not empty (TFLite-Micro only accepts zero-sized "
+                 "intermediates)")
     for i in op.inputs + op.outputs:
         if i < 0:
             continue

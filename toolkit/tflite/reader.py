@@ -195,9 +195,11 @@ def _operator(i: int, op: Any, codes: list, opnames: dict[int, str], n_tensors: 
         _check_index(t, n_tensors, f"operator {i} ({name}) input {k}", optional=optional is None or k in optional)
     for k, t in enumerate(outs):
         _check_index(t, n_tensors, f"operator {i} ({name}) output {k}")
+    mids = _indices(op.intermediates)
+    for k, t in enumerate(mids):   # -1 passes TFLite's index check; codegen refuses it with its position
+        _check_index(t, n_tensors, f"operator {i} ({name}) intermediate {k}", optional=True)
     return Operator(i, name, ins, outs, _options(op.builtinOptions), int(oc.version or 1),
-                    _options_type(op.builtinOptionsType) if op.builtinOptions is not None else "",
-                    _indices(op.intermediates))
+                    _options_type(op.builtinOptionsType) if op.builtinOptions is not None else "", mids)
 
 
 def _options_type(code: int) -> str:
