@@ -1,4 +1,10 @@
-"""Where the repository's data folders are: targets/, models/, firmware_stubs/, ../shared."""
+"""Where edgetk's data folders are (targets/, models/, firmware_stubs/), where it caches builds, and ../shared.
+
+Data folders: in a git checkout (or an editable install) the repository's own top-level folders; in an
+installed wheel the copies under toolkit/_data/ that the build hook (setup.py) put there. Build outputs
+never go into either: they go to cache_dir() ($EDGETK_CACHE, else $XDG_CACHE_HOME/edgetk, else
+~/.cache/edgetk).
+"""
 from __future__ import annotations
 
 import os
@@ -7,11 +13,30 @@ from pathlib import Path
 from toolkit.errors import EdgetkError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
+#: the folders the wheel carries as package data (setup.py copies them under toolkit/_data/)
+DATA_FOLDERS = ("targets", "models", "firmware_stubs")
+
+
+def in_checkout() -> bool:
+    """True when running from the source tree (git checkout or editable install), not from a wheel."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "toolkit" / "paths.py").is_file()
 
 
 def repo_dir(name: str) -> Path:
-    """A top-level folder of the repository (targets, models, firmware_stubs, hil)."""
-    return REPO_ROOT / name
+    """A data folder (targets, models, firmware_stubs): the checkout's own, else the wheel's copy."""
+    if in_checkout() or name not in DATA_FOLDERS:
+        return REPO_ROOT / name
+    return PACKAGE_DATA / name
+
+
+def cache_dir(*parts: str) -> Path:
+    """$EDGETK_CACHE, else $XDG_CACHE_HOME/edgetk, else ~/.cache/edgetk (then `parts` below it)."""
+    base = os.environ.get("EDGETK_CACHE") or ""
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or ""
+        base = str(Path(xdg) / "edgetk") if os.path.isabs(xdg) else str(Path.home() / ".cache" / "edgetk")
+    return Path(base).joinpath(*parts)
 
 
 def shared_dir() -> Path:

@@ -334,7 +334,9 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     """Load and validate a recipe TOML; overrides like "train.epochs=3" are applied first."""
     path = Path(path)
     if not path.is_file():
-        models = Path(__file__).resolve().parent.parent / "models"
+        from toolkit.paths import repo_dir
+
+        models = repo_dir("models")
         names = ", ".join(sorted(p.name for p in models.glob("*.toml"))) or "(none)"
         what = "recipe is a folder, not a file" if path.is_dir() else "recipe not found"
         raise EdgetkError(f"{what}: {path}", fix=f"pass a recipe file, e.g. models/imu-motions.toml; shipped: {names}")

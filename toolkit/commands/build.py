@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build the firmware of a bundle or .tflite for a target")
     add_model_args(p)
     p.add_argument("--target", required=True, help="target name (edgetk targets)")
-    p.add_argument("-o", "--out", type=Path, default=None, help="build folder (default build/<target>/<hash>)")
+    p.add_argument("-o", "--out", type=Path, default=None, help="build folder (default CACHE/build/<target>/<hash>, CACHE = $EDGETK_CACHE, $XDG_CACHE_HOME/edgetk or ~/.cache/edgetk)")
     return p
 
 

@@ -29,7 +29,7 @@ def samples_arg(text: str) -> int | None:
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """The model argument and the options that turn a bare .tflite into a bundle (profile, validate, build, flash)."""
     p.add_argument("bundle", type=Path, metavar="BUNDLE|MODEL.tflite",
-                   help="bundle folder (edgetk export / import) or an int8 .tflite (wrapped into a bundle under build/bundles)")
+                   help="bundle folder (edgetk export / import) or an int8 .tflite (wrapped into a bundle under the cache: $EDGETK_CACHE, $XDG_CACHE_HOME/edgetk or ~/.cache/edgetk)")
     p.add_argument("--inputs", type=Path, default=None, metavar="FILE.npy|.npz",
                    help="test inputs for a .tflite (int8, or float quantized with the model's input scale; "
                         ".npz may hold labels as y); default: random int8 inputs, labelled as such in the reports")

@@ -5,7 +5,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """$EDGETK_CACHE, else ~/.cache/edgetk."""
-    return Path(os.environ.get("EDGETK_CACHE") or Path.home() / ".cache" / "edgetk")
+    """$EDGETK_CACHE, else $XDG_CACHE_HOME/edgetk, else ~/.cache/edgetk (toolkit.paths.cache_dir)."""
+    from toolkit.paths import cache_dir as root
+
+    return root()
 
 
 def cache_key(params: dict[str, Any]) -> str:

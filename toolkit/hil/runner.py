@@ -31,7 +31,7 @@ from toolkit.hil.fidelity import agreement
 from toolkit.hil.mlperf import ModelKey, resolve_key
 from toolkit.hil.source import ModelSource, open_bundle
 from toolkit.hil.transport import LinkClosedError, LinkSettings, Transport
-from toolkit.paths import repo_dir
+from toolkit.paths import cache_dir
 from toolkit.targets import TargetSpec, check_port, fallback_chain
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,8 @@ class JsonlLog:
 
 
 def build_dir_for(spec: TargetSpec, bundle: Bundle) -> Path:
-    """build/<target>/<bundle-hash>/ (ARCHITECTURE.md)."""
-    return repo_dir("build") / spec.name / bundle.sha256[:16]
+    """<cache>/build/<target>/<bundle-hash>/ (toolkit.paths.cache_dir; never the package or the checkout)."""
+    return cache_dir("build", spec.name, bundle.sha256[:16])
 
 
 def c_library(bundle: Bundle, build_dir: Path, spec: TargetSpec | None = None, optimize: str = "size") -> Path:

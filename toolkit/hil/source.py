@@ -20,7 +20,7 @@ import numpy as np
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_dir, atomic_write_json, sha256_file
 from toolkit.hil.bundle import Bundle, load_bundle, record_files
-from toolkit.paths import repo_dir
+from toolkit.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _wrapped(tflite: Path, src: ModelSource) -> Bundle:
                           fix=f"quantize it: edgetk import {tflite} -o BUNDLE (int8 in and out), then pass BUNDLE")
     x, y, data = _inputs(src, tin)
     sha = sha256_file(tflite)
-    out = (src.cache or repo_dir("build") / "bundles") / f"{sha[:16]}-{data['tag']}"
+    out = (src.cache or cache_dir("bundles")) / f"{sha[:16]}-{data['tag']}"
     autoencoder = tin.size == tout.size
     if autoencoder and y is not None and set(np.unique(y).tolist()) != {0, 1}:
         raise EdgetkError(f"{src.inputs}: labels {sorted(set(np.unique(y).tolist()))[:5]} for an autoencoder "

@@ -30,9 +30,10 @@ CROSS_CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-ffunction-sections"
 
 
 def cache_root() -> Path:
-    """$EDGETK_CACHE/native (default ~/.cache/edgetk/native)."""
-    base = os.environ.get("EDGETK_CACHE") or Path.home() / ".cache" / "edgetk"
-    return Path(base) / "native"
+    """<cache>/native (toolkit.paths.cache_dir: $EDGETK_CACHE, $XDG_CACHE_HOME/edgetk or ~/.cache/edgetk)."""
+    from toolkit.paths import cache_dir
+
+    return cache_dir("native")
 
 
 def _compiler_id(cc: str) -> str:
