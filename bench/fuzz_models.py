@@ -9,6 +9,7 @@ Prints inputs tried, failures (reproducers under --out) and the slowest input, b
 seeds through the same check.
 
     python bench/fuzz_models.py [--n 1000000 | --seconds 600] [--seed 0] [--deep-every 200]
+    python bench/fuzz_models.py --replay bench/out/fuzz-tflite/failures/*.tflite   # rerun saved inputs
 """
 from __future__ import annotations
 

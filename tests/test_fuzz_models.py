@@ -82,3 +82,19 @@ def test_onnx_field_mutations_hypothesis(tmp_path_factory, mutation, k):
 def test_supervised_chunk_runs_in_a_child(tmp_path):
     rep = fuzz.supervise("onnx", tmp_path, n=40, seconds=None, seed=1, chunk=20)
     assert rep.tried == 40 and not rep.failures and (tmp_path / "chunk-20.json").is_file()
+
+
+def test_replay_reruns_saved_inputs_through_the_check_and_the_deep_check(tflite_seeds, tmp_path, monkeypatch):
+    """bench/fuzz_models.py --replay: an accepted input is deep-checked (seeded by the index in its name), a refused
+    one is a pass, and a check that raises is reported with its kind (a replay that cannot fail is a defect)."""
+    require_tool("gcc")
+    good, bad = tmp_path / "tflite-1-7-mismatch.tflite", tmp_path / "cut.tflite"
+    good.write_bytes(tflite_seeds[0])
+    bad.write_bytes(tflite_seeds[0][:40])
+    assert [r[1] for r in fuzz.replay("tflite", [good, bad], tmp_path / "w")] == ["accepted", "refused"]
+    assert (tmp_path / "w" / "deep" / "deep-7" / "run").exists()
+
+    def catch_all(data: bytes) -> str:
+        raise fuzz.Finding("catch-all", "could not be lowered (IndexError)")
+    monkeypatch.setattr(fuzz, "check_tflite", catch_all)
+    assert [r[1] for r in fuzz.replay("tflite", [good], tmp_path / "w2")] == ["catch-all"]
