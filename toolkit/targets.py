@@ -10,8 +10,10 @@ says so) rather than ignoring it.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
+import os
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -90,6 +92,7 @@ class TargetSpec:
     emulator: EmulatorSpec | None = None
     usb_ids: tuple[str, ...] = ()      # "vid:pid", lowercase hex
     cycles: tuple[tuple[str, Any], ...] = ()  # [cycles]: memory of the cycle estimate (toolkit/hil/cycles.py)
+    origin: str = "shipped"            # where the file came from: shipped, --targets, EDGETK_TARGETS, ./targets
 
 
 _TOP = {"name": str, "description": str, "kind": str, "core": str, "clock_hz": int,
@@ -270,10 +273,65 @@ def load_target_file(path: str | Path) -> TargetSpec:
     return parse_target(path, data)
 
 
+#: environment variables naming user target folders (os.pathsep-separated); the CLI's --targets sets the first
+OPTION_ENV, USER_ENV = "EDGETK_TARGETS_OPTION", "EDGETK_TARGETS"
+_warned: set[tuple[str, str]] = set()
+
+
+def _user_folders(env: dict[str, str], what: str, origin: str) -> list[tuple[Path, str]]:
+    folders = []
+    for item in env.get(what, "").split(os.pathsep):
+        if not item:
+            continue
+        folder = Path(item).expanduser()
+        if not folder.is_dir():
+            raise EdgetkError(f"{origin}: target folder {folder} does not exist",
+                              fix=f"create it with your <name>.toml target files, or drop it from {origin}")
+        folders.append((folder, origin))
+    return folders
+
+
+def target_folders(env: dict[str, str] | None = None, cwd: Path | None = None) -> list[tuple[Path, str]]:
+    """(folder, origin) from the highest precedence down: --targets, $EDGETK_TARGETS (in order), ./targets of
+    the current folder, the shipped targets."""
+    env = dict(os.environ) if env is None else env
+    shipped = repo_dir("targets")
+    local = (cwd or Path.cwd()) / "targets"
+    folders = _user_folders(env, OPTION_ENV, "--targets") + _user_folders(env, USER_ENV, "EDGETK_TARGETS")
+    if local.is_dir():
+        folders.append((local, "./targets"))
+    seen, unique = {shipped.resolve()}, []
+    for folder, origin in folders:  # a folder named twice keeps its first origin; the shipped one stays "shipped"
+        if folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            unique.append((folder, origin))
+    return [*unique, (shipped, "shipped")]
+
+
+def _merged() -> dict[str, TargetSpec]:
+    """Every target file of every folder; a higher-precedence file replaces a lower one of the same name (warned once)."""
+    found: dict[str, TargetSpec] = {}
+    for folder, origin in target_folders():
+        for p in sorted(folder.glob("*.toml")):
+            if p.stem in found:
+                _warn_override(found[p.stem], p, origin)
+                continue
+            found[p.stem] = dataclasses.replace(load_target_file(p), origin=origin)
+    return dict(sorted(found.items()))
+
+
+def _warn_override(winner: TargetSpec, loser: Path, origin: str) -> None:
+    key = (str(winner.path), str(loser))
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("target %s: %s (%s) overrides %s (%s)", winner.name, winner.path, winner.origin, loser, origin)
+
+
 def load_targets(folder: str | Path | None = None) -> dict[str, TargetSpec]:
-    """Every target under targets/ (or `folder`), by name."""
-    folder = Path(folder) if folder else repo_dir("targets")
-    return {p.stem: load_target_file(p) for p in sorted(folder.glob("*.toml"))}
+    """Every target by name: the shipped ones and the user's (target_folders), or only those of `folder`."""
+    if folder:
+        return {p.stem: load_target_file(p) for p in sorted(Path(folder).glob("*.toml"))}
+    return _merged()
 
 
 def get_target(name: str, folder: str | Path | None = None) -> TargetSpec:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from toolkit.errors import EdgetkError
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -76,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
     res = generate(tfl, out, **_options(args))
     plan = json.loads((out / "plan.json").read_text())
     if args.json:
-        print(json.dumps({"out_dir": str(res.out_dir), "arena_size": res.arena_size,
-                          "flash_estimate": res.flash_estimate, "macs": res.macs, "ops": list(res.ops),
-                          "files": list(res.files), "sha256": res.sha256, "kernels": res.kernels,
-                          "optimize": res.optimize, "specialized": plan["specialized"],
-                          "input": plan["input"], "output": plan["output"],
-                          "peak_ram_bytes": plan["peak_ram_bytes"]}, indent=2))
+        emit({"out_dir": str(res.out_dir), "arena_size": res.arena_size,
+             "flash_estimate": res.flash_estimate, "macs": res.macs, "ops": list(res.ops),
+             "files": list(res.files), "sha256": res.sha256, "kernels": res.kernels,
+             "optimize": res.optimize, "specialized": plan["specialized"],
+             "input": plan["input"], "output": plan["output"],
+             "peak_ram_bytes": plan["peak_ram_bytes"]})
         return 0
     print(f"model   {tfl} (sha256 {res.sha256[:16]}…)")
     print(f"ops     {len(res.ops)}: {' '.join(res.ops)}")

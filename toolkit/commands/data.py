@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,5 +23,8 @@ def run(args: argparse.Namespace) -> int:
     path = args.recipe / "recipe.toml" if args.recipe.is_dir() else args.recipe
     recipe = load_recipe(path, args.overrides)
     report = data_report(recipe.data, recipe.extra.get("frontend"), recipe.path)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.json:
+        emit(report)
+    else:
+        print(format_report(report))
     return 2 if report["errors"] else 0

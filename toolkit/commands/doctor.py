@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from toolkit.tools import install_hint
+from toolkit.output import emit
 
 PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "nncf", "ai-edge-litert",
             "tflite-runtime", "tflite-micro", "flatbuffers", "safetensors", "pyserial",
@@ -80,13 +81,24 @@ def target_modes() -> dict[str, str]:
     return modes
 
 
+def install_info() -> dict[str, str]:
+    """edgetk's version, where it is installed, where its data folders and its cache are."""
+    import toolkit
+    from toolkit.paths import cache_dir, repo_dir
+
+    return {"version": toolkit.__version__, "package": str(Path(toolkit.__file__).parent),
+            "data": str(repo_dir("targets").parent), "cache": str(cache_dir())}
+
+
 def run(args: argparse.Namespace) -> int:
     pkgs, tools, ports = package_versions(), tool_versions(), serial_ports()
     modes = target_modes()
     if args.json:
-        print(json.dumps({"python": sys.version.split()[0], "packages": pkgs, "tools": tools,
-                          "serial_ports": ports, "targets": modes}, indent=2))
+        emit({"edgetk": install_info(), "python": sys.version.split()[0], "packages": pkgs, "tools": tools,
+              "serial_ports": ports, "targets": modes})
         return 0
+    info = install_info()
+    print(f"edgetk {info['version']} from {info['package']} (data: {info['data']}; cache: {info['cache']})")
     print(f"python {sys.version.split()[0]}")
     print("\npackages:")
     for name, v in pkgs.items():

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from toolkit.errors import EdgetkError
+from toolkit.output import emit
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         out = import_model(args.model, args.out, config(args))  # quantizer progress bars: not on a --json stdout
     s = summary(out)
     if args.json:
-        print(json.dumps(s, indent=2))
+        emit(s)
         return 0
     print((out / "fidelity.md").read_text(encoding="utf-8"))
     if s["random_inputs"]:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(recipe.train.seed)
     prof = profile_model(build_model(recipe, data), data.input_shape)
     if args.json:
-        print(json.dumps({"task": recipe.task, "data": data.summary(), "labels": data.labels, **prof.to_dict()}, indent=2))
+        emit({"task": recipe.task, "data": data.summary(), "labels": data.labels, **prof.to_dict()})
         return 0
     print(f"task   {recipe.task}: {recipe.description}")
     print(f"data   {data.summary()}")

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import EdgetkError
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise EdgetkError(f"cannot inspect '{path.name}': unknown format", fix="pass a .tflite or .onnx file")
     if args.json:
-        print(json.dumps(info, indent=2))
+        emit(info)
     else:
         _print(info)
     return 0

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     ports = list_ports(load_targets())
     if args.json:
-        print(json.dumps([asdict(p) for p in ports], indent=2))
+        emit([asdict(p) for p in ports])
         return 0
     if not ports:
         print("no serial ports found (plug a board in; on Linux check `dmesg | tail` and the dialout group)")

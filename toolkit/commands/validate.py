@@ -22,9 +22,9 @@ Exit status:
 from __future__ import annotations
 
 import argparse
-import json
 
 from toolkit.commands.profile import add_check_args, add_model_args, measure
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,11 +45,10 @@ def run(args: argparse.Namespace) -> int:
     bad = result.failed
     rep = result.report
     if args.json:
-        print(json.dumps({"verdict": "fail" if bad else "pass", "exit_code": 1 if bad else 0,
-                          "target": rep["target"], "ran_on": rep["ran_on"], "samples": rep["samples"],
-                          "inputs": rep.get("inputs"), "model": rep.get("model"), "mlperf": rep.get("mlperf"),
-                          "checks": [c.to_dict() for c in result.checks], "report": str(result.files.get("json"))},
-                         indent=1, sort_keys=True, default=str))
+        emit({"verdict": "fail" if bad else "pass", "exit_code": 1 if bad else 0,
+             "target": rep["target"], "ran_on": rep["ran_on"], "samples": rep["samples"],
+             "inputs": rep.get("inputs"), "model": rep.get("model"), "mlperf": rep.get("mlperf"),
+             "checks": [c.to_dict() for c in result.checks], "report": str(result.files.get("json"))})
     else:
         print(result.summary())
         print(f"report: {result.html_path}")
