@@ -12,12 +12,12 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP) sysdeps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (apt-get install python3.11 python3.11-venv) or run: make PYTHON=python3 ..."; exit 1; }
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || bash scripts/sysdeps.sh --venv $(PYTHON)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 sysdeps:

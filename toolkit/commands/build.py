@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.commands.profile import add_model_args
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,6 +37,11 @@ def build_bundle(args: argparse.Namespace, out: Path | None, *, port: str | None
 def run(args: argparse.Namespace) -> int:
     """Build and print the image, its sizes and the MLPerf model key compiled in."""
     _, fw, bundle, key = build_bundle(args, args.out)
+    if args.json:
+        emit({"target": args.target, "firmware": str(fw.elf), "model": str(bundle.tflite), "sha256": bundle.sha256,
+              "mlperf_key": key.key, "mlperf_key_source": key.source, "flash_bytes": fw.flash_bytes,
+              "static_ram_bytes": fw.static_ram_bytes, "stack_bytes": fw.stack_bytes})
+        return 0
     print(f"firmware: {fw.elf}")
     print(f"model: {bundle.tflite} (sha256 {bundle.sha256[:16]}…); MLPerf model key {key.key} ({key.source})")
     if fw.flash_bytes:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from toolkit.errors import EdgetkError
+from toolkit.output import emit
 from toolkit.paths import repo_dir
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"      ({time.monotonic() - t:.0f} s)")
 
     _step(4, "report")
+    if args.json:
+        from toolkit.commands.profile import result_doc
+
+        m = json.loads((bundle / "manifest.json").read_text())
+        emit({"task": args.task, "target": args.target, "run_dir": str(run_dir), "bundle": str(bundle),
+              "metric": m["metric"], "fp32_metric": m["fp32_metric"], "int8_metric": m["int8_metric"],
+              "profile": result_doc(result)})
+        return 0
     print(result.summary() if hasattr(result, "summary") else result)
     print(f"\nreport: {getattr(result, 'html_path', out / 'profile')}")
     return 0

@@ -6,6 +6,8 @@ import json
 import logging
 from pathlib import Path
 
+from toolkit.output import emit
+
 log = logging.getLogger(__name__)
 
 
@@ -33,8 +35,12 @@ def run(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     out = export_run(args.run_dir, args.out, quantizer=args.quantizer, calib=args.calib, qat=args.qat,
                      formats=formats, dyadic=not args.free_scales)
-    print((out / "fidelity.md").read_text(encoding="utf-8"))
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    if args.json:
+        emit({"bundle": str(out), "manifest": m,
+              "fidelity": json.loads((out / "fidelity.json").read_text(encoding="utf-8"))})
+        return 0
+    print((out / "fidelity.md").read_text(encoding="utf-8"))
     sizes = ", ".join(f"{k} {v['bytes']:,} B" for k, v in m["files"].items() if k.startswith("model_"))
     print(f"bundle: {out}\n  {sizes}\n  params {m['params']:,}, MACs {m['macs']:,}, "
           f"TFLM arena {m['tflm_arena_bytes']:,} B, ops {m['ops']}")

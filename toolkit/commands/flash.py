@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from toolkit.commands.profile import add_model_args
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     with Session(adapter, fw.elf.parent) as s:
         info = check_model(s.dut, bundle)
         answered = mlperf_answer(s.dut)
+    if args.json:
+        emit({"target": args.target, "firmware": str(fw.elf), "board": info.board, "sha256": info.sha256,
+              "mlperf_key": answered, "mlperf_key_source": key.source})
+        return 0
     print(f"flashed {fw.elf} to {args.target}: board {info.board!r} runs model {info.sha256[:16]}…, "
           f"answers MLPerf model key m-model-[{answered}] ({key.source})")
     return 0

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+
+from toolkit.output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,5 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from toolkit.specialize.merge import describe, merge_run
 
-    print(describe(merge_run(args.run_dir, args.out)))
+    report = merge_run(args.run_dir, args.out)
+    if args.json:
+        emit(dataclasses.asdict(report))
+    else:
+        print(describe(report))
     return 0

@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from toolkit.output import emit
+
 
 def samples_arg(text: str) -> int | None:
     """--samples N (N >= 1) or 'all' (None)."""
@@ -86,9 +88,20 @@ def measure(args: argparse.Namespace, *, allow_fallback: bool, need_outputs: boo
                    mlperf_key=args.mlperf_key, optimize=args.optimize)
 
 
+def result_doc(result: Any) -> dict[str, Any]:
+    """The --json document of a profile: verdict, checks, the files written and the whole report."""
+    bad = result.failed
+    return {"verdict": "fail" if bad else "pass", "exit_code": 1 if bad else 0,
+            "checks": [c.to_dict() for c in result.checks], "files": {k: str(v) for k, v in result.files.items()},
+            "report": result.report}
+
+
 def run(args: argparse.Namespace) -> int:
     """Profile, print the summary (figures, sources, checks) and where the reports are."""
     result = measure(args, allow_fallback=True, need_outputs=False)
-    print(result.summary())
-    print(f"report: {result.html_path}")
+    if args.json:
+        emit(result_doc(result))
+    else:
+        print(result.summary())
+        print(f"report: {result.html_path}")
     return 1 if result.failed else 0
