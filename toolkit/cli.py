@@ -14,7 +14,7 @@ from toolkit.errors import EdgetkError
 # One line per command module; each module defines add_parser(subparsers) and run(args) -> int.
 COMMANDS = (
     "train", "data", "info", "export", "import_", "inspect", "codegen", "merge",
-    "build", "flash", "profile", "validate", "targets", "ports", "doctor", "demo",
+    "build", "flash", "profile", "validate", "history", "compare", "targets", "ports", "doctor", "demo",
 )
 
 DESCRIPTION = """\

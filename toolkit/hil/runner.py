@@ -442,7 +442,7 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
     `samples=None` runs every test input of the bundle. Firmware targets run C generated with the target's
     kernel set and `optimize` ("size": int8 weights; "speed": int16 weights where the target's flash allows).
     """
-    from toolkit.hil.report import write_reports
+    from toolkit.hil.report import enrich, record_history, write_reports
 
     bundle = as_bundle(bundle_dir, samples)
     n = len(bundle.x) if samples is None else min(samples, len(bundle.x))
@@ -458,7 +458,8 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
         report["frontend"] = {"type": bundle.frontend.get("type"), "ran": False,
                               "why": f"{report['ran_on']} ran the network only, on the bundle's features"}
     raw = bool((report.get("frontend") or {}).get("ran"))
-    report.update(score(bundle, report.pop("_outputs", None), report.pop("_reference", None), raw=raw))
+    device_outputs = report.pop("_outputs", None)
+    report.update(score(bundle, device_outputs, report.pop("_reference", None), raw=raw))
     report.update(target=target, fallbacks=fallbacks, samples=n, wall_s=time.monotonic() - t0,
                   fidelity_stages=bundle.fidelity, inputs=bundle.raw_label if raw else bundle.inputs_label, random_inputs=bundle.random_inputs,
                   bundle=str(bundle.path),
@@ -466,5 +467,7 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
     checks = evaluate(report, limits)
     report["checks"] = [c.to_dict() for c in checks]
     report["limits"] = dataclasses.asdict(limits)
+    report.update(enrich(report, bundle, target, out, device_outputs))
+    report["history"] = record_history(report, out)
     files = write_reports(report, out)
     return ProfileResult(report=report, out_dir=out, files=files, checks=tuple(checks))
