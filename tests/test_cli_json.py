@@ -78,6 +78,13 @@ def test_json_output_parses(command: str, tmp_path: Path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("argv, command", [(["profile", "--json"], "profile"), (["--json", "no-such-command"], None)])
+def test_usage_error_is_a_json_document_too(argv: list[str], command: str | None):
+    proc = subprocess.run([*EDGETK, *argv], capture_output=True, text=True, timeout=60)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 2 and doc["exit_code"] == 2 and doc["command"] == command and "usage:" in proc.stderr
+
+
 def test_options_go_before_or_after_the_command():
     for argv in (["--json", "-q", "targets"], ["targets", "--json", "-q"], ["-v", "targets", "--json"]):
         proc = subprocess.run([*EDGETK, *argv], capture_output=True, text=True, timeout=60, check=True)

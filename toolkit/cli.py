@@ -51,6 +51,19 @@ EDGETK_TARGETS (target folders, separated by ':'), EDGETK_SHARED (the shared dat
 JSON_LINES = ("train",)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus a JSON error document on stdout for a usage error under --json (exit 2 as before)."""
+
+    json_requested = False
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if _Parser.json_requested:
+            from toolkit.output import emit
+
+            emit({"command": self.prog.partition(" ")[2] or None, "exit_code": 2, "error": message, "fix": f"see `{self.prog} --help`"})
+        super().error(message)
+
+
 def _common_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
     """-v/-q/--json/--targets: on the top-level parser, and again on every command (so they go anywhere)."""
     quiet = {"default": argparse.SUPPRESS} if sub else {"default": False}
@@ -67,7 +80,7 @@ def _common_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command module that is present."""
-    parser = argparse.ArgumentParser(prog="edgetk", description=DESCRIPTION, epilog=EPILOG,
+    parser = _Parser(prog="edgetk", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"edgetk {__version__}")
     _common_options(parser, sub=False)
@@ -124,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "edgetk"
     saved_env = os.environ.get("EDGETK_TARGETS_OPTION")
     try:
+        _Parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
         command = f"edgetk {args.command}"
         args.json = bool(getattr(args, "json", False) or args.json_global)
