@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages edgetk's firmware path needs (gcc, QEMU, the Arm cross compiler, clang + libFuzzer),
+# Install the Debian packages edgetk's firmware path needs (gcc, QEMU, the Arm cross compiler, clang + libFuzzer,
+# headless Chromium for the report test),
 # or say exactly how to.
 set -u
 if [ "${1:-}" = "--venv" ]; then   # Debian's Python needs its venv package before `python -m venv` works
@@ -23,6 +24,8 @@ elif ! printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (voi
     | clang -x c -fsanitize=fuzzer - -o /dev/null >/dev/null 2>&1; then
   need+=(libclang-rt-dev)
 fi
+# headless Chromium: the test that opens the profile's report.html and screenshots it (tests/test_report_html.py)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "edgetk: installing Debian packages: ${need[*]}"

@@ -643,12 +643,12 @@ def svg_bars(items: list[tuple[str, float, str]], unit: str, limit: float | None
         body.append(f"<text x='0' y='{y + 14}' font-size='11'>{e(label[:28])}</text>"
                     f"<rect x='{lw}' y='{y}' width='{max(v / top * (w - lw - 90), 1):.1f}' height='{h - 6}' "
                     f"fill='{colour}'/><text x='{lw + max(v / top * (w - lw - 90), 1) + 4:.1f}' y='{y + 14}' "
-                    f"font-size='11'>{e(_fmt(v))}{e(unit)}</text>")
+                    f"font-size='11'>{e(_fmt(int(v) if float(v).is_integer() else v))}{e(unit)}</text>")
     hh = 8 + len(items) * h
     if limit:
         x = lw + (w - lw - 90)
         body.append(f"<line x1='{x}' y1='0' x2='{x}' y2='{hh}' stroke='#000' stroke-dasharray='4 3'/>"
-                    f"<text x='{x - 4}' y='{hh + 12}' font-size='10' text-anchor='end'>limit {e(_fmt(limit))}"
+                    f"<text x='{x - 4}' y='{hh + 12}' font-size='10' text-anchor='end'>limit {e(_fmt(int(limit)))}"
                     f"{e(unit)}</text>")
         hh += 16
     return _svg(w, hh, "".join(body), title)
@@ -698,7 +698,8 @@ def svg_history(runs: list[dict[str, Any]], key: str, label: str) -> str:
 
 def _table(head: tuple[str, ...] | list[str], rows: list[tuple[str, ...]], cls: str = "") -> str:
     e = html.escape
-    return (f"<table class='{cls}'><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+    head_row = "<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" if any(head) else ""
+    return (f"<table class='{cls}'>{head_row}"
             + "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows) + "</table>")
 
 
