@@ -310,3 +310,24 @@ def test_intermediate_index_out_of_range_is_refused_by_the_reader(index):
 
 def test_absent_intermediate_is_refused_with_its_position():
     refused(_lstm_with_intermediate(-1), "(UNIDIRECTIONAL_SEQUENCE_LSTM)", "intermediate 2", "absent")
+
+
+def test_constant_weight_marked_variable_is_refused():
+    """TFLite-Micro allocates a variable tensor in its arena and resets it, so an LSTM weight flagged isVariable ran
+    as zeros there while the generated C used its data (32 LSB off; bench/fuzz_models.py seed 3, input 31251). A
+    plain operator's constant flagged variable is refused the same way."""
+    import dataclasses
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    from toolkit.paths import REPO_ROOT
+
+    m = s.ModelT.InitFromPackedBuf(bytearray((REPO_ROOT / "tests" / "data" / "lstm_fsdd_int8.tflite").read_bytes()), 0)
+    m.subgraphs[0].tensors[11].isVariable = True     # recurrent-to-cell weights
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    refused(bytes(b.Output()), "(UNIDIRECTIONAL_SEQUENCE_LSTM)", "'arith.constant10'", "variable", "constant data")
+    t = fc_tensors()
+    t[1] = dataclasses.replace(t[1], variable=True)
+    refused(fc_model(t), "operator 0 (FULLY_CONNECTED)", "variable", "constant data")

@@ -193,6 +193,9 @@ def _check_operands(g: Graph, op: Operator) -> None:
         if i < 0:
             continue
         t = g.tensor(i)
+        if t.variable and t.is_const:   # TFLite-Micro allocates a variable in its arena and resets it: data unused
+            fail(f"tensor '{t.name}' is marked variable but holds constant data (TFLite-Micro resets a variable "
+                 "instead of reading its data; the C would read the data)")
         if any(d < 1 for d in t.shape):
             fail(f"tensor '{t.name}' is empty or has a dynamic dimension (shape {list(t.shape)})")
         if t.size > MAX_ELEMENTS:
