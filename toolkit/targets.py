@@ -1,5 +1,9 @@
 """Targets as data: one TOML file per board, emulator, simulator or host runtime (targets/*.toml).
 
+The shipped files, then the user's: folders from `--targets DIR` (the CLI passes them as $EDGETK_TARGETS_OPTION),
+$EDGETK_TARGETS (os.pathsep-separated) and ./targets of the current folder, in that order of precedence. A user
+file replaces a shipped (or lower) one of the same name, with a warning; each TargetSpec says its `origin`.
+
 Every file is validated when loaded; errors name the file and the field. Nothing below the CLI and
 the pytest plugin sees raw TOML dicts: they get the frozen `TargetSpec`. Templates (the emulator and flash
 commands, the connection URL) may use only the fields the adapters fill in, checked at load time.
