@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from toolkit.paths import shared_dir
 from toolkit.pytest_plugin import skip_without_data
 from toolkit.tools import install_hint
 
+# Every profile appends to the history store: the tests' runs go to a store of their own, never the user's.
+os.environ["EDGETK_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="edgetk-test-history-"), "history.sqlite")
 
 
 def require_tool(name: str) -> str:
