@@ -20,6 +20,11 @@ def emit(doc: Any) -> None:
         _emitted[-1] += 1
 
 
+def json_active() -> bool:
+    """Whether a --json command is running (its stdout holds one JSON document; toolkit.progress stays quiet)."""
+    return bool(_stdout)
+
+
 def emitted() -> int:
     """How many documents the running command has written."""
     return _emitted[-1] if _emitted else 0

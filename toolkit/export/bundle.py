@@ -14,6 +14,7 @@ import numpy as np
 
 from toolkit.errors import EdgetkError
 from toolkit.export.writer import BundleInputs, check_formats, write
+from toolkit.progress import stage
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,9 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     cfg = ExportConfig(quantizer, calib, qat, tuple(formats), dyadic=dyadic).validate()
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "bundle"
     t0 = time.monotonic()
-    with _torch_threads(1):
-        run = load_run_checked(run_dir)
+    with _torch_threads(1), stage(f"export {run_dir}"):
+        with stage("load the run, check its test metric"):
+            run = load_run_checked(run_dir)
         write(bundle_inputs(run, cfg), out)
     log.info("run %s exported in %.1f s", run_dir, time.monotonic() - t0)
     return out
@@ -118,11 +120,13 @@ def bundle_inputs(run: Any, cfg: ExportConfig) -> BundleInputs:
 
         model = qat_finetune(model, data, seed=cfg.seed)
     calib = calibration_set(data.x_train, cfg.calib, cfg.seed)
+    with stage("ONNX fp32: torch.onnx.export"):
+        fp32 = fp32_proto(model, data.x_test[0]).SerializeToString()
     split = {"source": "recipe", "recipe": run.recipe.path or None, "dataset": run.recipe.data.name}
     peft = {k: run.metrics[k] for k in PEFT_KEYS if k in run.metrics}
     return BundleInputs(
         task=run.recipe.task, title=f"{run.recipe.task} ({cfg.quantizer}{', QAT' if cfg.qat else ''})",
-        fp32_onnx=fp32_proto(model, data.x_test[0]).SerializeToString(), calib_x=calib,
+        fp32_onnx=fp32, calib_x=calib,
         test_x=data.x_test, test_y=data.y_test, reference_out=torch_outputs(model, data.x_test),
         kind=data.kind, labels=tuple(data.labels), frontend=data.frontend,
         quantizer=cfg.quantizer, dyadic=cfg.dyadic, formats=cfg.formats,

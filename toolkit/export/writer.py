@@ -20,6 +20,7 @@ import numpy as np
 from toolkit import __version__
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from toolkit.progress import stage
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +87,23 @@ def write_files(inputs: BundleInputs, out: Path) -> None:
 
     check_formats(inputs.formats)
     atomic_write_bytes(out / FP32, inputs.fp32_onnx)
-    q = quantize_onnx(out / FP32, inputs.calib_x, inputs.quantizer, dyadic=inputs.dyadic,
-                      input_qparams=inputs.input_qparams)
+    with stage(f"quantize: {inputs.quantizer} on {len(inputs.calib_x)} calibration samples"):
+        q = quantize_onnx(out / FP32, inputs.calib_x, inputs.quantizer, dyadic=inputs.dyadic,
+                          input_qparams=inputs.input_qparams)
     atomic_write_bytes(out / INT8, q.SerializeToString())
-    lowered = lower_qdq(onnx.load(str(out / INT8)))
-    atomic_write_bytes(out / TFLITE, lowered.tflite)
-    check_no_transpose(out / TFLITE)
-    fid = _fidelity(inputs, out, lowered)
+    with stage("TFLite: lower the QDQ graph"):
+        lowered = lower_qdq(onnx.load(str(out / INT8)))
+        atomic_write_bytes(out / TFLITE, lowered.tflite)
+        check_no_transpose(out / TFLITE)
+    with stage(f"fidelity: ONNX Runtime, LiteRT, TFLite-Micro on {len(inputs.test_x)} test samples"):
+        fid = _fidelity(inputs, out, lowered)
     fid["metrics"]["run_recorded"] = inputs.recorded_metric
     atomic_write_json(out / "fidelity.json", fid)
     atomic_write_text(out / "fidelity.md", markdown(fid, inputs.title))
     fe_info = frontend_files(inputs, out)
     if "c" in inputs.formats:
-        codegen(out, fe_info)
+        with stage("C: generate the library"):
+            codegen(out, fe_info)
     arena = arena_bytes(out / TFLITE)
     atomic_write_json(out / "manifest.json", manifest(inputs, out, lowered, fid, arena))
 

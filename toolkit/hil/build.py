@@ -10,6 +10,7 @@ from pathlib import Path
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_text
 from toolkit.paths import repo_dir
+from toolkit.progress import stage
 from toolkit.targets import BuildSpec, TargetSpec
 from toolkit.tools import require_tool
 
@@ -101,7 +102,8 @@ def build_firmware(spec: TargetSpec, lib_dir: str | Path, out_dir: str | Path) -
     cmd = compile_command(spec.build, Path(lib_dir).resolve(), elf)
     log.info("building %s firmware in %s", spec.name, out_dir)
     try:
-        text = _run(cmd, f"build {spec.name} firmware")
+        with stage(f"build {spec.name} firmware: {Path(cmd[0]).name}, {sum(a.endswith('.c') for a in cmd)} C files"):
+            text = _run(cmd, f"build {spec.name} firmware")
     except EdgetkError as e:
         overflow = _OVERFLOW_RE.search(str(e))
         if overflow:

@@ -32,6 +32,7 @@ from toolkit.hil.mlperf import ModelKey, resolve_key
 from toolkit.hil.source import ModelSource, open_bundle
 from toolkit.hil.transport import LinkClosedError, LinkSettings, Transport
 from toolkit.paths import cache_dir
+from toolkit.progress import bar, stage
 from toolkit.targets import TargetSpec, check_port, fallback_chain
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,10 @@ class ProfileResult:
 class JsonlLog:
     """Results appended one line at a time, flushed, so an interrupted run keeps what it measured."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_row: Callable[[], None] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.on_row = on_row  # after each row (progress display)
         path.write_text("")
 
     def append(self, row: dict[str, Any]) -> None:
@@ -86,6 +88,8 @@ class JsonlLog:
             f.write(json.dumps(row, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        if self.on_row is not None:
+            self.on_row()
 
 
 def build_dir_for(spec: TargetSpec, bundle: Bundle) -> Path:
@@ -311,13 +315,15 @@ def profile_firmware(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: s
     target = make_target(spec, port=port)
     target.classes = classes
     bdir = build_dir or build_dir_for(spec, bundle)
-    lib = c_library(bundle, bdir, spec, optimize)
+    with stage(f"C library for {spec.name} ({optimize})"):
+        lib = c_library(bundle, bdir, spec, optimize)
     fw = target.build(lib, bdir)
     target.flash(fw)
-    rows = JsonlLog(out_dir / "results.jsonl")
-    with Session(target, out_dir) as s:
-        m = measure(s, bundle, samples, rows)
-        report = _firmware_report(spec, target, bundle, m, s.dut)
+    with bar(f"{spec.name}: upload + run", samples, "sample") as b:
+        rows = JsonlLog(out_dir / "results.jsonl", on_row=lambda: b.advance(1))
+        with Session(target, out_dir) as s:
+            m = measure(s, bundle, samples, rows)
+            report = _firmware_report(spec, target, bundle, m, s.dut)
     report["transcript"] = str(out_dir / "transcript.log")
     report["codegen"] = codegen_facts(lib)
     return report

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.errors import EdgetkError
+from toolkit.progress import third_party
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ def _nncf(proto: Any, calib: np.ndarray) -> Any:
             num_bits=8, mode=QuantizationScheme.ASYMMETRIC, per_channel=False),
         weights_quantization_params=QuantizationParameters(per_channel=True))
     ds = nncf.Dataset(list(calib), lambda x: {name: x[None]})
-    return nncf.quantize(proto, ds, subset_size=len(calib), preset=nncf.QuantizationPreset.MIXED,
-                         advanced_parameters=adv)
+    with third_party():  # NNCF's own bars and INFO log: drawn in edgetk's display on stderr, or nowhere
+        return nncf.quantize(proto, ds, subset_size=len(calib), preset=nncf.QuantizationPreset.MIXED,
+                             advanced_parameters=adv)
 
 
 class _Reader:
@@ -60,11 +62,12 @@ def _ort(proto: Any, calib: np.ndarray) -> Any:
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
         onnx.save(proto, src)
-        quantize_static(str(src), str(dst), _Reader(proto.graph.input[0].name, calib),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        with third_party():
+            quantize_static(str(src), str(dst), _Reader(proto.graph.input[0].name, calib),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         return onnx.load(dst)
 
 

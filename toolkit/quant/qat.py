@@ -81,6 +81,7 @@ def qat_finetune(model: Any, data: Any, cfg: QATConfig | None = None, *, seed: i
     from torch.nn.utils import parametrize
 
     from toolkit.export.onnx_fp32 import fold_batchnorm
+    from toolkit.progress import bar
 
     cfg = cfg or QATConfig(seed=seed)
     torch.manual_seed(cfg.seed)
@@ -95,12 +96,14 @@ def qat_finetune(model: Any, data: Any, cfg: QATConfig | None = None, *, seed: i
     m.train()
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(x))
-        for i in range(0, len(x), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            loss = _loss(data.kind, m(x[idx]), x[idx], y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        with bar(f"QAT epoch {epoch + 1}/{cfg.epochs}", -(-len(x) // cfg.batch_size), "batch") as b:
+            for i in range(0, len(x), cfg.batch_size):
+                idx = order[i:i + cfg.batch_size]
+                loss = _loss(data.kind, m(x[idx]), x[idx], y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                b.advance(1, f"loss {loss.item():.4f}")
         log.info("QAT epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, loss.item())
     for h in hooks:
         h.remove()

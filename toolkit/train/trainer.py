@@ -18,6 +18,7 @@ from toolkit.data import TaskData, load_dataset
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_text
 from toolkit.nn import build_model
+from toolkit.progress import bar
 from toolkit.recipe import Recipe, TrainConfig, check_choice, recipe_from_dict
 from toolkit.train.checkpoint import load_checkpoint, restore_loop, save_loop
 from toolkit.train.evaluate import evaluate
@@ -112,8 +113,10 @@ def _grad_channels_last(module: nn.Module, args: tuple) -> None:
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: TaskData, cfg: TrainConfig,
-                epoch: int, loss_fn: LossFn, fmt: torch.memory_format = torch.contiguous_format) -> float:
-    """One pass over the training set (batches in layout fmt); returns the mean loss."""
+                epoch: int, loss_fn: LossFn, fmt: torch.memory_format = torch.contiguous_format,
+                step: Callable[[float], None] | None = None) -> float:
+    """One pass over the training set (batches in layout fmt); returns the mean loss. `step(batch_loss)` after
+    each batch (progress display only)."""
     model.train()
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout masks depend on (seed, epoch) only
     x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
@@ -126,8 +129,11 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
         loss.backward()
         opt.step()
         sched.step()
-        total += float(loss.detach()) * len(idx)
+        value = float(loss.detach())
+        total += value * len(idx)
         count += len(idx)
+        if step is not None:
+            step(value)
     if not math.isfinite(total):
         raise EdgetkError(f"training diverged at epoch {epoch + 1} (loss is {total})", fix="lower train.lr")
     return total / max(1, count)
@@ -228,15 +234,20 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
     sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
     first, history = _start(recipe, out, resume, model, opt, sched)
     loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
-    for epoch in range(first, cfg.epochs):
-        t0 = time.monotonic()
-        with channels_last_grads(model, fmt):
-            loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn, fmt)
-        m = evaluate(model, data)
-        history.append({"epoch": epoch + 1, "loss": loss, "metric": m["metric"], "value": m["value"],
-                        "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0})
-        _checkpoint(out, recipe, model, opt, sched, history)
-        _report(history[-1], cfg.epochs, json_progress, progress)
+    n_batches = len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0))
+    with bar(f"train {recipe.task}", cfg.epochs - first, "epoch", quiet=json_progress) as epochs:
+        for epoch in range(first, cfg.epochs):
+            t0 = time.monotonic()
+            with bar(f"epoch {epoch + 1}/{cfg.epochs}", n_batches, "batch", quiet=json_progress) as b, \
+                    channels_last_grads(model, fmt):
+                loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn, fmt,
+                                   step=lambda v: b.advance(1, f"loss {v:.4f}"))
+            m = evaluate(model, data)
+            history.append({"epoch": epoch + 1, "loss": loss, "metric": m["metric"], "value": m["value"],
+                            "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0})
+            _checkpoint(out, recipe, model, opt, sched, history)
+            _report(history[-1], cfg.epochs, json_progress, progress)
+            epochs.advance(1, f"{m['metric']} {m['value']:.4f}")
     model.to(memory_format=torch.contiguous_format).eval()
     metrics = write_results(out, recipe, model, data, history)
     if json_progress:
