@@ -84,7 +84,7 @@ def stage(description: str, *, quiet: bool = False) -> Iterator[Bar]:
 @contextlib.contextmanager
 def third_party(*, quiet: bool = False) -> Iterator[None]:
     """Around calls into NNCF and other libraries: their rich bars draw in this display (or nowhere), tqdm bars
-    are off when the display is, NNCF's log goes through logging to stderr at WARNING (DEBUG with -v)."""
+    are off when the display is, NNCF's log goes through logging to stderr at WARNING (INFO with -v)."""
     with _display(quiet) as p:
         _route_nncf_log()
         saved = os.environ.get("TQDM_DISABLE")
@@ -106,7 +106,8 @@ def _route_nncf_log() -> None:
         if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
             lg.removeHandler(h)
     lg.propagate = True
-    lg.setLevel(logging.DEBUG if logging.getLogger().getEffectiveLevel() < logging.INFO else logging.WARNING)
+    # never DEBUG: at DEBUG NNCF writes graph dumps into ./nncf_debug of the current folder
+    lg.setLevel(logging.INFO if logging.getLogger().getEffectiveLevel() < logging.INFO else logging.WARNING)
 
 
 @contextlib.contextmanager
