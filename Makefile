@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.edgetk-installed
 TASK   ?= imu-motions
 PYTEST_ARGS ?=
 
-.PHONY: setup sysdeps demo test bench clean
+.PHONY: setup sysdeps demo test bench clean clean-cache
 
 setup: $(STAMP) sysdeps
 
@@ -34,3 +34,11 @@ bench: setup
 
 clean:
 	rm -rf runs build .pytest_cache
+
+# The cache (builds, wrapped bundles, native and feature caches) is the user's, shared by every checkout and
+# installed edgetk: `make clean` leaves it; this removes it (the folder toolkit/paths.py cache_dir() uses).
+clean-cache:
+	@xdg="$${XDG_CACHE_HOME:-}"; case "$$xdg" in /*) ;; *) xdg="$$HOME/.cache" ;; esac; \
+	dir="$${EDGETK_CACHE:-$$xdg/edgetk}"; \
+	case "$$dir" in ""|/|"$$HOME"|"$$HOME/") echo "refusing to remove '$$dir' (check EDGETK_CACHE)"; exit 1 ;; esac; \
+	echo "removing the edgetk cache: $$dir"; rm -rf -- "$$dir"
