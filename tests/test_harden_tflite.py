@@ -331,3 +331,35 @@ def test_constant_weight_marked_variable_is_refused():
     t = fc_tensors()
     t[1] = dataclasses.replace(t[1], variable=True)
     refused(fc_model(t), "operator 0 (FULLY_CONNECTED)", "variable", "constant data")
+
+
+@pytest.mark.parametrize("op, w_shape, out_batches", [("DEPTHWISE_CONV_2D", (1, 3, 3, 4), 127),
+                                                      ("CONV_2D", (4, 3, 3, 4), 2)])
+def test_conv_output_batches_other_than_the_input_are_refused(op, w_shape, out_batches):
+    """A depthwise conv [1, 6, 6, 4] -> [127, 6, 6, 4] was accepted: both runtimes compute one batch and leave the
+    rest of the output as it was (bench/fuzz_models.py seed 3, input 59222)."""
+    w = RNG.integers(-127, 128, size=w_shape, dtype=np.int8)
+    t = [T((1, 6, 6, 4), scale=(0.05,), zero_point=(3,)), T(w_shape, data=w, scale=(0.01,), zero_point=(0,)),
+         T((4,), "int32", None, data=np.zeros(4, np.int32)), T((out_batches, 6, 6, 4), scale=(0.1,), zero_point=(-4,))]
+    opts = dict(padding="SAME", stride_w=1, stride_h=1, dilation_w_factor=1, dilation_h_factor=1)
+    opts |= dict(depth_multiplier=1) if op == "DEPTHWISE_CONV_2D" else {}
+    refused(build_model(t, [O(op, (0, 1, 2), (3,), opts)], [0], [3]), f"operator 0 ({op})", "batches")
+
+
+
+def test_add_output_larger_than_the_broadcast_of_its_inputs_is_refused():
+    """MEAN -> [1, 1, 1, 3], ADD with the input [1, 4, 4, 3] -> [3, 4, 4, 3] was accepted: the C repeated the batch,
+    TFLite-Micro gave other bytes (found probing the fuzz seeds' shapes after bench/fuzz_models.py seed 3, 59222)."""
+    q, q2 = dict(scale=(0.05,), zero_point=(3,)), dict(scale=(0.1,), zero_point=(-4,))
+    t = [T((1, 4, 4, 3), **q), T((2,), "int32", None, data=np.array([1, 2], np.int32)), T((1, 1, 1, 3), **q2),
+         T((3, 4, 4, 3), **q)]
+    ops = [O("MEAN", (0, 1), (2,), dict(keep_dims=True)), O("ADD", (2, 0), (3,))]
+    refused(build_model(t, ops, [0], [3]), "operator 1 (ADD)", "broadcast", "[3, 4, 4, 3]")
+
+
+@pytest.mark.parametrize("op", ["ADD", "MUL", "SUB"])
+def test_binary_with_a_constant_and_an_output_beyond_the_broadcast_is_refused(op):
+    q = dict(scale=(0.05,), zero_point=(3,))
+    c = RNG.integers(-127, 128, size=(1, 3, 4), dtype=np.int8)
+    t = [T((1, 3, 4), **q), T((1, 3, 4), data=c, **q), T((3, 3, 4), scale=(0.1,), zero_point=(-4,))]
+    refused(build_model(t, [O(op, (0, 1), (2,))], [0], [2]), f"operator 0 ({op})", "broadcast", "[3, 3, 4]")

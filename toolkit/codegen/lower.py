@@ -344,7 +344,9 @@ def _conv_common(g: Graph, op: Operator, depthwise: bool) -> dict[str, Any]:
     if len(x.shape) != 4 or len(y.shape) != 4:
         fail("input and output must be 4-D NHWC")
     n, ih, iw, ic = x.shape
-    _, oh, ow, oc = y.shape
+    on, oh, ow, oc = y.shape
+    if on != n:   # both runtimes compute the input's batches and leave the rest of the output as it was
+        fail(f"output {list(y.shape)} has {on} batches; input {list(x.shape)} has {n}")
     w = _weights(g, op, oc, 3 if depthwise else 0, symmetric=True)
     fits = len(w.shape) == 4 and ((w.shape[0], w.shape[3]) == (1, oc) if depthwise else w.shape[0] == oc)
     if not fits:
@@ -457,6 +459,7 @@ def lower_add(g: Graph, op: Operator) -> Step:
     a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
     if a.is_const or b.is_const or len(y.shape) > 4:
         return _ops.lower_add_nd(g, op)
+    _ops.check_broadcast(a, b, y)
     out4 = _shape4(y.shape)
     twice_max = 2.0 * max(_scale(a), _scale(b))
     m1, s1 = qz.quantize_multiplier(_scale(a) / twice_max)

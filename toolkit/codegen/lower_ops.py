@@ -36,6 +36,23 @@ def _broadcast_strides(shape: list[int], out: list[int]) -> list[int]:
     return strides
 
 
+def _lead(shape: list[int]) -> list[int]:
+    """The shape without its leading 1s (both runtimes extend shapes with them)."""
+    return shape[next((k for k, d in enumerate(shape) if d != 1), len(shape)):]
+
+
+def check_broadcast(a: Tensor, b: Tensor, y: Tensor) -> None:
+    """The output must be the broadcast of the two operand shapes: an output dimension beyond both operands' was
+    filled by repetition in the C, while TFLite-Micro gave other bytes or aborted (bench/fuzz_models.py)."""
+    try:
+        want = list(np.broadcast_shapes(a.shape, b.shape))
+    except ValueError:
+        fail(f"operands {list(a.shape)} and {list(b.shape)} do not broadcast")
+    if _lead(want) != _lead(list(y.shape)):
+        fail(f"output {list(y.shape)} is not the broadcast {want} of its operands {list(a.shape)} and "
+             f"{list(b.shape)}")
+
+
 def _operand(g: Graph, op: Operator, pos: int) -> Tensor:
     t = g.tensor(op.inputs[pos])
     if t.is_const and (t.dtype != "int8" or t.quant is None or t.quant.per_channel):
@@ -46,6 +63,7 @@ def _operand(g: Graph, op: Operator, pos: int) -> Tensor:
 def _binary_step(g: Graph, op: Operator, func: str, fields: dict[str, Any]) -> Step:
     """A two-operand element-wise step; constant operands become const arrays."""
     a, b, y = _operand(g, op, 0), _operand(g, op, 1), g.tensor(op.outputs[0])
+    check_broadcast(a, b, y)
     out6 = _shape6(y.shape)
     base = dict(out_shape=out6, in1_stride=_broadcast_strides(_shape6(a.shape), out6),
                 in2_stride=_broadcast_strides(_shape6(b.shape), out6), in1_offset=-_zp(a), in2_offset=-_zp(b),
