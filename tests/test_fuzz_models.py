@@ -98,3 +98,30 @@ def test_replay_reruns_saved_inputs_through_the_check_and_the_deep_check(tflite_
         raise fuzz.Finding("catch-all", "could not be lowered (IndexError)")
     monkeypatch.setattr(fuzz, "check_tflite", catch_all)
     assert [r[1] for r in fuzz.replay("tflite", [good], tmp_path / "w2")] == ["catch-all"]
+
+
+@pytest.mark.parametrize("case", ["slice-batch-3", "fc-rank-1"])
+def test_deep_check_feeds_and_reads_whole_tensors(tmp_path, case):
+    """The deep check fed [6, 8] samples to a model whose input is [3, 6, 8] ('wrote 16 values for 8 inputs') and
+    TFLite-Micro's results kept only index 0 of the first axis, so a rank-1 output [5] compared one value: inputs
+    and outputs whose first dimension is not 1 are whole samples now."""
+    require_tool("gcc")
+    from toolkit.tflite.build import OpSpec as O
+    from toolkit.tflite.build import TensorSpec as T
+    from toolkit.tflite.build import build_model
+
+    q, q2 = dict(scale=(0.05,), zero_point=(3,)), dict(scale=(0.1,), zero_point=(-4,))
+    rng = np.random.default_rng(4)
+    if case == "slice-batch-3":
+        def i32(*v: int) -> T:
+            return T((len(v),), "int32", None, data=np.array(v, np.int32))
+        t = [T((3, 6, 8), **q), i32(0, 1, 0), i32(1, 5, 8), i32(1, 2, 2), T((1, 2, 4), **q), T((1, 2, 4), **q2)]
+        data = build_model(t, [O("STRIDED_SLICE", (0, 1, 2, 3), (4,)), O("LEAKY_RELU", (4,), (5,), dict(alpha=0.2))],
+                           [0], [5])
+    else:
+        t = [T((12,), **q), T((5, 12), data=rng.integers(-127, 128, (5, 12), dtype=np.int8), scale=(0.01,),
+                              zero_point=(0,)), T((5,), "int32", None, data=rng.integers(-99, 99, 5).astype(np.int32)),
+             T((5,), **q2)]
+        data = build_model(t, [O("FULLY_CONNECTED", (0, 1, 2), (3,))], [0], [3])
+    assert fuzz.check_tflite(data) == "accepted"
+    fuzz.deep_check_tflite(tmp_path)(data, 3)

@@ -367,10 +367,11 @@ def deep_check_tflite(work: Path, samples: int = 6) -> Callable[[bytes, int], No
         g = read_bytes(data)
         x_t, y_t = g.tensor(g.inputs[0]), g.tensor(g.outputs[0])
         rng = np.random.default_rng(index)
+        shape = (samples,) + (x_t.shape[1:] if x_t.shape[:1] == (1,) else x_t.shape)   # whole input tensors
         if x_t.dtype == "float32":
-            x = (rng.normal(size=(samples,) + x_t.shape[1:]) * 3).astype(np.float32)
+            x = (rng.normal(size=shape) * 3).astype(np.float32)
         else:
-            x = rng.integers(-128, 128, size=(samples,) + x_t.shape[1:], dtype=np.int8)
+            x = rng.integers(-128, 128, size=shape, dtype=np.int8)
         try:
             generate(model, d / "c", kernels="reference")
             exe = compile_host(d / "c", d / "run", sanitize=True)

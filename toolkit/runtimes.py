@@ -91,7 +91,8 @@ def run_tflm(path: str | os.PathLike, x: np.ndarray, *, arena_size: int = 1 << 2
     from toolkit.tflite import read_bytes
 
     data = Path(path).read_bytes()
-    read_bytes(data, name=str(path))
+    g = read_bytes(data, name=str(path))
+    out_shape = g.tensor(g.outputs[0]).shape if g.outputs else ()
     x = np.asarray(x)
     if len(x) == 0:
         raise EdgetkError(f"no inputs to run {path} on", fix="pass at least one input")
@@ -100,7 +101,8 @@ def run_tflm(path: str | os.PathLike, x: np.ndarray, *, arena_size: int = 1 << 2
         _tflm_child(path, [_RUN, str(path), str(Path(tmp) / "x.npy"), str(Path(tmp) / "y.npy"), str(arena_size),
                            "1" if reset else "0"], timeout=3600)
         y = np.load(Path(tmp) / "y.npy", allow_pickle=False)
-        return y[:, 0] if y.ndim > 1 else y   # each sample's output without its batch dimension
+        # each sample's output without a batch dimension of 1 (a first dimension of another size is data)
+        return y[:, 0] if y.ndim > 1 and out_shape[:1] == (1,) else y
 
 
 _RUN = (
