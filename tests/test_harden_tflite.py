@@ -363,3 +363,17 @@ def test_binary_with_a_constant_and_an_output_beyond_the_broadcast_is_refused(op
     c = RNG.integers(-127, 128, size=(1, 3, 4), dtype=np.int8)
     t = [T((1, 3, 4), **q), T((1, 3, 4), data=c, **q), T((3, 3, 4), scale=(0.1,), zero_point=(-4,))]
     refused(build_model(t, [O(op, (0, 1), (2,))], [0], [2]), f"operator 0 ({op})", "broadcast", "[3, 3, 4]")
+
+
+@pytest.mark.parametrize("dm", [1, 3, 0])
+def test_depthwise_multiplier_option_other_than_the_channel_ratio_is_refused(dm):
+    """DEPTHWISE_CONV_2D [1, 6, 6, 2] -> [1, 6, 6, 4] with depth_multiplier = 1: the C used 4 / 2 = 2, TFLite-Micro
+    the option (221 LSB apart; bench/fuzz_models.py seed 3, input 81245). With the option 2 both agree."""
+    w = RNG.integers(-127, 128, size=(1, 3, 3, 4), dtype=np.int8)
+    t = [T((1, 6, 6, 2), scale=(0.05,), zero_point=(3,)), T((1, 3, 3, 4), data=w, scale=(0.01,), zero_point=(0,)),
+         T((4,), "int32", None, data=np.zeros(4, np.int32)), T((1, 6, 6, 4), scale=(0.1,), zero_point=(-4,))]
+    opts = dict(padding="SAME", stride_w=1, stride_h=1, dilation_w_factor=1, dilation_h_factor=1)
+    refused(build_model(t, [O("DEPTHWISE_CONV_2D", (0, 1, 2), (3,), opts | dict(depth_multiplier=dm))], [0], [3]),
+            "operator 0 (DEPTHWISE_CONV_2D)", f"depth_multiplier = {dm}", "4 / 2")
+    lower(read_bytes(build_model(t, [O("DEPTHWISE_CONV_2D", (0, 1, 2), (3,), opts | dict(depth_multiplier=2))],
+                                 [0], [3])))

@@ -409,6 +409,10 @@ def lower_depthwise(g: Graph, op: Operator) -> Step:
     f = c["fields"]
     if f["out_c"] != f["in_c"] * f["depth_multiplier"]:
         fail(f"output channels {f['out_c']} are not a multiple of input channels {f['in_c']}")
+    dm = op.options.get("depth_multiplier", f["depth_multiplier"])
+    if dm != f["depth_multiplier"]:   # TFLite-Micro computes with the option, the C with the channel ratio
+        fail(f"option depth_multiplier = {dm}, but output / input channels are {f['out_c']} / {f['in_c']} = "
+             f"{f['depth_multiplier']} (TFLite-Micro computes with the option)")
     return _conv_step(op, c, "et_depthwise_conv2d_s8")
 
 
