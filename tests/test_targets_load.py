@@ -73,7 +73,7 @@ def test_base_is_valid_and_unknown_target_suggests(tmp_path):
 def test_ports_matched_to_boards_by_usb_id():
     rows = [("/dev/ttyACM0", "0483:374B", "STM32 STLink"), ("/dev/ttyUSB0", "10c4:ea60", "CP2102"), ("/dev/ttyS0", "", "n/a")]
     ports = match_ports(rows, load_targets())
-    assert ports[0].targets == ("nucleo-l4r5zi",) and "ST-LINK" in ports[0].known_as
+    assert ports[0].targets == ("nucleo-h743zi", "nucleo-l4r5zi") and "ST-LINK" in ports[0].known_as  # one ST-LINK id, two NUCLEOs
     assert ports[1].targets == () and "CP210x" in ports[1].known_as
     assert ports[2].known_as == ""
 

@@ -190,6 +190,12 @@ class FleetConfig:
     dtype: str = "float32"     # training precision; float64: members equal their twins trained alone (runs save float32)
     workers: int = 0           # processes sharing the stacks, 1 torch thread each: 0 = one per CPU core, 1 = in process
     exact: bool = True         # each member computes the bits it would alone (probed per layer); false: ~20 % faster
+    mode: str = "scratch"      # scratch: every member trains its whole network; specialize: members share one base
+    base: str = ""             # specialize: RUN_DIR of the shared base ("" = train it first into <out>/base)
+    peft: str = "top"          # specialize: what each member trains above the frozen base: probe | top | bitfit | lora
+    top_layers: int = 2        # specialize: conv/linear layers from the output that train (top, bitfit, lora)
+    rank: int = 4              # specialize, lora: LoRA rank
+    alpha: float = 8.0         # specialize, lora: update scale alpha / rank
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -204,6 +210,7 @@ TOP_LEVEL = {"task": str, "description": str}
 # against the loader and model registries when used, before anything is written).
 CHOICES: dict[str, tuple[str, ...]] = {"train.optimizer": ("adamw", "sgd"), "train.scheduler": ("cosine", "none"),
                                        "fleet.dtype": ("float32", "float64")}
+CHOICES.update({"fleet.mode": ("scratch", "specialize"), "fleet.peft": ("probe", "top", "bitfit", "lora")})
 CHOICES.update({"data.split": ("auto", "folders", "group", "fraction"), "data.on_error": ("raise", "skip"),
                 "data.normalize": ("auto", "channel", "scalar", "none"), "data.pad": ("end", "center"),
                 "data.crop": ("start", "center"), "data.noise_mode": ("augment", "class"),
@@ -255,6 +262,7 @@ BOUNDS: dict[str, Bound] = {
     "finetune.rank": Bound(1, 1 << 16), "finetune.alpha": Bound(0, 1e6, low_open=True),
     "finetune.top_layers": Bound(1, 1 << 16),
     "fleet.members": Bound(0, 1 << 20), "fleet.stack": Bound(1, 1 << 16), "fleet.workers": Bound(0, 4096),
+    "fleet.top_layers": Bound(1, 1 << 16), "fleet.rank": Bound(1, 1 << 16), "fleet.alpha": Bound(0, 1e6, low_open=True),
     "data.window": Bound(0, 1 << 31), "data.stride": Bound(0, 1 << 31), "data.train_fraction": Bound(0, 1, high_open=True),
     "data.split_seed": SEED,  # data.test_fraction: check_data
     "data.sample_rate": Bound(0, 1 << 24), "data.clip_samples": Bound(0, 1 << 31), "data.channel": Bound(-1, 1 << 16),

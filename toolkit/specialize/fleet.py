@@ -318,3 +318,166 @@ def max_weight_diff(a: nn.Module, b: nn.Module) -> float:
     """Largest absolute difference between two models' matching parameters and buffers."""
     sa, sb = a.state_dict(), b.state_dict()
     return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa if sa[k].is_floating_point())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fleets that specialize one shared base ([fleet] mode = "specialize").
+#
+# Every member starts from the same trained base and trains only its top (peft "probe": the classifier;
+# "top": the last top_layers conv/linear layers and the norms after them; "bitfit": the biases of those
+# layers; "lora": LoRA on those layers, merged back). The layers below the first trainable one are frozen
+# and identical for every member, so their activations are computed once per group's data (members that
+# share a group share the cache) and the members' tops train above the cache: stacked into grouped
+# operators (toolkit.specialize.stack) for probe/top/bitfit, one after another for LoRA (its wrappers do
+# not stack). The top runs in eval mode (BatchNorm keeps the base's statistics, no dropout), which is
+# what the deployed member computes. Each member is then the base with its top's weights written in
+# (LoRA folded): a plain model of the base architecture.
+
+SHARED_MODES = ("probe", "top", "bitfit", "lora")
+
+
+def chain_of(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """The model as a chain of modules whose composition is its forward (nn.Sequential children expanded,
+    other children whole); checked on `example`: one EdgetkError when the forward is not such a chain."""
+    def expand(mod: nn.Module) -> list[nn.Module]:
+        kids = list(mod.children())
+        if isinstance(mod, nn.Sequential) or (mod is model and kids):
+            return [leaf for k in kids for leaf in expand(k)]
+        return [mod]
+
+    parts = expand(model)
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        want, got = model(example), example
+        for p in parts:
+            got = p(got)
+        model.train(was)
+    if got.shape != want.shape or not torch.equal(got, want):
+        raise EdgetkError(f"{type(model).__name__}'s forward is not a chain of its layers, so its frozen base "
+                          "cannot be cut below a trainable top", fix="use [fleet] mode = \"scratch\" for this architecture")
+    return parts
+
+
+def cut_index(parts: list[nn.Module], peft: str, top_layers: int) -> int:
+    """Index of the first chain part that trains: the classifier's Linear (probe), else the part holding the
+    first of the last top_layers conv/linear layers."""
+    from toolkit.specialize.peft import head_of
+
+    if peft not in SHARED_MODES:
+        raise EdgetkError(f"[fleet] peft = {peft!r} is not a shared-base specialization",
+                          fix=f"use one of {', '.join(SHARED_MODES)}")
+    holder = nn.Sequential(*parts)
+    if peft == "probe":
+        first = head_of(holder)
+    else:
+        layers = [m for m in holder.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        first = layers[-min(max(1, top_layers), len(layers))]
+    return next(i for i, p in enumerate(parts) if any(m is first for m in p.modules()))
+
+
+def member_top(parts: list[nn.Module], cut: int, peft: str, rank: int = 4, alpha: float = 8.0) -> nn.Sequential:
+    """A member's trainable top: a copy of parts[cut:], frozen except what the peft mode trains (eval mode)."""
+    import copy
+
+    from toolkit.specialize.peft import LoRAConv2d, LoRALinear, _replace
+
+    top = copy.deepcopy(nn.Sequential(*parts[cut:])).eval()
+    for name, p in top.named_parameters():
+        p.requires_grad_(peft in ("top", "probe") or (peft == "bitfit" and name.endswith("bias")))
+    if peft == "probe":
+        for p in top.parameters():
+            p.requires_grad_(False)
+        [m for m in top.modules() if isinstance(m, nn.Linear)][-1].requires_grad_(True)
+    elif peft == "lora":
+        _replace(top, lambda m: isinstance(m, nn.Conv2d), lambda m: LoRAConv2d(m, rank, alpha))
+        _replace(top, lambda m: isinstance(m, nn.Linear), lambda m: LoRALinear(m, rank, alpha))
+    return top
+
+
+@torch.no_grad()
+def frozen_features(base_parts: list[nn.Module], cut: int, x: np.ndarray, batch: int = 512) -> torch.Tensor:
+    """The frozen base's activations below the cut for inputs x (eval mode, in batches)."""
+    bottom = nn.Sequential(*base_parts[:cut]).eval()
+    xs = torch.as_tensor(x)
+    return torch.cat([bottom(xs[i:i + batch]) for i in range(0, len(xs), batch)]) if len(xs) else bottom(xs)
+
+
+def merged_member(base: nn.Module, example: torch.Tensor, cut: int, top: nn.Sequential) -> nn.Module:
+    """A plain copy of the base with the member's trained top written in (LoRA folded into its layers)."""
+    import copy
+
+    from toolkit.specialize.peft import merge_peft
+
+    model = copy.deepcopy(base).eval()
+    parts = chain_of(model, example)
+    plain = merge_peft(copy.deepcopy(top))
+    for dst, src in zip(parts[cut:], plain):
+        dst.load_state_dict(src.state_dict())
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model.eval()
+
+
+def train_shared_fleet(base: nn.Module, members: list[Member], cfg: TrainConfig, peft: str = "probe",
+                       top_layers: int = 2, rank: int = 4, alpha: float = 8.0, stack: int = 32,
+                       exact: bool = False) -> dict:
+    """Specialize the trained `base` to every member: fill each member's model (a plain merged copy of the
+    base), test_top1 and extra["top"] (its unmerged top); return timings {"cache_s", "train_s", "seconds"}.
+
+    stack: members per grouped-operator pass (probe/top/bitfit); LoRA members train one after another.
+    """
+    t0 = time.perf_counter()
+    base = base.eval()
+    example = torch.as_tensor(members[0].x_train[:2])
+    parts = chain_of(base, example)
+    cut = cut_index(parts, peft, top_layers)
+    cache: dict[str, torch.Tensor] = {}
+    for m in members:                                   # one forward of the frozen base per group's data
+        if m.group not in cache:
+            cache[m.group] = frozen_features(parts, cut, m.x_train)
+    t_cache = time.perf_counter() - t0
+    feats = [cache[m.group] for m in members]
+    tops = []
+    for m in members:
+        torch.manual_seed(m.seed)                       # LoRA's init: the member's seed
+        tops.append(member_top(parts, cut, peft, rank, alpha))
+    size = 1 if peft == "lora" else max(1, stack)
+    for i in range(0, len(members), size):
+        _train_tops(members[i:i + size], feats[i:i + size], tops[i:i + size], cfg, exact)
+    t_train = time.perf_counter() - t0 - t_cache
+    for m, top in zip(members, tops):
+        m.model = merged_member(base, example, cut, top)
+        m.extra["top"] = top
+        m.test_top1 = evaluate(m.model, m.x_test, m.y_test)
+    seconds = time.perf_counter() - t0
+    return {"cache_s": t_cache, "train_s": t_train, "seconds": seconds, "cut": cut, "parts": len(parts),
+            "trainable_params": sum(p.numel() for p in tops[0].parameters() if p.requires_grad)}
+
+
+def _train_tops(members: list[Member], feats: list[torch.Tensor], tops: list[nn.Sequential], cfg: TrainConfig,
+                exact: bool) -> None:
+    """Train these members' tops on their cached features, stacked when more than one (eval mode throughout)."""
+    from toolkit.specialize.stack import stack_models, unstack
+    from toolkit.train.trainer import make_optimizer, make_scheduler
+
+    gens = [torch.Generator().manual_seed(m.seed) for m in members]
+    data = [(f, torch.as_tensor(m.y_train)) for f, m in zip(feats, members)]
+    if len(tops) > 1:
+        flags = {n: p.requires_grad for n, p in tops[0].named_parameters()}
+        net = stack_models(tops, feats[0][: cfg.batch_size], torch.contiguous_format, exact)
+        for n, p in net.named_parameters():
+            p.requires_grad_(flags[n])
+    else:
+        net = tops[0]
+    net.eval()
+    steps = _steps(members, cfg.batch_size)
+    opt = make_optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
+    sched = make_scheduler(cfg, opt, cfg.epochs * steps)
+    for _ in range(cfg.epochs):
+        _fleet_epoch(net, opt, sched, data, _orders(members, steps, cfg.batch_size, gens), cfg,
+                     torch.contiguous_format)
+    if len(tops) > 1:
+        unstack(net, tops)
+    for t in tops:
+        t.eval()

@@ -164,12 +164,17 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
     torch.set_num_threads(max(1, recipe.train.threads))
     cfg = recipe.fleet
     members = split_members(data, cfg.members, recipe.train.seed, cfg.dtype)
-    dtype = getattr(torch, cfg.dtype)
-    seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed).to(dtype), members, recipe.train,
-                          cfg.batched, cfg.stack, out / "checkpoints", cfg.workers, cfg.exact)
+    if cfg.mode == "specialize":
+        summary = _specialize_members(recipe, out, data, members, json_progress)
+        seconds = summary["seconds"]
+    else:
+        dtype = getattr(torch, cfg.dtype)
+        seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed).to(dtype), members, recipe.train,
+                              cfg.batched, cfg.stack, out / "checkpoints", cfg.workers, cfg.exact)
+        summary = {"seconds": seconds, "workers": members[0].extra["workers"]}
     rows = [write_member(out / m.name, recipe, m, data) for m in members]
-    summary = {"members": rows, "seconds": seconds, "batched": cfg.batched, "group_by": cfg.group_by,
-               "dtype": cfg.dtype, "workers": members[0].extra["workers"], "exact": cfg.exact}
+    summary = {"members": rows, **summary, "batched": cfg.batched, "group_by": cfg.group_by,
+               "dtype": cfg.dtype, "exact": cfg.exact, "mode": cfg.mode}
     atomic_write_json(out / "fleet.json", summary)
     if json_progress:
         print(json.dumps({"event": "done", "run_dir": str(out), "members": len(rows), "seconds": seconds}), flush=True)
@@ -178,6 +183,37 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
         print(f"fleet of {len(rows)} ({'batched' if recipe.fleet.batched else 'sequential'}, {seconds:.1f} s): "
               f"{values} -> {out}/<member>")
     return out
+
+
+def _specialize_members(recipe: Recipe, out: Path, data: TaskData, members: list, json_progress: bool) -> dict:
+    """[fleet] mode = "specialize": load (or first train, into out/base) the shared base, then specialize
+    every member above its frozen layers (toolkit.specialize.fleet.train_shared_fleet); the summary's timings."""
+    import time
+
+    from toolkit.specialize.fleet import train_shared_fleet
+    from toolkit.train import load_run
+
+    cfg = recipe.fleet
+    if cfg.dtype != "float32":
+        raise EdgetkError(f"{recipe.path}: [fleet] mode = \"specialize\" trains in float32, not {cfg.dtype}",
+                          fix="remove [fleet] dtype or set it to \"float32\"")
+    t0 = time.perf_counter()
+    base_dir = Path(cfg.base) if cfg.base else out / "base"
+    if not cfg.base and not (base_dir / "metrics.json").is_file():
+        log.info("fleet: training the shared base on every group's training data into %s", base_dir)
+        _train(recipe.replace(extra={k: v for k, v in recipe.extra.items() if k != "fleet"},
+                              description=f"shared base of the {recipe.task} fleet"), base_dir,
+               json_progress=json_progress)
+    base_s = time.perf_counter() - t0
+    base = load_run(base_dir)
+    if base.recipe.model != recipe.model or base.recipe.task != recipe.task:
+        raise EdgetkError(f"the fleet's base run {base_dir} is {base.recipe.task} {base.recipe.model}, the recipe "
+                          f"wants {recipe.task} {recipe.model}", fix="make [model] match the base run's recipe")
+    t = train_shared_fleet(base.model, members, recipe.train, cfg.peft, cfg.top_layers, cfg.rank, cfg.alpha,
+                           cfg.stack, cfg.exact)
+    return {"seconds": t["seconds"], "base_run": str(base_dir), "base_seconds": base_s if not cfg.base else 0.0,
+            "base_value": base.metrics["value"], "peft": cfg.peft, "cache_seconds": t["cache_s"],
+            "top_seconds": t["train_s"], "trainable_params_per_member": t["trainable_params"]}
 
 
 def write_member(out: Path, recipe: Recipe, member, data: TaskData) -> dict:

@@ -1,0 +1,122 @@
+"""Fleets that specialize one shared base ([fleet] mode = "specialize"): a tiny real fleet on FSDD.
+
+The job trains the base once, caches its frozen activations per speaker and trains every member's top
+above them; each member is written as a plain DS-CNN run folder whose outputs equal its unmerged
+specialization (frozen base below the cut + the member's top, LoRA unfolded) and whose frozen layers are
+the base's, bit for bit.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.cli import main
+from toolkit.errors import EdgetkError
+from toolkit.paths import repo_dir
+from toolkit.recipe import load_recipe
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+RECIPE = repo_dir("models") / "kws-digits-fleet-shared.toml"
+TINY = ["train.epochs=1", "train.batch_size=64", "fleet.members=3", 'data.groups=["george", "jackson", "lucas"]']
+
+
+@pytest.fixture(scope="module")
+def fleet(shared, tmp_path_factory) -> Path:
+    """The shipped recipe, tiny: base trained 1 epoch into <out>/base, 3 members' tops 1 epoch."""
+    out = tmp_path_factory.mktemp("shared-fleet") / "fleet"
+    args = ["train", str(RECIPE), "-o", str(out), "-q"]
+    for s in TINY:
+        args += ["--set", s]
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_and_data(fleet):
+    from toolkit.data import load_dataset
+    from toolkit.train import load_run
+
+    return load_run(fleet / "base"), load_dataset(load_recipe(RECIPE, TINY))
+
+
+def test_job_writes_plain_member_runs_over_the_shared_base(fleet, base_and_data):
+    from toolkit.specialize.fleet import chain_of, cut_index
+    from toolkit.train import load_run
+
+    base, data = base_and_data
+    summary = json.loads((fleet / "fleet.json").read_text())
+    assert summary["mode"] == "specialize" and summary["peft"] == "top" and len(summary["members"]) == 3
+    assert summary["base_run"] == str(fleet / "base") and summary["base_seconds"] > 0
+    parts = chain_of(base.model, torch.as_tensor(data.x_test[:2]))
+    cut = cut_index(parts, "top", 2)
+    frozen = [(i, p.state_dict()) for i, p in enumerate(parts[:cut]) if p.state_dict()]
+    for row in summary["members"]:
+        run = load_run(Path(row["run_dir"]))
+        assert type(run.model) is type(base.model) and run.recipe.fleet is None
+        assert run.model.state_dict().keys() == base.model.state_dict().keys()
+        mparts = chain_of(run.model, torch.as_tensor(data.x_test[:2]))
+        for i, st in frozen:                                           # below the cut: the base, bit for bit
+            assert all(torch.equal(v, mparts[i].state_dict()[k]) for k, v in st.items())
+        top_w = [torch.equal(p.weight, q.weight) for p, q in zip(parts[cut:], mparts[cut:]) if hasattr(p, "weight")]
+        assert not all(top_w), "the member's top trained"
+        assert run.metrics["fleet_member"] == row["name"] and run.metrics["n_test"] == 50
+
+
+@pytest.mark.parametrize("peft", ["top", "lora", "probe", "bitfit"])
+def test_merged_member_equals_its_unmerged_specialization(base_and_data, peft):
+    from toolkit.recipe import TrainConfig
+    from toolkit.specialize.fleet import chain_of, frozen_features, split_members, train_shared_fleet
+
+    base, data = base_and_data
+    members = split_members(data, 3, 0)
+    t = train_shared_fleet(base.model, members, TrainConfig(epochs=1, batch_size=64, lr=0.01), peft, stack=3)
+    parts = chain_of(base.model, torch.as_tensor(data.x_test[:2]))
+    assert t["cut"] == (len(parts) - 1 if peft == "probe" else t["cut"]) and 0 < t["trainable_params"]
+    for m in members:
+        x = torch.as_tensor(m.x_test)
+        with torch.no_grad():
+            unmerged = m.extra["top"](frozen_features(parts, t["cut"], m.x_test))
+            merged = m.model(x)
+        assert type(m.model) is type(base.model)
+        assert torch.allclose(merged, unmerged, rtol=0, atol=1e-4), float((merged - unmerged).abs().max())
+        if peft == "lora":
+            assert any("lora_A" in n for n, _ in m.extra["top"].named_parameters())
+            assert not any("lora" in k for k in m.model.state_dict())
+    assert all(np.isfinite(m.test_top1) for m in members)
+
+
+def test_lora_member_exports_equal_to_its_unmerged_specialization(base_and_data, tmp_path):
+    """The merged member through export's own fp32 ONNX step, run by ONNX Runtime, against base + unfolded LoRA."""
+    import onnxruntime as ort
+
+    from toolkit.export.onnx_fp32 import export_fp32
+    from toolkit.recipe import TrainConfig
+    from toolkit.specialize.fleet import chain_of, frozen_features, split_members, train_shared_fleet
+
+    base, data = base_and_data
+    m = split_members(data, 1, 5)[0]
+    t = train_shared_fleet(base.model, [m], TrainConfig(epochs=1, batch_size=64, lr=0.01), "lora")
+    path = export_fp32(m.model, m.x_test[0], tmp_path / "member.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    parts = chain_of(base.model, torch.as_tensor(m.x_test[:2]))
+    with torch.no_grad():
+        want = m.extra["top"](frozen_features(parts, t["cut"], m.x_test[:8])).numpy()
+    got = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: m.x_test[i:i + 1]})[0] for i in range(8)])
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_base_of_another_architecture_is_refused(fleet, tmp_path, capsys):
+    rc = main(["train", str(RECIPE), "-o", str(tmp_path / "x"), "--set", f"fleet.base={fleet / 'base'}",
+               "--set", "model.width=0.5", *sum((["--set", s] for s in TINY), [])])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the fleet's base run" in err and "wants kws-digits" in err and "make [model] match" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_peft_is_refused_on_load():
+    with pytest.raises(EdgetkError, match="fleet.peft"):
+        load_recipe(RECIPE, ["fleet.peft=adapter"])
