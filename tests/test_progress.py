@@ -97,3 +97,21 @@ def test_export_piped_has_no_bars(shown_run: tuple[int, str, str], work: Path) -
     assert code == 0, err[-2000:]
     assert out.startswith("# Fidelity")
     assert not any(s in out + err for s in NNCF_BARS) and "━" not in out + err, (out[:300], err[-1000:])
+
+
+def test_onnxruntime_hints_on_the_root_logger_are_dropped(shown_run: tuple[int, str, str], work: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+    import onnx
+
+    from toolkit.quant import quantize_onnx
+
+    fp32 = work / "b-pipe" / "model_fp32.onnx"
+    if not fp32.is_file():
+        pytest.skip("needs test_export_piped_has_no_bars's bundle")
+    dims = [d.dim_value for d in onnx.load(str(fp32)).graph.input[0].type.tensor_type.shape.dim][1:]
+    calib = np.random.default_rng(0).standard_normal((8, *dims)).astype(np.float32)
+    with caplog.at_level("INFO"):
+        quantize_onnx(fp32, calib, "ort")
+    assert any("quantizing" in r.getMessage() for r in caplog.records)        # edgetk's own records pass
+    assert not [r.getMessage() for r in caplog.records if r.name == "root"], caplog.text[-1000:]

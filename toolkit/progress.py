@@ -84,19 +84,37 @@ def stage(description: str, *, quiet: bool = False) -> Iterator[Bar]:
 @contextlib.contextmanager
 def third_party(*, quiet: bool = False) -> Iterator[None]:
     """Around calls into NNCF and other libraries: their rich bars draw in this display (or nowhere), tqdm bars
-    are off when the display is, NNCF's log goes through logging to stderr at WARNING (INFO with -v)."""
+    are off when the display is, NNCF's log goes through logging to stderr at WARNING (INFO with -v), and
+    hints libraries log on the root logger below ERROR (onnxruntime's "Please consider to run pre-processing
+    before quantization") are dropped unless -v."""
     with _display(quiet) as p:
         _route_nncf_log()
         saved = os.environ.get("TQDM_DISABLE")
         if p is None:
             os.environ["TQDM_DISABLE"] = "1"
+        root = logging.getLogger()
+        hints = None if root.getEffectiveLevel() < logging.INFO else _RootHints()
+        if hints is not None:
+            root.addFilter(hints)
         try:
             yield
         finally:
+            if hints is not None:
+                root.removeFilter(hints)
             if saved is None:
                 os.environ.pop("TQDM_DISABLE", None)
             else:
                 os.environ["TQDM_DISABLE"] = saved
+
+
+class _RootHints(logging.Filter):
+    """Drops records a library logs on the root logger itself (logging.warning(...)) below ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name != "root" or _EDGETK in record.pathname
+
+
+_EDGETK = os.path.dirname(os.path.abspath(__file__))
 
 
 def _route_nncf_log() -> None:
