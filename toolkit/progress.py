@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Any, Iterator
 
+from toolkit.output import json_active
+
 log = logging.getLogger(__name__)
 
 _state: dict[str, Any] = {"progress": None, "depth": 0, "configured": None, "handlers": []}
@@ -24,8 +26,6 @@ _state: dict[str, Any] = {"progress": None, "depth": 0, "configured": None, "han
 
 def enabled() -> bool:
     """Whether a display is wanted: stderr is a terminal, no --json document is being written, logging at INFO."""
-    from toolkit.output import json_active
-
     try:
         tty = sys.stderr.isatty()
     except (AttributeError, ValueError):
@@ -44,10 +44,6 @@ class Bar:
         p = _state["progress"]
         if p is not None and self._task is not None:
             p.update(self._task, advance=n, **({} if info is None else {"info": info}))
-
-    def note(self, info: str) -> None:
-        """Replace the text after the counts."""
-        self.advance(0, info)
 
 
 @contextlib.contextmanager
@@ -170,7 +166,7 @@ def _new_progress() -> Any:
 
 
 def _counts_column() -> Any:
-    """"12/40 3.1 sample/s eta 0:00:09" for counted work; nothing for a stage."""
+    """Counts, rate and ETA for counted work ("12/40 3.1 sample/s eta 0:09"); nothing for a stage."""
     from rich.progress import ProgressColumn
     from rich.text import Text
 
