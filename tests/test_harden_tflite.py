@@ -377,3 +377,42 @@ def test_depthwise_multiplier_option_other_than_the_channel_ratio_is_refused(dm)
             "operator 0 (DEPTHWISE_CONV_2D)", f"depth_multiplier = {dm}", "4 / 2")
     lower(read_bytes(build_model(t, [O("DEPTHWISE_CONV_2D", (0, 1, 2), (3,), opts | dict(depth_multiplier=2))],
                                  [0], [3])))
+
+
+def test_mean_output_other_than_the_reduced_input_is_refused():
+    """MEAN [1, 4, 4, 1] over axes 1, 2 with an output [1, 1, 1, 3]: the C and TFLite-Micro gave other bytes (12 LSB;
+    found probing the fuzz seeds' shapes after bench/fuzz_models.py seed 3)."""
+    q = dict(scale=(0.05,), zero_point=(3,))
+    t = [T((1, 4, 4, 1), **q), T((2,), "int32", None, data=np.array([1, 2], np.int32)), T((1, 1, 1, 3), **q)]
+    refused(build_model(t, [O("MEAN", (0, 1), (2,), dict(keep_dims=True))], [0], [2]),
+            "operator 0 (MEAN)", "[1, 1, 1, 3]", "[1, 1, 1, 1]")
+
+
+@pytest.mark.parametrize("mask, out_shape", [(1, (1, 2, 4)), (3, (1, 1, 4)), (0, (2, 4))])
+def test_strided_slice_output_shape_other_than_the_slice_is_refused(mask, out_shape):
+    """TFLite-Micro checks each output dimension of a STRIDED_SLICE (shrunk axes dropped) and refused a shrink mask
+    the output shape did not follow, which codegen accepted (same element count; found by probing the fuzz seeds)."""
+    def i32(*v: int) -> T:
+        return T((len(v),), "int32", None, data=np.array(v, np.int32))
+    q = dict(scale=(0.05,), zero_point=(3,))
+    t = [T((1, 6, 8), **q), i32(0, 1, 0), i32(1, 5, 8), i32(1, 2, 2), T(out_shape, **q)]
+    refused(build_model(t, [O("STRIDED_SLICE", (0, 1, 2, 3), (4,), dict(shrink_axis_mask=mask))], [0], [4]),
+            "operator 0 (STRIDED_SLICE)", f"output {list(out_shape)}")
+
+
+@pytest.mark.parametrize("value", [-1, 23, 30])
+def test_unknown_quantized_bias_type_is_refused(value):
+    """TFLite-Micro refuses a quantized_bias_type outside the TensorType enum (it runs 0..22); codegen accepted it
+    (found by probing the fuzz seeds' options)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(bytearray(fc_model()), 0)
+    m.subgraphs[0].operators[0].builtinOptions.quantizedBiasType = value
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    refused(bytes(b.Output()), "operator 0 (FULLY_CONNECTED)", f"quantized_bias_type = {value}", "TensorType")
+    m.subgraphs[0].operators[0].builtinOptions.quantizedBiasType = 9
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    lower(read_bytes(bytes(b.Output())))

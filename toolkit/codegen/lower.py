@@ -13,7 +13,7 @@ import numpy as np
 
 from toolkit.codegen import quantize as qz
 from toolkit.errors import EdgetkError
-from toolkit.tflite.ir import OPTIONS_TYPES, Graph, Operator, Tensor
+from toolkit.tflite.ir import ENUM_OPTIONS, OPTIONS_TYPES, REFUSED_UNKNOWN_ENUMS, Graph, Operator, Tensor
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,10 @@ def _check_options(op: Operator) -> None:
     if op.op in NEEDS_OPTIONS and not op.options_type:
         fail(f"it has no builtin options ({want}{': ' + ', '.join(keys) if keys else ''}); TFLite-Micro would run "
              "it with zeroed parameters")
+    for key in REFUSED_UNKNOWN_ENUMS:   # the reader names known values; TFLite-Micro refuses unknown ones
+        if key in op.options and not isinstance(op.options[key], str):
+            fail(f"option {key} = {op.options[key]} is not a {ENUM_OPTIONS[key]} value (TFLite-Micro refuses the "
+                 "model)")
     for key in keys:
         v = op.options.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= INT16_MAX:
@@ -518,6 +522,10 @@ def lower_mean(g: Graph, op: Operator) -> Step:
     reduce = [0] * 4
     for a in axes:
         reduce[a + 4 - rank] = 1
+    keep = [1 if d in axes else x.shape[d] for d in range(rank)]
+    if [d for d in keep if d != 1] != [d for d in y.shape if d != 1]:   # only 1s may come and go
+        want = keep if op.options.get("keep_dims", False) else [x.shape[d] for d in range(rank) if d not in axes]
+        fail(f"output {list(y.shape)} is not the input {list(x.shape)} reduced over axes {axes} ({want})")
     n = int(np.prod([shape4[d] for d in range(4) if reduce[d]]))
     mult, shift = qz.mean_multiplier(_scale(x), _scale(y), n)
     stride = [int(np.prod(shape4[d + 1:])) for d in range(4)]

@@ -288,6 +288,9 @@ def lower_strided_slice(g: Graph, op: Operator) -> Step:
         base += start * istr[d]
     if int(np.prod(counts)) != y.size or y.size == 0:
         fail(f"the slice has {int(np.prod(counts))} elements, the output {list(y.shape)} {y.size}")
+    want = [c for d, c in enumerate(counts) if not o.get("shrink_axis_mask", 0) & (1 << d)]
+    if want != list(y.shape):   # TFLite-Micro's CheckOutputSize compares every dimension
+        fail(f"output {list(y.shape)} is not the slice's shape {want} (shrunk axes dropped; TFLite-Micro checks it)")
     return _gather(op, counts, steps, base)
 
 

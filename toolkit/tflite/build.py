@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.tflite.ir import OPTIONS_TYPES
+from toolkit.tflite.ir import ENUM_OPTIONS, OPTIONS_TYPES
 
 _NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32, "uint8": np.uint8}
-_ENUMS = {"padding": "Padding", "fused_activation_function": "ActivationFunctionType"}
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,8 @@ def _options(s: Any, op: str, opts: dict[str, Any]) -> tuple[int, Any]:
         return 0, None
     obj = getattr(s, f"{name}T")()
     for k, v in opts.items():
-        if k in _ENUMS:
-            v = getattr(getattr(s, _ENUMS[k]), v)
+        if k in ENUM_OPTIONS and isinstance(v, str):
+            v = getattr(getattr(s, ENUM_OPTIONS[k]), v)
         setattr(obj, _camel(k), v)
     return getattr(s.BuiltinOptions, name), obj
 

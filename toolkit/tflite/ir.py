@@ -52,6 +52,13 @@ class Quant:
         return len(self.scale) > 1
 
 
+# Options the reader gives as enum names; an unknown value stays an int (TFLite-Micro refuses an unknown TensorType
+# there; an unknown activation it runs as none, an unknown padding its kernels refuse)
+ENUM_OPTIONS = {"padding": "Padding", "fused_activation_function": "ActivationFunctionType",
+                "quantized_bias_type": "TensorType"}
+REFUSED_UNKNOWN_ENUMS = ("quantized_bias_type",)
+
+
 @dataclass(frozen=True)
 class Tensor:
     """One tensor: constant when `data` is set."""

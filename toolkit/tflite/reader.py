@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import EdgetkError
-from toolkit.tflite.ir import DTYPE_SIZES, OPTIONAL_INPUTS, ZERO_POINT_RANGES, Graph, Operator, Quant, Tensor
+from toolkit.tflite.ir import (DTYPE_SIZES, ENUM_OPTIONS, OPTIONAL_INPUTS, ZERO_POINT_RANGES, Graph, Operator, Quant,
+                               Tensor)
 
 log = logging.getLogger(__name__)
 
 _FIX = "re-export the model (edgetk export RUN_DIR) or copy the file again; check its sha256"
-_ENUM_KEYS = {"padding": "Padding", "fused_activation_function": "ActivationFunctionType"}
+_ENUM_KEYS = ENUM_OPTIONS
 
 
 def _schema() -> Any:
