@@ -473,7 +473,8 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
     checks = evaluate(report, limits)
     report["checks"] = [c.to_dict() for c in checks]
     report["limits"] = dataclasses.asdict(limits)
-    report.update(enrich(report, bundle, target, out, device_outputs))
-    report["history"] = record_history(report, out)
-    files = write_reports(report, out)
+    with stage("reports: per layer (QEMU targets), accuracy, capacity, history"):
+        report.update(enrich(report, bundle, target, out, device_outputs))
+        report["history"] = record_history(report, out)
+        files = write_reports(report, out)
     return ProfileResult(report=report, out_dir=out, files=files, checks=tuple(checks))
