@@ -198,8 +198,7 @@ def _report(row: dict[str, Any], epochs: int, json_progress: bool, progress: Pro
     if json_progress:
         print(json.dumps({"event": "epoch", **row}), flush=True)
     else:
-        bar = "#" * int(20 * row["epoch"] / epochs)
-        print(f"epoch {row['epoch']:3d}/{epochs} [{bar:20s}] loss {row['loss']:.4f}  "
+        print(f"epoch {row['epoch']:3d}/{epochs}  loss {row['loss']:.4f}  "
               f"{row['metric']} {row['value']:.4f}  ({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
 
 
