@@ -45,6 +45,7 @@ CASES = {
     "ports": ([], 0, None),
     "doctor": ([], 0, "edgetk"),
     "demo": (["--task", "no-such-task"], 2, "error"),
+    "distill-data": ([str(IMU), "--per-class", "0", "-o", "{tmp}/d"], 2, "error"),
 }
 
 

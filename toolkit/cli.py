@@ -15,6 +15,7 @@ from toolkit.errors import EdgetkError
 COMMANDS = (
     "train", "data", "info", "export", "import_", "inspect", "codegen", "merge",
     "build", "flash", "profile", "validate", "history", "compare", "targets", "ports", "doctor", "demo",
+    "distill_data",
 )
 
 DESCRIPTION = """\

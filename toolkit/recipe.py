@@ -165,6 +165,8 @@ class DistillConfig:
     teacher_width: float = 4.0
     temperature: float = 4.0
     alpha: float = 0.7         # weight of the soft-target loss (1 - alpha: hard-label loss)
+    labels_per_class: int = 0  # > 0: few labels: the teacher learns from this many labelled inputs per class, the
+                               # student from every training input (the teacher's soft targets; hard labels where known)
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ BOUNDS: dict[str, Bound] = {
     "pretrain.mask_ratio": Bound(0, 1, low_open=True, high_open=True), "pretrain.mask_span": Bound(1, 1 << 20),
     "pretrain.bottleneck": Bound(1, 1 << 20), "pretrain.labels_per_class": Bound(0, 1 << 31),
     "distill.teacher_width": Bound(0, 64, low_open=True), "distill.temperature": Bound(0, 1000, low_open=True),
-    "distill.alpha": FRACTION,
+    "distill.alpha": FRACTION, "distill.labels_per_class": Bound(0, 1 << 31),
     "finetune.rank": Bound(1, 1 << 16), "finetune.alpha": Bound(0, 1e6, low_open=True),
     "finetune.top_layers": Bound(1, 1 << 16),
     "fleet.members": Bound(0, 1 << 20), "fleet.stack": Bound(1, 1 << 16), "fleet.workers": Bound(0, 4096),

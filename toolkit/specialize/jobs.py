@@ -10,10 +10,11 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from toolkit.data import TaskData, load_dataset
-from toolkit.data.base import select_groups
+from toolkit.data.base import select_groups, subset
 from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_bytes, atomic_write_json
 from toolkit.recipe import Recipe
@@ -79,22 +80,51 @@ def distill_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
     from toolkit.specialize.distill import kd_loss
     from toolkit.train import load_run
 
+    from toolkit.specialize.distill import unlabel
+    from toolkit.specialize.pretrain import few_label_index
+    from toolkit.train.distill_data import training_schedule
+
     cfg = recipe.distill
+    data = load_dataset(recipe)
+    keep = few_label_index(data, cfg.labels_per_class, recipe.train.seed) if cfg.labels_per_class else None
     teacher_dir = Path(cfg.teacher_run) if cfg.teacher_run else out.parent / f"{out.name}-teacher"
     if not cfg.teacher_run:
         wide = dataclasses.replace(recipe.model, width=cfg.teacher_width)
         t_recipe = recipe.replace(model=wide, extra={})
-        if not (teacher_dir / "metrics.json").is_file():
+        if keep is not None:
+            teacher = few_label_teacher(training_schedule(t_recipe, len(keep)), teacher_dir, data, keep, json_progress)
+        elif not (teacher_dir / "metrics.json").is_file():
             _train(t_recipe, teacher_dir, json_progress=json_progress)
-    teacher = load_run(teacher_dir)
+    if cfg.teacher_run or keep is None:
+        teacher = load_run(teacher_dir)
     if teacher.recipe.task != recipe.task:
         raise EdgetkError(f"teacher run {teacher_dir} is task {teacher.recipe.task}, not {recipe.task}",
                           fix="point [distill] teacher_run at a run of the same task")
     loss = kd_loss(teacher.model, cfg, recipe.train.label_smoothing)
-    run = _train(recipe, out, loss_fn=loss, data=load_dataset(recipe), json_progress=json_progress)
+    run = _train(recipe, out, loss_fn=loss, data=data if keep is None else unlabel(data, keep), json_progress=json_progress)
     _add_metrics(run, {"teacher_run": str(teacher_dir), "teacher_value": teacher.metrics["value"],
-                       "teacher_params": teacher.metrics["params"], "teacher_macs": teacher.metrics["macs"]})
+                       "teacher_params": teacher.metrics["params"], "teacher_macs": teacher.metrics["macs"],
+                       "labels_per_class": cfg.labels_per_class, "n_labelled": len(data.x_train) if keep is None else len(keep),
+                       "n_unlabelled": 0 if keep is None else len(data.x_train) - len(keep)})
     return run
+
+
+def few_label_teacher(t_recipe: Recipe, out: Path, data: TaskData, keep: np.ndarray, json_progress: bool):
+    """The teacher trained (or, when finished before, reloaded) on the labelled training inputs `keep` only.
+
+    Its run folder records that subset's split, so it is read back here rather than through load_run
+    (which compares the split with the recipe's whole dataset)."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    model = _seeded_model(t_recipe, data, t_recipe.train.seed)
+    if (out / "metrics.json").is_file():
+        model.load_state_dict(load_file(str(out / "model.safetensors")))
+    else:
+        _train(t_recipe, out, model=model, data=subset(data, keep, np.arange(len(data.x_test))), json_progress=json_progress)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return SimpleNamespace(recipe=t_recipe, model=model.eval(), metrics=metrics)
 
 
 def finetune_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:

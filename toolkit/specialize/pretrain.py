@@ -30,11 +30,16 @@ def few_labels(data: TaskData, per_class: int, seed: int) -> TaskData:
     """The same task with only `per_class` labelled training examples per class (stratified, seeded)."""
     if per_class <= 0:
         return data
-    rng = np.random.default_rng([seed, 17])
-    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(data.y_train == c))[:per_class]
-                                   for c in np.unique(data.y_train)]))
+    keep = few_label_index(data, per_class, seed)
     groups = data.groups_train[keep] if data.groups_train is not None else None
     return dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep], groups_train=groups)
+
+
+def few_label_index(data: TaskData, per_class: int, seed: int) -> np.ndarray:
+    """The sorted training indices few_labels keeps."""
+    rng = np.random.default_rng([seed, 17])
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(data.y_train == c))[:per_class]
+                                   for c in np.unique(data.y_train)]))
 
 
 def time_axis(input_shape: tuple[int, ...]) -> int:

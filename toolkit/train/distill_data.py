@@ -292,7 +292,7 @@ def with_train_set(data: TaskData, x: np.ndarray, y: np.ndarray) -> TaskData:
                                ids_train=None, raw_train=None)
 
 
-def fit(recipe: Recipe, data: TaskData) -> tuple[Any, float]:
+def fit(recipe: Recipe, data: TaskData, loss_fn: Any = None) -> tuple[Any, float]:
     """Train a fresh model of the recipe on data in memory, as `edgetk train` would (same seed, schedule and steps,
     without its per-epoch checkpoint and test pass); returns (model, test metric value)."""
     import torch
@@ -311,7 +311,7 @@ def fit(recipe: Recipe, data: TaskData) -> tuple[Any, float]:
         model.to(memory_format=fmt)
         opt = make_optimizer(cfg, trainable(model, None))
         sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
-        loss_fn = default_loss(data.kind, cfg.label_smoothing)
+        loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
         for epoch in range(cfg.epochs):
             with channels_last_grads(model, fmt):
                 train_epoch(model, opt, sched, data, cfg, epoch, loss_fn, fmt)
@@ -383,8 +383,9 @@ def picture(syn: Synthetic, data: TaskData, max_per_class: int = 10) -> bytes:
             ax.set_xticks([])
             ax.set_yticks([])
             if j < len(rows):
-                ax.imshow(_image(rows[j]), cmap="gray" if data.input_shape[1] == data.input_shape[2] else "magma",
-                          aspect="auto", origin="upper" if data.input_shape[1] == data.input_shape[2] else "lower")
+                square = data.input_shape[-1] == data.input_shape[-2]
+                ax.imshow(_image(rows[j]), cmap="gray" if square else "magma", aspect="equal" if square else "auto",
+                          origin="upper" if square else "lower")
             if j == 0:
                 ax.set_ylabel(data.labels[c], rotation=0, labelpad=12)
     fig.suptitle(f"{syn.meta['task']}: {syn.meta['method']} synthetic set, {syn.meta['per_class']} per class", fontsize=9)
