@@ -26,7 +26,7 @@ TINY = ["train.epochs=1", "train.batch_size=64", "fleet.members=3", 'data.groups
 
 @pytest.fixture(scope="module")
 def fleet(shared, tmp_path_factory) -> Path:
-    """The shipped recipe, tiny: base trained 1 epoch into <out>/base, 3 members' tops 1 epoch."""
+    """The shipped recipe, tiny: base trained 1 epoch into <out>/base on 3 speakers, 3 members' heads 1 epoch."""
     out = tmp_path_factory.mktemp("shared-fleet") / "fleet"
     args = ["train", str(RECIPE), "-o", str(out), "-q"]
     for s in TINY:
@@ -49,10 +49,10 @@ def test_job_writes_plain_member_runs_over_the_shared_base(fleet, base_and_data)
 
     base, data = base_and_data
     summary = json.loads((fleet / "fleet.json").read_text())
-    assert summary["mode"] == "specialize" and summary["peft"] == "top" and len(summary["members"]) == 3
+    assert summary["mode"] == "specialize" and summary["peft"] == "probe" and len(summary["members"]) == 3
     assert summary["base_run"] == str(fleet / "base") and summary["base_seconds"] > 0
     parts = chain_of(base.model, torch.as_tensor(data.x_test[:2]))
-    cut = cut_index(parts, "top", 2)
+    cut = cut_index(parts, "probe", 2)                               # the shipped recipe: the classifier trains
     frozen = [(i, p.state_dict()) for i, p in enumerate(parts[:cut]) if p.state_dict()]
     for row in summary["members"]:
         run = load_run(Path(row["run_dir"]))
