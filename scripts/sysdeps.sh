@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages edgetk's firmware path needs (gcc, QEMU, the Arm cross compiler, clang + libFuzzer,
-# headless Chromium for the report test),
+# headless Chromium for the report test, OpenSSH server and ser2net for the remote-target tests),
 # or say exactly how to.
 set -u
 if [ "${1:-}" = "--venv" ]; then   # Debian's Python needs its venv package before `python -m venv` works
@@ -26,6 +26,10 @@ elif ! printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (voi
 fi
 # headless Chromium: the test that opens the profile's report.html and screenshots it (tests/test_report_html.py)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
+# sshd and ser2net: the robot-over-SSH and the RFC 2217 board-lab tests start their own on 127.0.0.1
+# (tests/test_hil_ssh.py, tests/test_hil_rfc2217.py)
+[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || need+=(openssh-server)
+command -v ser2net >/dev/null || [ -x /usr/sbin/ser2net ] || need+=(ser2net)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "edgetk: installing Debian packages: ${need[*]}"

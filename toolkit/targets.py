@@ -29,7 +29,7 @@ from toolkit.paths import repo_dir
 
 log = logging.getLogger(__name__)
 
-KINDS = ("board", "qemu", "host", "linux")
+KINDS = ("board", "qemu", "host", "linux", "linux-ssh")
 RUNTIMES = ("generated-c", "onnxruntime", "litert")
 LINE_POLICIES = ("low", "high", "keep")
 
@@ -74,13 +74,29 @@ class EmulatorSpec:
 
 
 @dataclass(frozen=True)
+class SshSpec:
+    """How to reach a Linux machine over SSH (a linux-ssh target's [ssh] table); the system ssh/scp do the work,
+    so ~/.ssh/config (Host aliases, ProxyJump, keys) applies to whatever the table leaves out."""
+
+    host: str                          # name or address, or a Host alias of ~/.ssh/config
+    user: str = ""                     # empty: ssh's default (the config's User, else the local user)
+    port: int = 0                      # 0: ssh's default (the config's Port, else 22)
+    key: str = ""                      # private key file (~ expanded); empty: ssh's default keys / the agent
+    known_hosts: str = ""              # UserKnownHostsFile (~ expanded); empty: ssh's default
+    python: str = "python3"            # the interpreter on the machine
+    connect_timeout_s: int = 10        # ssh ConnectTimeout
+    run_timeout_s: float = 600.0       # the whole run on the machine
+    workdir: str = "/tmp"              # where the temporary folder is made there
+
+
+@dataclass(frozen=True)
 class TargetSpec:
     """One target, as loaded from targets/<name>.toml."""
 
     name: str
     path: Path
     description: str
-    kind: str                          # board | qemu | host | linux
+    kind: str                          # board | qemu | host | linux | linux-ssh
     core: str                          # cortex-m4, cortex-m7, x86_64, aarch64
     clock_hz: int
     flash_bytes: int
@@ -96,19 +112,22 @@ class TargetSpec:
     emulator: EmulatorSpec | None = None
     usb_ids: tuple[str, ...] = ()      # "vid:pid", lowercase hex
     cycles: tuple[tuple[str, Any], ...] = ()  # [cycles]: memory of the cycle estimate (toolkit/hil/cycles.py)
+    ssh: SshSpec | None = None         # [ssh]: a linux-ssh target's machine
     origin: str = "shipped"            # where the file came from: shipped, --targets, EDGETK_TARGETS, ./targets
 
 
 _TOP = {"name": str, "description": str, "kind": str, "core": str, "clock_hz": int,
         "flash_bytes": int, "ram_bytes": int, "runtime": str, "simulator": str,
         "cycles_per_mac": float, "cycles_per_instruction": float, "kernels": str, "build": dict, "flash": dict,
-        "connection": dict, "emulator": dict, "usb": dict, "cycles": dict}
+        "connection": dict, "emulator": dict, "usb": dict, "cycles": dict, "ssh": dict}
 _REQUIRED = ("name", "description", "kind", "core", "clock_hz", "flash_bytes", "ram_bytes", "runtime")
 _BUILD = {"port": str, "cc": str, "cflags": list, "ldflags": list, "sources": list, "includes": list,
           "linker_script": str, "defines": dict, "size_tool": str}
 _CONNECTION = {"url": str, "baud": int, "dtr": str, "rts": str, "settle_s": float, "timeout_s": float,
                "retries": int}
 _CYCLES = {"flash_wait_states": int, "art": bool, "fetch_stall_per_line": float, "calibration": str}
+_SSH = {"host": str, "user": str, "port": int, "key": str, "known_hosts": str, "python": str,
+        "connect_timeout_s": int, "run_timeout_s": float, "workdir": str}
 _EMULATOR = {"command": list, "ns_per_tick": float, "ns_per_instruction": float, "timing_label": str,
              "insn_plugin": bool}
 
@@ -173,6 +192,20 @@ def _emulator(path: Path, t: dict[str, Any]) -> EmulatorSpec:
     return EmulatorSpec(command=_strs(path, "emulator.command", t["command"]), **rest)
 
 
+def _ssh(path: Path, t: dict[str, Any]) -> SshSpec:
+    _check_table(path, "ssh.", t, _SSH)
+    if not t.get("host"):
+        raise _fail(path, "ssh.host", "missing or empty", "add ssh.host: a name, an address or a ~/.ssh/config Host")
+    if t["host"].startswith("-") or t.get("user", "").startswith("-"):
+        raise _fail(path, "ssh.host", "may not start with '-'", "write the machine's name or address")
+    if not 0 <= t.get("port", 0) <= 65535:
+        raise _fail(path, "ssh.port", f"{t['port']} is not a TCP port", "use 1..65535 (0: ssh's default)")
+    for key in ("connect_timeout_s", "run_timeout_s"):
+        if t.get(key, 1) <= 0:
+            raise _fail(path, f"ssh.{key}", "must be positive", f"set ssh.{key} to a number of seconds")
+    return SshSpec(**{k: (float(v) if _SSH[k] is float else v) for k, v in t.items()})
+
+
 def _cycles(path: Path, t: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     _check_table(path, "cycles.", t, _CYCLES)
     for key in ("flash_wait_states", "fetch_stall_per_line"):
@@ -189,7 +222,7 @@ def _kernels(path: Path, name: str) -> str:
 
 #: the fields each template may use (what toolkit/hil/adapters.py fills in)
 EMULATOR_FIELDS, FLASH_FIELDS = ("elf", "port", "monitor"), ("elf", "bin", "port")
-URL_FIELDS = {"qemu": ("port",), "host": ("pty",), "board": (), "linux": ()}
+URL_FIELDS = {"qemu": ("port",), "host": ("pty",), "board": (), "linux": (), "linux-ssh": ()}
 
 
 def _template(path: Path, key: str, text: str, allowed: tuple[str, ...]) -> set[str]:
@@ -229,7 +262,8 @@ def check_port(spec: TargetSpec, port: str | None) -> None:
         return
     why = {"qemu": "QEMU serves its UART on a TCP port it picks itself",
            "host": "the host simulator serves a pseudo-terminal it opens itself",
-           "linux": "it runs on this machine, without a serial link"}[spec.kind]
+           "linux": "it runs on this machine, without a serial link",
+           "linux-ssh": "it is reached over SSH as its [ssh] table says, without a serial link"}[spec.kind]
     raise EdgetkError(f"--port {port} given for {spec.name}, which cannot use it: {why}",
                       fix="drop --port, or choose the board target the port belongs to (edgetk targets, edgetk ports)")
 
@@ -246,6 +280,12 @@ def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
     _choice(path, "runtime", data["runtime"], RUNTIMES)
     if kind in ("board", "qemu", "host") and "build" not in data:
         raise _fail(path, "build", f"a {kind} target needs a [build] table", "add [build] with port and cc")
+    if (kind == "linux-ssh") != ("ssh" in data):
+        raise _fail(path, "ssh", "a linux-ssh target needs an [ssh] table, and only it may have one",
+                    "add [ssh] host = ... (user, port, key optional)" if kind == "linux-ssh"
+                    else "drop [ssh], or set kind = \"linux-ssh\"")
+    if kind == "linux-ssh" and data["runtime"] == "generated-c":
+        raise _fail(path, "runtime", "a linux-ssh target runs onnxruntime or litert", "set runtime = \"onnxruntime\"")
     if kind == "qemu" and "emulator" not in data:
         raise _fail(path, "emulator", "a qemu target needs an [emulator] table", "add [emulator] command")
     usb = data.get("usb", {})
@@ -262,6 +302,7 @@ def parse_target(path: Path, data: dict[str, Any]) -> TargetSpec:
         emulator=_emulator(path, data["emulator"]) if "emulator" in data else None,
         usb_ids=tuple(v.lower() for v in _strs(path, "usb.ids", usb.get("ids", []))),
         cycles=_cycles(path, data.get("cycles", {})),
+        ssh=_ssh(path, data["ssh"]) if "ssh" in data else None,
     )
     _check_templates(path, spec)
     return spec

@@ -9,6 +9,8 @@ APT_PACKAGES = {
     "gcc": "gcc",
     "qemu-system-arm": "qemu-system-arm",
     "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
+    "sshd": "openssh-server",
+    "ser2net": "ser2net",
 }
 
 

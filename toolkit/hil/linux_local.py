@@ -15,31 +15,9 @@ from toolkit.hil.bundle import Bundle
 from toolkit.hil.fidelity import agreement
 from toolkit.targets import TargetSpec
 
-# Runs in a fresh interpreter so peak RSS is the runtime's own, not this process's.
-_SCRIPT = r"""
-import json, resource, sys, time
-import numpy as np
-runtime, model, xs, warm, cfg = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
-x = np.load(xs)
-if runtime == "onnxruntime":
-    import onnxruntime as ort
-    o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.log_severity_level = 3
-    for k, v in cfg.items(): o.add_session_config_entry(k, v)
-    s = ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
-    name = s.get_inputs()[0].name
-    f = lambda xi: s.run(None, {name: xi[None]})[0][0]
-else:
-    from ai_edge_litert import interpreter as tfl
-    it = tfl.Interpreter(model_path=model, num_threads=1); it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    def f(xi):
-        it.set_tensor(i["index"], xi[None]); it.invoke(); return it.get_tensor(o["index"])[0].copy()
-for _ in range(warm): f(x[0])
-lat, outs = [], []
-for xi in x:
-    t = time.perf_counter(); y = f(xi); lat.append((time.perf_counter() - t) * 1e3); outs.append(np.asarray(y).tolist())
-print(json.dumps({"latency_ms": lat, "outputs": outs, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-"""
+#: the runner script (self-contained: numpy + a runtime), run here in a fresh interpreter so peak RSS is the
+#: runtime's own, and copied to robots by toolkit/hil/ssh.py
+RUNNER = Path(__file__).with_name("robot_runner.py")
 
 
 def _inputs(spec: TargetSpec, bundle: Bundle, samples: int) -> tuple[Path, np.ndarray]:
@@ -57,20 +35,40 @@ def _inputs(spec: TargetSpec, bundle: Bundle, samples: int) -> tuple[Path, np.nd
     return onnx, np.ascontiguousarray(xf)
 
 
-def profile_linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, samples: int) -> dict[str, Any]:
-    """Latency median/p90/p99 and peak RSS of the runtime in a subprocess, outputs vs TFLite-Micro."""
-    from toolkit.runtimes import run_tflm
-
+def write_job(spec: TargetSpec, bundle: Bundle, out_dir: Path, samples: int, *, model_dir: str | None = None,
+              input_dir: str | None = None) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """The model file, the inputs (.npy) and the runner's job file in out_dir; the job names the model and the
+    inputs under model_dir / input_dir when they run elsewhere (a robot's temp folder)."""
     model, x = _inputs(spec, bundle, samples)
-    xs = out_dir / "linux_local_inputs.npy"
+    xs = out_dir / "linux_inputs.npy"
     np.save(xs, x)
     cfg = bundle.manifest.get("onnxruntime_session_config") or {}  # how the bundle's ONNX file is meant to run
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, spec.runtime, str(model), str(xs), "5", json.dumps(cfg)],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise EdgetkError(f"{spec.runtime} failed on {model}: {proc.stderr.strip()[-800:]}",
-                          fix="check the runtime install (edgetk doctor)")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    job = {"runtime": spec.runtime, "warmup": 5, "threads": 1, "session_config": cfg,
+           "model": f"{model_dir}/{model.name}" if model_dir else str(model),
+           "inputs": f"{input_dir}/{xs.name}" if input_dir else str(xs)}
+    path = out_dir / "linux_job.json"
+    path.write_text(json.dumps(job))
+    return model, xs, path, job
+
+
+def runner_failure(res: dict[str, Any], spec: TargetSpec, where: str, install: str) -> EdgetkError:
+    """The runner's own error line (a module missing, the runtime refusing the model) as one EdgetkError."""
+    if res.get("error") == "missing":
+        return EdgetkError(f"{where}: {res.get('detail') or res.get('module')} (python {res.get('python')})",
+                           fix=f"install numpy and the {spec.runtime} runtime there: {install}")
+    return EdgetkError(f"{spec.runtime} failed {where}: {res.get('detail')}",
+                       fix="check the runtime's version against the bundle (edgetk doctor on this machine)")
+
+
+PIP = {"onnxruntime": "python3 -m pip install numpy onnxruntime",
+       "litert": "python3 -m pip install numpy ai-edge-litert (or tflite-runtime)"}
+
+
+def linux_report(spec: TargetSpec, bundle: Bundle, res: dict[str, Any], model: Path, samples: int, label: str,
+                 rss_source: str, job: dict[str, Any]) -> dict[str, Any]:
+    """The profile report of a runner result: latency percentiles, peak RSS, outputs vs TFLite-Micro."""
+    from toolkit.runtimes import run_tflm
+
     lat = res["latency_ms"]
     ref = run_tflm(bundle.tflite, bundle.x[:samples]).reshape(len(lat), -1).astype(np.float32)
     outs = np.asarray(res["outputs"], dtype=np.float32).reshape(len(lat), -1)
@@ -78,15 +76,29 @@ def profile_linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, samp
         q = bundle.io("output")
         outs = np.clip(np.round(outs / float(q.get("scale", 1.0))) + int(q.get("zero_point", 0)), -128, 127)
     fid = agreement(outs, ref)
-    label = f"{spec.runtime} on this machine ({platform.machine()}, 1 thread), wall clock in a subprocess"
-    if cfg and spec.runtime == "onnxruntime":
-        label += f", session config {cfg}"
+    if job["session_config"] and spec.runtime == "onnxruntime":
+        label += f", session config {job['session_config']}"
     return {"ran_on": spec.name, "model": {"sha256": bundle.sha256, "macs": bundle.macs, "kind": bundle.kind,
                                            "file": str(model)},
             "latency": {"per_inference_ms": float(np.median(lat)), "median_ms": float(np.median(lat)),
                         "p90_ms": float(np.percentile(lat, 90)), "p99_ms": float(np.percentile(lat, 99)),
                         "samples_ms": lat, "source": label},
-            "memory": {"peak_rss_bytes": int(res["peak_rss_kb"]) * 1024,
-                       "source": {"peak RSS": "getrusage(RUSAGE_SELF).ru_maxrss of the subprocess"}},
+            "memory": {"peak_rss_bytes": int(res["peak_rss_kb"]) * 1024, "source": {"peak RSS": rss_source}},
             "fidelity": {**fid, "reference": "TFLite-Micro reference kernels on the int8 .tflite"}, "link": {},
             "_outputs": outs.astype(np.int8), "_reference": ref.astype(np.int8)}  # scored by the runner
+
+
+def profile_linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, samples: int) -> dict[str, Any]:
+    """Latency median/p90/p99 and peak RSS of the runtime in a subprocess, outputs vs TFLite-Micro."""
+    model, _, job_file, job = write_job(spec, bundle, out_dir, samples)
+    proc = subprocess.run([sys.executable, str(RUNNER), str(job_file)], capture_output=True, text=True, timeout=600)
+    lines = proc.stdout.strip().splitlines()
+    res = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    if proc.returncode != 0:
+        if "error" in res:
+            raise runner_failure(res, spec, f"on {model}", PIP[spec.runtime])
+        raise EdgetkError(f"{spec.runtime} failed on {model}: {proc.stderr.strip()[-800:]}",
+                          fix="check the runtime install (edgetk doctor)")
+    label = f"{spec.runtime} on this machine ({platform.machine()}, 1 thread), wall clock in a subprocess"
+    return linux_report(spec, bundle, res, model, samples, label,
+                        "getrusage(RUSAGE_SELF).ru_maxrss of the subprocess", job)

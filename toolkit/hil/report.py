@@ -376,7 +376,7 @@ def honest_latency(report: dict[str, Any], ran_kind: str, ran_clock_hz: int | No
     figure is instructions; its ms is an estimate at the core clock (1 instruction per cycle), labelled so; the
     host simulator's ms is this machine's wall clock, not a microcontroller's (pure)."""
     lat = dict(report.get("latency") or {})
-    if ran_kind in ("board", "linux"):
+    if ran_kind in ("board", "linux", "linux-ssh"):
         return {**lat, "measured": True}
     lat["measured"] = False
     insns = (report.get("instructions") or {}).get("per_inference")

@@ -357,12 +357,20 @@ def _linux_local(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str |
     return profile_linux_local(spec, bundle, out_dir, samples=samples)
 
 
+def _linux_ssh(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, port: str | None, samples: int,
+               build_dir: Path | None = None, optimize: str = "size", classes: bool = False) -> dict[str, Any]:
+    from toolkit.hil.ssh import profile_ssh
+
+    return profile_ssh(spec, bundle, out_dir, samples=samples)
+
+
 def _firmware(spec: TargetSpec, bundle: Bundle, out_dir: Path, **kw: Any) -> dict[str, Any]:
     return profile_firmware(spec, bundle, out_dir, **kw)
 
 
 PROFILERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "board": _firmware, "qemu": _firmware, "host": _firmware, "linux": _linux_local}
+    "board": _firmware, "qemu": _firmware, "host": _firmware, "linux": _linux_local,
+    "linux-ssh": _linux_ssh}
 
 
 def board_estimate(board: TargetSpec, report: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -401,7 +409,7 @@ def board_estimate(board: TargetSpec, report: Mapping[str, Any]) -> dict[str, An
 
 def unavailable_reason(spec: TargetSpec, port: str | None = None) -> str | None:
     """Why this target cannot run here now (None when it can)."""
-    if spec.kind == "linux":
+    if spec.kind in ("linux", "linux-ssh"):  # a robot that cannot be reached is an error that says why
         return None
     return make_target(spec, port=port).unavailable()
 
