@@ -120,3 +120,19 @@ def test_base_of_another_architecture_is_refused(fleet, tmp_path, capsys):
 def test_unknown_peft_is_refused_on_load():
     with pytest.raises(EdgetkError, match="fleet.peft"):
         load_recipe(RECIPE, ["fleet.peft=adapter"])
+
+
+def test_a_forward_that_is_not_a_chain_is_refused():
+    from toolkit.specialize.fleet import chain_of
+
+    class Branches(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    with pytest.raises(EdgetkError, match="not a chain of its layers") as e:
+        chain_of(Branches(), torch.ones(2, 4))
+    assert 'mode = "scratch"' in e.value.fix
