@@ -47,8 +47,9 @@ class Transport:
         import serial
 
         try:
-            port = serial.serial_for_url(self.url, do_not_open=True, baudrate=self.settings.baud,
-                                         timeout=0, write_timeout=10)
+            # pyserial's rfc2217:// client refuses a write timeout (its writes go to a socket with its own)
+            wt = {} if self.url.startswith("rfc2217://") else {"write_timeout": 10}
+            port = serial.serial_for_url(self.url, do_not_open=True, baudrate=self.settings.baud, timeout=0, **wt)
             for line, policy in (("dtr", self.settings.dtr), ("rts", self.settings.rts)):
                 if policy != "keep":
                     setattr(port, line, policy == "high")
@@ -115,6 +116,12 @@ class Transport:
 
 def _open_error(url: str, e: Exception) -> EdgetkError:
     text = str(e)
+    if url.startswith("rfc2217://"):
+        return EdgetkError(f"no RFC 2217 serial server answers at {url} ({text})",
+                           fix="check that ser2net runs on the lab host with an accepter such as "
+                               "'telnet(rfc2217),tcp,PORT' for this board; a server that never answers line-control "
+                               "requests (a pseudo-terminal behind ser2net has no DTR/RTS) needs ?ign_set_control "
+                               "after the port")
     if url.startswith("socket://"):
         return EdgetkError(f"nothing is listening at {url} ({text})",
                            fix="start the emulator first (edgetk profile starts it for you)")

@@ -1,0 +1,129 @@
+"""A board on the network: the host simulator's pseudo-terminal exported by a real ser2net (RFC 2217 on
+127.0.0.1, started and stopped here), profiled as a board through `--port rfc2217://...`; link faults on top.
+
+A pseudo-terminal has no modem lines: ser2net cannot set DTR/RTS on it and does not answer those requests, so
+the URL carries pyserial's ?ign_set_control. Behind a real USB serial adapter ser2net answers them."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import require_tool
+from test_transport_faults import HELLO, _campaign
+from toolkit.cli import main
+from toolkit.errors import EdgetkError
+from toolkit.hil.adapters import make_target
+from toolkit.hil.bundle import bundle_from_tflite
+from toolkit.hil.dut import Dut, LinkPolicy
+from toolkit.hil.faults import FaultyTransport
+from toolkit.hil.runner import c_library
+from toolkit.hil.transport import Transport
+from toolkit.runtimes import run_tflm
+from toolkit.targets import get_target
+
+LAB_BOARD = """name = "lab-board"
+description = "a board on a lab host, reached through ser2net (RFC 2217)"
+kind = "board"
+core = "x86_64"
+clock_hz = 0
+flash_bytes = 0
+ram_bytes = 0
+runtime = "generated-c"
+
+[build]
+port = "host"
+cc = "gcc"
+cflags = ["-O2", "-D_XOPEN_SOURCE=600", "-D_DEFAULT_SOURCE"]
+sources = ["ports/host/port.c"]
+
+[connection]
+url = ""
+timeout_s = 5.0
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(external, tmp_path_factory):
+    """The hello-world bundle's firmware on the host simulator, its pty exported by ser2net: (url, bundle)."""
+    require_tool("gcc")
+    exe = require_tool("ser2net")
+    d = tmp_path_factory.mktemp("lab")
+    bundle = bundle_from_tflite(external / HELLO, d / "bundle", samples=4)
+    spec = get_target("host-sim")
+    sim = make_target(spec)
+    sim.build(c_library(bundle, d / "build", spec), d / "build")
+    pty = sim.start()
+    port = _free_port()
+    (d / "ser2net.yaml").write_text(
+        f"%YAML 1.1\n---\nconnection: &lab\n  accepter: telnet(rfc2217),tcp,127.0.0.1,{port}\n"
+        f"  connector: serialdev,{pty},115200n81,local\n  options:\n    kickolduser: true\n")
+    log = open(d / "ser2net.log", "wb")
+    proc = subprocess.Popen([exe, "-n", "-u", "-c", str(d / "ser2net.yaml"), "-P", str(d / "ser2net.pid")],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"ser2net did not start: {(d / 'ser2net.log').read_text()[-800:]}")
+                time.sleep(0.05)
+        yield f"rfc2217://127.0.0.1:{port}?ign_set_control", bundle
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        sim.stop()
+
+
+def test_board_profiled_through_rfc2217_is_bit_exact(lab, tmp_path, monkeypatch, capsys):
+    url, bundle = lab
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "lab-board.toml").write_text(LAB_BOARD)
+    out = tmp_path / "p"
+    assert main(["profile", str(bundle.path), "--target", "lab-board", "--targets", str(tmp_path / "targets"),
+                 "--port", url, "--samples", "4", "-o", str(out)]) == 0, capsys.readouterr()
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["ran_on"] == "lab-board" and rep["fallbacks"] == [] and rep["samples"] == 4
+    assert rep["fidelity"]["bit_exact"] and rep["fidelity"]["samples"] == 4
+    tflm = next(c for c in rep["comparisons"] if c["reference"].startswith("TFLite-Micro"))
+    assert tflm["max_lsb_diff"] == 0 and tflm["samples"] == 4
+    assert rep["link"]["commands"] >= 4 and rep["link"]["retries"] == 0, rep["link"]
+
+
+def test_link_faults_over_rfc2217_never_yield_a_wrong_result(lab):
+    """Drops, flips and inserted bytes on the network link: retried or a clear error, never a wrong output."""
+    url, bundle = lab
+    xs = np.arange(-128, 128, dtype=np.int8).reshape(256, *bundle.x.shape[1:])
+    table = run_tflm(bundle.tflite, xs).reshape(256, -1)
+    with Transport(url) as link:
+        faulty = FaultyTransport(link, rate=0.003, seed=3)
+        dut = Dut(faulty, LinkPolicy(timeout_s=0.25, retries=4, sync_timeout_s=0.2))
+        outcome = _campaign(dut, 12, seed=2, size=int(np.prod(bundle.x.shape[1:])),
+                            reference=lambda x: table[int(x[0]) + 128])
+        assert sum(faulty.faults.values()) >= 3, faulty.faults
+        assert outcome["correct"] >= 8, (outcome, faulty.faults, dut.stats)
+        assert dut.stats["retries"] > 0
+
+
+def test_no_server_at_the_url_is_one_clear_error():
+    with pytest.raises(EdgetkError) as e:
+        Transport(f"rfc2217://127.0.0.1:{_free_port()}").open()
+    assert "no RFC 2217 serial server answers" in str(e.value) and "ser2net" in e.value.fix
