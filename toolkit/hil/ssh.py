@@ -4,7 +4,8 @@ The system OpenSSH client does the work (no new Python dependency: ssh already r
 ProxyJump, the agent and known_hosts the way the user set them up). Every call is an argument list with
 BatchMode (never a password prompt), accept-new host keys, a ConnectTimeout and a subprocess timeout; the few
 words the remote shell parses are quoted with shlex.quote. A temporary folder is made on the robot, the model,
-the inputs and toolkit/hil/robot_runner.py (numpy + the runtime, no edgetk) are copied there, the runner prints
+the inputs and toolkit/hil/robot_runner.py (numpy + the runtime, no edgetk) are copied there (a tar stream
+into `tar -x` over ssh: no SFTP subsystem needed), the runner prints
 one JSON line, and the folder is removed again (also after a failure).
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ def destination(ssh: SshSpec) -> str:
 
 
 def options(ssh: SshSpec) -> list[str]:
-    """The -o options and key every ssh and scp call gets (shared by both: scp takes the same -o/-i)."""
+    """The -o options and key every ssh call gets."""
     opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
             "-o", f"ConnectTimeout={ssh.connect_timeout_s}", "-o", "ServerAliveInterval=15"]
     if ssh.known_hosts:
@@ -51,7 +52,7 @@ def where(spec: TargetSpec) -> str:
 
 
 def _classify(spec: TargetSpec, stderr: str, what: str) -> EdgetkError:
-    """One EdgetkError for an ssh/scp failure (exit 255): unreachable, auth refused, host key, else ssh's words."""
+    """One EdgetkError for an ssh failure (exit 255): unreachable, auth refused, host key, else ssh's words."""
     s, text = spec.ssh, stderr.strip()
     low, robot = text.lower(), where(spec)
     manual = ["ssh", *(["-p", str(s.port)] if s.port else []), *(["-i", s.key] if s.key else []), destination(s),
@@ -73,9 +74,12 @@ def _classify(spec: TargetSpec, stderr: str, what: str) -> EdgetkError:
                        fix=f"run it by hand to see why: {by_hand}")
 
 
-def _run(spec: TargetSpec, cmd: list[str], what: str, timeout: float) -> subprocess.CompletedProcess:
+def _run(spec: TargetSpec, cmd: list[str], what: str, timeout: float,
+         data: bytes | None = None) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, input=data,
+                              stdin=subprocess.DEVNULL if data is None else None)
+        proc.stdout, proc.stderr = (b.decode(errors="replace") for b in (proc.stdout, proc.stderr))
     except subprocess.TimeoutExpired as e:
         raise EdgetkError(f"{where(spec)} did not finish {what} within {timeout:.0f} s",
                           fix=f"check the robot's load and link; raise ssh.run_timeout_s in {spec.path}") from e
@@ -84,30 +88,37 @@ def _run(spec: TargetSpec, cmd: list[str], what: str, timeout: float) -> subproc
     return proc
 
 
-def remote(spec: TargetSpec, words: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run a command on the robot: each word quoted for its shell; ssh errors (exit 255) become EdgetkError."""
+def remote(spec: TargetSpec, words: list[str], what: str, timeout: float | None = None,
+           data: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run a command on the robot (stdin: `data`): each word quoted for its shell; ssh errors (exit 255) become
+    EdgetkError."""
     s = spec.ssh
     cmd = ["ssh", *options(s), *(["-p", str(s.port)] if s.port else []), "--", destination(s),
            " ".join(shlex.quote(w) for w in words)]
-    return _run(spec, cmd, what, timeout or s.connect_timeout_s + 30)
+    return _run(spec, cmd, what, timeout or s.connect_timeout_s + 30, data)
 
 
 def copy(spec: TargetSpec, files: list[Path], folder: str) -> None:
-    """scp the files into the robot's folder."""
-    s = spec.ssh
-    target = f"{destination(s)}:{folder}/"
-    if ":" in s.host and not s.host.startswith("["):  # an IPv6 address needs brackets in scp's host:path
-        target = f"{s.user + '@' if s.user else ''}[{s.host}]:{folder}/"
-    cmd = ["scp", "-q", *options(s), *(["-P", str(s.port)] if s.port else []), "--", *map(str, files), target]
-    proc = _run(spec, cmd, "copying the model", s.connect_timeout_s + 120)
+    """The files into the robot's folder, as a tar stream into `tar -x` there over the same ssh (no scp/SFTP
+    subsystem needed: minimal robot images and dropbear often lack one)."""
+    import io
+    import tarfile
+
+    s, buf = spec.ssh, io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in files:
+            tar.add(f, arcname=f.name)
+    proc = remote(spec, ["tar", "-x", "-f", "-", "-C", folder], "copying the model", s.connect_timeout_s + 120,
+                  buf.getvalue())
     if proc.returncode != 0:
         raise EdgetkError(f"copying to {where(spec)}:{folder} failed: {proc.stderr.strip()[-600:]}",
-                          fix=f"check free space and permissions under ssh.workdir ({s.workdir}) on the robot")
+                          fix=f"check free space and permissions under ssh.workdir ({s.workdir}) and that tar is "
+                              "installed on the robot")
 
 
-def unavailable(spec: TargetSpec) -> str | None:
-    """Why this machine cannot reach a robot at all (no ssh/scp client, the key file missing), else None."""
-    missing = [t for t in ("ssh", "scp") if shutil.which(t) is None]
+def check_client(spec: TargetSpec) -> None:
+    """Refuse (one EdgetkError) when this machine cannot reach any robot: no ssh client, the key file missing."""
+    missing = [t for t in ("ssh",) if shutil.which(t) is None]
     if missing:
         raise EdgetkError(f"{' and '.join(missing)} not found: {spec.name} is reached over SSH",
                           fix="install the OpenSSH client: apt-get install openssh-client")
@@ -115,7 +126,6 @@ def unavailable(spec: TargetSpec) -> str | None:
         raise EdgetkError(f"{spec.path}: ssh.key {spec.ssh.key} does not exist",
                           fix="give the private key file (ssh-keygen -t ed25519 makes one), or drop ssh.key to "
                               "use ssh's defaults")
-    return None
 
 
 def _python_missing(spec: TargetSpec, proc: subprocess.CompletedProcess) -> EdgetkError | None:
@@ -130,7 +140,7 @@ def profile_ssh(spec: TargetSpec, bundle: Bundle, out_dir: Path, *, samples: int
     """Copy the model, the inputs and the runner to a temporary folder on the robot, run it with the robot's
     Python, remove the folder; latency percentiles, peak RSS and the CPU's state as the robot measured them,
     outputs vs TFLite-Micro here."""
-    unavailable(spec)
+    check_client(spec)
     s = spec.ssh
     made = remote(spec, ["mktemp", "-d", f"{s.workdir.rstrip('/') or ''}/edgetk.XXXXXX"], "making a temporary folder")
     folder = made.stdout.strip()
