@@ -52,6 +52,7 @@ def test_absent_board_falls_back_to_qemu_with_sources_named(kws_bundle, tmp_path
     assert est["latency_ms"] == pytest.approx(want) and 1.2 < est["cycles"] / classes["insns"] < 4.0, est
     md = (tmp_path / "out" / "report.md").read_text()
     assert "latency on nucleo-l4r5zi (estimate)" in md and "classified QEMU instructions" in md
+    assert "EDGETK_PROFILE_LAYERS=0" in rep["layers"]["skipped"] and "## Per layer: not run" in md  # conftest
     mem = rep["memory"]
     assert mem["arena_bytes"] == plan_model(kws_bundle.tflite, kernels="dsp")[2].arena_size > 0  # the planner's arena for the target's kernel set
     assert 0 < mem["stack_high_water_bytes"] < 32768 and mem["flash_bytes"] > 20000

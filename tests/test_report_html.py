@@ -39,7 +39,7 @@ def test_report_html_renders_in_headless_chromium(external, tmp_path, monkeypatc
     require_tool("qemu-system-arm")
     monkeypatch.setenv("EDGETK_HISTORY", str(tmp_path / "history.sqlite"))
     b = bundle_from_tflite(external / HELLO, tmp_path / "bundle", samples=2)
-    res = profile(b.path, "qemu-m4", samples=2, out_dir=tmp_path / "out", build_dir=tmp_path / "b")
+    res = profile(b.path, "qemu-m4", samples=2, out_dir=tmp_path / "out", build_dir=tmp_path / "b", layers=True)
     url = res.html_path.resolve().as_uri()
     dom = _headless(browser, "--dump-dom", url, tmp=tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]

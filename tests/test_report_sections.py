@@ -26,7 +26,7 @@ def hello_qemu(external, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("EDGETK_HISTORY", str(d / "history.sqlite"))
     try:
-        return profile(b.path, "qemu-m4", samples=3, out_dir=d / "out", build_dir=d / "b"), b
+        return profile(b.path, "qemu-m4", samples=3, out_dir=d / "out", build_dir=d / "b", layers=True), b
     finally:
         mp.undo()
 
@@ -100,7 +100,7 @@ def test_accuracy_confusion_and_side_by_side_on_labelled_zoo_bundle(exported_bun
     require_tool("qemu-system-arm")
     monkeypatch.setenv("EDGETK_HISTORY", str(tmp_path / "h.sqlite"))
     bundle = exported_bundle("imu-motions")
-    rep = profile(bundle, "qemu-m4", samples=12, out_dir=tmp_path / "out", build_dir=tmp_path / "b").report
+    rep = profile(bundle, "qemu-m4", samples=12, out_dir=tmp_path / "out", build_dir=tmp_path / "b", layers=True).report
     acc = rep["accuracy_table"]
     assert acc["labels"] and acc["samples"] == 12 and acc["fp32_host"] is not None
     assert acc["int8_device"] == rep["accuracy"]["device"] and acc["int8_host"] == rep["accuracy"]["reference"]

@@ -54,6 +54,9 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
                    help="largest allowed accuracy drop, device vs reference on the same labelled samples, as a "
                         "fraction (top-1 or ROC AUC; 0.01 = one point; default 0)")
     p.add_argument("-o", "--out", type=Path, default=None, help="report folder (default BUNDLE/profile-<target>)")
+    p.add_argument("--no-layers", dest="layers", action="store_false",
+                   help="skip the per-layer run on QEMU targets (a second cross-compile and emulator run; also "
+                        "EDGETK_PROFILE_LAYERS=0)")
 
 
 def add_optimize_arg(p: argparse.ArgumentParser) -> None:
@@ -85,7 +88,7 @@ def measure(args: argparse.Namespace, *, allow_fallback: bool, need_outputs: boo
     limits = Limits(max_lsb=args.max_lsb, max_drop=args.max_drop, allow_fallback=allow_fallback,
                     need_outputs=need_outputs)
     return profile(src, args.target, port=args.port, samples=args.samples, out_dir=args.out, limits=limits,
-                   mlperf_key=args.mlperf_key, optimize=args.optimize)
+                   mlperf_key=args.mlperf_key, optimize=args.optimize, layers=None if args.layers else False)
 
 
 def result_doc(result: Any) -> dict[str, Any]:

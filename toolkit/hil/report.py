@@ -500,7 +500,8 @@ def accuracy_table(bundle: Any, report: dict[str, Any], device: Any) -> dict[str
     return out
 
 
-def enrich(report: dict[str, Any], bundle: Any, target: str, out_dir: Path, device: Any) -> dict[str, Any]:
+def enrich(report: dict[str, Any], bundle: Any, target: str, out_dir: Path, device: Any, *,
+           layers: bool = True) -> dict[str, Any]:
     """Everything the reports add to the runner's figures: header, honest latency, capacity, accuracy side by
     side, per layer on QEMU targets (a second run of the same library, one input), then the history entry."""
     from toolkit.errors import EdgetkError
@@ -516,7 +517,9 @@ def enrich(report: dict[str, Any], bundle: Any, target: str, out_dir: Path, devi
         "capacity": capacity(report, requested),
         "accuracy_table": accuracy_table(bundle, report, device)}
     lib = (report.get("codegen") or {}).get("library")
-    if ran is not None and ran.kind == "qemu" and lib and len(bundle.x) and not report.get("device_error"):
+    if not layers and ran is not None and ran.kind == "qemu":
+        extra["layers"] = {"skipped": "per-layer run not requested (--no-layers / EDGETK_PROFILE_LAYERS=0)"}
+    elif ran is not None and ran.kind == "qemu" and lib and len(bundle.x) and not report.get("device_error"):
         from toolkit.tflite import read_model
 
         try:
@@ -715,6 +718,8 @@ def extra_markdown(report: dict[str, Any]) -> list[str]:
     if layers and "ops" in layers:
         out += ["", "## Per layer (QEMU, one inference)", "", layer_total_line(layers), ""]
         out += _md_table(LAYER_HEAD, layer_rows(layers))
+    elif layers and "skipped" in layers:
+        out += ["", f"## Per layer: not run ({layers['skipped']})"]
     elif layers:
         out += ["", f"## Per layer: FAILED: {layers.get('error')}"]
     acc = report.get("accuracy_table")
@@ -745,6 +750,8 @@ def extra_html(report: dict[str, Any]) -> str:
                      f"</p>{_table(LAYER_HEAD, layer_rows(layers))}{svg_bars(bars, '', title='instructions per operator')}"
                      f"</section><section id='memory-map'><h2>Arena memory map ({_fmt(layers.get('arena_bytes'), ' B')})"
                      f"</h2>{svg_memory_map(layers)}</section>")
+    elif layers and "skipped" in layers:
+        parts.append(f"<section id='layers'><h2>Per layer</h2><p>not run: {e(layers['skipped'])}</p></section>")
     elif layers:
         parts.append(f"<section id='layers'><h2>Per layer</h2><p class='fail'>FAILED: {e(str(layers.get('error')))}"
                      "</p></section>")

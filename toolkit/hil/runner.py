@@ -449,13 +449,16 @@ def _run_chain(target: str, bundle: Bundle, out: Path, *, port: str | None, samp
 def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *, port: str | None = None,
             samples: int | None = 20, out_dir: str | os.PathLike | None = None,
             build_dir: str | os.PathLike | None = None, limits: Limits = Limits(),
-            mlperf_key: str | None = None, optimize: str = "size") -> ProfileResult:
+            mlperf_key: str | None = None, optimize: str = "size", layers: bool | None = None) -> ProfileResult:
     """Profile a bundle (or an int8 .tflite) on a target (or what stands in for it); write JSON, Markdown
     and HTML reports with the figures, where each came from, and the checks under `limits`.
 
     `samples=None` runs every test input of the bundle. Firmware targets run C generated with the target's
     kernel set and `optimize` ("size": int8 weights; "speed": int16 weights where the target's flash allows).
+    `layers`: the per-layer run on QEMU targets (None: on unless EDGETK_PROFILE_LAYERS=0).
     """
+    if layers is None:
+        layers = os.environ.get("EDGETK_PROFILE_LAYERS", "1") != "0"
     from toolkit.hil.report import enrich, record_history, write_reports
 
     bundle = as_bundle(bundle_dir, samples)
@@ -482,7 +485,7 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
     report["checks"] = [c.to_dict() for c in checks]
     report["limits"] = dataclasses.asdict(limits)
     with stage("reports: per layer (QEMU targets), accuracy, capacity, history"):
-        report.update(enrich(report, bundle, target, out, device_outputs))
+        report.update(enrich(report, bundle, target, out, device_outputs, layers=layers))
         report["history"] = record_history(report, out)
         files = write_reports(report, out)
     return ProfileResult(report=report, out_dir=out, files=files, checks=tuple(checks))
