@@ -61,7 +61,7 @@ def test_synthetic_beats_random_real_at_one_per_class(digits):
     sched = training_schedule(recipe, 10)
     s = fit(sched, with_train_set(data, syn.x, syn.y))[1]
     r = fit(sched, with_train_set(data, x_real, y_real))[1]
-    assert s > r + 0.05, (s, r)                                       # measured 0.5 width, 80 it: see bench/RESULTS.md
+    assert s > r + 0.05, (s, r)          # measured 58.6 vs 48.1 % (width 0.5, 80 iterations); bench/RESULTS.md for more
 
 
 def test_gradient_matching_moves_the_samples(digits):
