@@ -210,8 +210,10 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
         print(json.dumps({"event": "done", "run_dir": str(out), "members": len(rows), "seconds": seconds}), flush=True)
     else:
         values = ", ".join(f"{r['name']} {r['value']:.3f}" for r in rows)
-        print(f"fleet of {len(rows)} ({'batched' if recipe.fleet.batched else 'sequential'}, {seconds:.1f} s): "
-              f"{values} -> {out}/<member>")
+        how = ("batched" if recipe.fleet.batched else "sequential") if cfg.mode == "scratch" else (
+            f"{cfg.peft} specializations of {summary['base_run']}" +
+            (f", base trained in {summary['base_seconds']:.1f} s" if summary["base_seconds"] else ""))
+        print(f"fleet of {len(rows)} ({how}, {seconds:.1f} s): {values} -> {out}/<member>")
     return out
 
 
