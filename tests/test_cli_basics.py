@@ -20,7 +20,8 @@ def test_help_lists_the_spine_commands():
     out = subprocess.run([*EDGETK, "--help"], capture_output=True, text=True, check=True).stdout
     listed = {ln.split()[0] for ln in out.splitlines() if ln.startswith("    ") and not ln.startswith("     ")}
     # a module named after a Python keyword carries a trailing underscore (import_.py -> `edgetk import`)
-    modules = {p.stem.rstrip("_") for p in (Path(__file__).parents[1] / "toolkit" / "commands").glob("*.py")
+    # and a command with a hyphen lives in a module with an underscore (distill_data.py -> `edgetk distill-data`)
+    modules = {p.stem.rstrip("_").replace("_", "-") for p in (Path(__file__).parents[1] / "toolkit" / "commands").glob("*.py")
                if p.stem != "__init__"}
     assert {"doctor", "demo"} <= listed and listed == modules  # one module per command, each registered
 
