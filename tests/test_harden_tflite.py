@@ -416,3 +416,30 @@ def test_unknown_quantized_bias_type_is_refused(value):
     b = flatbuffers.Builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     lower(read_bytes(bytes(b.Output())))
+
+
+def softmax_model(beta: float, in_scale: float = 0.1) -> bytes:
+    t = [T((1, 10), scale=(in_scale,), zero_point=(0,)), T((1, 10), scale=(1 / 256,), zero_point=(-128,))]
+    return build_model(t, [O("SOFTMAX", (0,), (1,), dict(beta=beta))], [0], [1])
+
+
+@pytest.mark.parametrize("beta", [1.401298464324817e-45, 1e-7])
+def test_softmax_beta_that_tflite_micro_aborts_on_is_refused(beta, tmp_path):
+    """Found by bench/fuzz_models.py (seed 4, input 16423: beta a float32 subnormal): TFLite-Micro's
+    PreprocessSoftmaxScaling checks beta x input scale x 2^26 > 1 and aborts (SIGABRT); codegen generated C for it
+    (0.1 x 1e-7 x 2^26 = 0.67 as well)."""
+    from toolkit.runtimes import run_tflm
+
+    data = softmax_model(beta)
+    (tmp_path / "m.tflite").write_bytes(data)
+    with pytest.raises(EdgetkError, match="TFLite-Micro"):
+        run_tflm(tmp_path / "m.tflite", np.zeros((1, 10), np.int8))
+    refused(data, "operator 0 (SOFTMAX)", "beta")
+
+
+def test_softmax_beta_just_above_tflite_micros_bound_is_generated_and_equal(tmp_path):
+    from toolkit.codegen.parity import check
+
+    (tmp_path / "m.tflite").write_bytes(softmax_model(2e-7))  # 0.1 x 2e-7 x 2^26 = 1.34
+    x = np.random.default_rng(0).integers(-128, 128, (8, 10), dtype=np.int8)
+    assert check(tmp_path / "m.tflite", x, tmp_path / "c").identical == 8

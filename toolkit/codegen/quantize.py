@@ -77,10 +77,10 @@ def softmax_params(beta: float, in_scale: float) -> tuple[int, int, int]:
     """PreprocessSoftmaxScaling + CalculateInputRadius with 5 integer bits: (mult, left_shift, diff_min)."""
     bits = 5
     real = min(float(beta) * float(in_scale) * float(1 << (31 - bits)), float((1 << 31) - 1))
-    mult, left_shift = quantize_multiplier(real)
-    if left_shift < 0:
+    if not real > 1.0:  # TFLite-Micro: QuantizeMultiplierGreaterThanOne CHECKs it and aborts
         raise MultiplierError(f"beta × input scale ({float(beta) * float(in_scale):.3g}) is too small for the int8 "
-                              "softmax (a negative input shift, undefined in TFLite-Micro's kernel too)")
+                              f"softmax: TFLite-Micro needs beta × input scale × 2^{31 - bits} > 1 (it aborts)")
+    mult, left_shift = quantize_multiplier(real)
     radius = math.floor(1.0 * ((1 << bits) - 1) * float(1 << (31 - bits)) / float(1 << left_shift))
     return mult, left_shift, -int(radius)
 
