@@ -443,3 +443,32 @@ def test_softmax_beta_just_above_tflite_micros_bound_is_generated_and_equal(tmp_
     (tmp_path / "m.tflite").write_bytes(softmax_model(2e-7))  # 0.1 x 2e-7 x 2^26 = 1.34
     x = np.random.default_rng(0).integers(-128, 128, (8, 10), dtype=np.int8)
     assert check(tmp_path / "m.tflite", x, tmp_path / "c").identical == 8
+
+
+@pytest.mark.parametrize("axes", [(9, 2), (1, -5), (4,)])
+def test_mean_axis_outside_the_rank_is_refused(axes):
+    """Found by bench/fuzz_models.py (seed 4, input 26799): MEAN over axes [9, 2] of a rank-4 tensor; codegen read 9
+    as 9 mod 4 = 1 and TFLite-Micro did something else (48 LSB apart). Axes must lie in [-rank, rank)."""
+    q = dict(scale=(0.05,), zero_point=(3,))
+    t = [T((1, 4, 4, 3), **q), T((len(axes),), "int32", None, data=np.array(axes, np.int32)), T((1, 1, 1, 3), **q)]
+    refused(build_model(t, [O("MEAN", (0, 1), (2,), dict(keep_dims=True))], [0], [2]),
+            "operator 0 (MEAN)", "axis", str([a for a in axes if not -4 <= a < 4][0]))
+
+
+def test_mean_negative_axes_within_the_rank_are_generated_and_equal(tmp_path):
+    from toolkit.codegen.parity import check
+
+    q = dict(scale=(0.05,), zero_point=(3,))
+    t = [T((1, 4, 4, 3), **q), T((2,), "int32", None, data=np.array([-3, 2], np.int32)), T((1, 1, 1, 3), **q)]
+    (tmp_path / "m.tflite").write_bytes(build_model(t, [O("MEAN", (0, 1), (2,), dict(keep_dims=True))], [0], [2]))
+    x = np.random.default_rng(0).integers(-128, 128, (6, 48), dtype=np.int8)
+    assert check(tmp_path / "m.tflite", x, tmp_path / "c").identical == 6
+
+
+@pytest.mark.parametrize("out_shape", [(1, 5, 1), (1, 1, 5, 1)])
+def test_fc_output_not_ending_in_its_units_is_refused(out_shape):
+    """Found by bench/fuzz_models.py (seed 4, input 59353: MLPerf AD's first FULLY_CONNECTED with output [1, 128, 1]):
+    TFLite-Micro takes 128 batches of 1 unit from such an output and read past the input (84 LSB off the C)."""
+    t = fc_tensors()
+    t[3] = T(out_shape, scale=(0.2,), zero_point=(-2,))
+    refused(fc_model(t), "operator 0 (FULLY_CONNECTED)", "must end in the weights' 5 units")

@@ -434,6 +434,9 @@ def lower_fc(g: Graph, op: Operator) -> Step:
         fail(f"per-channel weights '{w.name}' with non-zero zero points")
     if in_d < 1 or x.size % in_d or y.size != x.size // in_d * out_d:
         fail(f"input {list(x.shape)} does not fit weights {list(w.shape)} and output {list(y.shape)}")
+    if not y.shape or y.shape[-1] != out_d:  # TFLite-Micro takes its batches from the output's other dimensions
+        fail(f"output {list(y.shape)} must end in the weights' {out_d} units (TFLite-Micro reads "
+             f"{y.size // max(y.shape[-1] if y.shape else 1, 1)} batches from it)")
     w_zp = 0 if w.quant.per_channel else w.quant.zero_point[0]
     b = _bias(g, op, out_d)
     if b is not None and not w.quant.per_channel:
@@ -517,6 +520,9 @@ def lower_mean(g: Graph, op: Operator) -> Step:
     x, y = _io(g, op)
     axes_t = _const(g, op, 1, "axis", "int32")
     rank = len(x.shape)
+    bad = [int(a) for a in axes_t.data.reshape(-1) if not -rank <= int(a) < rank]
+    if bad:  # a wrapped axis (9 mod 4) made other bytes than TFLite-Micro
+        fail(f"axis {bad[0]} lies outside [-{rank}, {rank}) for the rank-{rank} input {list(x.shape)}")
     axes = sorted({int(a) % rank for a in axes_t.data.reshape(-1)}) if rank else []
     shape4 = _shape4(x.shape)
     reduce = [0] * 4
