@@ -10,6 +10,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -108,6 +109,39 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)   # also the one a process killed mid-swap left behind
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_HELD = threading.local()   # lock paths this thread holds, with their depth (re-entrant within a thread)
+
+
+@contextlib.contextmanager
+def path_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive advisory lock (flock) on the file `path` for the block: two processes or threads (two CI
+    jobs on one runner, two `edgetk profile` of one bundle) that build into the same cache folder take turns
+    instead of replacing each other's files mid-build. Re-entrant within a thread; released if the process dies."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(path)
+    held: dict[str, int] = _HELD.__dict__.setdefault("paths", {})
+    if key in held:
+        held[key] += 1
+        try:
+            yield path
+        finally:
+            held[key] -= 1
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held[key] = 1
+        try:
+            yield path
+        finally:
+            del held[key]
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -23,7 +23,9 @@ def build_bundle(args: argparse.Namespace, out: Path | None, *, port: str | None
     from toolkit.hil.adapters import make_target
     from toolkit.hil.mlperf import resolve_key
     from toolkit.hil.runner import as_bundle, build_dir_for, c_library, firmware_spec
+    from toolkit.fsio import path_lock
     from toolkit.hil.source import ModelSource
+    from toolkit.paths import cache_dir
     from toolkit.targets import get_target
 
     bundle = as_bundle(ModelSource(args.bundle, inputs=args.inputs))
@@ -31,7 +33,8 @@ def build_bundle(args: argparse.Namespace, out: Path | None, *, port: str | None
     spec = firmware_spec(get_target(args.target), key)
     out = out or build_dir_for(spec, bundle)
     adapter = make_target(spec, port=port)
-    return adapter, adapter.build(c_library(bundle, out, spec, args.optimize), out), bundle, key
+    with path_lock(cache_dir("build") / f".{bundle.sha256[:16]}.lock"):   # the lock `edgetk profile` takes
+        return adapter, adapter.build(c_library(bundle, out, spec, args.optimize), out), bundle, key
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from toolkit.errors import EdgetkError
+from toolkit.fsio import path_lock
 from toolkit.tools import APT_PACKAGES, install_hint
 from toolkit.hil import protocol as P
 from toolkit.hil.adapters import Target, make_target
@@ -459,14 +460,24 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
     """
     if layers is None:
         layers = os.environ.get("EDGETK_PROFILE_LAYERS", "1") != "0"
-    from toolkit.hil.report import enrich, record_history, write_reports
-
     bundle = as_bundle(bundle_dir, samples)
     n = len(bundle.x) if samples is None else min(samples, len(bundle.x))
     key = resolve_key(bundle, mlperf_key)
     out = Path(out_dir) if out_dir else bundle.path / f"profile-{target}"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    # One profile of a bundle at a time: its C library and firmware are regenerated into one cache folder per
+    # bundle and target, and the per-layer run below compiles from that library again.
+    with path_lock(cache_dir("build") / f".{bundle.sha256[:16]}.lock"):
+        return _profile_locked(bundle, target, out, t0, n=n, key=key, port=port, build_dir=build_dir,
+                               limits=limits, optimize=optimize, layers=layers)
+
+
+def _profile_locked(bundle: Bundle, target: str, out: Path, t0: float, *, n: int, key: Any, port: str | None,
+                    build_dir: str | os.PathLike | None, limits: Limits, optimize: str,
+                    layers: bool) -> ProfileResult:
+    from toolkit.hil.report import enrich, record_history, write_reports
+
     report, fallbacks = _run_chain(target, bundle, out, port=port, samples=n, key=key,
                                    build_dir=Path(build_dir) if build_dir else None, optimize=optimize)
     if fallbacks and "instructions" in report:
