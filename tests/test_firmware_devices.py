@@ -21,7 +21,8 @@ from toolkit.targets import get_target
 
 DEVICES = ["qemu-m4", "qemu-m7", "host-sim"]
 TOOLS = {"qemu-m4": ("arm-none-eabi-gcc", "qemu-system-arm"), "qemu-m7": ("arm-none-eabi-gcc", "qemu-system-arm"),
-         "host-sim": ("gcc",), "nucleo-l4r5zi": ("arm-none-eabi-gcc", "arm-none-eabi-size")}
+         "host-sim": ("gcc",), "nucleo-l4r5zi": ("arm-none-eabi-gcc", "arm-none-eabi-size"),
+         "nucleo-h743zi": ("arm-none-eabi-gcc", "arm-none-eabi-size")}
 KWS = "mlperf_tiny/benchmark/training/keyword_spotting/trained_models/kws_ref_model.tflite"
 AD = "mlperf_tiny/benchmark/training/anomaly_detection/trained_models/ad01_int8.tflite"
 
@@ -163,14 +164,16 @@ def test_generated_model_is_bit_exact_with_tflite_micro(generated, device, model
         dev.close()
 
 
-def test_nucleo_port_compiles(tmp_path):
-    for tool in TOOLS["nucleo-l4r5zi"]:
+@pytest.mark.parametrize("board, ram_base", [("nucleo-l4r5zi", 0x20000000), ("nucleo-h743zi", 0x24000000)])
+def test_nucleo_port_compiles(tmp_path, board, ram_base):
+    """Each board port (with the shared ports/cortexm/stm32_port.c) compiles and links into its memory map."""
+    for tool in TOOLS[board]:
         require_tool(tool)
-    spec = get_target("nucleo-l4r5zi")
+    spec = get_target(board)
     fw = make_target(spec, port="/dev/null").build(repo_dir("firmware_stubs") / "testmodel", tmp_path)
     assert fw.elf.is_file() and fw.bin.is_file() and fw.bin.stat().st_size > 1000
     assert 1000 < fw.flash_bytes < spec.flash_bytes and fw.static_ram_bytes + fw.stack_bytes < spec.ram_bytes
     vectors = fw.bin.read_bytes()[:8]
     sp, reset = int.from_bytes(vectors[:4], "little"), int.from_bytes(vectors[4:], "little")
-    assert 0x20000000 < sp <= 0x20000000 + spec.ram_bytes and 0x08000000 < reset < 0x08000000 + spec.flash_bytes
-    assert reset & 1, "Thumb bit set on the reset vector"
+    assert ram_base < sp <= ram_base + spec.ram_bytes, "stack top in the board's RAM"
+    assert 0x08000000 < reset < 0x08000000 + spec.flash_bytes and reset & 1, "Thumb reset vector in flash"

@@ -2,11 +2,12 @@
  * LDO supply, voltage scale 0 (VOS1 + SYSCFG overdrive), system clock 480 MHz from HSI 64 MHz through PLL1
  * (/4 = 16 MHz in, x60 = 960 MHz VCO, /2 = 480 MHz), AXI/AHB 240 MHz, APBs 120 MHz, 4 flash wait states;
  * I- and D-cache on; USART3 on PD8 (TX) / PD9 (RX), AF7, clocked by HSI 64 MHz — the ST-LINK V3 virtual COM port —
- * SysTick as the tick counter and the DWT cycle counter for cycles.
+ * SysTick as the tick counter and the DWT cycle counter for cycles (the link and timers: ../cortexm/stm32_port.c).
  * Compiles here; not yet run on a board (see README.md). */
 #include <stdint.h>
 
 #include "port.h"
+#include "stm32_port.h"
 #include "systick.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
@@ -36,28 +37,18 @@
 #define USART3 0x40004800u
 #define USART_CR1 REG(USART3 + 0x00u)
 #define USART_BRR REG(USART3 + 0x0Cu)
-#define USART_ISR REG(USART3 + 0x1Cu)
-#define USART_ICR REG(USART3 + 0x20u)
-#define USART_RDR REG(USART3 + 0x24u)
-#define USART_TDR REG(USART3 + 0x28u)
 #define SCB_CCR REG(0xE000ED14u)
 #define SCB_CCSIDR REG(0xE000ED80u)
 #define SCB_CSSELR REG(0xE000ED84u)
 #define SCB_ICIALLU REG(0xE000EF50u)
 #define SCB_DCISW REG(0xE000EF60u)
-#define DEMCR REG(0xE000EDFCu)
-#define DWT_LAR REG(0xE0001FB0u)
-#define DWT_CTRL REG(0xE0001000u)
-#define DWT_CYCCNT REG(0xE0001004u)
 
 #define SYSCLK_HZ 480000000u
 #define HSI_HZ 64000000u
 #define BAUD 115200u
-#define ISR_RXNE (1u << 5)
-#define ISR_TXE (1u << 7)
-#define ISR_ORE (1u << 3)
 
-extern uint32_t __stack_limit, __StackTop;
+const uint32_t stm32_uart_base = USART3;
+const uint32_t stm32_sysclk_hz = SYSCLK_HZ;
 
 static void barrier(void) { __asm volatile("dsb\n isb" ::: "memory"); }
 
@@ -134,51 +125,8 @@ void port_init(void)
     caches_on();
     clock_480mhz();
     usart3_init();
-    DEMCR |= 1u << 24;                             /* TRCENA */
-    DWT_LAR = 0xC5ACCE55u;                         /* unlock the DWT (Cortex-M7) */
-    DWT_CYCCNT = 0;
-    DWT_CTRL |= 1u;                                /* CYCCNTENA */
+    stm32_dwt_start(1);
     systick_start();
 }
 
-void port_putc(uint8_t c)
-{
-    while (!(USART_ISR & ISR_TXE)) {
-    }
-    USART_TDR = c;
-}
-
-static int rx_ready(void)
-{
-    if (USART_ISR & ISR_ORE) {
-        USART_ICR = ISR_ORE;                       /* clear overrun; the host's CRC catches the loss */
-    }
-    return (USART_ISR & ISR_RXNE) != 0u;
-}
-
-int port_getc(void)
-{
-    while (!rx_ready()) {
-    }
-    return (int)(USART_RDR & 0xFFu);
-}
-
-int port_getc_timeout(uint32_t timeout_ms)
-{
-    uint64_t limit = port_ticks() + (uint64_t)timeout_ms * (SYSCLK_HZ / 1000u);
-    while (!rx_ready()) {
-        if (port_ticks() > limit) {
-            return -1;
-        }
-    }
-    return (int)(USART_RDR & 0xFFu);
-}
-
-uint64_t port_ticks(void) { return systick_ticks(); }
-uint32_t port_tick_hz(void) { return SYSCLK_HZ; }
-uint32_t port_cycles(void) { return DWT_CYCCNT; }
-int port_has_cycles(void) { return 1; }
-uintptr_t port_stack_lo(void) { return (uintptr_t)&__stack_limit; }
-uintptr_t port_stack_hi(void) { return (uintptr_t)&__StackTop; }
 const char *port_board(void) { return "nucleo-h743zi"; }
-const char *port_timer(void) { return "systick+dwt"; }

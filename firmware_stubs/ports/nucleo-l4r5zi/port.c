@@ -1,11 +1,12 @@
 /* NUCLEO-L4R5ZI port, written from RM0432 register addresses (no HAL, no CMSIS):
  * system clock 120 MHz from MSI 4 MHz through the PLL (range 1 boost mode, 5 flash wait states),
  * LPUART1 on PG7 (TX) / PG8 (RX), AF8, clocked by HSI16 — the ST-LINK V3 virtual COM port —
- * SysTick as the tick counter and the DWT cycle counter for cycles.
+ * SysTick as the tick counter and the DWT cycle counter for cycles (the link and timers: ../cortexm/stm32_port.c).
  * Compiles here; not yet run on a board (see README.md). */
 #include <stdint.h>
 
 #include "port.h"
+#include "stm32_port.h"
 #include "systick.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
@@ -29,22 +30,13 @@
 #define LPUART1 0x40008000u
 #define LPUART_CR1 REG(LPUART1 + 0x00u)
 #define LPUART_BRR REG(LPUART1 + 0x0Cu)
-#define LPUART_ISR REG(LPUART1 + 0x1Cu)
-#define LPUART_ICR REG(LPUART1 + 0x20u)
-#define LPUART_RDR REG(LPUART1 + 0x24u)
-#define LPUART_TDR REG(LPUART1 + 0x28u)
-#define DEMCR REG(0xE000EDFCu)
-#define DWT_CTRL REG(0xE0001000u)
-#define DWT_CYCCNT REG(0xE0001004u)
 
 #define SYSCLK_HZ 120000000u
 #define HSI16_HZ 16000000u
 #define BAUD 115200u
-#define ISR_RXNE (1u << 5)
-#define ISR_TXE (1u << 7)
-#define ISR_ORE (1u << 3)
 
-extern uint32_t __stack_limit, __StackTop;
+const uint32_t stm32_uart_base = LPUART1;
+const uint32_t stm32_sysclk_hz = SYSCLK_HZ;
 
 static void clock_120mhz(void)
 {
@@ -90,50 +82,8 @@ void port_init(void)
 {
     clock_120mhz();
     lpuart_init();
-    DEMCR |= 1u << 24;                             /* TRCENA */
-    DWT_CYCCNT = 0;
-    DWT_CTRL |= 1u;                                /* CYCCNTENA */
+    stm32_dwt_start(0);
     systick_start();
 }
 
-void port_putc(uint8_t c)
-{
-    while (!(LPUART_ISR & ISR_TXE)) {
-    }
-    LPUART_TDR = c;
-}
-
-static int rx_ready(void)
-{
-    if (LPUART_ISR & ISR_ORE) {
-        LPUART_ICR = ISR_ORE;                      /* clear overrun; the host's CRC catches the loss */
-    }
-    return (LPUART_ISR & ISR_RXNE) != 0u;
-}
-
-int port_getc(void)
-{
-    while (!rx_ready()) {
-    }
-    return (int)(LPUART_RDR & 0xFFu);
-}
-
-int port_getc_timeout(uint32_t timeout_ms)
-{
-    uint64_t limit = port_ticks() + (uint64_t)timeout_ms * (SYSCLK_HZ / 1000u);
-    while (!rx_ready()) {
-        if (port_ticks() > limit) {
-            return -1;
-        }
-    }
-    return (int)(LPUART_RDR & 0xFFu);
-}
-
-uint64_t port_ticks(void) { return systick_ticks(); }
-uint32_t port_tick_hz(void) { return SYSCLK_HZ; }
-uint32_t port_cycles(void) { return DWT_CYCCNT; }
-int port_has_cycles(void) { return 1; }
-uintptr_t port_stack_lo(void) { return (uintptr_t)&__stack_limit; }
-uintptr_t port_stack_hi(void) { return (uintptr_t)&__StackTop; }
 const char *port_board(void) { return "nucleo-l4r5zi"; }
-const char *port_timer(void) { return "systick+dwt"; }
