@@ -41,9 +41,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     add_optimize_arg(p)
 
 
-def add_check_args(p: argparse.ArgumentParser) -> None:
+def add_check_args(p: argparse.ArgumentParser, *, target_required: bool = True) -> None:
     """Measurement and limit options shared by profile and validate."""
-    p.add_argument("--target", required=True, help="target name (edgetk targets)")
+    p.add_argument("--target", required=target_required,
+                   help="target name (edgetk targets)" + ("" if target_required else
+                                                         "; with --lab, default: the place's board"))
     p.add_argument("--port", default=None, help="a board's serial port or pyserial URL (socket://, /dev/ttyACM0, ...); "
                    "refused for targets that open their own link (QEMU, host-sim, linux-local)")
     p.add_argument("--samples", type=samples_arg, default=20, metavar="N|all",
@@ -71,24 +73,57 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="profile a bundle or .tflite on a board, QEMU, the host simulator or this machine",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
-    add_check_args(p)
+    add_check_args(p, target_required=False)
+    add_lab_args(p)
     return p
 
 
+def add_lab_args(p: argparse.ArgumentParser) -> None:
+    """--lab PLACE|TAG=VALUE and its lab file and wait (toolkit.hil.lab)."""
+    p.add_argument("--lab", default=None, metavar="PLACE|TAG=VALUE",
+                   help="reserve a free place of a labgrid lab (a place name or a tag such as board=nucleo-l4r5zi), "
+                        "profile its board through RFC 2217, release it (also on errors and Ctrl-C)")
+    p.add_argument("--lab-file", type=Path, default=Path("hil/lab.toml"), metavar="LAB.toml",
+                   help="the lab: [lab] coordinator (LG_COORDINATOR overrides it), wait_s; [places.NAME] target, "
+                        "tags, url_options (default hil/lab.toml)")
+    p.add_argument("--lab-wait", type=float, default=None, metavar="S",
+                   help="how long to wait for a busy place before giving up (default [lab] wait_s, else 600)")
+
+
 def measure(args: argparse.Namespace, *, allow_fallback: bool, need_outputs: bool) -> Any:
-    """Run the profile the arguments describe; returns the ProfileResult (reports written)."""
+    """Run the profile the arguments describe; returns the ProfileResult (reports written). With --lab: on a
+    lab place held for the run (report["lab"] says which, when, and after the release when it was let go)."""
     from toolkit.errors import EdgetkError
+
+    if args.max_lsb < 0 or args.max_lsb > 255:
+        raise EdgetkError(f"--max-lsb {args.max_lsb}: int8 outputs differ by 0..255", fix="e.g. --max-lsb 0")
+    if not getattr(args, "lab", None):
+        if not args.target:
+            raise EdgetkError("no target given", fix="pass --target T (edgetk targets), or --lab PLACE|TAG=VALUE")
+        return _measure(args, args.target, args.port, allow_fallback, need_outputs)
+    from toolkit.hil.lab import lab_target, lease, load_lab
+
+    if args.port:
+        raise EdgetkError("--port and --lab both name the board's link", fix="give one of them")
+    lab = load_lab(args.lab_file)
+    target = lab_target(args.lab, lab, args.target)
+    with lease(args.lab, lab, args.lab_wait) as held:
+        result = _measure(args, target, held.url, allow_fallback, need_outputs, lab=held.to_dict())
+    result.report["lab"] = held.to_dict()
+    return result
+
+
+def _measure(args: argparse.Namespace, target: str, port: str | None, allow_fallback: bool, need_outputs: bool,
+             lab: dict[str, Any] | None = None) -> Any:
     from toolkit.hil import profile
     from toolkit.hil.checks import Limits
     from toolkit.hil.source import ModelSource
 
-    if args.max_lsb < 0 or args.max_lsb > 255:
-        raise EdgetkError(f"--max-lsb {args.max_lsb}: int8 outputs differ by 0..255", fix="e.g. --max-lsb 0")
     src = ModelSource(args.bundle, inputs=args.inputs, samples=args.samples)
     limits = Limits(max_lsb=args.max_lsb, max_drop=args.max_drop, allow_fallback=allow_fallback,
                     need_outputs=need_outputs)
-    return profile(src, args.target, port=args.port, samples=args.samples, out_dir=args.out, limits=limits,
-                   mlperf_key=args.mlperf_key, optimize=args.optimize, layers=None if args.layers else False)
+    return profile(src, target, port=port, samples=args.samples, out_dir=args.out, limits=limits,
+                   mlperf_key=args.mlperf_key, optimize=args.optimize, layers=None if args.layers else False, lab=lab)
 
 
 def result_doc(result: Any) -> dict[str, Any]:
@@ -106,5 +141,9 @@ def run(args: argparse.Namespace) -> int:
         emit(result_doc(result))
     else:
         print(result.summary())
+        if "lab" in result.report:
+            lab = result.report["lab"]
+            print(f"lab place {lab['place']} ({lab['url']}, coordinator {lab['coordinator']}): held after "
+                  f"{lab['waited_s']:.1f} s, released")
         print(f"report: {result.html_path}")
     return 1 if result.failed else 0

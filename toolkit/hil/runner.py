@@ -450,13 +450,15 @@ def _run_chain(target: str, bundle: Bundle, out: Path, *, port: str | None, samp
 def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *, port: str | None = None,
             samples: int | None = 20, out_dir: str | os.PathLike | None = None,
             build_dir: str | os.PathLike | None = None, limits: Limits = Limits(),
-            mlperf_key: str | None = None, optimize: str = "size", layers: bool | None = None) -> ProfileResult:
+            mlperf_key: str | None = None, optimize: str = "size", layers: bool | None = None,
+            lab: Mapping[str, Any] | None = None) -> ProfileResult:
     """Profile a bundle (or an int8 .tflite) on a target (or what stands in for it); write JSON, Markdown
     and HTML reports with the figures, where each came from, and the checks under `limits`.
 
     `samples=None` runs every test input of the bundle. Firmware targets run C generated with the target's
     kernel set and `optimize` ("size": int8 weights; "speed": int16 weights where the target's flash allows).
     `layers`: the per-layer run on QEMU targets (None: on unless EDGETK_PROFILE_LAYERS=0).
+    `lab`: the lab place the board was reserved on (toolkit.hil.lab), recorded in the report.
     """
     if layers is None:
         layers = os.environ.get("EDGETK_PROFILE_LAYERS", "1") != "0"
@@ -470,12 +472,12 @@ def profile(bundle_dir: str | os.PathLike | ModelSource | Bundle, target: str, *
     # bundle and target, and the per-layer run below compiles from that library again.
     with path_lock(cache_dir("build") / f".{bundle.sha256[:16]}.lock"):
         return _profile_locked(bundle, target, out, t0, n=n, key=key, port=port, build_dir=build_dir,
-                               limits=limits, optimize=optimize, layers=layers)
+                               limits=limits, optimize=optimize, layers=layers, lab=lab)
 
 
 def _profile_locked(bundle: Bundle, target: str, out: Path, t0: float, *, n: int, key: Any, port: str | None,
                     build_dir: str | os.PathLike | None, limits: Limits, optimize: str,
-                    layers: bool) -> ProfileResult:
+                    layers: bool, lab: Mapping[str, Any] | None = None) -> ProfileResult:
     from toolkit.hil.report import enrich, record_history, write_reports
 
     report, fallbacks = _run_chain(target, bundle, out, port=port, samples=n, key=key,
@@ -492,6 +494,8 @@ def _profile_locked(bundle: Bundle, target: str, out: Path, t0: float, *, n: int
                   fidelity_stages=bundle.fidelity, inputs=bundle.raw_label if raw else bundle.inputs_label, random_inputs=bundle.random_inputs,
                   bundle=str(bundle.path),
                   mlperf={"key": key.key, "source": key.source, "firmware_answered": report.pop("mlperf_answer", None)})
+    if lab is not None:
+        report["lab"] = dict(lab)
     checks = evaluate(report, limits)
     report["checks"] = [c.to_dict() for c in checks]
     report["limits"] = dataclasses.asdict(limits)
