@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -19,15 +23,63 @@ os.environ["EDGETK_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="edgetk-test
 os.environ["EDGETK_PROFILE_LAYERS"] = "0"
 
 
-def require_tool(name: str) -> str:
-    """Path of an external tool; skip with the fix when absent, fail under EDGETK_REQUIRE_QEMU=1."""
-    path = shutil.which(name)
+def require_tool(name: str, fix: str | None = None) -> str:
+    """Path of an external tool (on PATH, or beside this Python: a venv's console scripts); skip with the fix
+    when absent, fail under EDGETK_REQUIRE_QEMU=1."""
+    here = Path(sys.executable).parent / name
+    path = shutil.which(name) or (str(here) if here.is_file() else None)
     if path:
         return path
-    msg = f"{name} not found; fix: {install_hint(name)}"
+    msg = f"{name} not found; fix: {fix or install_hint(name)}"
     if os.environ.get("EDGETK_REQUIRE_QEMU") == "1":
         pytest.fail(f"{msg} (EDGETK_REQUIRE_QEMU=1 turns this skip into a failure)")
     pytest.skip(msg)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, log: Path, what: str, timeout: float = 10.0) -> None:
+    """Wait until something accepts on 127.0.0.1:port; fail with the log's tail when `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_process(proc)
+                pytest.fail(f"{what} did not start: {log.read_text(errors='replace')[-800:]}")
+            time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` (a process this test started; idempotent)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_ser2net(pty: str, folder: Path, port: int | None = None) -> tuple[subprocess.Popen, int]:
+    """A real ser2net exporting `pty` over RFC 2217 on 127.0.0.1:port (a free one by default), listening."""
+    exe = require_tool("ser2net")
+    port = port or free_port()
+    conf, log = folder / f"ser2net-{port}.yaml", folder / f"ser2net-{port}.log"
+    conf.write_text(f"%YAML 1.1\n---\nconnection: &lab\n  accepter: telnet(rfc2217),tcp,127.0.0.1,{port}\n"
+                    f"  connector: serialdev,{pty},115200n81,local\n  options:\n    kickolduser: true\n")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([exe, "-n", "-u", "-c", str(conf), "-P", str(folder / f"ser2net-{port}.pid")],
+                                stdout=out, stderr=subprocess.STDOUT)
+    wait_listening(port, proc, log, "ser2net")
+    return proc, port
 
 
 @pytest.fixture(scope="session")

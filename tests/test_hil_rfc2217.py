@@ -6,14 +6,11 @@ the URL carries pyserial's ?ign_set_control. Behind a real USB serial adapter se
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 
 import numpy as np
 import pytest
 
-from conftest import require_tool
+from conftest import free_port, require_tool, start_ser2net, stop_process
 from test_transport_faults import HELLO, _campaign
 from toolkit.cli import main
 from toolkit.errors import EdgetkError
@@ -47,49 +44,23 @@ timeout_s = 5.0
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab(external, tmp_path_factory):
     """The hello-world bundle's firmware on the host simulator, its pty exported by ser2net: (url, bundle)."""
     require_tool("gcc")
-    exe = require_tool("ser2net")
+    require_tool("ser2net")
     d = tmp_path_factory.mktemp("lab")
     bundle = bundle_from_tflite(external / HELLO, d / "bundle", samples=4)
     spec = get_target("host-sim")
     sim = make_target(spec)
     sim.build(c_library(bundle, d / "build", spec), d / "build")
-    pty = sim.start()
-    port = _free_port()
-    (d / "ser2net.yaml").write_text(
-        f"%YAML 1.1\n---\nconnection: &lab\n  accepter: telnet(rfc2217),tcp,127.0.0.1,{port}\n"
-        f"  connector: serialdev,{pty},115200n81,local\n  options:\n    kickolduser: true\n")
-    log = open(d / "ser2net.log", "wb")
-    proc = subprocess.Popen([exe, "-n", "-u", "-c", str(d / "ser2net.yaml"), "-P", str(d / "ser2net.pid")],
-                            stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"ser2net did not start: {(d / 'ser2net.log').read_text()[-800:]}")
-                time.sleep(0.05)
-        yield f"rfc2217://127.0.0.1:{port}?ign_set_control", bundle
-    finally:
-        proc.terminate()
+        proc, port = start_ser2net(sim.start(), d)
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            yield f"rfc2217://127.0.0.1:{port}?ign_set_control", bundle
+        finally:
+            stop_process(proc)
+    finally:
         sim.stop()
 
 
@@ -125,5 +96,5 @@ def test_link_faults_over_rfc2217_never_yield_a_wrong_result(lab):
 
 def test_no_server_at_the_url_is_one_clear_error():
     with pytest.raises(EdgetkError) as e:
-        Transport(f"rfc2217://127.0.0.1:{_free_port()}").open()
+        Transport(f"rfc2217://127.0.0.1:{free_port()}").open()
     assert "no RFC 2217 serial server answers" in str(e.value) and "ser2net" in e.value.fix

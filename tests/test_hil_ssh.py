@@ -5,28 +5,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import require_tool
+from conftest import free_port, require_tool, stop_process, wait_listening
 from toolkit.errors import EdgetkError
 from toolkit.hil import profile
 from toolkit.hil.bundle import load_bundle
 from toolkit.hil.linux_local import profile_linux_local
 from toolkit.hil.ssh import profile_ssh
 from toolkit.targets import get_target, load_target_file
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _keygen(path: Path) -> Path:
@@ -45,7 +37,7 @@ def sshd(tmp_path_factory):
     (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder when root
-    port = _free_port()
+    port = free_port()
     (d / "sshd_config").write_text(
         f"ListenAddress 127.0.0.1:{port}\nHostKey {host_key}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
         f"PidFile {d / 'sshd.pid'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
@@ -53,24 +45,12 @@ def sshd(tmp_path_factory):
         "LogLevel ERROR\n")  # no SFTP subsystem, as on minimal robot images: the copy must not need one
     log = open(d / "sshd.log", "wb")
     proc = subprocess.Popen([exe, "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()[-800:]}")
-            time.sleep(0.05)
-    yield port, client, d
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
     log.close()
+    wait_listening(port, proc, d / "sshd.log", "sshd")
+    try:
+        yield port, client, d
+    finally:
+        stop_process(proc)
 
 
 def _robot(folder: Path, ssh_port: int, key: Path, known: Path, python: str = sys.executable, **over) -> Path:
@@ -119,7 +99,7 @@ def test_refusals_are_one_clear_error_each(sshd, exported_bundle, tmp_path):
     bundle = load_bundle(exported_bundle("imu-motions"))
     stranger = _keygen(tmp_path / "stranger")
     cases = [({"key": stranger}, "refused the SSH login", "ssh-copy-id"),
-             ({"port": _free_port()}, "unreachable over SSH", "sshd runs there"),
+             ({"port": free_port()}, "unreachable over SSH", "sshd runs there"),
              ({"python": "/nonexistent/python3"}, "has no /nonexistent/python3", "ssh.python")]
     bare = Path("/usr/bin/python3")
     if bare.exists() and subprocess.run([str(bare), "-c", "import onnxruntime"], capture_output=True,
