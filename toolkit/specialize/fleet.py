@@ -25,7 +25,8 @@ another on 1 thread (2.7-3.3x) and 74-87 s on 2 threads (tiny models barely spee
 on a 16-core Xeon, bench/fleet_scaling.py: 2.5x with 2 workers, 4.7x with 4, 8.75x with 8. The most a
 stack can gain per core is the plain step's time over a member-step's (bench/fleet_ceiling.py: 1.8x here).
 Without fork (not Linux), or where a forked child cannot run autograd (`autograd_survives_fork`), the stacks
-train in this process.
+train in this process. `edgetk train --cluster` passes a `runner` instead (toolkit.cluster): each stack is a Ray
+task (`train_stack`: 1 CPU, 1 torch thread, its checkpoint), its members' weights come back as bytes (`load_stack`).
 
 BatchNorm: a stacked BatchNorm over M*C channels keeps per-channel, hence per-member, batch
 statistics and running statistics. Dropout draws different masks than the member alone would; twins
@@ -60,7 +61,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -91,6 +92,16 @@ class Member:
     model: nn.Module | None = None
     test_top1: float = float("nan")
     extra: dict = field(default_factory=dict)
+
+
+class StackRunner(Protocol):
+    """Trains a fleet's stacks somewhere else (toolkit.cluster.RayStacks: Ray tasks) and sets each member's model."""
+
+    def __call__(self, make_model: Callable[[int], nn.Module], stacks: list[list[Member]], cfg: TrainConfig,
+                 ckpts: list[Path | None], exact: bool) -> None: ...
+
+    def summary(self) -> dict:
+        """What fleet.json records about where the stacks ran."""
 
 
 def split_members(data: TaskData, members: int, seed: int, dtype: str = "float32") -> list[Member]:
@@ -127,17 +138,21 @@ def _steps(members: list[Member], bs: int) -> int:
 
 def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], cfg: TrainConfig,
                 batched: bool = True, stack: int = 4, ckpt_dir: Path | None = None, workers: int = 1,
-                exact: bool = True) -> float:
+                exact: bool = True, runner: StackRunner | None = None) -> float:
     """Train every member (in stacks of `stack`, or one after another); fill model and test_top1; return seconds.
 
     With `ckpt_dir`, stack i saves its state to ckpt_dir/stack-<i>.pt after every epoch and continues from it.
     `workers` (batched only): processes sharing the stacks (0 = one per CPU core; 1 = this process).
     `exact` (batched only): every member computes the very bits it computes alone (stack.StackedConv2d).
+    `runner` (batched only): trains the stacks elsewhere instead of `workers` (toolkit.cluster: Ray tasks).
     """
     t0 = time.perf_counter()
     size = max(1, stack) if batched else 1
     stacks = [members[i:i + size] for i in range(0, len(members), size)]
     ckpts = [ckpt_dir / f"stack-{i}.pt" if ckpt_dir is not None else None for i in range(len(stacks))]
+    if runner is not None and batched:
+        runner(make_model, stacks, cfg, ckpts, exact)
+        return _finish(members, len(stacks), t0)
     n = fleet_workers(workers, len(stacks)) if batched else 1
     if workers != 1 and batched and not CAN_FORK:
         log.info("fleet: worker processes need the fork start method (Linux); training in this process")
@@ -153,10 +168,15 @@ def train_fleet(make_model: Callable[[int], nn.Module], members: list[Member], c
     else:
         for group, ckpt in zip(stacks, ckpts):
             _train_batched(make_model, group, cfg, plain=not batched, ckpt=ckpt, exact=exact)
+    return _finish(members, n, t0)
+
+
+def _finish(members: list[Member], workers: int, t0: float) -> float:
+    """Evaluate the trained members, record the processes that trained them (fleet.json); the seconds since t0."""
     seconds = time.perf_counter() - t0
     for m in members:
         m.test_top1 = evaluate(m.model, m.x_test, m.y_test)
-        m.extra["workers"] = n                                       # the processes that trained it (fleet.json)
+        m.extra["workers"] = workers
     return seconds
 
 
@@ -208,25 +228,33 @@ def _train_in_workers(make_model: Callable[[int], nn.Module], stacks: list[list[
                     p.kill()
                 p.join()
         for i, group in enumerate(stacks):
-            _load_results(make_model, group, Path(tmp) / f"stack-{i}.pt")
+            load_stack(make_model, group, (Path(tmp) / f"stack-{i}.pt").read_bytes())
 
 
 def _worker(make_model: Callable[[int], nn.Module], stacks: list[list[Member]], cfg: TrainConfig,
             ckpts: list[Path | None], exact: bool, tmp: Path, parent: int, share: list[int]) -> None:
     """Worker process body: one torch thread, train its share of stacks, write each stack's members' weights."""
     die_with_parent(signal.SIGKILL, parent)  # a killed fleet job leaves no orphan training
-    torch.set_num_threads(1)
     for i in share:
         try:
-            _train_batched(make_model, stacks[i], cfg, ckpt=ckpts[i], exact=exact)
+            states = train_stack(make_model, stacks[i], cfg, ckpts[i], exact)
         except Exception as e:
             fix = getattr(e, "fix", None)
             what = str(e).removesuffix(f"\n  fix: {fix}") if fix else f"{type(e).__name__}: {e}"
             atomic_write_json(tmp / f"stack-{i}.err", {"error": what, "fix": fix})
             raise
-        buf = io.BytesIO()
-        torch.save({str(j): m.model.state_dict() for j, m in enumerate(stacks[i])}, buf)
-        atomic_write_bytes(tmp / f"stack-{i}.pt", buf.getvalue())
+        atomic_write_bytes(tmp / f"stack-{i}.pt", states)
+
+
+def train_stack(make_model: Callable[[int], nn.Module], members: list[Member], cfg: TrainConfig,
+                ckpt: Path | None, exact: bool) -> bytes:
+    """Train one stack on 1 torch thread (a worker's share, or a cluster task) from its checkpoint, if any;
+    return its members' state_dicts as torch.save bytes (read back by load_stack)."""
+    torch.set_num_threads(1)
+    _train_batched(make_model, members, cfg, ckpt=ckpt, exact=exact)
+    buf = io.BytesIO()
+    torch.save({str(j): m.model.state_dict() for j, m in enumerate(members)}, buf)
+    return buf.getvalue()
 
 
 def _join(procs: list, shares: list[list[int]], stacks: list[list[Member]], tmp: Path) -> None:
@@ -252,9 +280,9 @@ def _worker_error(w: int, code: int, share: list[int], stacks: list[list[Member]
                        "if it recurs, set [fleet] workers = 1 to train in one process and see the error")
 
 
-def _load_results(make_model: Callable[[int], nn.Module], group: list[Member], path: Path) -> None:
-    """Fresh member models with the weights a worker wrote to path."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def load_stack(make_model: Callable[[int], nn.Module], group: list[Member], states: bytes) -> None:
+    """Fresh member models with the weights train_stack returned (read with weights_only=True)."""
+    state = torch.load(io.BytesIO(states), map_location="cpu", weights_only=True)
     for j, m in enumerate(group):
         model = make_model(m.seed)
         model.load_state_dict(state[str(j)])
@@ -339,13 +367,7 @@ SHARED_MODES = ("probe", "top", "bitfit", "lora")
 def chain_of(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
     """The model as a chain of modules whose composition is its forward (nn.Sequential children expanded,
     other children whole); checked on `example`: one EdgetkError when the forward is not such a chain."""
-    def expand(mod: nn.Module) -> list[nn.Module]:
-        kids = list(mod.children())
-        if isinstance(mod, nn.Sequential) or (mod is model and kids):
-            return [leaf for k in kids for leaf in expand(k)]
-        return [mod]
-
-    parts = expand(model)
+    parts = _chain_parts(model)
     with torch.no_grad():
         was = model.training
         model.eval()
@@ -357,6 +379,17 @@ def chain_of(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
         raise EdgetkError(f"{type(model).__name__}'s forward is not a chain of its layers, so its frozen base "
                           "cannot be cut below a trainable top", fix="use [fleet] mode = \"scratch\" for this architecture")
     return parts
+
+
+def _chain_parts(model: nn.Module) -> list[nn.Module]:
+    """chain_of's expansion without its check (for copies of a model chain_of already checked)."""
+    def expand(mod: nn.Module) -> list[nn.Module]:
+        kids = list(mod.children())
+        if isinstance(mod, nn.Sequential) or (mod is model and kids):
+            return [leaf for k in kids for leaf in expand(k)]
+        return [mod]
+
+    return expand(model)
 
 
 def cut_index(parts: list[nn.Module], peft: str, top_layers: int) -> int:
@@ -403,15 +436,19 @@ def frozen_features(base_parts: list[nn.Module], cut: int, x: np.ndarray, batch:
     return torch.cat([bottom(xs[i:i + batch]) for i in range(0, len(xs), batch)]) if len(xs) else bottom(xs)
 
 
-def merged_member(base: nn.Module, example: torch.Tensor, cut: int, top: nn.Sequential) -> nn.Module:
-    """A plain copy of the base with the member's trained top written in (LoRA folded into its layers)."""
+def merged_member(base: nn.Module, example: torch.Tensor | None, cut: int, top: nn.Sequential) -> nn.Module:
+    """A plain copy of the base with the member's trained top written in (LoRA folded into its layers).
+
+    example None: the base is known to be a chain (train_shared_fleet checked it once), so the copy is not
+    checked again (that check is a forward pass per member)."""
     import copy
 
-    from toolkit.specialize.peft import merge_peft
+    from toolkit.specialize.peft import LoRAConv2d, LoRALinear, merge_peft
 
     model = copy.deepcopy(base).eval()
-    parts = chain_of(model, example)
-    plain = merge_peft(copy.deepcopy(top))
+    parts = chain_of(model, example) if example is not None else _chain_parts(model)
+    lora = any(isinstance(m, (LoRAConv2d, LoRALinear)) for m in top.modules())
+    plain = merge_peft(copy.deepcopy(top)) if lora else top     # nothing to fold: read the top's weights as they are
     for dst, src in zip(parts[cut:], plain):
         dst.load_state_dict(src.state_dict())
     for p in model.parameters():
@@ -447,7 +484,7 @@ def train_shared_fleet(base: nn.Module, members: list[Member], cfg: TrainConfig,
         _train_tops(members[i:i + size], feats[i:i + size], tops[i:i + size], cfg, exact)
     t_train = time.perf_counter() - t0 - t_cache
     for m, top in zip(members, tops):
-        m.model = merged_member(base, example, cut, top)
+        m.model = merged_member(base, None, cut, top)
         m.extra["top"] = top
         m.test_top1 = evaluate(m.model, m.x_test, m.y_test)
     seconds = time.perf_counter() - t0

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_bytes, atomic_write_json
 from toolkit.recipe import Recipe
 
+if TYPE_CHECKING:
+    from toolkit.specialize.fleet import StackRunner
+
 log = logging.getLogger(__name__)
 SPECIAL = ("fleet", "finetune", "distill", "pretrain")
 
@@ -28,11 +32,13 @@ def is_special(recipe: Recipe) -> bool:
     return any(recipe.extra.get(name) is not None for name in SPECIAL)
 
 
-def run_recipe(recipe: Recipe, out: Path, json_progress: bool = False, resume: bool = False) -> Path:
+def run_recipe(recipe: Recipe, out: Path, json_progress: bool = False, resume: bool = False,
+               stacks: StackRunner | None = None) -> Path:
     """Run (or resume) the recipe's specialization job into out; returns the run folder (a fleet: the parent folder).
 
     A job continues from whatever checkpoints its folder holds (checkpoints/pretrain.pt, stack-<i>.pt,
-    last.pt); a new job refuses a folder that holds any.
+    last.pt); a new job refuses a folder that holds any. `stacks` trains a batched fleet's stacks elsewhere
+    (toolkit.cluster: Ray tasks); other jobs ignore it.
     """
     from toolkit.train.trainer import begin_run
 
@@ -41,7 +47,9 @@ def run_recipe(recipe: Recipe, out: Path, json_progress: bool = False, resume: b
         raise EdgetkError(f"{recipe.path}: sections {', '.join(jobs)} cannot be combined in one recipe",
                           fix="chain them: train one recipe, then point the next one at its run folder")
     begin_run(recipe, Path(out), resume, checkpoints="*.pt")
-    return {"fleet": train_fleet_job, "finetune": finetune_job, "distill": distill_job,
+    if jobs[0] == "fleet":
+        return train_fleet_job(recipe, Path(out), json_progress, stacks)
+    return {"finetune": finetune_job, "distill": distill_job,
             "pretrain": pretrain_job}[jobs[0]](recipe, Path(out), json_progress)
 
 
@@ -57,6 +65,11 @@ def _seeded_model(recipe: Recipe, data: TaskData, seed: int) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return build_model(recipe, data)
+
+
+def _fleet_model(recipe: Recipe, shapes: TaskData, dtype: str, seed: int) -> torch.nn.Module:
+    """A fleet member's initial model (module-level, so a partial of it pickles small for cluster tasks)."""
+    return _seeded_model(recipe, shapes, seed).to(getattr(torch, dtype))
 
 
 def pretrain_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
@@ -183,8 +196,10 @@ def write_merged(out: Path, recipe: Recipe, model: torch.nn.Module, data: TaskDa
     return {"merged": True, "merge_max_abs_diff": diff}
 
 
-def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> Path:
+def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False, stacks: StackRunner | None = None) -> Path:
     """Train one member per data group in one batched job; write out/<member>/ run folders and out/fleet.json."""
+    import functools
+
     from toolkit.specialize.fleet import split_members, train_fleet
 
     data = load_dataset(recipe)
@@ -198,10 +213,11 @@ def train_fleet_job(recipe: Recipe, out: Path, json_progress: bool = False) -> P
         summary = _specialize_members(recipe, out, data, members, json_progress)
         seconds = summary["seconds"]
     else:
-        dtype = getattr(torch, cfg.dtype)
-        seconds = train_fleet(lambda seed: _seeded_model(recipe, data, seed).to(dtype), members, recipe.train,
-                              cfg.batched, cfg.stack, out / "checkpoints", cfg.workers, cfg.exact)
-        summary = {"seconds": seconds, "workers": members[0].extra["workers"]}
+        shapes = subset(data, np.arange(1), np.arange(min(1, len(data.y_test))))   # what build_model reads
+        seconds = train_fleet(functools.partial(_fleet_model, recipe, shapes, cfg.dtype), members, recipe.train,
+                              cfg.batched, cfg.stack, out / "checkpoints", cfg.workers, cfg.exact, stacks)
+        summary = {"seconds": seconds, "workers": members[0].extra["workers"],
+                   **({"cluster": stacks.summary()} if stacks is not None and cfg.batched else {})}
     rows = [write_member(out / m.name, recipe, m, data) for m in members]
     summary = {"members": rows, **summary, "batched": cfg.batched, "group_by": cfg.group_by,
                "dtype": cfg.dtype, "exact": cfg.exact, "mode": cfg.mode}
