@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +62,12 @@ class Lab:
         return proc
 
     def idle(self) -> bool:
-        """No place held and no reservation left."""
-        places = LabClient(self.coordinator).places()
-        return all(p["acquired"] is None for p in places.values()) and "Reservation" not in \
-            self.client("reservations").stdout
+        """No place held and no reservation left (the two questions asked at once)."""
+        with ThreadPoolExecutor(2) as pool:
+            places = pool.submit(LabClient(self.coordinator).places)
+            reservations = pool.submit(self.client, "reservations")
+            return all(p["acquired"] is None for p in places.result().values()) and \
+                "Reservation" not in reservations.result().stdout
 
     def close(self) -> None:
         for proc in reversed(self.procs + ([self.b_ser2net] if self.b_ser2net else [])):
@@ -99,11 +103,15 @@ def _start(lab: Lab, external: Path) -> None:
         assert time.monotonic() < deadline and all(p.poll() is None for p in lab.procs), \
             "exporters did not register: " + "".join((d / f"exporter-{n}.log").read_text()[-600:] for n in "ab")
         time.sleep(0.2)
-    for name in ("a", "b"):
+
+    def make_place(name: str) -> None:
         place = f"lab-{name}"
         lab.client("-p", place, "create")
         lab.client("-p", place, "add-match", f"exp-{name}/{name}/*")
         lab.client("-p", place, "set-tags", "board=lab-board", f"desk={name}")
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(make_place, "ab"))
     lab.targets = d / "targets"
     lab.targets.mkdir()
     (lab.targets / "lab-board.toml").write_text(LAB_BOARD)
@@ -236,3 +244,34 @@ def test_no_coordinator_is_one_clear_error(lab, tmp_path, capsys, monkeypatch):
         with lease("desk=a", load_lab(lab.lab_file), wait_s=1):
             pass
     assert "no labgrid coordinator answers" in str(e.value) and "labgrid-coordinator" in e.value.fix
+
+
+SUITE = """
+import pytest
+from toolkit.hil.bundle import load_bundle
+from toolkit.runtimes import run_tflm
+
+@pytest.fixture(scope="session")
+def hil_bundle():
+    return load_bundle({bundle!r})
+
+def test_exact_on_the_lab_board(dut, hil_bundle):
+    for x in hil_bundle.x:
+        assert (dut.infer(x).reshape(-1) == run_tflm(hil_bundle.tflite, x[None]).reshape(-1)).all()
+"""
+
+
+def test_pytest_plugin_runs_on_a_lab_place_and_releases_it(lab, tmp_path):
+    """pytest --hil-lab lab-b: the `dut` is the place's board (target from the lab file), released at the end."""
+    (tmp_path / "test_s.py").write_text(SUITE.format(bundle=str(lab.bundle.path)))
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_s.py"),
+                           "--hil-lab", "lab-b", "--hil-lab-file", str(lab.lab_file), f"--junitxml={junit}"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "EDGETK_TARGETS": str(lab.targets)})
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+    case = next(ET.parse(junit).getroot().iter("testcase"))
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert case.get("name") == "test_exact_on_the_lab_board[lab-board]" and props["hil_lab_place"] == "lab-b", props
+    assert props["hil_ran_on"] == "lab-board"
+    assert lab.idle()

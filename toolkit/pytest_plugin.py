@@ -9,10 +9,15 @@ Without `--hil-target` the `dut` tests run on every target in `--hil-targets` (d
 "qemu-m4,host-sim"); the target name is in the test id. A board that is absent falls back to its
 emulator, unless EDGETK_REQUIRE_HW=1 (budgets are per target: a number, or a {target: number}
 table, checked against the target that actually ran) (then it fails); EDGETK_REQUIRE_QEMU=1 does the same for QEMU.
+`--hil-lab PLACE|TAG=VALUE` reserves a free place of a labgrid lab (toolkit.hil.lab; the lab file is
+`--hil-lab-file`, default hil/lab.toml) at the first `dut`, runs every `dut` test on its board through RFC 2217
+and releases it when the session ends (also on failures and Ctrl-C); the target defaults to the place's board.
+`--hil-lab FILE.toml` still names a lab inventory of local ports ([boards.<id>] target, port).
 Kept light: toolkit.hil is imported only when a `dut` is requested.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from pathlib import Path
@@ -39,7 +44,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 f"(default {DEFAULT_TARGETS})")
     g.addoption("--hil-port", default=None, help="serial port / pyserial URL of the board")
     g.addoption("--hil-bundle", default=None, help="bundle folder the `hil_bundle` fixture loads")
-    g.addoption("--hil-lab", default=None, help="lab inventory TOML mapping targets to ports (hil/lab.toml)")
+    g.addoption("--hil-lab", default=None, help="PLACE|TAG=VALUE: reserve a labgrid place for the session and run "
+                "on its board (RFC 2217); or a lab inventory FILE.toml mapping targets to local ports")
+    g.addoption("--hil-lab-file", default=None, help="the lab file ([lab] coordinator, [places.*], [boards.*]; "
+                "default hil/lab.toml)")
+    g.addoption("--hil-lab-wait", default=None, type=float, help="seconds to wait for a busy lab place "
+                "(default [lab] wait_s)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,9 +59,47 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_DEVICES_KEY] = {}
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Release the lab place (after the devices closed; runs after failures and Ctrl-C too)."""
+    stack = config.stash.get(_LEASE_KEY, None)
+    if stack is not None:
+        stack.close()
+
+
+def _lab_spec(config: pytest.Config) -> str | None:
+    """--hil-lab when it asks for a lab place (not an inventory file)."""
+    value = config.getoption("--hil-lab")
+    return value if value and not (value.endswith(".toml") or Path(value).is_file()) else None
+
+
+def _lab_file(config: pytest.Config) -> Path:
+    value = config.getoption("--hil-lab")
+    if value and not _lab_spec(config):
+        return Path(value)
+    return Path(config.getoption("--hil-lab-file") or _default_lab(config))
+
+
 def _targets(config: pytest.Config) -> list[str]:
     one = config.getoption("--hil-target")
+    if not one and _lab_spec(config):
+        from toolkit.hil.lab import lab_target, load_lab
+
+        one = lab_target(_lab_spec(config), load_lab(_lab_file(config)), None)
     return [one] if one else [t.strip() for t in config.getoption("--hil-targets").split(",") if t.strip()]
+
+
+def _lab_port(config: pytest.Config) -> str:
+    """The URL of the session's lab place, reserved at the first call (released by pytest_unconfigure)."""
+    if _LEASE_KEY not in config.stash:
+        from toolkit.hil.lab import lease, load_lab
+
+        stack = config.stash[_LEASE_KEY] = contextlib.ExitStack()
+        config.stash[_LEASE_HELD] = stack.enter_context(
+            lease(_lab_spec(config), load_lab(_lab_file(config)), config.getoption("--hil-lab-wait")))
+    held = config.stash.get(_LEASE_HELD, None)
+    if held is None:
+        pytest.fail("the lab place could not be reserved (see the first failing test)")
+    return held.url
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -105,7 +153,13 @@ def dut(request: pytest.FixtureRequest, hil_target: str, hil_bundle: Any, _hil_d
     cfg = request.config
     key = (hil_target, str(hil_bundle.path))
     if key not in _hil_devices:
-        lab = lab_port(cfg.getoption("--hil-lab") or _default_lab(cfg), hil_target)
+        if _lab_spec(cfg):
+            try:
+                lab = _lab_port(cfg)
+            except EdgetkError as e:
+                pytest.fail(f"no lab place for {hil_target}: {e}")
+        else:
+            lab = lab_port(_lab_file(cfg), hil_target)
         if lab and "://" not in lab and not os.path.exists(lab):
             lab = None  # the lab's board is not plugged in here: fall back along the chain
         port = cfg.getoption("--hil-port") or lab
@@ -118,11 +172,15 @@ def dut(request: pytest.FixtureRequest, hil_target: str, hil_bundle: Any, _hil_d
             pytest.skip(f"no device for {hil_target}: {e}")
     dev = _hil_devices[key]
     request.node.user_properties += [("hil_target", hil_target), ("hil_ran_on", dev.source)]
+    if cfg.stash.get(_LEASE_HELD, None) is not None:
+        request.node.user_properties.append(("hil_lab_place", cfg.stash[_LEASE_HELD].place))
     request.node.stash[_DEVICE_KEY] = dev
     return dev
 
 
 _DEVICE_KEY = pytest.StashKey[Any]()
+_LEASE_KEY = pytest.StashKey[contextlib.ExitStack]()
+_LEASE_HELD = pytest.StashKey[Any]()
 
 
 def _default_lab(config: pytest.Config) -> Path:

@@ -259,7 +259,7 @@ class Lease:
                 "via": "labgrid reservation, RFC 2217"}
 
 
-class _Terminated(BaseException):
+class _Terminated(KeyboardInterrupt):
     """SIGTERM during a lease (a CI job cancelled): unwinds like Ctrl-C so the place is released."""
 
 
@@ -375,15 +375,25 @@ def lease(spec: str, lab: LabConfig, wait_s: float | None = None) -> Iterator[Le
 
 
 def _give_back(client: LabClient, token: str, held: Lease | None) -> None:
-    """Release the place (if acquired) and cancel the reservation; a failure here is logged, not raised over
-    the job's own outcome."""
-    if held is not None:
-        proc = client.run("release", place=f"+{token}", check=False)
-        held.released_at = time.time()
-        if proc.returncode != 0:
-            log.error("could not release lab place %s: %s", held.place, (proc.stdout + proc.stderr).strip()[-300:])
-        else:
-            log.info("lab place %s released", held.place)
-    proc = client.run("cancel-reservation", token, check=False)
-    if proc.returncode != 0:
-        log.warning("could not cancel reservation %s: %s", token, (proc.stdout + proc.stderr).strip()[-300:])
+    """Release the place (if acquired) and cancel the reservation, both at once; a failure here is logged, not
+    raised over the job's own outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        cancel = pool.submit(_quietly, client, "cancel-reservation", token)
+        if held is not None:
+            _quietly(client, "release", place=held.place)
+            held.released_at = time.time()
+            log.info("lab place %s let go", held.place)
+        cancel.result()
+
+
+def _quietly(client: LabClient, *args: str, place: str | None = None) -> None:
+    """One clean-up call: its failure is logged (the job's own outcome is what the user must see)."""
+    try:
+        proc = client.run(*args, place=place, check=False)
+        problem = (proc.stdout + proc.stderr).strip()[-300:] if proc.returncode else ""
+    except EdgetkError as e:
+        problem = str(e)
+    if problem:
+        log.error("labgrid-client %s %s failed: %s", args[0], place or "", problem)
