@@ -125,3 +125,33 @@ def test_deep_check_feeds_and_reads_whole_tensors(tmp_path, case):
         data = build_model(t, [O("FULLY_CONNECTED", (0, 1, 2), (3,))], [0], [3])
     assert fuzz.check_tflite(data) == "accepted"
     fuzz.deep_check_tflite(tmp_path)(data, 3)
+
+
+def test_an_input_is_rebuilt_from_its_seed_and_index(tflite_seeds, tmp_path):
+    """A crashed child leaves only the index it wrote to its pipe: nth_input(seed, index) must give the very bytes the
+    campaign checked (field mutations reuse one unpacked seed, so they must never change it either)."""
+    seen: list[bytes] = []
+
+    def check(data: bytes) -> str:
+        seen.append(data)
+        return "accepted"
+    fuzz.run_campaign("tflite", tflite_seeds, fuzz.mutate_tflite, check, n=60, seed=9, start=100)
+    again = [fuzz.nth_input(tflite_seeds, fuzz.mutate_tflite, 9, i) for i in range(100, 160)]
+    assert again == seen and len(set(seen)) > 50 and not set(seen) & set(tflite_seeds)
+    marks: list[int] = []
+    fuzz.run_campaign("tflite", tflite_seeds, fuzz.mutate_tflite, check, n=3, seed=9, start=7,
+                      out_dir=tmp_path, mark=marks.append)
+    assert marks == [7, 8, 9] and not list(tmp_path.iterdir())   # the mark replaces the per-input files
+
+
+def test_the_supervisor_records_a_crashed_child_with_its_input(tmp_path, monkeypatch):
+    """A child killed by a signal (SIGKILL at input 12: the harness's self-test switch) is one crash failure whose
+    saved input is the one the child was checking, and the campaign goes on after it."""
+    import signal
+
+    monkeypatch.setenv("EDGETK_FUZZ_SELFTEST_KILL_AT", "12")
+    rep = fuzz.supervise("recipe", tmp_path, n=20, seconds=None, seed=3, chunk=1000)
+    assert [(f.kind, f.index) for f in rep.failures] == [("crash", 12)], rep.summary()
+    assert f"child exit {-signal.SIGKILL}" in rep.failures[0].message and rep.tried == 20
+    saved = (tmp_path / "failures" / "recipe-3-12-crash.toml").read_bytes()
+    assert saved == fuzz.nth_input(fuzz.recipe_seeds(), fuzz.mutate_recipe, 3, 12)

@@ -472,3 +472,19 @@ def test_fc_output_not_ending_in_its_units_is_refused(out_shape):
     t = fc_tensors()
     t[3] = T(out_shape, scale=(0.2,), zero_point=(-2,))
     refused(fc_model(t), "operator 0 (FULLY_CONNECTED)", "must end in the weights' 5 units")
+
+
+@pytest.mark.parametrize("scale,zp", [(0.05, 3), (1 / 256, -128), (0.0, 0), (1e-45, 3), (3.4e38, 127), (1e-8, -1),
+                                      (7.0, 5), (0.0137, -17)])
+def test_quantize_thresholds_are_the_binary_search_over_affine_quantize(scale, zp):
+    """The float32 -> int8 QUANTIZE table: the 255 searches run side by side on arrays now; each threshold must be the
+    smallest float32 (order key) whose scalar AffineQuantize reaches its level, and the one below must not reach it."""
+    from toolkit.codegen import quantize as qz
+
+    th = qz.quantize_thresholds(scale, zp)
+    assert th == sorted(th) and len(th) == 255
+    for k, key in enumerate(th):
+        want = qz.INT8_MIN + 1 + k
+        if key <= qz.float_order_key(0x7F800000):   # a level no float32 reaches is past +inf
+            assert qz.affine_quantize(qz._key_to_float(key), scale, zp) >= want
+        assert qz.affine_quantize(qz._key_to_float(key - 1), scale, zp) < want

@@ -13,10 +13,13 @@ process so that a crash (a signal) is recorded with its input too.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import io
 import json
 import logging
 import math
+import os
 import re
 import signal
 import tempfile
@@ -111,19 +114,24 @@ def _time_limit(seconds: float):
 def run_campaign(target: str, seeds: list[bytes], mutate: Mutator, check: Check, *, n: int | None = None,
                  seconds: float | None = None, seed: int = 0, start: int = 0, out_dir: str | Path | None = None,
                  suffix: str = ".bin", per_input_s: float = 20.0,
-                 deep: Callable[[bytes, int], None] | None = None, deep_every: int = 0) -> Report:
+                 deep: Callable[[bytes, int], None] | None = None, deep_every: int = 0,
+                 mark: Callable[[int], None] | None = None) -> Report:
     """Mutate seeds and check each input until n inputs or `seconds` have passed.
 
     deep(data, index) runs on every deep_every-th accepted input (raises Finding on a violation).
+    Before each input, mark(index) is called when given (a child of `supervise` writes the index to its pipe: the
+    input is rebuilt from (seed, index) after a crash); else, with out_dir, the input and its index are written
+    to out_dir/current*.
     """
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     rep, t_start, i = Report(target, seed), time.monotonic(), start
     while (n is None or i < start + n) and (seconds is None or time.monotonic() - t_start < seconds):
-        rng = np.random.default_rng([seed, i])
-        data = mutate(rng, seeds[int(rng.integers(len(seeds)))])
-        if out is not None:   # a crash leaves its input and index behind
+        data = nth_input(seeds, mutate, seed, i)
+        if mark is not None:
+            mark(i)
+        elif out is not None:   # a crash leaves its input and index behind
             (out / f"current{suffix}").write_bytes(data)
             (out / "current.idx").write_text(str(i))
         t0 = time.monotonic()
@@ -148,6 +156,12 @@ def run_campaign(target: str, seeds: list[bytes], mutate: Mutator, check: Check,
         i += 1
     rep.elapsed_s = time.monotonic() - t_start
     return rep
+
+
+def nth_input(seeds: list[bytes], mutate: Mutator, seed: int, i: int) -> bytes:
+    """Input i of a campaign with this seed: a function of (seed, i) alone."""
+    rng = np.random.default_rng([seed, i])
+    return mutate(rng, seeds[int(rng.integers(len(seeds)))])
 
 
 def _where(e: BaseException) -> str:
@@ -225,6 +239,8 @@ def _mutate_list(rng: np.random.Generator, v: list, n: int) -> list:
 
 
 def _mutate_tensor(rng: np.random.Generator, m: Any, t: Any) -> None:
+    if t.quantization is not None:
+        t.quantization = copy.copy(t.quantization)
     q, what = t.quantization, int(rng.integers(9))
     if what == 0 and q is not None and q.scale is not None and len(q.scale):
         q.scale = [float(x) for x in q.scale]
@@ -260,6 +276,7 @@ def _mutate_operator(rng: np.random.Generator, m: Any, sg: Any, op: Any) -> None
     elif what == 1:
         op.outputs = _mutate_list(rng, op.outputs if op.outputs is not None else [], n)
     elif what == 2 and op.builtinOptions is not None:
+        op.builtinOptions = copy.copy(op.builtinOptions)
         keys = [k for k, v in vars(op.builtinOptions).items() if isinstance(v, (int, float))]
         if keys:
             k = keys[int(rng.integers(len(keys)))]
@@ -271,7 +288,8 @@ def _mutate_operator(rng: np.random.Generator, m: Any, sg: Any, op: Any) -> None
     elif what == 5:
         op.opcodeIndex = _index(rng, len(m.operatorCodes or []))
     elif m.operatorCodes:
-        oc = m.operatorCodes[int(rng.integers(len(m.operatorCodes)))]
+        k = int(rng.integers(len(m.operatorCodes)))
+        oc = m.operatorCodes[k] = copy.copy(m.operatorCodes[k])
         oc.builtinCode = int(rng.integers(0, 160))
         oc.deprecatedBuiltinCode = min(oc.builtinCode, 127)
 
@@ -280,16 +298,17 @@ def mutate_tflite_fields(rng: np.random.Generator, data: bytes) -> bytes:
     """Unpack with the flatbuffer object API, change 1-3 fields (indices, quantization, shapes, types, options,
     opcodes, buffers, operator order), pack again."""
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as s
 
-    m = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    m = _writable(_unpacked(data))
     sg = m.subgraphs[0]
     for _ in range(int(rng.integers(1, 4))):
         r = rng.random()
         if r < 0.35 and sg.tensors:
-            _mutate_tensor(rng, m, sg.tensors[int(rng.integers(len(sg.tensors)))])
+            k = int(rng.integers(len(sg.tensors)))
+            _mutate_tensor(rng, m, _own(sg.tensors, k))
         elif r < 0.7 and sg.operators:
-            _mutate_operator(rng, m, sg, sg.operators[int(rng.integers(len(sg.operators)))])
+            k = int(rng.integers(len(sg.operators)))
+            _mutate_operator(rng, m, sg, _own(sg.operators, k))
         elif r < 0.8:
             n = len(sg.tensors or [])
             if rng.random() < 0.5:
@@ -297,7 +316,7 @@ def mutate_tflite_fields(rng: np.random.Generator, data: bytes) -> bytes:
             else:
                 sg.outputs = _mutate_list(rng, sg.outputs if sg.outputs is not None else [], n)
         elif r < 0.87 and m.buffers and len(m.buffers) > 1:
-            b = m.buffers[int(rng.integers(1, len(m.buffers)))]
+            b = _own(m.buffers, int(rng.integers(1, len(m.buffers))))
             if b.data is not None and len(b.data):
                 b.data = list(b.data)[: int(rng.integers(len(b.data)))] if rng.random() < 0.5 else \
                     list(b.data) + [0] * int(rng.integers(1, 9))
@@ -313,6 +332,33 @@ def mutate_tflite_fields(rng: np.random.Generator, data: bytes) -> bytes:
     b = flatbuffers.Builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
+
+
+@functools.lru_cache(maxsize=64)
+def _unpacked(data: bytes) -> Any:
+    """A seed unpacked with the flatbuffer object API once (never changed: mutations copy what they change)."""
+    from ai_edge_litert import schema_py_generated as s
+
+    return s.ModelT.InitFromPackedBuf(bytearray(data), 0)
+
+
+def _writable(model: Any) -> Any:
+    """A shallow copy of a model whose lists of subgraphs, buffers, opcodes, tensors and operators are its own
+    (their items are still shared: _own copies one before it is changed)."""
+    m = copy.copy(model)
+    m.subgraphs = [copy.copy(sg) for sg in m.subgraphs]
+    m.buffers = list(m.buffers) if m.buffers is not None else None
+    m.operatorCodes = list(m.operatorCodes) if m.operatorCodes is not None else None
+    for sg in m.subgraphs:
+        sg.tensors = list(sg.tensors) if sg.tensors is not None else None
+        sg.operators = list(sg.operators) if sg.operators is not None else None
+    return m
+
+
+def _own(items: list, k: int) -> Any:
+    """items[k] replaced by a shallow copy of it (copy on write), returned."""
+    items[k] = copy.copy(items[k])
+    return items[k]
 
 
 def mutate_tflite(rng: np.random.Generator, data: bytes) -> bytes:
@@ -679,22 +725,29 @@ def campaign_for(target: str, work: Path, *, external: Path | None = None, deep_
                  **kw: Any) -> Report:
     """Run one target's campaign in this process (seeds, mutator, check and deep check chosen by name)."""
     work = Path(work)
+    seeds, mutate = _inputs_of(target, external)
     if target == "tflite":
-        seeds, mutate, check = tflite_seeds(external), mutate_tflite, check_tflite
-        deep = deep_check_tflite(work / "deep") if deep_every else None
-    elif target == "onnx":
-        seeds, mutate, check, deep = onnx_seeds(), mutate_onnx, onnx_checker(work / "scratch"), None
-    elif target == "recipe":
-        seeds, mutate, check, deep = recipe_seeds(), mutate_recipe, recipe_checker(work / "scratch"), None
+        check, deep = check_tflite, deep_check_tflite(work / "deep") if deep_every else None
     else:
-        raise EdgetkError(f"unknown fuzz target {target!r}", fix=f"choose one of: {', '.join(TARGETS)}")
+        check, deep = (onnx_checker if target == "onnx" else recipe_checker)(work / "scratch"), None
     return run_campaign(target, seeds, mutate, check, out_dir=work / "failures", suffix=_SUFFIX[target],
                         deep=deep, deep_every=deep_every, **kw)
 
 
+def _inputs_of(target: str, external: Path | None) -> tuple[list[bytes], Mutator]:
+    """A target's seeds and mutator."""
+    if target == "tflite":
+        return tflite_seeds(external), mutate_tflite
+    if target == "onnx":
+        return onnx_seeds(), mutate_onnx
+    if target == "recipe":
+        return recipe_seeds(), mutate_recipe
+    raise EdgetkError(f"unknown fuzz target {target!r}", fix=f"choose one of: {', '.join(TARGETS)}")
+
+
 def baseline(target: str, work: Path, *, external: Path | None = None) -> tuple[int, int, float]:
     """The unmutated seeds through the same check: (seeds, accepted, inputs per second)."""
-    seeds = tflite_seeds(external) if target == "tflite" else onnx_seeds() if target == "onnx" else recipe_seeds()
+    seeds = _inputs_of(target, external)[0]
     check = {"tflite": lambda: check_tflite, "onnx": lambda: onnx_checker(Path(work) / "scratch"),
              "recipe": lambda: recipe_checker(Path(work) / "scratch")}[target]()
     t0 = time.monotonic()
@@ -732,7 +785,8 @@ def replay(target: str, paths: list[Path], work: Path, *, per_input_s: float = 6
 def supervise(target: str, work: Path, *, n: int | None, seconds: float | None, seed: int, chunk: int = 5000,
               deep_every: int = 0, external: Path | None = None) -> Report:
     """Run a campaign in child processes of `chunk` inputs each; a child killed by a signal is a crash whose
-    input (work/failures/current*) is kept, and the campaign goes on after it."""
+    input (rebuilt from the seed and the last index the child wrote to its stdout) is kept in work/failures, and
+    the campaign goes on after it."""
     import subprocess
     import sys
 
@@ -743,16 +797,18 @@ def supervise(target: str, work: Path, *, n: int | None, seconds: float | None, 
         left = None if seconds is None else max(seconds - (time.monotonic() - t0), 1.0)
         rep_path = work / f"chunk-{start}.json"
         cmd = [sys.executable, "-m", "toolkit.fuzz", target, "--work", str(work), "--seed", str(seed),
-               "--start", str(start), "--n", str(count), "--deep-every", str(deep_every), "--report", str(rep_path)]
+               "--start", str(start), "--n", str(count), "--deep-every", str(deep_every), "--report", str(rep_path),
+               "--progress"]
         cmd += ["--seconds", str(left)] if left is not None else []
         cmd += ["--external", str(external)] if external is not None else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode < 0 or not rep_path.is_file():
             fails = work / "failures"
-            idx = int((fails / "current.idx").read_text()) if (fails / "current.idx").is_file() else start
+            marks = [ln for ln in proc.stdout.splitlines() if ln.isdigit()]
+            idx = int(marks[-1]) if marks else start
             crash = fails / f"{target}-{seed}-{idx}-crash{_SUFFIX[target]}"
-            if (fails / f"current{_SUFFIX[target]}").is_file():
-                (fails / f"current{_SUFFIX[target]}").replace(crash)
+            fails.mkdir(parents=True, exist_ok=True)
+            crash.write_bytes(nth_input(*_inputs_of(target, external), seed, idx))
             total.failures.append(Failure(idx, "crash", f"child exit {proc.returncode}: {proc.stderr[-500:]}",
                                           str(crash)))
             total.tried += idx - start + 1   # the chunk's accepted/refused split before the crash is lost
@@ -785,10 +841,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deep-every", type=int, default=0)
     p.add_argument("--external", type=Path, default=None)
     p.add_argument("--report", type=Path, required=True)
+    p.add_argument("--progress", action="store_true", help="write each input's index to stdout before checking it")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+
+    kill_at = int(os.environ.get("EDGETK_FUZZ_SELFTEST_KILL_AT", -1))   # the crash path's self-test (tests only)
+
+    def mark(i: int) -> None:   # one unbuffered pipe write per input (a file per input cost ~20 % of the run)
+        os.write(1, b"%d\n" % i)
+        if i == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     rep = campaign_for(a.target, a.work, external=a.external, deep_every=a.deep_every, n=a.n, seconds=a.seconds,
-                       seed=a.seed, start=a.start)
+                       seed=a.seed, start=a.start, mark=mark if a.progress else None)
     a.report.write_text(json.dumps(rep.to_json()))
     return 0
 

@@ -1,6 +1,7 @@
 """C99 emitter: pure functions from (graph, steps, plan) to the text of edgetk_model.h/.c."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -101,9 +102,20 @@ def source(graph: Graph, steps: list[Step], plan: Plan, source_name: str, header
 
 def _array(name: str, a: np.ndarray) -> str:
     flat = a.reshape(-1)
-    rows = [", ".join(str(int(v)) for v in flat[i:i + 24]) for i in range(0, flat.size, 24)]
-    body = ",\n    ".join(rows)
+    if flat.dtype in (np.int8, np.int16):   # weights: each value's text looked up in a table, not formatted
+        lo = int(np.iinfo(flat.dtype).min)
+        text = _decimal_table(flat.dtype.itemsize)[flat.astype(np.int32) - lo].tolist()
+    else:
+        text = list(map(str, flat.astype(np.int64).tolist()))
+    body = ",\n    ".join(", ".join(text[i:i + 24]) for i in range(0, len(text), 24))
     return f"static const {_CTYPES[a.dtype]} {name}[{flat.size}] ET_ALIGNED = {{\n    {body}\n}};"
+
+
+@functools.lru_cache(maxsize=2)
+def _decimal_table(itemsize: int) -> np.ndarray:
+    """The decimal text of every signed integer of this many bytes (1 or 2), in order from the smallest."""
+    bits = 8 * itemsize
+    return np.array([str(v) for v in range(-(1 << (bits - 1)), 1 << (bits - 1))], dtype=object)
 
 
 def _value(v: Any) -> str:

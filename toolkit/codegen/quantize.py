@@ -138,19 +138,33 @@ def affine_quantize(x: np.float32, scale: float, zero_point: int) -> int:
 
 
 def quantize_thresholds(scale: float, zero_point: int) -> list[int]:
-    """For k = 0..254 the smallest float32 order key whose AffineQuantize is >= -127 + k (monotone)."""
-    lo_key, hi_key = float_order_key(0xFF800000), float_order_key(0x7F800000)  # -inf .. +inf
-    out = []
-    for k in range(255):
-        want, lo, hi = INT8_MIN + 1 + k, lo_key, hi_key + 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if affine_quantize(_key_to_float(mid), scale, zero_point) >= want:
-                hi = mid
-            else:
-                lo = mid + 1
-        out.append(lo)
-    return out
+    """For k = 0..254 the smallest float32 order key whose AffineQuantize is >= -127 + k (monotone).
+
+    The 255 binary searches run side by side on arrays: _affine_quantize_keys is affine_quantize, element-wise."""
+    lo = np.full(255, float_order_key(0xFF800000), np.int64)       # -inf
+    hi = np.full(255, float_order_key(0x7F800000) + 1, np.int64)   # past +inf
+    want = np.arange(INT8_MIN + 1, INT8_MAX + 1, dtype=np.int64)
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            return [int(k) for k in lo]
+        mid = (lo + hi) // 2
+        up = _affine_quantize_keys(mid, scale, zero_point) >= want
+        hi = np.where(open_ & up, mid, hi)
+        lo = np.where(open_ & ~up, mid + 1, lo)
+
+
+def _affine_quantize_keys(keys: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """affine_quantize of the float32 values with these order keys (the same float32 division and rounding)."""
+    bits = np.where(keys >= 0, keys, (keys + (1 << 32)) ^ 0x7FFFFFFF).astype(np.uint32)
+    with np.errstate(all="ignore"):
+        v = bits.view(np.float32) / np.float32(scale)
+        f = v.astype(np.float64)
+        rounded = np.where(f >= 0, np.floor(f + 0.5), -np.floor(-f + 0.5))
+    big = np.abs(f) > 1e9
+    q = np.clip(np.where(big | np.isnan(f), 0, rounded).astype(np.int64) + zero_point, INT8_MIN, INT8_MAX)
+    q = np.where(big, np.where(f > 0, INT8_MAX, INT8_MIN), q)
+    return np.where(np.isnan(f), INT8_MIN, q)
 
 
 def dequantize_lut(scale: float, zero_point: int) -> list[int]:

@@ -5,6 +5,7 @@ Every parse failure of a truncated or corrupted file becomes one EdgetkError.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -30,7 +31,8 @@ def _schema() -> Any:
     return s
 
 
-def _enum_names(cls: type) -> dict[int, str]:
+@functools.lru_cache(maxsize=None)
+def _enum_names(cls: type) -> dict[int, str]:   # cached: built per read, it was 2.5 % of a fuzz campaign
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
