@@ -70,13 +70,14 @@ def resolve_address(address: str) -> str:
                           f"(Ray {ray.__version__})") from None
 
 
-def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """One EdgetkError when nothing accepts TCP connections at host:port within `timeout` seconds."""
+def probe(address: str, given: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """One EdgetkError naming `given` when nothing accepts TCP connections at host:port within `timeout` seconds."""
     host, _, port = address.rpartition(":")
     try:
         socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
     except (OSError, ValueError) as e:
-        raise EdgetkError(f"cannot reach the Ray cluster at {address} ({type(e).__name__}: {e})",
+        also = f"{address}: " if address != given else ""
+        raise EdgetkError(f"cannot reach the Ray cluster at {given} ({also}{type(e).__name__}: {e})",
                           fix="check the head's address and port (`ray status` on the head prints it) and that "
                           "this machine can reach it; start a head with `ray start --head --port 6379`") from None
 
@@ -206,6 +207,7 @@ class Cluster:
     address: str
     nodes: int
     cpus: float
+    node_cpus: float          # the most CPUs one node has: a task asking for more would never be scheduled
     check: NodeCheck
     _remotes: dict = dataclasses.field(default_factory=dict)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
@@ -238,9 +240,12 @@ class Cluster:
         from toolkit.train.trainer import begin_run
 
         begin_run(recipe, out, resume, checkpoints="*.pt")      # refuse a folder holding a run, as locally
-        ref = self.remote(_recipe_task).options(name=f"edgetk-{out.name}", num_cpus=max(1, recipe.train.threads)
-                                                ).remote(self.check, job, recipe, str(out.absolute()))
-        self.gather([ref], [f"recipe {recipe.path or recipe.task}"], out.name)
+        cpus = max(1, min(recipe.train.threads, int(self.node_cpus)))   # torch still runs train.threads threads
+        ref = self.remote(_recipe_task).options(name=f"edgetk-{out.name}", num_cpus=cpus).remote(
+            self.check, job, recipe, str(out.absolute()))
+        (where,) = self.gather([ref], [f"recipe {recipe.path or recipe.task}"], out.name)
+        log.info("cluster: %s trained on node %s (%s, pid %d) in %.1f s%s", out, where["node"], where["host"],
+                 where["pid"], where["seconds"], ", resumed" if where["resumed"] else "")
         if json_progress:
             _print_done(out)
         return out
@@ -273,7 +278,7 @@ def connect(address: str) -> Iterator[Cluster]:
     """Connect this process to the Ray cluster at address ("auto": the one on this machine); disconnect after."""
     ray = import_ray()
     resolved = resolve_address(address)
-    probe(resolved)
+    probe(resolved, address)
     check = NodeCheck.here()
     try:
         ray.init(address=address if address.startswith("ray://") else resolved, namespace="edgetk",
@@ -284,8 +289,8 @@ def connect(address: str) -> Iterator[Cluster]:
                           fix=f"check that a Ray {ray.__version__} head runs there (`ray status`); "
                           f"{INSTALL_FIX}") from None
     try:
-        alive = [n for n in ray.nodes() if n.get("Alive")]
-        cluster = Cluster(ray, resolved, len(alive), sum(n["Resources"].get("CPU", 0) for n in alive), check)
+        cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+        cluster = Cluster(ray, resolved, len(cpus), sum(cpus), max(cpus, default=0), check)
         log.info("cluster %s: %d nodes, %g CPUs", resolved, cluster.nodes, cluster.cpus)
         yield cluster
     finally:
