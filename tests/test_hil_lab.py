@@ -62,12 +62,12 @@ class Lab:
         return proc
 
     def idle(self) -> bool:
-        """No place held and no reservation left (the two questions asked at once)."""
-        with ThreadPoolExecutor(2) as pool:
-            places = pool.submit(LabClient(self.coordinator).places)
-            reservations = pool.submit(self.client, "reservations")
-            return all(p["acquired"] is None for p in places.result().values()) and \
-                "Reservation" not in reservations.result().stdout
+        """No place held and no reservation left."""
+        client = LabClient(self.coordinator)
+        try:
+            return all(p["acquired"] is None for p in client.places().values()) and not client.reservations()
+        finally:
+            client.close()
 
     def close(self) -> None:
         for proc in reversed(self.procs + ([self.b_ser2net] if self.b_ser2net else [])):

@@ -3,20 +3,19 @@
 `hil/lab.toml` names the coordinator and the places ([lab] coordinator, wait_s; [places.NAME] target, tags,
 url_options); LG_COORDINATOR overrides the coordinator. A place is a labgrid place whose serial resource is a
 NetworkSerialPort (an exporter's RawSerialPort/USBSerialPort, served by the ser2net the exporter starts on
-acquire, or a ser2net of the lab's own described as a NetworkSerialPort). Everything goes through the
-`labgrid-client` CLI (argument lists, a bounded timeout on every call): reserve -> wait -> acquire -> read the
-resource -> (profile) -> release -> cancel the reservation, the last two also on failure, Ctrl-C and SIGTERM.
+acquire, or a ser2net of the lab's own described as a NetworkSerialPort). The coordinator is reached through
+labgrid's client API (one gRPC session on a thread of its own, a timeout on every call; the labgrid-client CLI
+costs a second per call): reserve -> poll until allocated (bounded by wait_s) -> acquire -> read the resource ->
+(profile) -> release -> cancel the reservation, the last two also on failure, Ctrl-C and SIGTERM.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import re
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import tomllib
@@ -30,9 +29,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's own default
 DEFAULT_WAIT_S = 600.0
-CALL_TIMEOUT_S = 30.0  # one labgrid-client call (not the wait for a busy place)
+CALL_TIMEOUT_S = 30.0  # one call to the coordinator (not the wait for a busy place)
+POLL_S = 0.5  # how often a waiting reservation is polled (which also keeps it alive)
 PORT_TIMEOUT_S = 15.0  # an exporter starts ser2net on acquire and then publishes its port
-INSTALL_FIX = "pip install 'edgetk[lab]' (labgrid), or put labgrid-client on PATH"
+INSTALL_FIX = "pip install 'edgetk[lab]' (labgrid)"
 
 
 @dataclass(frozen=True)
@@ -123,60 +123,18 @@ def url_options(lab: LabConfig, place: str) -> str:
     return p.url_options if p else ""
 
 
-def parse_token(text: str) -> str:
-    """The token of `labgrid-client reserve --shell` output (pure)."""
-    m = re.search(r"LG_TOKEN=(\S+)", text)
-    if not m:
-        raise EdgetkError(f"labgrid-client reserve gave no token: {text.strip()[-300:]!r}",
-                          fix="check the coordinator's log")
-    return m.group(1)
-
-
-def parse_state(text: str) -> str | None:
-    """The last `state:` of `labgrid-client wait` output (pure)."""
-    states = re.findall(r"^\s*state:\s*(\S+)", text, re.M)
-    return states[-1] if states else None
-
-
-def parse_allocation(text: str) -> str | None:
-    """The place a reservation was allocated, from `labgrid-client wait` output (pure; its last block)."""
-    hits = re.findall(r"^\s*allocations:\s*\n\s+main:\s*(\S+)", text, re.M)
-    return hits[-1] if hits else None
-
-
-def parse_places(text: str) -> dict[str, dict[str, Any]]:
-    """`labgrid-client -v places` output -> {place: {tags, acquired, reservation}} (pure)."""
-    out: dict[str, dict[str, Any]] = {}
-    cur: dict[str, Any] | None = None
-    for line in text.splitlines():
-        if m := re.match(r"^Place '([^']+)':", line):
-            cur = out.setdefault(m.group(1), {"tags": {}, "acquired": None, "reservation": None})
-        elif cur is not None and (m := re.match(r"^\s+(tags|acquired|reservation):\s*(.*)$", line)):
-            key, value = m.group(1), m.group(2).strip()
-            if key == "tags":
-                cur["tags"] = dict(t.split("=", 1) for t in value.split(", ") if "=" in t)
-            else:
-                cur[key] = None if value in ("", "None") else value
-    return out
-
-
 def matching(places: dict[str, dict[str, Any]], filt: dict[str, str]) -> list[str]:
     """The places a reservation filter matches (pure: labgrid's scheduler matches every key, `name` too)."""
     return sorted(n for n, p in places.items() if all({**p["tags"], "name": n}.get(k) == v for k, v in filt.items()))
 
 
-def parse_serial(env_yaml: str) -> dict[str, Any] | None:
-    """The NetworkSerialPort of `labgrid-client env` output: {host, port, speed, protocol} (port None until the
-    exporter's ser2net is up); None when the place has no network serial port (pure)."""
-    import yaml
-
-    doc = yaml.safe_load(env_yaml) or {}
-    for target in (doc.get("targets") or {}).values():
-        for res in (target or {}).get("resources") or []:
-            if "NetworkSerialPort" in res:
-                r = res["NetworkSerialPort"] or {}
-                return {"host": r.get("host"), "port": r.get("port"), "speed": r.get("speed", 115200),
-                        "protocol": r.get("protocol", "rfc2217")}
+def serial_params(resources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+    """The NetworkSerialPort among a place's acquired resources ([(cls, params)]): {host, port, speed, protocol}
+    (port None until the exporter's ser2net is up); None when there is none (pure)."""
+    for cls, params in resources:
+        if cls == "NetworkSerialPort":
+            return {"host": params.get("host"), "port": params.get("port"), "speed": params.get("speed", 115200),
+                    "protocol": params.get("protocol", "rfc2217")}
     return None
 
 
@@ -188,55 +146,132 @@ def serial_url(serial: dict[str, Any], options: str = "") -> str:
     return f"rfc2217://{serial['host']}:{serial['port']}" + (f"?{options.lstrip('?')}" if options else "")
 
 
-def labgrid_client() -> str:
-    """Path of labgrid-client: beside this Python (a venv that is not activated), else on PATH."""
-    here = Path(sys.executable).parent / "labgrid-client"
-    path = str(here) if here.is_file() else shutil.which("labgrid-client")
-    if path is None:
-        raise EdgetkError("labgrid-client not found (needed to reserve a lab place)", fix=INSTALL_FIX)
-    return path
-
-
 class LabClient:
-    """labgrid-client calls against one coordinator: argument lists, a timeout on each."""
+    """labgrid's client API (labgrid.remote.client.ClientSession) on an event loop of its own thread: one
+    connection to the coordinator for the whole lease, kept alive (its stream and keepalives) while the job
+    runs in this thread; every call has a timeout."""
 
     def __init__(self, coordinator: str) -> None:
-        self.coordinator = coordinator
-        self.exe = labgrid_client()
-
-    def run(self, *args: str, timeout: float = CALL_TIMEOUT_S, place: str | None = None,
-            check: bool = True, timeout_error: bool = True) -> subprocess.CompletedProcess:
-        """One call; a failure is one EdgetkError naming the coordinator (a timeout too, unless
-        timeout_error=False: then subprocess.TimeoutExpired)."""
-        cmd = [self.exe, "-x", self.coordinator, *(["-p", place] if place else []), *args]
-        env = {k: v for k, v in os.environ.items() if k not in ("LG_PLACE", "LG_TOKEN", "LG_ENV", "LG_STATE")}
+        # gRPC's fork handlers, with its threads busy, crashed 1 in 10 of the children the profile forks (TFLite-Micro
+        # with a preexec_fn, SIGSEGV before exec); without them 0 in 30. Read when grpc is first imported.
+        os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            if not timeout_error:
-                raise
-            raise EdgetkError(f"labgrid-client {args[0]} got no answer from the coordinator at {self.coordinator} "
-                              f"within {timeout:.0f} s", fix="check that labgrid-coordinator runs there") from e
-        if check and proc.returncode != 0:
-            raise client_error(args[0], self.coordinator, proc.stdout + proc.stderr)
-        return proc
+            from labgrid.remote.client import ClientSession
+            from labgrid.remote.generated import labgrid_coordinator_pb2
+            from labgrid.util.proxy import proxymanager
+        except ImportError as e:
+            raise EdgetkError(f"labgrid is not installed ({e}): needed to reserve a lab place", fix=INSTALL_FIX) from e
+        self.coordinator, self.pb2 = coordinator, labgrid_coordinator_pb2
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="labgrid-client", daemon=True)
+        self.thread.start()
+        address = proxymanager.get_grpc_address(coordinator, default_port=20408)
+
+        async def start() -> Any:
+            session = ClientSession(address, self.loop)
+            await session.start()
+            return session
+
+        try:
+            self.session = self._call(start())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _call(self, coro: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
+        """Run a coroutine on the client's loop; its failure is one EdgetkError naming the coordinator."""
+        import concurrent.futures
+
+        import grpc
+
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError as e:
+            future.cancel()
+            raise EdgetkError(f"the labgrid coordinator at {self.coordinator} did not answer within {timeout:g} s",
+                              fix="check that labgrid-coordinator runs there") from e
+        except grpc.aio.AioRpcError as e:
+            raise EdgetkError(f"labgrid coordinator at {self.coordinator}: {e.details()}",
+                              fix="see `labgrid-client -x COORDINATOR -v places` for the lab's state") from e
+        except Exception as e:  # labgrid's ServerError/UserError
+            if "connect" in str(e).lower():
+                raise EdgetkError(f"no labgrid coordinator answers at {self.coordinator} ({e})",
+                                  fix="start it (labgrid-coordinator --listen HOST:PORT) and set LG_COORDINATOR or "
+                                      "[lab] coordinator in hil/lab.toml") from e
+            raise EdgetkError(f"labgrid client: {e}", fix="see the coordinator's log") from e
+
+    def _rpc(self, method: str, request: Any) -> Any:
+        """One coordinator RPC, made on the client's loop."""
+        async def call() -> Any:
+            return await getattr(self.session.stub, method)(request)
+        return self._call(call())
 
     def places(self) -> dict[str, dict[str, Any]]:
-        """Every place on the coordinator with its tags, holder and reservation."""
-        return parse_places(self.run("-v", "places").stdout)
+        """Every place: {name: {tags, acquired, reservation}}."""
+        async def read() -> dict[str, dict[str, Any]]:
+            await self.session.sync_with_coordinator()
+            return {n: {"tags": dict(p.tags), "acquired": p.acquired, "reservation": p.reservation}
+                    for n, p in self.session.places.items()}
+        return self._call(read())
 
+    def reservations(self) -> list[str]:
+        """The tokens of every reservation on the coordinator."""
+        reply = self._rpc("GetReservations", self.pb2.GetReservationsRequest())
+        return [r.token for r in reply.reservations]
 
-def client_error(command: str, coordinator: str, output: str) -> EdgetkError:
-    """One EdgetkError for a failed labgrid-client call (pure)."""
-    text = output.strip().splitlines()
-    last = text[-1] if text else "no output"
-    if "connect" in output.lower() and ("coordinator" in output.lower() or "unavailable" in output.lower()):
-        return EdgetkError(f"no labgrid coordinator answers at {coordinator} ({last})",
-                           fix="start it (labgrid-coordinator --listen HOST:PORT) and set LG_COORDINATOR or "
-                               "[lab] coordinator in hil/lab.toml")
-    return EdgetkError(f"labgrid-client {command} failed at {coordinator}: {last}",
-                       fix="see `labgrid-client -x COORDINATOR -v places` for the lab's state")
+    def reserve(self, filt: dict[str, str]) -> str:
+        """A reservation for the filter: its token."""
+        req = self.pb2.CreateReservationRequest(filters={"main": self.pb2.Reservation.Filter(filter=filt)}, prio=0.0)
+        return self._rpc("CreateReservation", req).reservation.token
+
+    def poll(self, token: str) -> tuple[str, str | None]:
+        """(state, allocated place or None) of a reservation; polling also keeps it from expiring."""
+        from labgrid.remote.common import Reservation
+
+        res = Reservation.from_pb2(self._rpc("PollReservation",
+                                          self.pb2.PollReservationRequest(token=token)).reservation)
+        return res.state.name, (res.allocations.get("main") or [None])[0]
+
+    def acquire(self, place: str) -> None:
+        """Acquire the place (reserved for us)."""
+        async def go() -> None:
+            await self.session.stub.AcquirePlace(self.pb2.AcquirePlaceRequest(placename=place))
+            await self.session.sync_with_coordinator()
+        self._call(go())
+
+    def serial(self, place: str) -> dict[str, Any] | None:
+        """The place's NetworkSerialPort parameters as the coordinator has them now."""
+        async def read() -> list[tuple[str, dict[str, Any]]]:
+            await self.session.sync_with_coordinator()
+            found = self.session.get_target_resources(self.session.places[place])
+            return [(r.cls, dict(r.params)) for r in found.values()]
+        return serial_params(self._call(read()))
+
+    def release(self, place: str) -> None:
+        """Release the place."""
+        self._rpc("ReleasePlace", self.pb2.ReleasePlaceRequest(placename=place))
+
+    def cancel(self, token: str) -> None:
+        """Cancel the reservation."""
+        self._rpc("CancelReservation", self.pb2.CancelReservationRequest(token=token))
+
+    def close(self) -> None:
+        """Close the connection and stop the loop's thread."""
+        async def stop() -> None:
+            await self.session.stop()
+            await self.session.close()
+        try:
+            self._call(stop(), timeout=5)
+        except EdgetkError as e:
+            log.warning("closing the labgrid client: %s", e)
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 @dataclass
@@ -296,15 +331,17 @@ def _uninterruptible() -> Iterator[None]:
 def _wait(client: LabClient, token: str, filt: dict[str, str], wait_s: float) -> str:
     """Wait for the reservation to be allocated: its place; after wait_s one EdgetkError naming who holds the
     matching places."""
-    try:
-        proc = client.run("wait", token, timeout=max(wait_s, 0.5), timeout_error=False)
-    except subprocess.TimeoutExpired:
-        raise busy_error(filt, client.places(), wait_s, client.coordinator) from None
-    state = parse_state(proc.stdout)
-    if state not in ("allocated", "acquired"):
-        raise EdgetkError(f"the reservation for {_fmt(filt)} ended {state or 'without a state'}",
-                          fix="retry; see `labgrid-client reservations`")
-    return parse_allocation(proc.stdout) or _reserved_place(client, token)
+    deadline = time.monotonic() + wait_s
+    while True:
+        state, place = client.poll(token)
+        if state in ("allocated", "acquired") and place:
+            return place
+        if state != "waiting":
+            raise EdgetkError(f"the reservation for {_fmt(filt)} ended {state}",
+                              fix="retry; see `labgrid-client reservations`")
+        if time.monotonic() >= deadline:
+            raise busy_error(filt, client.places(), wait_s, client.coordinator)
+        time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 def busy_error(filt: dict[str, str], places: dict[str, dict[str, Any]], wait_s: float, coordinator: str) -> EdgetkError:
@@ -321,11 +358,11 @@ def _fmt(filt: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in filt.items())
 
 
-def _serial(client: LabClient, token: str, place: str) -> dict[str, Any]:
+def _serial(client: LabClient, place: str) -> dict[str, Any]:
     """The place's serial resource once its port is published (an exporter starts ser2net on acquire)."""
     deadline = time.monotonic() + PORT_TIMEOUT_S
     while True:
-        serial = parse_serial(client.run("env", place=f"+{token}").stdout)
+        serial = client.serial(place)
         if serial is None:
             raise EdgetkError(f"lab place {place} has no NetworkSerialPort",
                               fix="export the board's serial port (RawSerialPort/USBSerialPort or NetworkSerialPort) "
@@ -335,14 +372,7 @@ def _serial(client: LabClient, token: str, place: str) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise EdgetkError(f"lab place {place}: the exporter published no serial port within {PORT_TIMEOUT_S:g} s",
                               fix="check the exporter's log (ser2net installed there? the device present?)")
-        time.sleep(0.2)
-
-
-def _reserved_place(client: LabClient, token: str) -> str:
-    hits = [n for n, p in client.places().items() if p["reservation"] == token]
-    if not hits:
-        raise EdgetkError(f"reservation {token} has no place", fix="retry; see `labgrid-client reservations`")
-    return hits[0]
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -351,49 +381,49 @@ def lease(spec: str, lab: LabConfig, wait_s: float | None = None) -> Iterator[Le
     serial port; release and cancel the reservation afterwards, also on errors, Ctrl-C and SIGTERM."""
     filt = lab_filter(spec, lab)
     wait_s = lab.wait_s if wait_s is None else wait_s
-    client = LabClient(lab.coordinator)
+    with _terminate_as_exception():
+        client = LabClient(lab.coordinator)
+        try:
+            yield from _held(client, filt, lab, wait_s)
+        finally:
+            client.close()
+
+
+def _held(client: LabClient, filt: dict[str, str], lab: LabConfig, wait_s: float) -> Iterator[Lease]:
     places = client.places()
     if not matching(places, filt):
         raise EdgetkError(f"no place on the labgrid coordinator at {lab.coordinator} matches {_fmt(filt)} "
                           f"(places: {', '.join(sorted(places)) or 'none'})",
                           fix="labgrid-client -p PLACE create / add-match / set-tags KEY=VALUE")
     t0 = time.monotonic()
-    with _terminate_as_exception():
-        token = parse_token(client.run("reserve", "--shell", *[f"{k}={v}" for k, v in filt.items()]).stdout)
-        held: Lease | None = None
-        try:
-            place = _wait(client, token, filt, wait_s)
-            client.run("acquire", place=f"+{token}")
-            held = Lease(place, "", token, lab.coordinator, time.monotonic() - t0, time.time())
-            log.info("lab place %s acquired after %.1f s", place, held.waited_s)
-            held.serial = _serial(client, token, place)
-            held.url = serial_url(held.serial, url_options(lab, place))
-            yield held
-        finally:
-            with _uninterruptible():
-                _give_back(client, token, held)
+    token = client.reserve(filt)
+    held: Lease | None = None
+    try:
+        place = _wait(client, token, filt, wait_s)
+        client.acquire(place)
+        held = Lease(place, "", token, lab.coordinator, time.monotonic() - t0, time.time())
+        log.info("lab place %s acquired after %.1f s", place, held.waited_s)
+        held.serial = _serial(client, place)
+        held.url = serial_url(held.serial, url_options(lab, place))
+        yield held
+    finally:
+        with _uninterruptible():
+            _give_back(client, token, held)
 
 
 def _give_back(client: LabClient, token: str, held: Lease | None) -> None:
-    """Release the place (if acquired) and cancel the reservation, both at once; a failure here is logged, not
-    raised over the job's own outcome."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(2) as pool:
-        cancel = pool.submit(_quietly, client, "cancel-reservation", token)
-        if held is not None:
-            _quietly(client, "release", place=held.place)
-            held.released_at = time.time()
-            log.info("lab place %s let go", held.place)
-        cancel.result()
+    """Release the place (if acquired), then cancel the reservation; a failure here is logged, not raised over
+    the job's own outcome."""
+    if held is not None:
+        _quietly(client.release, held.place)
+        held.released_at = time.time()
+        log.info("lab place %s let go", held.place)
+    _quietly(client.cancel, token)
 
 
-def _quietly(client: LabClient, *args: str, place: str | None = None) -> None:
+def _quietly(call: Any, arg: str) -> None:
     """One clean-up call: its failure is logged (the job's own outcome is what the user must see)."""
     try:
-        proc = client.run(*args, place=place, check=False)
-        problem = (proc.stdout + proc.stderr).strip()[-300:] if proc.returncode else ""
+        call(arg)
     except EdgetkError as e:
-        problem = str(e)
-    if problem:
-        log.error("labgrid-client %s %s failed: %s", args[0], place or "", problem)
+        log.error("labgrid %s %s failed: %s", call.__name__, arg, e)
