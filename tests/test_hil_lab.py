@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -30,7 +31,8 @@ from toolkit.hil.adapters import make_target
 from toolkit.hil.bundle import bundle_from_tflite
 from toolkit.hil.dut import Dut, LinkPolicy
 from toolkit.hil.faults import FaultyTransport
-from toolkit.hil.lab import LabClient, lease, load_lab
+from toolkit.hil.lab import (LabClient, busy_error, lab_filter, lab_target, lease, load_lab, matching, parse_lab,
+                             serial_params, serial_url)
 from toolkit.hil.runner import c_library
 from toolkit.hil.transport import Transport
 from toolkit.runtimes import run_tflm
@@ -275,3 +277,56 @@ def test_pytest_plugin_runs_on_a_lab_place_and_releases_it(lab, tmp_path):
     assert case.get("name") == "test_exact_on_the_lab_board[lab-board]" and props["hil_lab_place"] == "lab-b", props
     assert props["hil_ran_on"] == "lab-board"
     assert lab.idle()
+
+
+def test_interrupted_jobs_release_their_places(lab, tmp_path):
+    """Ctrl-C (SIGINT) on a job profiling on lab-a, a cancelled CI job (SIGTERM) on lab-b, both mid-run: each
+    stops with 130 and lets its place go."""
+    bundle = bundle_from_tflite(lab.bundle.tflite, tmp_path / "many", samples=3000)
+    jobs = {place: subprocess.Popen([sys.executable, "-m", "toolkit.cli", "profile", str(bundle.path), "--lab", place,
+                                     "--lab-file", str(lab.lab_file), "--targets", str(lab.targets), "--samples", "all",
+                                     "-o", str(tmp_path / place)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, cwd=REPO) for place in ("lab-a", "lab-b")}
+    try:
+        deadline = time.monotonic() + 90
+        for place, sig in (("lab-a", signal.SIGINT), ("lab-b", signal.SIGTERM)):
+            rows = tmp_path / place / "results.jsonl"
+            while not (rows.is_file() and rows.read_text().count("\n") >= 5):  # mid-run: samples are coming back
+                assert jobs[place].poll() is None and time.monotonic() < deadline, jobs[place].communicate()
+                time.sleep(0.05)
+            jobs[place].send_signal(sig)
+        for place, job in jobs.items():
+            _, err = job.communicate(timeout=60)
+            assert job.returncode == 130 and "interrupted" in err, (place, job.returncode, err[-2000:])
+            assert f"lab place {place} let go" in err, err[-2000:]
+        assert lab.idle()
+    finally:
+        for job in jobs.values():
+            stop_process(job)
+
+
+def test_lab_file_and_filters_are_parsed_purely(tmp_path):
+    lab = parse_lab('[lab]\ncoordinator = "lab:1"\nwait_s = 5\n[places.p1]\ntarget = "t1"\n'
+                    '[places.p2]\ntags = { board = "t2" }\nurl_options = "ign_set_control"\n', env={})
+    assert lab.coordinator == "lab:1" and lab.wait_s == 5 and lab.place("p2").url_options == "ign_set_control"
+    assert parse_lab('[lab]\ncoordinator = "lab:1"\n', env={"LG_COORDINATOR": "x:2"}).coordinator == "x:2"
+    assert lab_filter("board=t3", lab) == {"board": "t3"} and lab_filter("p1", lab) == {"name": "p1"}
+    assert [lab_target(s, lab, None) for s in ("p1", "p2", "board=t3")] == ["t1", "t2", "t3"]
+    assert lab_target("desk=a", lab, "t9") == "t9"
+    for bad, said in [(("desk=a", None), "which target"), (("Board=x", "t"), "lowercase key")]:
+        with pytest.raises(EdgetkError, match=said):
+            lab_target(bad[0], lab, bad[1])
+    with pytest.raises(EdgetkError, match="wait_s"):
+        parse_lab("[lab]\nwait_s = -1\n", env={})
+    places = {"a": {"tags": {"board": "x", "desk": "1"}, "acquired": "h/u", "reservation": None},
+              "b": {"tags": {"board": "x"}, "acquired": None, "reservation": "T"}}
+    assert matching(places, {"board": "x"}) == ["a", "b"] and matching(places, {"name": "b"}) == ["b"]
+    err = str(busy_error({"board": "x"}, places, 3, "c:1"))
+    assert "within 3 s (held: a by h/u, b reserved (T))" in err and "labgrid-client -x c:1" in err
+    assert serial_params([("PowerPort", {}), ("NetworkSerialPort", {"host": "h", "port": 7})])["protocol"] == "rfc2217"
+    assert serial_url({"host": "h", "port": 7, "protocol": "rfc2217"}, "ign_set_control") == \
+        "rfc2217://h:7?ign_set_control"
+    with pytest.raises(EdgetkError, match="not RFC 2217"):
+        serial_url({"host": "h", "port": 7, "protocol": "raw"})
+    example = load_lab(REPO / "hil" / "lab.toml")
+    assert example.place("desk-1-nucleo").target == "nucleo-l4r5zi" and example.wait_s == 600

@@ -105,9 +105,9 @@ def lab_filter(spec: str, lab: LabConfig) -> dict[str, str]:
 def lab_target(spec: str, lab: LabConfig, target: str | None) -> str:
     """The edgetk target of a --lab job (pure): --target, else the place's target in the file, else the value
     of a `board` tag (in the filter, or of the named place)."""
+    filt = lab_filter(spec, lab)
     if target:
         return target
-    filt = lab_filter(spec, lab)
     place = lab.place(filt.get("name", ""))
     found = (place.target or dict(place.tags).get("board")) if place else filt.get("board")
     if not found:
