@@ -155,3 +155,33 @@ def test_the_supervisor_records_a_crashed_child_with_its_input(tmp_path, monkeyp
     assert f"child exit {-signal.SIGKILL}" in rep.failures[0].message and rep.tried == 20
     saved = (tmp_path / "failures" / "recipe-3-12-crash.toml").read_bytes()
     assert saved == fuzz.nth_input(fuzz.recipe_seeds(), fuzz.mutate_recipe, 3, 12)
+
+
+def test_the_deep_checks_kernel_objects_are_reused_only_for_the_same_text(tflite_seeds, tmp_path):
+    """compile_host(object_cache=...): the campaign's deep checks reuse each kernel's ASan/UBSan object; the runner
+    built from cached objects gives the same bytes as one built from the sources, and a kernel header that changes
+    gives a new object (the key is the text of the file and of every header beside it, and the flags)."""
+    require_tool("gcc")
+    import shutil
+
+    from toolkit.codegen import generate
+    from toolkit.codegen.host import compile_host, run_host
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(tflite_seeds[0])                       # the CONV_2D seed: et_conv.c, et_conv_sched.c
+    lib = generate(model, tmp_path / "c", kernels="reference").out_dir
+    x = np.random.default_rng(0).integers(-128, 128, size=(4, 6, 6, 3), dtype=np.int8)
+    plain = run_host(compile_host(lib, tmp_path / "plain", sanitize=True), x, 144)
+    cache = tmp_path / "objects"
+    first = run_host(compile_host(lib, tmp_path / "a", sanitize=True, object_cache=cache), x, 144)
+    objects = sorted(p.name for p in cache.iterdir())
+    assert len(objects) == len(list((lib / "kernels").glob("*.c"))) >= 2
+    again = run_host(compile_host(lib, tmp_path / "b", sanitize=True, object_cache=cache), x, 144)
+    assert np.array_equal(plain, first) and np.array_equal(plain, again)
+    assert sorted(p.name for p in cache.iterdir()) == objects           # reused, nothing compiled again
+    other = tmp_path / "c2"
+    shutil.copytree(lib, other)
+    with (other / "kernels" / "et_kernels.h").open("a") as f:
+        f.write("\n/* changed */\n")
+    compile_host(other, tmp_path / "d", sanitize=True, object_cache=cache)
+    assert len(list(cache.iterdir())) == 2 * len(objects)

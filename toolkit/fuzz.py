@@ -420,7 +420,7 @@ def deep_check_tflite(work: Path, samples: int = 6) -> Callable[[bytes, int], No
             x = rng.integers(-128, 128, size=shape, dtype=np.int8)
         try:
             generate(model, d / "c", kernels="reference")
-            exe = compile_host(d / "c", d / "run", sanitize=True)
+            exe = compile_host(d / "c", d / "run", sanitize=True, object_cache=work / "objects")
             out_dtype = np.float32 if y_t.dtype == "float32" else np.int8
             ours = run_host(exe, x, y_t.size, dtype=out_dtype)
         except EdgetkError as e:

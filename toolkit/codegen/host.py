@@ -5,6 +5,7 @@ float32 little-endian for float32-input models) and writes EDGETK_OUTPUT_SIZE by
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -48,20 +49,46 @@ def c_sources(lib_dir: str | os.PathLike) -> list[Path]:
 
 
 def compile_host(lib_dir: str | os.PathLike, exe: str | os.PathLike, *, sanitize: bool = False,
-                 cc: str = "gcc", extra: tuple[str, ...] = ()) -> Path:
-    """Build the host runner for a generated library; errors carry the compiler's output."""
+                 cc: str = "gcc", extra: tuple[str, ...] = (), object_cache: str | os.PathLike | None = None) -> Path:
+    """Build the host runner for a generated library; errors carry the compiler's output.
+
+    `object_cache`: a folder where each kernel file's object is kept, keyed by the compiler, the flags, its text
+    and the text of every header in kernels/ (all a kernel includes), and reused by later builds (a fuzz campaign
+    builds thousands of libraries from the same few kernels). Every file is still compiled with the same flags."""
     lib_dir, exe = Path(lib_dir), Path(exe)
     require_tool(cc, "build the host runner")
     exe.parent.mkdir(parents=True, exist_ok=True)
     main = exe.with_suffix(".main.c")
     main.write_text(MAIN_C)
-    cmd = [cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra, "-I", str(lib_dir),
-           "-I", str(lib_dir / "kernels"), str(main), *map(str, c_sources(lib_dir)), "-o", str(exe)]
+    opts = [*CFLAGS, *(SANITIZE if sanitize else ()), *extra]
+    sources = c_sources(lib_dir)
+    if object_cache is not None:
+        sources = [_kernel_object(cc, opts, s, Path(object_cache)) if s.parent == lib_dir / "kernels" else s
+                   for s in sources]
+    _cc([cc, *opts, "-I", str(lib_dir), "-I", str(lib_dir / "kernels"), str(main), *map(str, sources), "-o", str(exe)],
+        lib_dir)
+    return exe
+
+
+def _cc(cmd: list[str], lib_dir: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise EdgetkError(f"host compile of {lib_dir} failed:\n{proc.stderr[-4000:]}",
                           fix="report this with the model: generated C must compile warning-free")
-    return exe
+
+
+def _kernel_object(cc: str, opts: list[str], src: Path, cache: Path) -> Path:
+    """The object of one kernel file from the cache, compiled (-c, the same options) into it when missing."""
+    h = hashlib.sha256("\0".join([cc, *opts, src.name]).encode())
+    for p in [src, *sorted(src.parent.glob("*.h"))]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    obj = cache / f"{src.stem}-{h.hexdigest()[:24]}.o"
+    if not obj.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = obj.with_suffix(f".{os.getpid()}.tmp.o")
+        _cc([cc, *opts, "-I", str(src.parent), "-c", str(src), "-o", str(tmp)], src.parent.parent)
+        os.replace(tmp, obj)
+    return obj
 
 
 def run_host(exe: str | os.PathLike, x: np.ndarray, output_size: int, *, timeout: float = 120,
