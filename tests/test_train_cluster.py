@@ -3,13 +3,11 @@ separate `ray start` processes), started here and killed afterwards; members and
 local job, two recipes at once, a worker SIGKILLed mid-job, an unreachable address, Ray missing."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port, require_tool
 from toolkit.cli import main
 from toolkit.recipe import load_recipe
 
@@ -29,107 +28,9 @@ PLAIN = ["model.width=0.25", "train.epochs=1"]
 
 
 def _require_ray() -> str:
-    """The `ray` CLI beside this Python; skip with the fix when Ray is missing, fail under EDGETK_REQUIRE_QEMU=1."""
-    exe = Path(sys.executable).parent / "ray"
-    if importlib.util.find_spec("ray") is not None and exe.is_file():
-        return str(exe)
-    msg = f"Ray is not installed; fix: {RAY_FIX}"
-    if os.environ.get("EDGETK_REQUIRE_QEMU") == "1":
-        pytest.fail(f"{msg} (EDGETK_REQUIRE_QEMU=1 turns this skip into a failure)")
-    pytest.skip(msg)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _session_pids(sessions: set[int]) -> list[int]:
-    """Processes still alive in these sessions (the `ray start` processes and everything they started)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        try:
-            stat = (d / "stat").read_text()
-        except (OSError, ValueError):
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if d.name.isdigit() and fields[0] != "Z" and int(fields[3]) in sessions:
-            pids.append(int(d.name))
-    return pids
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """SIGKILL every process of the nodes' sessions until none is left (also when a test failed)."""
-    sessions = {p.pid for p in procs}
-    for _ in range(50):
-        pids = _session_pids(sessions)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    for p in procs:
-        p.wait(timeout=10)
-    assert not _session_pids(sessions), "Ray processes left running"
-
-
-def _wait_listening(port: int, procs: list[subprocess.Popen], log: Path, deadline: float) -> None:
-    """Wait until the head's GCS accepts connections; fail with the log when it exits or time runs out."""
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-                pytest.fail(f"the Ray head did not start: {log.read_text(errors='replace')[-1500:]}")
-            time.sleep(0.05)
-
-
-def _wait_nodes(address: str, count: int, procs: list[subprocess.Popen], log: Path, deadline: float) -> None:
-    """Connect once and wait until `count` nodes are alive (ray.nodes()); fail with the log when a node exits."""
-    import ray
-
-    ray.init(address=address, log_to_driver=False, logging_level="WARNING")
-    try:
-        while len([n for n in ray.nodes() if n["Alive"]]) < count:
-            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-                pytest.fail(f"{count} Ray nodes did not come up: {log.read_text(errors='replace')[-1500:]}")
-            time.sleep(0.2)
-        nodes = [n for n in ray.nodes() if n["Alive"]]
-        assert len(nodes) == count and {n["Resources"]["CPU"] for n in nodes} == {1.0}
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def cluster() -> str:
-    """A head and a second node on 127.0.0.1 (1 CPU, 80 MB object store each); their address. Killed after the module."""
-    ray_exe = _require_ray()
-    tmp = Path(tempfile.mkdtemp(prefix="edgetk-ray-", dir="/tmp"))      # short: Ray's socket paths stay < 108 bytes
-    port, log = _free_port(), tmp / "nodes.log"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    common = ["--num-cpus", "1", "--object-store-memory", "80000000", "--node-ip-address", "127.0.0.1",
-              "--disable-usage-stats", "--block"]
-    procs: list[subprocess.Popen] = []
-    deadline = time.monotonic() + 120
-    try:
-        with open(log, "ab") as out:
-            procs.append(subprocess.Popen([ray_exe, "start", "--head", "--port", str(port), "--temp-dir", str(tmp),
-                                           "--include-dashboard=false", *common], stdout=out, stderr=subprocess.STDOUT,
-                                          env=env, start_new_session=True))
-            _wait_listening(port, procs, log, deadline)
-            procs.append(subprocess.Popen([ray_exe, "start", "--address", f"127.0.0.1:{port}", *common], stdout=out,
-                                          stderr=subprocess.STDOUT, env=env, start_new_session=True))
-            _wait_nodes(f"127.0.0.1:{port}", 2, procs, log, deadline)
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop(procs)
-        shutil.rmtree(tmp, ignore_errors=True)
+    """The `ray` CLI (installed with the module); skip with the fix when Ray is missing, fail under
+    EDGETK_REQUIRE_QEMU=1."""
+    return require_tool("ray", fix=RAY_FIX)
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +46,37 @@ def recipes(tmp_path_factory, shared) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def local(recipes, tmp_path_factory) -> dict[str, Path]:
-    """The same two jobs run on this machine (the fleet in 2 forked workers): the reference."""
+def cluster(recipes, tmp_path_factory) -> tuple[str, dict[str, Path]]:
+    """A head and a second node on 127.0.0.1 (1 CPU, 80 MB object store each, separate `ray start` processes),
+    and the reference: both recipes run on this machine by `edgetk train` (the fleet in 2 forked workers), in
+    child processes while the nodes start. Yields (address, {recipe: local run}). Every process of the nodes'
+    sessions is killed after the module, also when a test failed (local_cluster raises when one survives)."""
+    from toolkit.cluster import local_cluster
+
+    _require_ray()
     folder = tmp_path_factory.mktemp("local")
-    for name, path in recipes.items():
-        assert main(["train", str(path), "-o", str(folder / name)]) == 0
-    return {name: folder / name for name in recipes}
+    jobs = {name: subprocess.Popen([sys.executable, "-m", "toolkit", "-q", "train", str(path), "-o", str(folder / name)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for name, path in recipes.items()}
+    tmp = Path(tempfile.mkdtemp(prefix="edgetk-ray-", dir="/tmp"))      # short: Ray's socket paths stay < 108 bytes
+    try:
+        with local_cluster(2, tmp) as address:
+            import ray
+
+            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+            nodes = [n for n in ray.nodes() if n["Alive"]]
+            ray.shutdown()
+            assert len(nodes) == 2 and [n["Resources"]["CPU"] for n in nodes] == [1.0, 1.0]
+            for name, job in jobs.items():
+                log = job.communicate(timeout=300)[0]
+                assert job.returncode == 0, f"local {name} run failed: {log[-2000:]}"
+            yield address, {name: folder / name for name in recipes}
+    finally:
+        for job in jobs.values():
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _weights(run: Path) -> dict:
@@ -172,14 +98,14 @@ def _same_members(fleet: Path, reference: Path) -> dict:
     return summary
 
 
-def test_fleet_and_a_plain_recipe_at_once_equal_the_local_runs(cluster, recipes, local, tmp_path, caplog):
+def test_fleet_and_a_plain_recipe_at_once_equal_the_local_runs(cluster, recipes, tmp_path, caplog):
     """Both recipes in one call: the fleet's 2 stacks and the plain recipe ran as tasks on the two nodes, every
     member and the plain run have the local job's bits."""
     import torch
 
     caplog.set_level(logging.INFO, logger="toolkit.cluster")
-    out = tmp_path / "runs"
-    assert main(["train", str(recipes["fleet"]), str(recipes["plain"]), "--cluster", cluster, "-o", str(out)]) == 0
+    (address, local), out = cluster, tmp_path / "runs"
+    assert main(["train", str(recipes["fleet"]), str(recipes["plain"]), "--cluster", address, "-o", str(out)]) == 0
     summary = _same_members(out / "fleet", local["fleet"])
     tasks = summary["cluster"]["tasks"]
     assert summary["cluster"]["nodes"] == 2 and summary["workers"] == 2
@@ -205,12 +131,13 @@ def _pid_of(title: str) -> int | None:
     return None
 
 
-def test_killed_worker_is_retried_from_its_checkpoint(cluster, recipes, local, tmp_path, monkeypatch):
+def test_killed_worker_is_retried_from_its_checkpoint(cluster, recipes, tmp_path, monkeypatch):
     """--cluster auto ($RAY_ADDRESS). Stack 0's worker process gets SIGKILL after its first epoch's checkpoint;
     Ray retries the task in a new process, which continues from that checkpoint: the same members, bit for bit."""
     from toolkit.train.checkpoint import LOOP_KEYS, load_checkpoint
 
-    monkeypatch.setenv("RAY_ADDRESS", cluster)
+    address, local = cluster
+    monkeypatch.setenv("RAY_ADDRESS", address)
     out = tmp_path / "killed"
     result: list[int] = []
     job = threading.Thread(target=lambda: result.append(main(["train", str(recipes["fleet"]), "--cluster", "auto",
@@ -236,7 +163,7 @@ def test_unreachable_address_is_one_error(recipes, tmp_path, monkeypatch, capsys
     """Nothing listens at the address: exit 2, one message naming it and the fix, no traceback, nothing written."""
     _require_ray()
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     assert main(["train", str(recipes["fleet"]), "--cluster", address, "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

@@ -291,7 +291,7 @@ def connect(address: str) -> Iterator[Cluster]:
     try:
         cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
         cluster = Cluster(ray, resolved, len(cpus), sum(cpus), max(cpus, default=0), check)
-        log.info("cluster %s: %d nodes, %g CPUs", resolved, cluster.nodes, cluster.cpus)
+        log.info("cluster %s: %d node(s), %g CPUs", resolved, cluster.nodes, cluster.cpus)
         yield cluster
     finally:
         ray.shutdown()
@@ -311,3 +311,113 @@ def train_all(job: Job, runs: list[tuple[Recipe, Path]], address: str, json_prog
         if e is not None:
             raise e
     return [f.result() for f in futures]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A throwaway cluster on this machine, for the tests and bench/fleet_ray.py (Linux: processes found in /proc).
+
+def _ray_cli() -> str:
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / "ray"
+    found = str(here) if here.is_file() else shutil.which("ray")
+    if not found:
+        raise EdgetkError("the `ray` command is not installed beside this Python", fix=INSTALL_FIX)
+    return found
+
+
+def _session_pids(sessions: set[int]) -> list[int]:
+    """Live (not zombie) processes of these sessions: the `ray start` processes and everything they started."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            fields = (d / "stat").read_text().rpartition(")")[2].split()
+        except (OSError, ValueError):
+            continue
+        if d.name.isdigit() and fields[0] != "Z" and int(fields[3]) in sessions:
+            pids.append(int(d.name))
+    return pids
+
+
+def _kill_sessions(procs: list) -> None:
+    """SIGKILL every process of the nodes' sessions until none is left; one EdgetkError if some survive."""
+    import signal
+
+    sessions = {p.pid for p in procs}
+    for _ in range(100):
+        pids = _session_pids(sessions)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if not pids:
+            break
+        time.sleep(0.1)
+    for p in procs:
+        p.wait(timeout=10)
+    if _session_pids(sessions):
+        raise EdgetkError(f"Ray processes of the local cluster survived SIGKILL: {_session_pids(sessions)}",
+                          fix="kill them by pid (`ps -o pid,sid,args`)")
+
+
+def _starting(procs: list, log: Path, deadline: float, what: str) -> None:
+    """One EdgetkError with the nodes' log when a `ray start` process exited or time ran out."""
+    if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+        raise EdgetkError(f"{what}: {log.read_text(errors='replace')[-1500:]}", fix=f"see {log}")
+
+
+def _wait_nodes(port: int, nodes: int, procs: list, log: Path, deadline: float) -> None:
+    """Wait until `nodes` nodes are alive (ray.nodes()); the head accepts connections already."""
+    ray = import_ray()
+    ray.init(address=f"127.0.0.1:{port}", log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        while len([n for n in ray.nodes() if n["Alive"]]) < nodes:
+            _starting(procs, log, deadline, f"{nodes} Ray nodes did not come up")
+            time.sleep(0.2)
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def local_cluster(nodes: int, folder: Path, cpus: int = 1, object_store_bytes: int = 80_000_000,
+                  timeout: float = 120.0) -> Iterator[str]:
+    """A Ray cluster on 127.0.0.1: `nodes` separate `ray start --block` processes (the first the head, its files
+    under folder: keep the path short, Ray's socket paths must stay under 108 bytes) of `cpus` CPUs and a small
+    object store each (Ray's default is 30 % of RAM); yields its address; afterwards every process is killed."""
+    import subprocess
+
+    ray_cli, port = _ray_cli(), _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--num-cpus", str(cpus), "--object-store-memory", str(object_store_bytes), "--node-ip-address",
+              "127.0.0.1", "--disable-usage-stats", "--block"]
+    head = ["--head", "--port", str(port), "--temp-dir", str(folder), "--include-dashboard=false",
+            "--ray-client-server-port", str(_free_port())]          # not 10001: another cluster may hold it
+    procs, deadline, log = [], time.monotonic() + timeout, folder / "nodes.log"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(log, "ab") as out:
+            for i in range(nodes):
+                where = head if i == 0 else ["--address", f"127.0.0.1:{port}"]
+                procs.append(subprocess.Popen([ray_cli, "start", *where, *common], stdout=out,
+                                              stderr=subprocess.STDOUT, env=env, start_new_session=True))
+                while i == 0 and not _listening(port):           # the others join once the head listens
+                    _starting(procs, log, deadline, "the Ray head did not start")
+                    time.sleep(0.05)
+        _wait_nodes(port, nodes, procs, log, deadline)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _kill_sessions(procs)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
