@@ -121,7 +121,7 @@ def main() -> int:
         ok = statistics.mean(sp) >= 8 and statistics.mean(gap) >= 0
         print(f"  specialize ({p:<6})                    {_ms([s for s, _ in rows[p]], '.2f')} s   member top-1 "
               f"{_ms([a for _, a in rows[p]], '.2f')} %   top-1 vs scratch {statistics.mean(gap):+.2f} points")
-        print(f"  base + specialization ({p})          {_ms(total, '.2f')} s   speedup over scratch {_ms(sp)}x "
+        print(f"  base + specialization ({p})          {_ms(total, '.2f')} s   speedup over scratch {_ms(sp, '.2f')}x "
               f"(specialization alone: {_ms(alone)}x)   goal >= 8x at equal or better top-1: "
               f"{'met' if ok else 'NOT met'}")
     return 0
