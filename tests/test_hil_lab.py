@@ -93,7 +93,7 @@ def _start(lab: Lab, external: Path) -> None:
     (d / "coordinator").mkdir()
     coord = lab.spawn("coordinator", [require_tool("labgrid-coordinator", LABGRID_FIX), "-l", lab.coordinator],
                       d / "coordinator")
-    wait_listening(port, coord, d / "coordinator.log", "labgrid-coordinator")
+    wait_listening(port, coord, d / "coordinator.log", "labgrid-coordinator", timeout=30)
     (d / "a.yaml").write_text(f"a:\n  RawSerialPort:\n    port: {pty_a}\n    speed: 115200\n")
     (d / "b.yaml").write_text(f"b:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: {lab.b_port}\n"
                               "    speed: 115200\n    protocol: rfc2217\n")
@@ -279,30 +279,28 @@ def test_pytest_plugin_runs_on_a_lab_place_and_releases_it(lab, tmp_path):
     assert lab.idle()
 
 
-def test_interrupted_jobs_release_their_places(lab, tmp_path):
-    """Ctrl-C (SIGINT) on a job profiling on lab-a, a cancelled CI job (SIGTERM) on lab-b, both mid-run: each
-    stops with 130 and lets its place go."""
+@pytest.mark.parametrize("place,sig", [("lab-a", signal.SIGINT), ("lab-b", signal.SIGTERM)], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_job_releases_its_place(lab, tmp_path, place, sig):
+    """Ctrl-C (SIGINT) or a cancelled CI job (SIGTERM) mid-run: the job stops with 130 and lets its place go."""
     bundle = bundle_from_tflite(lab.bundle.tflite, tmp_path / "many", samples=3000)
-    jobs = {place: subprocess.Popen([sys.executable, "-m", "toolkit.cli", "profile", str(bundle.path), "--lab", place,
-                                     "--lab-file", str(lab.lab_file), "--targets", str(lab.targets), "--samples", "all",
-                                     "-o", str(tmp_path / place)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, cwd=REPO) for place in ("lab-a", "lab-b")}
+    job = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "profile", str(bundle.path), "--lab", place,
+                            "--lab-file", str(lab.lab_file), "--targets", str(lab.targets), "--samples", "all",
+                            "-o", str(tmp_path / "p")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           cwd=REPO)
     try:
-        deadline = time.monotonic() + 90
-        for place, sig in (("lab-a", signal.SIGINT), ("lab-b", signal.SIGTERM)):
-            rows = tmp_path / place / "results.jsonl"
-            while not (rows.is_file() and rows.read_text().count("\n") >= 5):  # mid-run: samples are coming back
-                assert jobs[place].poll() is None and time.monotonic() < deadline, jobs[place].communicate()
-                time.sleep(0.05)
-            jobs[place].send_signal(sig)
-        for place, job in jobs.items():
-            _, err = job.communicate(timeout=60)
-            assert job.returncode == 130 and "interrupted" in err, (place, job.returncode, err[-2000:])
-            assert f"lab place {place} let go" in err, err[-2000:]
+        rows, deadline = tmp_path / "p" / "results.jsonl", time.monotonic() + 90
+        while not (rows.is_file() and rows.read_text().count("\n") >= 5):  # mid-run: samples are coming back
+            if job.poll() is not None or time.monotonic() > deadline:
+                stop_process(job)
+                pytest.fail(f"the job did not get going: {job.communicate(timeout=10)[1][-2000:]}")
+            time.sleep(0.05)
+        job.send_signal(sig)
+        _, err = job.communicate(timeout=60)
+        assert job.returncode == 130 and "interrupted" in err, (job.returncode, err[-2000:])
+        assert f"lab place {place} let go" in err, err[-2000:]
         assert lab.idle()
     finally:
-        for job in jobs.values():
-            stop_process(job)
+        stop_process(job)
 
 
 def test_lab_file_and_filters_are_parsed_purely(tmp_path):
