@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's own default
 DEFAULT_WAIT_S = 600.0
 CALL_TIMEOUT_S = 30.0  # one call to the coordinator (not the wait for a busy place)
+AGENT_OPS = ("places", "reservations", "reserve", "poll", "acquire", "serial", "release", "cancel")
+START_TIMEOUT_S = 60.0  # the client process: Python and labgrid's imports, then the connection
 POLL_S = 0.5  # how often a waiting reservation is polled (which also keeps it alive)
 PORT_TIMEOUT_S = 15.0  # an exporter starts ser2net on acquire and then publishes its port
 INSTALL_FIX = "pip install 'edgetk[lab]' (labgrid)"
@@ -147,14 +150,105 @@ def serial_url(serial: dict[str, Any], options: str = "") -> str:
 
 
 class LabClient:
-    """labgrid's client API (labgrid.remote.client.ClientSession) on an event loop of its own thread: one
-    connection to the coordinator for the whole lease, kept alive (its stream and keepalives) while the job
-    runs in this thread; every call has a timeout."""
+    """The coordinator, asked through a labgrid client process of its own (`python -m toolkit.hil.lab ADDRESS`,
+    JSON lines on its stdin/stdout, a timeout on every answer). Not in this process: a gRPC session here made
+    1 in 10 of the children that the profile forks meanwhile (TFLite-Micro, with a preexec_fn) die of SIGSEGV in
+    gRPC's fork handlers, 3 in 30 when grpc was imported first (labgrid's pytest plugin does), which
+    GRPC_ENABLE_FORK_SUPPORT=0 only helps when set before that import. The agent runs in a session of its own,
+    so Ctrl-C reaches this process only, which then still releases the place through it."""
 
     def __init__(self, coordinator: str) -> None:
-        # gRPC's fork handlers, with its threads busy, crashed 1 in 10 of the children the profile forks (TFLite-Micro
-        # with a preexec_fn, SIGSEGV before exec); without them 0 in 30. Read when grpc is first imported.
-        os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+        import subprocess
+        import sys
+
+        self.coordinator = coordinator
+        self.proc = subprocess.Popen([sys.executable, "-m", "toolkit.hil.lab", coordinator], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True,
+                                     env={**os.environ, "GRPC_ENABLE_FORK_SUPPORT": "0"})
+        try:
+            self._reply(START_TIMEOUT_S)
+        except BaseException:
+            self._kill()
+            raise
+
+    def _ask(self, op: str, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
+        try:
+            self.proc.stdin.write(json.dumps({"op": op, "args": list(args)}) + "\n")
+            self.proc.stdin.flush()
+        except OSError as e:
+            raise EdgetkError(f"the labgrid client process is gone ({e})", fix="see the messages above") from e
+        return self._reply(timeout)
+
+    def _reply(self, timeout: float) -> Any:
+        import select
+
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not ready:
+            self._kill()
+            raise EdgetkError(f"the labgrid coordinator at {self.coordinator} did not answer within {timeout:g} s",
+                              fix="check that labgrid-coordinator runs there")
+        if not line:
+            raise EdgetkError("the labgrid client process exited", fix="see its messages above; is labgrid installed? "
+                              + INSTALL_FIX)
+        doc = json.loads(line)
+        if "error" in doc:
+            raise EdgetkError(doc["error"], fix=doc.get("fix"))
+        return doc["ok"]
+
+    def places(self) -> dict[str, dict[str, Any]]:
+        """Every place: {name: {tags, acquired, reservation}}."""
+        return self._ask("places")
+
+    def reservations(self) -> list[str]:
+        """The tokens of every reservation on the coordinator."""
+        return self._ask("reservations")
+
+    def reserve(self, filt: dict[str, str]) -> str:
+        """A reservation for the filter: its token."""
+        return self._ask("reserve", filt)
+
+    def poll(self, token: str) -> tuple[str, str | None]:
+        """(state, allocated place or None) of a reservation; polling also keeps it from expiring."""
+        state, place = self._ask("poll", token)
+        return state, place
+
+    def acquire(self, place: str) -> None:
+        """Acquire the place (reserved for us)."""
+        self._ask("acquire", place)
+
+    def serial(self, place: str) -> dict[str, Any] | None:
+        """The place's NetworkSerialPort parameters as the coordinator has them now."""
+        return self._ask("serial", place)
+
+    def release(self, place: str) -> None:
+        """Release the place."""
+        self._ask("release", place)
+
+    def cancel(self, token: str) -> None:
+        """Cancel the reservation."""
+        self._ask("cancel", token)
+
+    def close(self) -> None:
+        """End the client process (it closes its session)."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - a client that will not stop is killed
+            self._kill()
+        self.proc.stdout.close()
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _Session:
+    """labgrid's client API (labgrid.remote.client.ClientSession) on an event loop of its own thread, in the
+    client process: one connection to the coordinator, a timeout on every call."""
+
+    def __init__(self, coordinator: str) -> None:
         try:
             from labgrid.remote.client import ClientSession
             from labgrid.remote.generated import labgrid_coordinator_pb2
@@ -427,3 +521,41 @@ def _quietly(call: Any, arg: str) -> None:
         call(arg)
     except EdgetkError as e:
         log.error("labgrid %s %s failed: %s", call.__name__, arg, e)
+
+
+def _agent(coordinator: str) -> None:
+    """The client process: answer one JSON line per request until stdin closes."""
+    import sys
+
+    out, sys.stdout = sys.stdout, sys.stderr  # only answers go to the real stdout
+
+    def answer(doc: dict[str, Any]) -> None:
+        out.write(json.dumps(doc) + "\n")
+        out.flush()
+
+    def error(e: EdgetkError) -> dict[str, Any]:
+        return {"error": str(e).split("\n  fix: ")[0], "fix": e.fix}
+
+    try:
+        session = _Session(coordinator)
+    except EdgetkError as e:
+        answer(error(e))
+        return
+    answer({"ok": None})
+    try:
+        for line in sys.stdin:
+            req = json.loads(line)
+            try:
+                if req["op"] not in AGENT_OPS:
+                    raise EdgetkError(f"unknown request {req['op']!r}", fix="a bug: report it")
+                answer({"ok": getattr(session, req["op"])(*req["args"])})
+            except EdgetkError as e:
+                answer(error(e))
+    finally:
+        session.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    _agent(sys.argv[1])
