@@ -83,7 +83,7 @@ def test_profile_over_ssh_equals_local_and_golden(sshd, exported_bundle, tmp_pat
     golden = next(c for c in rep["comparisons"] if c["reference"].startswith("golden"))
     assert golden["samples"] == 10 and golden["max_lsb_diff"] <= 1 and golden["top1_agreement"] >= 0.9
     assert rep["robot"]["host"] == "127.0.0.1" and rep["robot"]["runtime"].startswith("onnxruntime")
-    assert not set(Path("/tmp").glob("edgetk.*")) - before  # the robot's temporary folder is gone (others may come and go)
+    assert not set(Path("/tmp").glob("edgetk.*")) - before  # the robot's temporary folder is gone (others' may go)
     host_key = (d / "host_key.pub").read_text().split()[1]
     assert host_key in (tmp_path / "known_hosts").read_text()  # accept-new recorded the throwaway host key
     spec = load_target_file(tdir / "robot.toml")

@@ -443,7 +443,8 @@ def busy_error(filt: dict[str, str], places: dict[str, dict[str, Any]], wait_s: 
     names = matching(places, filt)
     held = [f"{n} by {places[n]['acquired']}" if places[n]["acquired"] else f"{n} reserved ({places[n]['reservation']})"
             for n in names]
-    return EdgetkError(f"no lab place matching {_fmt(filt)} came free within {wait_s:g} s (held: {', '.join(held) or 'none'})",
+    return EdgetkError(f"no lab place matching {_fmt(filt)} came free within {wait_s:g} s "
+                       f"(held: {', '.join(held) or 'none'})",
                        fix="wait and retry, raise --lab-wait / [lab] wait_s, or ask the holder to release it "
                            f"(labgrid-client -x {coordinator} -p PLACE release)")
 
