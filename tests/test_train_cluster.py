@@ -21,7 +21,8 @@ from conftest import free_port, require_tool
 from toolkit.cli import main
 from toolkit.recipe import load_recipe
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow,
+              pytest.mark.timeout(400)]   # each test, its share of the cluster fixture included
 RAY_FIX = "pip install 'edgetk[cluster]'"
 FLEET = ["fleet.members=4", "fleet.stack=2", "fleet.workers=2", "train.epochs=3"]   # 2 stacks of 2 speakers
 PLAIN = ["model.width=0.25", "train.epochs=1"]

@@ -176,21 +176,21 @@ def _train_only(m: Member) -> Member:
 class RayStacks:
     """A fleet's stack runner (fleet.StackRunner): one Ray task per stack; the driver loads the weights."""
 
-    def __init__(self, cluster: Cluster, name: str) -> None:
-        self.cluster, self.name, self.tasks = cluster, name, []
+    def __init__(self, cluster: Cluster, out: Path) -> None:
+        self.cluster, self.out, self.tasks = cluster, out, []
 
     def __call__(self, make_model: Callable[[int], nn.Module], stacks: list[list[Member]], cfg: TrainConfig,
                  ckpts: list[Path | None], exact: bool) -> None:
         from toolkit.specialize.fleet import load_stack
 
         remote = self.cluster.remote(_stack_task)
-        refs = [remote.options(name=f"edgetk-{self.name}-stack-{i}", num_cpus=1).remote(
+        refs = [remote.options(name=f"edgetk-{self.out.name}-stack-{i}", num_cpus=1).remote(
                     self.cluster.check, make_model, [_train_only(m) for m in group], cfg,
                     str(ckpt.absolute()) if ckpt else None, exact)
                 for i, (group, ckpt) in enumerate(zip(stacks, ckpts))]
-        log.info("cluster: %d stacks of %s as Ray tasks", len(refs), self.name)
+        log.info("cluster: %d stacks of %s as Ray tasks", len(refs), self.out)
         results = self.cluster.gather(refs, [f"stack {i} ({', '.join(m.name for m in g)})"
-                                             for i, g in enumerate(stacks)], self.name)
+                                             for i, g in enumerate(stacks)], self.out)
         for i, (group, (states, where)) in enumerate(zip(stacks, results)):
             load_stack(make_model, group, states)
             self.tasks.append({"stack": i, "members": [m.name for m in group], **where})
@@ -219,7 +219,7 @@ class Cluster:
                 self._remotes[fn] = self.ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(fn)
             return self._remotes[fn]
 
-    def gather(self, refs: list, names: list[str], job: str) -> list:
+    def gather(self, refs: list, names: list[str], job: Path) -> list:
         """The tasks' results in order; the first failure cancels the others and is one EdgetkError."""
         ray, pending, index = self.ray, list(refs), {ref: i for i, ref in enumerate(refs)}
         while pending:
@@ -236,14 +236,14 @@ class Cluster:
         """Run one recipe on the cluster: a batched scratch fleet as a task per stack, anything else as one task."""
         fleet = recipe.extra.get("fleet")
         if fleet is not None and fleet.mode == "scratch" and fleet.batched:
-            return job(recipe, out, json_progress, resume=resume, stacks=RayStacks(self, out.name))
+            return job(recipe, out, json_progress, resume=resume, stacks=RayStacks(self, out))
         from toolkit.train.trainer import begin_run
 
         begin_run(recipe, out, resume, checkpoints="*.pt")      # refuse a folder holding a run, as locally
         cpus = max(1, min(recipe.train.threads, int(self.node_cpus)))   # torch still runs train.threads threads
         ref = self.remote(_recipe_task).options(name=f"edgetk-{out.name}", num_cpus=cpus).remote(
             self.check, job, recipe, str(out.absolute()))
-        (where,) = self.gather([ref], [f"recipe {recipe.path or recipe.task}"], out.name)
+        (where,) = self.gather([ref], [f"recipe {recipe.path or recipe.task}"], out)
         log.info("cluster: %s trained on node %s (%s, pid %d) in %.1f s%s", out, where["node"], where["host"],
                  where["pid"], where["seconds"], ", resumed" if where["resumed"] else "")
         if json_progress:
@@ -251,15 +251,15 @@ class Cluster:
         return out
 
 
-def _task_error(e: Exception, what: str, job: str) -> EdgetkError:
+def _task_error(e: Exception, what: str, job: Path) -> EdgetkError:
     """A failed task as one EdgetkError: its own EdgetkError as is, else what Ray says, with the resume fix."""
     cause = getattr(e, "cause", None)
     if isinstance(cause, EdgetkError):
         return cause
     kind = type(cause or e).__name__
-    first = (str(cause or e).strip().splitlines() or [""])[-1][:300]
-    return EdgetkError(f"{job}: {what} failed on the Ray cluster after up to {MAX_RETRIES} retries "
-                       f"({kind}: {first})",
+    last = (str(cause or e).strip().splitlines() or [""])[-1][:300]
+    return EdgetkError(f"{job}: {what} failed on the Ray cluster ({kind}: {last}; a task whose worker process "
+                       f"died was tried {MAX_RETRIES + 1} times)",
                        fix=f"run again with `edgetk train --resume {job} --cluster ...` (finished epochs are "
                        "checkpointed); `ray status` shows the cluster's nodes")
 
