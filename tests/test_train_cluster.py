@@ -56,8 +56,8 @@ def cluster(recipes, tmp_path_factory) -> tuple[str, dict[str, Path]]:
 
     _require_ray()
     folder = tmp_path_factory.mktemp("local")
-    jobs = {name: subprocess.Popen([sys.executable, "-m", "toolkit", "-q", "train", str(path), "-o", str(folder / name)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    jobs = {name: subprocess.Popen([sys.executable, "-m", "toolkit", "-q", "train", str(path), "-o",
+                                    str(folder / name)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for name, path in recipes.items()}
     tmp = Path(tempfile.mkdtemp(prefix="edgetk-ray-", dir="/tmp"))      # short: Ray's socket paths stay < 108 bytes
     try:

@@ -86,12 +86,14 @@ def _new(args: argparse.Namespace) -> list[tuple[Recipe, Path]]:
         return [(recipes[0], args.out or Path("runs") / f"{recipes[0].task}-{stamp}")]
     names = [path.stem for path in args.recipe]
     if len(set(names)) < len(names):
-        raise EdgetkError(f"recipes with the same file name would share a run folder: {' '.join(map(str, args.recipe))}",
+        given = " ".join(map(str, args.recipe))
+        raise EdgetkError(f"recipes with the same file name would share a run folder: {given}",
                           fix="give each recipe file its own name (the runs go to OUT/<recipe file name>)")
     return [(r, (args.out or Path("runs") / stamp) / name) for r, name in zip(recipes, names)]
 
 
-def _run(recipe: Recipe, out: Path, json_progress: bool, resume: bool = False, stacks: StackRunner | None = None) -> Path:
+def _run(recipe: Recipe, out: Path, json_progress: bool, resume: bool = False,
+         stacks: StackRunner | None = None) -> Path:
     """Plain training, or the job of a [pretrain]/[distill]/[finetune]/[fleet] recipe; new or resumed.
     `stacks`: where a batched fleet's stacks train (toolkit.cluster), else this machine."""
     from toolkit.specialize import is_special, run_recipe
