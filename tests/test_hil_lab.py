@@ -151,29 +151,29 @@ def _args(lab: Lab, out: Path, *more: str) -> list[str]:
             "--samples", "4", "-o", str(out), *more]
 
 
-def test_profile_on_a_lab_place_by_tag_is_bit_exact_and_released(lab, tmp_path, capsys):
-    assert main(_args(lab, tmp_path / "p", "--lab", "board=lab-board")) == 0, capsys.readouterr()
-    rep = json.loads((tmp_path / "p" / "report.json").read_text())
-    assert rep["ran_on"] == "lab-board" and rep["fallbacks"] == [] and rep["samples"] == 4
-    assert rep["lab"]["place"] in ("lab-a", "lab-b") and rep["lab"]["url"].startswith("rfc2217://127.0.0.1:")
-    golden = next(c for c in rep["comparisons"] if c["reference"].startswith("golden"))
-    tflm = next(c for c in rep["comparisons"] if c["reference"].startswith("TFLite-Micro"))
-    assert golden["max_lsb_diff"] == 0 and tflm["max_lsb_diff"] == 0 and tflm["samples"] == 4
-    assert lab.idle()
-
-
-def test_two_jobs_for_one_place_take_turns(lab, tmp_path):
-    """Two `edgetk profile --lab lab-a` processes at once: both pass, their holds do not overlap, one waited."""
+def test_two_jobs_for_one_place_take_turns_and_are_bit_exact(lab, tmp_path):
+    """Two `edgetk profile` processes at once for lab-a, one by tag (desk=a), one by name: both pass bit-exact
+    (golden outputs and TFLite-Micro), their holds do not overlap, the second waited, the place is let go."""
     cmd = [sys.executable, "-m", "toolkit.cli", "--json"]
-    jobs = [subprocess.Popen(cmd + _args(lab, tmp_path / f"p{i}", "--lab", "lab-a"), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, cwd=REPO) for i in range(2)]
+    asks = (["--lab", "desk=a", "--target", "lab-board"], ["--lab", "lab-a"])
+    jobs = [subprocess.Popen(cmd + _args(lab, tmp_path / f"p{i}", *ask), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=REPO) for i, ask in enumerate(asks)]
     docs = []
-    for job in jobs:
-        out, err = job.communicate(timeout=120)
-        assert job.returncode == 0, err[-2000:]
-        docs.append(json.loads(out)["report"]["lab"])
-    first, second = sorted(docs, key=lambda x: x["acquired_at"])
-    assert first["place"] == second["place"] == "lab-a"
+    try:
+        for job in jobs:
+            out, err = job.communicate(timeout=120)
+            assert job.returncode == 0, err[-2000:]
+            docs.append(json.loads(out)["report"])
+    finally:
+        for job in jobs:
+            stop_process(job)
+    for rep in docs:
+        assert rep["ran_on"] == "lab-board" and rep["fallbacks"] == [] and rep["samples"] == 4
+        assert rep["lab"]["url"].startswith("rfc2217://127.0.0.1:") and rep["lab"]["place"] == "lab-a"
+        golden = next(c for c in rep["comparisons"] if c["reference"].startswith("golden"))
+        tflm = next(c for c in rep["comparisons"] if c["reference"].startswith("TFLite-Micro"))
+        assert golden["max_lsb_diff"] == 0 and tflm["max_lsb_diff"] == 0 and tflm["samples"] == 4
+    first, second = sorted((r["lab"] for r in docs), key=lambda x: x["acquired_at"])
     assert first["released_at"] <= second["acquired_at"], (first, second)
     assert second["waited_s"] > first["waited_s"] + 0.5, (first, second)
     assert lab.idle()
