@@ -26,8 +26,11 @@ sysdeps:
 demo: setup
 	$(VENV)/bin/edgetk demo --task $(TASK)
 
+# Test files run in TEST_JOBS processes (pytest-xdist; a file's tests stay together so its module fixtures, e.g.
+# the Ray cluster and the labgrid lab, start once). TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= 2
 test: setup
-	EDGETK_REQUIRE_QEMU=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	EDGETK_REQUIRE_QEMU=1 $(PY) -m pytest -q $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
