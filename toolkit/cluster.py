@@ -297,6 +297,24 @@ def connect(address: str) -> Iterator[Cluster]:
         ray.shutdown()
 
 
+@contextlib.contextmanager
+def local_ray(cpus: int, object_store_bytes: int = 80_000_000) -> Iterator[Any]:
+    """A Ray of `cpus` CPUs started in this process for one machine (`--cluster local`; a small object store, no
+    dashboard); yields the ray module, shut down afterwards."""
+    ray = import_ray()
+    try:
+        ray.init(address="local", num_cpus=max(1, cpus), object_store_memory=object_store_bytes,
+                 include_dashboard=False, namespace="edgetk", log_to_driver=True, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise EdgetkError(f"cannot start a local Ray ({type(e).__name__}: {e})",
+                          fix=f"see Ray's log under /tmp/ray; or start one (`ray start --head`) and pass "
+                          f"--cluster auto; {INSTALL_FIX}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
 def train_all(job: Job, runs: list[tuple[Recipe, Path]], address: str, json_progress: bool,
               resume: bool = False) -> list[Path]:
     """Run every (recipe, out) on the cluster at once (one driver thread each); the first error after all end."""

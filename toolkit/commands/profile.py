@@ -75,6 +75,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_model_args(p)
     add_check_args(p, target_required=False)
     add_lab_args(p)
+    p.add_argument("more", nargs="*", type=Path, metavar="MORE", help="more bundles (with --lab and --cluster)")
+    p.add_argument("--cluster", default=None, metavar="auto|ADDRESS|local",
+                   help="with --lab: every bundle on every target of the matching places, one Ray actor per place "
+                        "(auto: the cluster on this machine, ADDRESS: its head, local: a Ray started here); "
+                        "results stream into OUT/results.jsonl, a re-run with the same -o skips the jobs done")
     return p
 
 
@@ -136,6 +141,8 @@ def result_doc(result: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Profile, print the summary (figures, sources, checks) and where the reports are."""
+    if getattr(args, "cluster", None) or getattr(args, "more", None):
+        return _run_lab_jobs(args)
     result = measure(args, allow_fallback=True, need_outputs=False)
     if args.json:
         emit(result_doc(result))
@@ -147,3 +154,30 @@ def run(args: argparse.Namespace) -> int:
                   f"{lab['waited_s']:.1f} s, released")
         print(f"report: {result.html_path}")
     return 1 if result.failed else 0
+
+
+def _run_lab_jobs(args: argparse.Namespace) -> int:
+    """`profile B1 B2 ... --lab TAG=VALUE --cluster ...` (toolkit.hil.lab_jobs): one line per job."""
+    from toolkit.errors import EdgetkError
+    from toolkit.hil.lab import load_lab
+    from toolkit.hil.lab_jobs import ProfileOptions, run_lab_jobs
+
+    if not args.lab or not args.cluster or args.out is None:
+        raise EdgetkError("several bundles are profiled over a lab: --lab, --cluster and -o are all needed",
+                          fix="e.g. edgetk profile B1 B2 --lab board=T --cluster local -o lab-run")
+    if args.port or args.inputs:
+        raise EdgetkError("--port/--inputs do not apply to lab jobs", fix="the places give the ports; use bundles")
+    options = ProfileOptions(args.samples, args.max_lsb, args.max_drop, args.optimize, args.mlperf_key, args.layers)
+    done = run_lab_jobs([args.bundle, *args.more], args.lab, load_lab(args.lab_file), args.out, args.cluster,
+                        target=args.target, wait_s=args.lab_wait, options=options)
+    if args.json:
+        emit(done)
+    else:
+        for r in done["rows"]:
+            print(f"{Path(r['bundle']).name} on {r['place']} ({r['target']}): "
+                  + (f"error: {r['error']}" if r["error"] else f"{r['verdict']}, golden max |diff| "
+                     f"{r['max_lsb_diff_golden']}, {r['latency_ms']} ms, report {r['report']}"))
+        print(f"{done['jobs']} job(s) run, {done['skipped']} already done, places {', '.join(done['places'])}: "
+              f"{done['results']}")
+    bad = [r for r in done["rows"] if not r["ok"]] or done["not_run"]
+    return 1 if bad else 0
