@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -91,3 +92,35 @@ def test_places_targets_and_resume_are_planned_purely(tmp_path):
                                         {"reference": "TFLite-Micro on this host", "max_lsb_diff": 1}],
                         "checks": [{"name": "x", "verdict": "fail"}]})
     assert figs["max_lsb_diff_golden"] == 0 and figs["max_lsb_diff_tflm"] == 1 and figs["verdict"] == "fail"
+
+
+def test_ctrl_c_on_the_driver_releases_every_place(lab, tmp_path):
+    """SIGINT to the driver while both actors profile (one waits for the bundle's build lock): exit 130 within
+    seconds, both places let go, every line whole."""
+    pytest.importorskip("ray", reason="pip install 'edgetk[cluster]' (Ray)")
+    bundles = [bundle_from_tflite(lab.bundle.tflite, tmp_path / f"m{i}", samples=300, seed=i).path for i in range(2)]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "toolkit.cli", "profile", *map(str, bundles), "--lab", "board=lab-board",
+           "--cluster", "local", "--lab-file", str(lab.lab_file), "--targets", str(lab.targets), "--samples", "all",
+           "--no-layers", "-o", str(out)]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                           env={**os.environ, "EDGETK_HISTORY": str(tmp_path / "h.sqlite")})
+    try:
+        deadline = time.monotonic() + 90
+        while not any(f.read_text().count("\n") >= 5 for f in out.glob("*/results.jsonl")):
+            if job.poll() is not None or time.monotonic() > deadline:
+                stop_process(job)
+                pytest.fail(f"the jobs did not get going: {job.communicate(timeout=10)[1][-2000:]}")
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        job.send_signal(signal.SIGINT)
+        _, err = job.communicate(timeout=90)
+        assert job.returncode == 130 and "interrupted" in err, (job.returncode, err[-3000:])
+        stopped_s = time.monotonic() - t0
+        assert stopped_s < 20, stopped_s   # the jobs' profile processes stop on SIGINT (not killed after 30 s)
+        print(f"ctrl-c: ended {stopped_s:.1f} s after the signal")
+        assert lab.idle(), err[-3000:]
+        rows = (out / "results.jsonl").read_text().splitlines() if (out / "results.jsonl").is_file() else []
+        assert all(json.loads(x)["bundle"] in map(str, bundles) for x in rows)
+    finally:
+        stop_process(job)

@@ -17,6 +17,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 
 RESULTS = "results.jsonl"
 CLOSE_TIMEOUT_S = 60.0  # an actor's release of its place (the labgrid client's calls are bounded by 30 s each)
+STOP_TIMEOUT_S = 30.0   # an interrupted job's profile process gets this long to stop its target, then SIGKILL
+JOB_TIMEOUT_S = 3600.0  # one job's profile, at most
 
 
 @dataclass(frozen=True)
@@ -134,33 +140,74 @@ def key_figures(report: dict[str, Any]) -> dict[str, Any]:
 
 
 class PlaceWorker:
-    """A Ray actor's body: one lab place, leased on the first job and held until close()."""
+    """A Ray actor's body (2 threads: a job, and stop/close beside it): one lab place, leased on the first job
+    and held until close(). Each job's profile runs in a child process (`python -m toolkit.hil.lab_jobs`), so
+    stop() can interrupt it (SIGINT: the target is stopped as on Ctrl-C) and close() can then release the place;
+    a Python thread cannot be interrupted, and a Ray actor task is not cancelled while it runs."""
 
     def __init__(self, place: str, lab: LabConfig, wait_s: float | None, options: ProfileOptions, out: str) -> None:
         self.place, self.lab, self.wait_s, self.options, self.out = place, lab, wait_s, options, Path(out)
         self.stack = contextlib.ExitStack()
         self.held = None
+        self.child: subprocess.Popen | None = None
+        self.stopping = False
+        self.lock = threading.Lock()
 
     def run(self, job: LabJob) -> dict[str, Any]:
-        """Profile one job on the place (leasing it first if not held yet); its report and figures."""
-        from toolkit.hil import profile
-        from toolkit.hil.checks import Limits
-
+        """Profile one job on the place (leasing it first if not held yet): its report path and figures."""
         if self.held is None:
             self.held = self.stack.enter_context(lease(self.place, self.lab, self.wait_s))
-        o = self.options
+        request = {"job": asdict(job), "url": self.held.url, "lab": self.held.to_dict(),
+                   "out": str(self.out / job.folder), "options": asdict(self.options)}
         t0 = time.monotonic()
-        result = profile(Path(job.bundle), job.target, port=self.held.url, samples=o.samples,
-                         out_dir=self.out / job.folder, limits=Limits(max_lsb=o.max_lsb, max_drop=o.max_drop),
-                         mlperf_key=o.mlperf_key, optimize=o.optimize, layers=o.layers, lab=self.held.to_dict())
-        return {"report": str(result.out_dir / "report.json"), "history": result.report.get("history"),
-                "seconds": round(time.monotonic() - t0, 3), "pid": os.getpid(), **key_figures(result.report)}
+        with self.lock:
+            if self.stopping:
+                raise EdgetkError(f"lab place {self.place}: stopped before {job.folder}", fix="run again")
+            self.child = subprocess.Popen([sys.executable, "-m", "toolkit.hil.lab_jobs"], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            answer, _ = self.child.communicate(json.dumps(request), timeout=JOB_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.communicate()
+            raise EdgetkError(f"{job.folder} on lab place {self.place} took over {JOB_TIMEOUT_S:g} s",
+                              fix="see its report folder; profile it alone with edgetk profile --lab") from None
+        doc = json.loads(answer.strip().splitlines()[-1]) if answer.strip() else {
+            "error": f"the profile process ended with status {self.child.returncode}", "fix": "see its messages"}
+        if "error" in doc:
+            raise EdgetkError(doc["error"], fix=doc.get("fix"))
+        return {**doc, "seconds": round(time.monotonic() - t0, 3)}
+
+    def stop(self) -> None:
+        """Interrupt the running job (SIGINT, then SIGKILL after STOP_TIMEOUT_S); no job starts after this."""
+        with self.lock:
+            self.stopping, child = True, self.child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
     def close(self) -> dict[str, Any] | None:
         """Release the place (when held): the lease's times."""
         held, self.held = self.held, None
         self.stack.close()
         return held.to_dict() if held is not None else None
+
+
+def profile_job(request: dict[str, Any]) -> dict[str, Any]:
+    """One job's profile (in the child process of an actor): its report path, history row and figures."""
+    from toolkit.hil import profile
+    from toolkit.hil.checks import Limits
+
+    job, o = LabJob(**request["job"]), ProfileOptions(**request["options"])
+    result = profile(Path(job.bundle), job.target, port=request["url"], samples=o.samples, out_dir=request["out"],
+                     limits=Limits(max_lsb=o.max_lsb, max_drop=o.max_drop), mlperf_key=o.mlperf_key,
+                     optimize=o.optimize, layers=o.layers, lab=request["lab"])
+    history = result.report.get("history") or {}
+    return {"report": str(result.out_dir / "report.json"),
+            "history": {k: v for k, v in history.items() if k != "runs"} or None, **key_figures(result.report)}
 
 
 def actor_env() -> dict[str, str]:
@@ -196,8 +243,6 @@ def _record(run: Run, job: LabJob, place: str, got: dict[str, Any] | None, error
         with contextlib.suppress(OSError, EdgetkError):
             report = json.loads(Path(got["report"]).read_text())
             row["history"] = {"id": history.append(report, got["report"])[0], "by": "driver"}
-    if row.get("history"):
-        row["history"] = {k: v for k, v in row["history"].items() if k != "runs"}
     append_row(run.out / RESULTS, row)
     run.rows.append(row)
     log.info("%s on %s (%s): %s", Path(job.bundle).name, place, job.target,
@@ -245,7 +290,9 @@ def _cause(e: Exception) -> str:
 
 
 def _release(ray: Any, actors: dict[str, Any]) -> None:
-    """Every actor lets its place go (bounded), then ends."""
+    """Every actor stops its job, lets its place go (bounded), then ends."""
+    with contextlib.suppress(Exception):
+        ray.get([a.stop.remote() for a in actors.values()], timeout=STOP_TIMEOUT_S + 10)
     refs = {place: a.close.remote() for place, a in actors.items()}
     for place, ref in refs.items():
         try:
@@ -289,7 +336,7 @@ def run_lab_jobs(bundles: list[Path], spec: str, lab: LabConfig, out: Path, addr
     if jobs:
         places = {p: t for p, t in targets.items() if any(j.target == t for j in jobs)}
         with _ray(address, len(places)) as ray:
-            actors = {p: ray.remote(num_cpus=1, max_restarts=0)(PlaceWorker).options(
+            actors = {p: ray.remote(num_cpus=1, max_restarts=0, max_concurrency=2)(PlaceWorker).options(
                           name=f"edgetk-lab-{p}-{os.getpid()}", runtime_env={"env_vars": actor_env()}).remote(
                           p, lab, wait_s, options, str(out.absolute())) for p in places}
             try:
@@ -299,3 +346,22 @@ def run_lab_jobs(bundles: list[Path], spec: str, lab: LabConfig, out: Path, addr
     return {"out": str(out), "results": str(out / RESULTS), "jobs": len(jobs), "skipped": len(every) - len(jobs),
             "not_run": [asdict(j) for j in run.queue], "places": sorted(run.places_used),
             "wall_s": round(time.monotonic() - t0, 3), "rows": run.rows}
+
+
+def _child() -> int:
+    """`python -m toolkit.hil.lab_jobs`: one job's request on stdin, one JSON line on stdout."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # the actor's thread blocks it, and exec
+    signal.signal(signal.SIGINT, signal.default_int_handler)      # keeps the mask and an ignored signal
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        doc = profile_job(json.loads(sys.stdin.read()))
+    except EdgetkError as e:
+        doc = {"error": str(e).split("\n  fix: ")[0], "fix": e.fix}
+    except KeyboardInterrupt:
+        doc = {"error": "interrupted", "fix": "run again with the same -o: the jobs done are skipped"}
+    print(json.dumps(doc, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())
