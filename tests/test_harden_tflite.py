@@ -488,3 +488,26 @@ def test_quantize_thresholds_are_the_binary_search_over_affine_quantize(scale, z
         if key <= qz.float_order_key(0x7F800000):   # a level no float32 reaches is past +inf
             assert qz.affine_quantize(qz._key_to_float(key), scale, zp) >= want
         assert qz.affine_quantize(qz._key_to_float(key - 1), scale, zp) < want
+
+
+def test_lstm_gate_accumulator_beyond_int32_is_refused(tmp_path):
+    """An LSTM gate bias of -2^31 (a word overwritten in the forget gate's bias) was accepted: the generated C's
+    int32 accumulator overflowed (UBSan: signed integer overflow in et_lstm.c; bench/fuzz_models.py seed 6, input
+    311114). Refused now with the bound conv/FC use (255 x sum |weights| + |bias| within int32), input and
+    recurrent FCs of every gate; the unmutated model stays accepted."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    from toolkit import fuzz
+
+    seed = (REPO_ROOT / "tests" / "data" / "lstm_fsdd_int8.tflite").read_bytes()
+    assert fuzz.check_tflite(seed) == "accepted"
+    m = s.ModelT.InitFromPackedBuf(bytearray(seed), 0)
+    t = m.subgraphs[0].tensors[6]                    # arith.constant15: a gate bias, int32 [32]
+    bias = np.frombuffer(bytes(bytearray(m.buffers[t.buffer].data)), np.int32).copy()
+    bias[11] = -2**31
+    m.buffers[t.buffer].data = np.frombuffer(bias.tobytes(), np.uint8)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    refused(bytes(b.Output()), "operator 0 (UNIDIRECTIONAL_SEQUENCE_LSTM)", "int32 accumulator can reach 2147",
+            "beyond int32")

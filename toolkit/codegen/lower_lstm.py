@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from toolkit.codegen import quantize as qz
-from toolkit.codegen.lower import Step, fail
+from toolkit.codegen.lower import Step, _acc_bounds, fail
 from toolkit.tflite.ir import Graph, Operator, Tensor
 
 # operand positions (TFLite lstm_shared.h)
@@ -136,6 +136,9 @@ def lower_lstm(g: Graph, op: Operator) -> Step:
     _check_shapes(m, g.tensor(op.outputs[0]))
     ins = [_fc_multiplier(m.x, w) for w in m.w_in]
     recs = [_fc_multiplier(m.hidden, w) for w in m.w_rec]
+    for w_in, w_rec, bias in zip(m.w_in, m.w_rec, m.bias):   # each gate's two int32 accumulators (et_lstm.c fc16)
+        _acc_bounds(np.abs(w_in.data.astype(np.int64)).sum(axis=1), bias.data.reshape(-1))
+        _acc_bounds(np.abs(w_rec.data.astype(np.int64)).sum(axis=1), None)
     hz = m.hidden.quant.zero_point[0]
     fields = dict(batches=m.batches, steps=m.steps, n_input=m.n_in, n_cell=m.n_cell, time_major=int(m.time_major),
                   input_offset=-m.x.quant.zero_point[0], hidden_offset=-hz, hidden_zp=hz,
