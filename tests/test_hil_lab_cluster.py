@@ -16,15 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import stop_process
+from conftest import require_tool, stop_process
 from test_hil_lab import REPO, lab, monkeypatch_module  # noqa: F401 - the lab fixture and the one it uses
 from toolkit.hil.bundle import bundle_from_tflite
 from toolkit.hil.lab import parse_lab
 from toolkit.hil.lab_jobs import done_jobs, key_figures, place_targets, plan
 
+RAY_FIX = "pip install 'edgetk[cluster]' (Ray)"
+
 
 def _profile(lab, bundles: list[Path], out: Path, history: Path) -> tuple[int, dict, float]:
-    pytest.importorskip("ray", reason="pip install 'edgetk[cluster]' (Ray)")
+    require_tool("ray", fix=RAY_FIX)
     cmd = [sys.executable, "-m", "toolkit.cli", "--json", "profile", *map(str, bundles), "--lab", "board=lab-board",
            "--cluster", "local", "--lab-file", str(lab.lab_file), "--targets", str(lab.targets), "--samples", "3",
            "--no-layers", "-o", str(out)]
@@ -97,7 +99,7 @@ def test_places_targets_and_resume_are_planned_purely(tmp_path):
 def test_ctrl_c_on_the_driver_releases_every_place(lab, tmp_path):
     """SIGINT to the driver while both actors profile (one waits for the bundle's build lock): exit 130 within
     seconds, both places let go, every line whole."""
-    pytest.importorskip("ray", reason="pip install 'edgetk[cluster]' (Ray)")
+    require_tool("ray", fix=RAY_FIX)
     bundles = [bundle_from_tflite(lab.bundle.tflite, tmp_path / f"m{i}", samples=300, seed=i).path for i in range(2)]
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "toolkit.cli", "profile", *map(str, bundles), "--lab", "board=lab-board",
