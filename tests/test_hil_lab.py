@@ -281,9 +281,11 @@ def test_pytest_plugin_runs_on_a_lab_place_and_releases_it(lab, tmp_path):
     assert lab.idle()
 
 
-@pytest.mark.parametrize("place,sig", [("lab-a", signal.SIGINT), ("lab-b", signal.SIGTERM)], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("place,sig", [("lab-a", signal.SIGINT), ("lab-b", signal.SIGTERM), ("lab-a", signal.SIGKILL)],
+                         ids=["ctrl-c", "sigterm", "sigkill"])
 def test_an_interrupted_job_releases_its_place(lab, tmp_path, place, sig):
-    """Ctrl-C (SIGINT) or a cancelled CI job (SIGTERM) mid-run: the job stops with 130 and lets its place go."""
+    """Ctrl-C (SIGINT) or a cancelled CI job (SIGTERM) mid-run: the job stops with 130 and lets its place go;
+    SIGKILLed, its labgrid client process (a session of its own) sees its stdin close and lets the place go."""
     bundle = bundle_from_tflite(lab.bundle.tflite, tmp_path / "many", samples=1000)
     job = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "profile", str(bundle.path), "--lab", place,
                             "--lab-file", str(lab.lab_file), "--targets", str(lab.targets), "--samples", "all",
@@ -298,6 +300,13 @@ def test_an_interrupted_job_releases_its_place(lab, tmp_path, place, sig):
             time.sleep(0.05)
         job.send_signal(sig)
         _, err = job.communicate(timeout=60)
+        if sig == signal.SIGKILL:
+            assert job.returncode == -signal.SIGKILL
+            deadline = time.monotonic() + 30
+            while not lab.idle():
+                assert time.monotonic() < deadline, "a SIGKILLed job's place is still held after 30 s"
+                time.sleep(0.5)
+            return
         assert job.returncode == 130 and "interrupted" in err, (job.returncode, err[-2000:])
         assert f"lab place {place} let go" in err, err[-2000:]
         assert lab.idle()

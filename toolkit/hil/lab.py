@@ -543,17 +543,39 @@ def _agent(coordinator: str) -> None:
         answer(error(e))
         return
     answer({"ok": None})
+    held: set[str] = set()       # places acquired and reservations made that the parent has not given back yet
+    tokens: set[str] = set()
     try:
         for line in sys.stdin:
             req = json.loads(line)
             try:
                 if req["op"] not in AGENT_OPS:
                     raise EdgetkError(f"unknown request {req['op']!r}", fix="a bug: report it")
-                answer({"ok": getattr(session, req["op"])(*req["args"])})
+                result = getattr(session, req["op"])(*req["args"])
+                _track(req["op"], req["args"], result, held, tokens)
+                answer({"ok": result})
             except EdgetkError as e:
                 answer(error(e))
     finally:
+        # stdin closed with a place still held: the parent died without its clean-up (SIGKILL, OOM killer); this
+        # process runs in a session of its own, so it outlives the parent and lets the place go.
+        for place in sorted(held):
+            _quietly(session.release, place)
+        for token in sorted(tokens):
+            _quietly(session.cancel, token)
         session.close()
+
+
+def _track(op: str, args: list[Any], result: Any, held: set[str], tokens: set[str]) -> None:
+    """What the agent must give back if its parent dies: acquired places and open reservations."""
+    if op == "acquire":
+        held.add(args[0])
+    elif op == "release":
+        held.discard(args[0])
+    elif op == "reserve":
+        tokens.add(result)
+    elif op == "cancel":
+        tokens.discard(args[0])
 
 
 if __name__ == "__main__":
