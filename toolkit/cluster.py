@@ -285,6 +285,12 @@ def connect(address: str) -> Iterator[Cluster]:
                  runtime_env={"env_vars": dict(check.env)} if check.env else None, log_to_driver=True,
                  logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
+        if "AuthToken" in f"{e} {e.__cause__}" or "Authentication" in f"{e} {e.__cause__}":
+            raise EdgetkError(f"the Ray cluster at {resolved} refused this process's authentication token "
+                              f"(it runs with token authentication, RAY_AUTH_MODE here is "
+                              f"{os.environ.get('RAY_AUTH_MODE', 'unset')})",
+                              fix="export RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or "
+                              "RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head prints it)") from None
         raise EdgetkError(f"cannot connect to the Ray cluster at {resolved} ({type(e).__name__}: {e})",
                           fix=f"check that a Ray {ray.__version__} head runs there (`ray status`); "
                           f"{INSTALL_FIX}") from None
@@ -405,7 +411,13 @@ def local_cluster(nodes: int, folder: Path, cpus: int = 1, object_store_bytes: i
     import subprocess
 
     ray_cli, port = _ray_cli(), _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
+    # No token authentication on this throwaway cluster, said explicitly: with RAY_AUTH_MODE unset a head turns it
+    # on whenever ~/.ray/auth_token exists (any earlier local `ray.init()` writes one), and then a driver that
+    # connects by address is refused. Drivers started while the cluster runs inherit the same setting.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0",
+                                                                          "RAY_AUTH_MODE": "disabled"}
+    saved_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     common = ["--num-cpus", str(cpus), "--object-store-memory", str(object_store_bytes), "--node-ip-address",
               "127.0.0.1", "--disable-usage-stats", "--block"]
     head = ["--head", "--port", str(port), "--temp-dir", str(folder), "--include-dashboard=false",
@@ -425,6 +437,10 @@ def local_cluster(nodes: int, folder: Path, cpus: int = 1, object_store_bytes: i
         yield f"127.0.0.1:{port}"
     finally:
         _kill_sessions(procs)
+        if saved_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_mode
 
 
 def _listening(port: int) -> bool:
