@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from toolkit.errors import EdgetkError
+from toolkit.proc import free_port
 
 if TYPE_CHECKING:
     from torch import nn
@@ -410,7 +411,7 @@ def local_cluster(nodes: int, folder: Path, cpus: int = 1, object_store_bytes: i
     object store each (Ray's default is 30 % of RAM); yields its address; afterwards every process is killed."""
     import subprocess
 
-    ray_cli, port = _ray_cli(), _free_port()
+    ray_cli, port = _ray_cli(), free_port()
     # No token authentication on this throwaway cluster, said explicitly: with RAY_AUTH_MODE unset a head turns it
     # on whenever ~/.ray/auth_token exists (any earlier local `ray.init()` writes one), and then a driver that
     # connects by address is refused. Drivers started while the cluster runs inherit the same setting.
@@ -421,7 +422,7 @@ def local_cluster(nodes: int, folder: Path, cpus: int = 1, object_store_bytes: i
     common = ["--num-cpus", str(cpus), "--object-store-memory", str(object_store_bytes), "--node-ip-address",
               "127.0.0.1", "--disable-usage-stats", "--block"]
     head = ["--head", "--port", str(port), "--temp-dir", str(folder), "--include-dashboard=false",
-            "--ray-client-server-port", str(_free_port())]          # not 10001: another cluster may hold it
+            "--ray-client-server-port", str(free_port())]          # not 10001: another cluster may hold it
     procs, deadline, log = [], time.monotonic() + timeout, folder / "nodes.log"
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -450,8 +451,3 @@ def _listening(port: int) -> bool:
     except OSError:
         return False
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

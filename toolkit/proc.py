@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import socket
 import sys
 
 PR_SET_PDEATHSIG = 1
@@ -31,3 +32,11 @@ def child_kwargs(sig: int = signal.SIGTERM) -> dict[str, object]:
     if not sys.platform.startswith("linux"):
         return {}
     return {"preexec_fn": functools.partial(die_with_parent, int(sig), os.getpid())}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a child process to listen on: QEMU's serial, a Ray
+    node)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

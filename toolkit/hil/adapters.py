@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from toolkit.errors import EdgetkError
+from toolkit.proc import free_port
 from toolkit.tools import require_tool
 from toolkit.hil.build import Firmware, build_firmware, firmware_root
 from toolkit.hil.cycles import mean_classes
@@ -95,11 +96,6 @@ def _child_kwargs() -> dict[str, object]:
     return {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class QemuTarget(Target):
     """The firmware on QEMU (mps2): UART over TCP, -icount shift=0, monitor for resets."""
@@ -123,7 +119,7 @@ class QemuTarget(Target):
         if self.firmware is None:
             raise EdgetkError("no firmware to boot", fix="build it first (Target.build)")
         self.stop()
-        self.serial_port, self.monitor_port = _free_port(), _free_port()
+        self.serial_port, self.monitor_port = free_port(), free_port()
         fill = {"elf": str(self.firmware.elf), "port": str(self.serial_port), "monitor": str(self.monitor_port)}
         cmd = [a.format(**fill) for a in self.spec.emulator.command] + self._plugin_args()
         self.log_path = self.firmware.elf.parent / "qemu.log"
