@@ -46,12 +46,19 @@ def default_loss(kind: str, label_smoothing: float = 0.0) -> LossFn:
     return lambda model, x, y: nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
 
 
-def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """AdamW or SGD (momentum 0.9, Nesterov) over the trainable parameters."""
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW or SGD (momentum 0.9, Nesterov) over the trainable parameters.
+
+    fused: torch's fused kernel (one call per parameter instead of ~12 element-wise ops each; deterministic; the
+    same update up to the last bit: max 1.2e-7 apart after 50 AdamW steps). A DS-CNN width 0.25 (29 tensors) AdamW
+    step: 0.92 ms for-loop, 0.58 foreach, 0.14 fused (1 thread), of a ~6 ms batch-32 training step. The fleet's
+    stacked members keep the for-loop (their exactness against twins trained alone is measured with it).
+    """
     check_choice("recipe", "train.optimizer", cfg.optimizer, ("adamw", "sgd"))
+    fast = {"fused": True} if fused and all(p.is_floating_point() for p in params) else {}
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, **fast)
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -229,7 +236,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
     model = model if model is not None else build_model(recipe, data)
     fmt = memory_format(model, data.x_train)
     model.to(memory_format=fmt)                            # back to contiguous below, before anyone else sees it
-    opt = make_optimizer(cfg, trainable(model, param_filter))
+    opt = make_optimizer(cfg, trainable(model, param_filter), fused=True)
     sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
     first, history = _start(recipe, out, resume, model, opt, sched)
     loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
