@@ -13,6 +13,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=10, metavar="N", help="synthetic samples per class (default 10)")
     p.add_argument("--method", default="dm", help="dm: distribution matching (default, cheap) | gm: gradient matching")
     p.add_argument("--iterations", type=int, default=0, help="optimisation steps (0 = the method's default)")
+    p.add_argument("--nets", default="random", help="dm: random (fresh random nets, default) | trained (per-epoch "
+                   "snapshots of a model trained on the real set first)")
+    p.add_argument("--smooth", type=int, default=1, metavar="F", help="dm: move the samples on a grid F times coarser (default 1)")
+    p.add_argument("--soft-labels", type=float, default=0.0, metavar="T", help="store soft labels: a model trained on the "
+                   "real set labels each sample, softmax(logits / T); edgetk train on OUT/recipe.toml uses them (0 = hard)")
     p.add_argument("--width", type=float, default=0.0, help="width of the networks it matches under (0 = model.width)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial samples and the random networks")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -27,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from toolkit.train.distill_data import DistillDataConfig, distill, write
 
     cfg = DistillDataConfig(per_class=args.per_class, method=args.method, iterations=args.iterations,
-                            width=args.width, seed=args.seed)
+                            width=args.width, seed=args.seed, nets=args.nets, smooth=args.smooth, soft=args.soft_labels)
     cfg.resolved()                                   # bad options fail before the data is loaded
     recipe = load_recipe(args.recipe, args.overrides)
     data = load_dataset(recipe)

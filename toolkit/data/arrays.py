@@ -1,5 +1,7 @@
 """npz: arrays you already have. `x` [N, ...] (the model input layout, torch NCHW), `y` [N] (int class ids or
-strings), optional `groups` [N], `labels` (class names for int y) and `split` [N] ("train" / "test").
+strings), optional `groups` [N], `labels` (class names for int y), `split` [N] ("train" / "test") and `soft` [N, classes]
+(a soft label per sample: probabilities summing to 1, e.g. a teacher's; the trainer's cross-entropy then uses them
+instead of y, which stays the hard label for the metrics).
 Read with np.load(allow_pickle=False): object arrays are refused."""
 from __future__ import annotations
 
@@ -50,7 +52,21 @@ def source(cfg: DataConfig, problems: Problems, frontend: Any = None) -> Samples
     given = z["split"].astype(str) if "split" in z else None
     if given is not None and not np.isin(given, ["train", "test"]).all():
         raise EdgetkError(f"{path}: split holds values other than train/test", fix="write 'train' or 'test' per sample")
+    soft = soft_labels(z["soft"], n, len(labels), path) if "soft" in z else None
     return Samples(x=x.astype(np.float32), y=ids, labels=labels, ids=np.array([f"{path.name}#{i}" for i in range(n)]),
-                   modality="array", info={"file": path.name, "shape": list(x.shape[1:])},
+                   modality="array", info={"file": path.name, "shape": list(x.shape[1:])}, aux={"soft": soft},
                    groups=z["groups"].astype(str) if "groups" in z else None, given=given,
                    files=({"file": path.name, "shape": list(x.shape), "dtype": str(x.dtype)},), name=f"npz {path.stem}")
+
+
+def soft_labels(soft: np.ndarray, n: int, n_classes: int, path: Any) -> np.ndarray:
+    """The npz `soft` column checked: float [n, classes], finite, non-negative, each row summing to 1."""
+    fix = "write soft as float probabilities [samples, classes], each row summing to 1 (e.g. softmax(teacher logits / T))"
+    if soft.shape != (n, n_classes):
+        raise EdgetkError(f"{path}: 'soft' has shape {list(soft.shape)}, expected [{n}, {n_classes}] (samples, classes)", fix=fix)
+    if soft.dtype.kind != "f":
+        raise EdgetkError(f"{path}: 'soft' must hold floats, got {soft.dtype}", fix=fix)
+    soft = soft.astype(np.float32)
+    if not np.isfinite(soft).all() or (soft < 0).any() or not np.allclose(soft.sum(1), 1.0, atol=1e-3):
+        raise EdgetkError(f"{path}: 'soft' rows must be finite non-negative probabilities summing to 1", fix=fix)
+    return soft

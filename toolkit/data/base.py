@@ -27,6 +27,8 @@ class TaskData:
     raw_test: np.ndarray | None = None      # (the bundle's golden raw vectors)
     split: dict[str, Any] = field(default_factory=dict)  # how train/test were cut: method, seed, groups on both sides
     problems: tuple[dict[str, Any], ...] = ()  # files skipped under data.on_error = "skip": {file, row, problem}
+    soft_train: np.ndarray | None = None    # float32 [N, classes] soft label per sample (npz `soft`: distilled sets), None = y only
+    soft_test: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -60,7 +62,7 @@ def select_groups(data: TaskData, groups: tuple[str, ...]) -> TaskData:
     return subset(data, np.isin(data.groups_train, groups), np.isin(data.groups_test, groups))
 
 
-PER_SAMPLE = ("x", "y", "groups", "ids", "raw")
+PER_SAMPLE = ("x", "y", "groups", "ids", "raw", "soft")
 
 
 def subset(data: TaskData, train: np.ndarray, test: np.ndarray) -> TaskData:

@@ -67,11 +67,12 @@ def make_task(s: Samples, split: Split, cfg: DataConfig, frontend: Any = None,
         x_tr, x_te, raw_tr, raw_te, fe_info = _through_frontend(fe, s, raw_tr, raw_te)
     else:
         x_tr, x_te, fe_info = (float_features or default_features)(raw_tr, raw_te, s, cfg)
-    groups = s.groups
+    groups, soft = s.groups, s.aux.get("soft")
     return TaskData(x_tr, s.y[tr], x_te, s.y[te], list(s.labels), s.kind, fe_info, s.name,
                     groups_train=None if groups is None else groups[tr], groups_test=None if groups is None else groups[te],
                     ids_train=s.ids[tr], ids_test=s.ids[te], raw_train=raw_tr, raw_test=raw_te, split=info,
-                    problems=tuple(s.problems))
+                    problems=tuple(s.problems), soft_train=None if soft is None else soft[tr],
+                    soft_test=None if soft is None else soft[te])
 
 
 def _through_frontend(fe: Any, s: Samples, raw_tr: np.ndarray, raw_te: np.ndarray) -> tuple:

@@ -47,6 +47,7 @@ from toolkit.recipe import Recipe
 
 log = logging.getLogger(__name__)
 METHODS = ("dm", "gm")
+NETS = ("random", "trained")
 DEFAULT_ITERATIONS = {"dm": 300, "gm": 100}
 DEFAULT_LR = {"dm": 0.05, "gm": 0.05}
 MIN_STEPS = 300   # optimizer steps a model trained on a synthetic set gets at least (N x classes samples are few)
@@ -64,6 +65,9 @@ class DistillDataConfig:
     real_batch: int = 64       # real samples per class per iteration
     augment: bool = True       # the same random shift on real and synthetic batches
     layers: bool = False       # dm: match every BatchNorm input's statistics too, not only the final embedding
+    nets: str = "random"       # dm: embeddings of fresh random nets | "trained": snapshots of a model trained on the real set
+    smooth: int = 1            # dm: > 1 = the samples move by a change on a grid this many times coarser, upsampled
+    soft: float = 0.0          # > 0: soft labels, the trained model's softmax(logits / soft) per synthetic sample; 0: hard
     seed: int = 0
 
     def resolved(self) -> DistillDataConfig:
@@ -78,12 +82,13 @@ def check_config(cfg: DistillDataConfig) -> None:
     from toolkit.recipe import check_choice
 
     check_choice("distill-data", "method", cfg.method, METHODS)
-    for name, low in (("per_class", 1), ("iterations", 0), ("real_batch", 1), ("seed", 0)):
+    check_choice("distill-data", "nets", cfg.nets, NETS)
+    for name, low in (("per_class", 1), ("iterations", 0), ("real_batch", 1), ("seed", 0), ("smooth", 1)):
         v = getattr(cfg, name)
         if v < low:
             raise EdgetkError(f"distill-data: {name.replace('_', '-')} = {v} is below {low}",
                               fix=f"pass --{name.replace('_', '-')} {max(low, 1)} or more")
-    for name in ("lr", "width"):
+    for name in ("lr", "width", "soft"):
         v = getattr(cfg, name)
         if not (math.isfinite(v) and 0 <= v <= 64):
             raise EdgetkError(f"distill-data: {name} = {v} is outside [0, 64]", fix=f"pass a {name} in (0, 64], or 0 for the default")
@@ -96,6 +101,8 @@ class Synthetic:
     x: np.ndarray
     y: np.ndarray
     meta: dict[str, Any]
+    soft: np.ndarray | None = None     # soft labels [N*C, classes] (cfg.soft > 0), else None
+    teacher: Any = None                # the model trained on the real set (nets = "trained" or soft labels), eval mode
 
 
 def recipe_hash(recipe: Recipe) -> str:
@@ -119,8 +126,9 @@ def real_init(data: TaskData, per_class: int, seed: int) -> tuple[np.ndarray, np
 
 
 def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
-            progress: Callable[[int, float], None] | None = None) -> Synthetic:
-    """Synthesize cfg.per_class samples per class for the recipe's architecture (cfg.method)."""
+            progress: Callable[[int, float], None] | None = None, teacher: Any = None) -> Synthetic:
+    """Synthesize cfg.per_class samples per class for the recipe's architecture (cfg.method). `teacher`: a model
+    already trained on data that gives the soft labels (cfg.soft > 0) instead of one trained here."""
     import torch
 
     cfg = cfg.resolved()
@@ -132,18 +140,49 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
     t0 = time.monotonic()
     try:
         x0, y = real_init(data, cfg.per_class, cfg.seed)
-        step = {"dm": _dm, "gm": _gm}[cfg.method]
-        x, losses = step(recipe, data, cfg, x0, progress)
+        snaps: list[dict] = []
+        teacher_acc = None
+        if cfg.nets == "trained" or (cfg.soft > 0 and teacher is None):
+            teacher, snaps, teacher_acc = _teacher(recipe, data, cfg)
+        if cfg.method == "dm":
+            x, losses = _dm(recipe, data, cfg, x0, progress, snaps)
+        else:
+            x, losses = _gm(recipe, data, cfg, x0, progress)
+        soft = soft_labels(teacher, x, cfg.soft) if cfg.soft > 0 else None
     finally:
         torch.set_num_threads(threads)
     width = cfg.width or recipe.model.width
     meta = {"method": cfg.method, "per_class": cfg.per_class, "recipe_sha256": recipe_hash(recipe), "task": recipe.task,
             "arch": recipe.model.arch, "width": width, "iterations": cfg.iterations, "lr": cfg.lr,
             "real_batch": cfg.real_batch, "augment": cfg.augment, "seed": cfg.seed, "init": "real samples of each class",
+            "nets": cfg.nets, "smooth": cfg.smooth, "label_kind": f"soft (temperature {cfg.soft})" if cfg.soft > 0 else "hard",
+            "teacher_test_value": teacher_acc, "snapshots": len(snaps),
             "seconds": round(time.monotonic() - t0, 2), "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None, "labels": list(data.labels),
             "input_shape": list(data.input_shape), "n_train_real": int(len(data.x_train))}
-    return Synthetic(x.astype(np.float32), y, meta)
+    return Synthetic(x.astype(np.float32), y, meta, soft, teacher)
+
+
+def _teacher(recipe: Recipe, data: TaskData, cfg: DistillDataConfig) -> tuple[Any, list[dict], float]:
+    """A model of the recipe (at the synthesis width, seed cfg.seed) trained on the real training set, its
+    state after every epoch (the "trained" nets: partially to fully trained, as in Zhao et al. 2023's improved
+    distribution matching) and its test value."""
+    import copy
+
+    width = cfg.width or recipe.model.width
+    r = recipe.replace(model=dataclasses.replace(recipe.model, width=width),
+                       train=dataclasses.replace(recipe.train, seed=cfg.seed))
+    snaps: list[dict] = []
+    model, value = fit(r, data, on_epoch=lambda _e, m: snaps.append(copy.deepcopy(m.state_dict())))
+    return model, snaps, round(float(value), 4)
+
+
+def soft_labels(teacher: Any, x: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(teacher(x) / temperature) per sample, float32 [N, classes]."""
+    import torch
+
+    with torch.no_grad():
+        return torch.softmax(teacher.eval()(torch.from_numpy(x.astype(np.float32))) / temperature, 1).numpy()
 
 
 def _random_net(recipe: Recipe, data: TaskData, width: float, seed: int):
@@ -184,24 +223,39 @@ def _draw_shift(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, 
     return int(rng.integers(-lim[0], lim[0] + 1)), int(rng.integers(-lim[1], lim[1] + 1))
 
 
-def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, progress) -> tuple[np.ndarray, list[float]]:
-    """Distribution matching under random nets: per class, the mean embedding (and, with cfg.layers, every
+def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, progress,
+        snaps: list[dict]) -> tuple[np.ndarray, list[float]]:
+    """Distribution matching under random nets (or, nets = "trained", a random one of the trained model's
+    per-epoch snapshots `snaps`): per class, the mean embedding (and, with cfg.layers, every
     BatchNorm input's per-channel mean) of the synthetic samples = that of real ones; with cfg.layers also each
     BatchNorm input's per-channel variance over all classes (so a model trained on the set learns real statistics)."""
     import torch
 
+    import torch.nn.functional as F
+
     n, k = data.n_classes, cfg.per_class
-    syn = torch.tensor(x0, requires_grad=True)
-    opt = torch.optim.Adam([syn], lr=cfg.lr)
+    base = torch.from_numpy(x0)
+    h, w = x0.shape[-2:]
+    delta = torch.zeros((*x0.shape[:-2], math.ceil(h / cfg.smooth), math.ceil(w / cfg.smooth)), requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=cfg.lr)
+
+    def current():
+        d = delta if cfg.smooth == 1 else F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=True)
+        return base + d
+
     rng = np.random.default_rng([cfg.seed, 29])
     width, losses = cfg.width or recipe.model.width, []
+    trained = [_random_net(recipe, data, width, 0) for _ in snaps] if cfg.nets == "trained" else []
+    for net, state in zip(trained, snaps):
+        net.load_state_dict(state)
     for it in range(cfg.iterations):
-        net = _random_net(recipe, data, width, cfg.seed * 1_000_003 + it)
+        net = (trained[int(rng.integers(len(trained)))] if trained
+               else _random_net(recipe, data, width, cfg.seed * 1_000_003 + it))
         real = torch.cat(_real_batches(data, cfg.real_batch, rng))
         dy, dx = _draw_shift(data.input_shape, rng) if cfg.augment else (0, 0)
         with torch.no_grad():
             target = _statistics(net, shift(real, dy, dx), n, cfg.layers)
-        got = _statistics(net, shift(syn, dy, dx), n, cfg.layers)
+        got = _statistics(net, shift(current(), dy, dx), n, cfg.layers)
         loss = sum((t - g).pow(2).sum() / t.pow(2).sum().clamp_min(1e-12) for t, g in zip(target, got)) / len(got)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -209,7 +263,8 @@ def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
         losses.append(float(loss.detach()))
         if progress is not None:
             progress(it, losses[-1])
-    return syn.detach().numpy(), losses
+    with torch.no_grad():
+        return current().numpy(), losses
 
 
 def _statistics(net, x, n_classes: int, layers: bool) -> list:
@@ -290,15 +345,19 @@ def training_schedule(recipe: Recipe, n_samples: int) -> Recipe:
     return recipe.replace(train=dataclasses.replace(recipe.train, batch_size=batch, epochs=epochs))
 
 
-def with_train_set(data: TaskData, x: np.ndarray, y: np.ndarray) -> TaskData:
-    """The task with its training set replaced (the test set stays real)."""
+def with_train_set(data: TaskData, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None) -> TaskData:
+    """The task with its training set replaced (the test set stays real); `soft`: soft labels [N, classes] the
+    trainer's cross-entropy uses instead of y."""
     return dataclasses.replace(data, x_train=x.astype(np.float32), y_train=y.astype(np.int64), groups_train=None,
-                               ids_train=None, raw_train=None)
+                               ids_train=None, raw_train=None,
+                               soft_train=None if soft is None else soft.astype(np.float32), soft_test=None)
 
 
-def fit(recipe: Recipe, data: TaskData, loss_fn: Any = None) -> tuple[Any, float]:
+def fit(recipe: Recipe, data: TaskData, loss_fn: Any = None,
+        on_epoch: Callable[[int, Any], None] | None = None) -> tuple[Any, float]:
     """Train a fresh model of the recipe on data in memory, as `edgetk train` would (same seed, schedule and steps,
-    without its per-epoch checkpoint and test pass); returns (model, test metric value)."""
+    without its per-epoch checkpoint and test pass); returns (model, test metric value). `on_epoch(epoch, model)`
+    after each epoch (model in training layout and mode)."""
     import torch
 
     from toolkit.nn import build_model
@@ -319,6 +378,8 @@ def fit(recipe: Recipe, data: TaskData, loss_fn: Any = None) -> tuple[Any, float
         for epoch in range(cfg.epochs):
             with channels_last_grads(model, fmt):
                 train_epoch(model, opt, sched, data, cfg, epoch, loss_fn, fmt)
+            if on_epoch is not None:
+                on_epoch(epoch, model)
         model.to(memory_format=torch.contiguous_format).eval()
         return model, float(evaluate(model, data)["value"])
     finally:
@@ -346,8 +407,11 @@ def write(out: Path, recipe: Recipe, data: TaskData, syn: Synthetic) -> dict[str
     y = np.concatenate([syn.y, data.y_test.astype(np.int64)])
     split = np.array(["train"] * len(syn.x) + ["test"] * len(data.x_test))
     meta = json.dumps(syn.meta, sort_keys=True)
+    extra = {}
+    if syn.soft is not None:      # test rows: their one-hot label (the metrics use y; the trainer reads train rows only)
+        extra["soft"] = np.concatenate([syn.soft, np.eye(data.n_classes, dtype=np.float32)[data.y_test]]).astype(np.float32)
     atomic_write_bytes(out / "synthetic.npz", _npz_bytes(x=x, y=y, split=split, labels=np.array(data.labels),
-                                                         meta=np.array(meta)))
+                                                         meta=np.array(meta), **extra))
     atomic_write_bytes(out / "samples.png", picture(syn, data))
     trained = npz_recipe(recipe, "synthetic.npz", len(syn.x))
     atomic_write_text(out / "recipe.toml", f"# written by `edgetk distill-data` from {recipe.path or recipe.task}\n"

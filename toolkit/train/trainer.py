@@ -127,6 +127,8 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
     model.train()
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout masks depend on (seed, epoch) only
     x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    if data.soft_train is not None:   # soft labels (a distilled npz's `soft`): cross-entropy takes probabilities as targets
+        y_all = torch.from_numpy(data.soft_train.astype(np.float32))
     total, count = 0.0, 0
     for idx in batches(len(x_all), cfg.batch_size, cfg.seed, epoch):
         t = torch.from_numpy(idx)
