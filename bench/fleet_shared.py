@@ -17,6 +17,7 @@ loaded (the scratch arm does) and run in this process, interleaved (scratch firs
 odd ones); the 1-minute load average is printed before each arm (the machine may be shared).
 Prints per rep and as mean +- std: wall seconds and mean member test top-1 of each arm, and the speedups.
 Usage: .venv/bin/python bench/fleet_shared.py [--reps 3] [--members 32] [--pefts probe] [--set train.epochs=6 ...]
+       [--first-seed 0] [--step-reps 3]  (the base's step time, before/now, same run)
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from fleet import fleet_run  # noqa: E402  (bench/fleet.py: the from-scratch fle
 from toolkit.data import load_dataset  # noqa: E402
 from toolkit.recipe import Recipe, load_recipe  # noqa: E402
 from toolkit.specialize.fleet import split_members, train_shared_fleet  # noqa: E402
+from toolkit.train.trainer import batches  # noqa: E402
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -61,6 +63,33 @@ def shared_fleet(recipe: Recipe, data, members: int, seed: int, pefts: list[str]
     return out
 
 
+def epoch_seconds(recipe: Recipe, data, fast: bool) -> float:
+    """Wall seconds of one training epoch of the recipe's model as the trainer runs it (train_epoch, 1 thread,
+    deterministic mode), fast: the trainer's fused optimizer and no NaN fill of new tensors; else the former
+    for-loop AdamW with the fill."""
+    import torch.utils.deterministic as det
+
+    from toolkit.nn import build_model
+    from toolkit.train.trainer import (batches, channels_last_grads, default_loss, make_optimizer,
+                                       make_scheduler, memory_format, setup_determinism, train_epoch)
+
+    cfg = recipe.train
+    setup_determinism(cfg)
+    det.fill_uninitialized_memory = not fast
+    model = build_model(recipe, data)
+    fmt = memory_format(model, data.x_train)
+    model.to(memory_format=fmt)
+    opt = make_optimizer(cfg, list(model.parameters()), fused=fast)
+    sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
+    with channels_last_grads(model, fmt):
+        t0 = time.perf_counter()
+        train_epoch(model, opt, sched, data, cfg, 0, default_loss(data.kind, cfg.label_smoothing), fmt)
+        seconds = time.perf_counter() - t0
+    det.fill_uninitialized_memory = True
+    torch.use_deterministic_algorithms(False)
+    return seconds
+
+
 def _ms(xs: list[float], fmt: str = ".1f") -> str:
     return f"{statistics.mean(xs):{fmt}} +- {statistics.pstdev(xs):{fmt}}"
 
@@ -73,6 +102,9 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override the shared recipe (models/kws-digits-fleet-shared.toml), e.g. train.epochs=8")
     ap.add_argument("--workers", type=int, default=0, help="processes of the scratch fleet (0 = one per core)")
+    ap.add_argument("--first-seed", type=int, default=0, help="rep r uses seeds first_seed + 1000 r ...")
+    ap.add_argument("--step-reps", type=int, default=3,
+                    help="base epochs timed per optimizer implementation, interleaved (0: skip)")
     args = ap.parse_args()
     scratch = load_recipe(MODELS / "kws-digits-fleet.toml", ["train.epochs=20", "train.lr=0.01", "train.threads=1"])
     shared = load_recipe(MODELS / "kws-digits-fleet-shared.toml", args.set)
@@ -83,7 +115,7 @@ def main() -> int:
     rows: dict[str, list] = {"scratch": [], "base": [], **{p: [] for p in pefts}}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            seed = 1000 * rep
+            seed = args.first_seed + 1000 * rep
             loads = {}
             for arm in (("scratch", "shared") if rep % 2 == 0 else ("shared", "scratch")):
                 loads[arm] = os.getloadavg()[0]
@@ -104,6 +136,19 @@ def main() -> int:
             print(f"rep {rep} (seeds {seed}-{seed + args.members - 1}): scratch {s:.1f} s, top-1 {acc:.2f}% "
                   f"[load {loads['scratch']:.1f}] | base {b:.2f} s (its top-1 {sh['base'][1]:.2f}% on all test "
                   f"clips) [load {loads['shared']:.1f}] | {line}", flush=True)
+    steps = len(batches(len(data.x_train), shared.train.batch_size, shared.train.seed, 0))
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(args.step_reps):      # the base's step time, before (for-loop AdamW, NaN fill) and now, interleaved
+        for fast in (False, True):
+            load = os.getloadavg()[0]
+            times[fast].append(epoch_seconds(shared, data, fast))
+            print(f"  base epoch ({steps} steps of batch {shared.train.batch_size}), "
+                  f"{'fused AdamW, no fill' if fast else 'for-loop AdamW, fill'}: "
+                  f"{times[fast][-1]:.3f} s = {1000 * times[fast][-1] / steps:.2f} ms/step [load {load:.1f}]", flush=True)
+    if args.step_reps:
+        b, a = (min(times[f]) * 1000 / steps for f in (False, True))
+        print(f"  base step time (best of {args.step_reps}): {b:.2f} ms before, {a:.2f} ms now ({b / a:.2f}x); "
+              f"{shared.train.epochs} epochs = {shared.train.epochs * steps} steps: {shared.train.epochs * steps * a / 1000:.2f} s of steps")
     sc, t = rows["scratch"], shared.train
     print(f"kws-digits fleet, {args.members} members (DS-CNN width {scratch.model.width}), {args.reps} reps, same run; "
           f"scratch: 20 epochs, AdamW lr 0.01, batch 32 (bench/fleet.py); shared: {t.epochs} epochs, "
