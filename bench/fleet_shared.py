@@ -71,7 +71,8 @@ def epoch_seconds(recipe: Recipe, data, fast: bool) -> float:
 
     from toolkit.nn import build_model
     from toolkit.train.trainer import (batches, channels_last_grads, default_loss, make_optimizer,
-                                       make_scheduler, memory_format, setup_determinism, train_epoch)
+                                       make_scheduler, memory_format, set_deterministic, setup_determinism,
+                                       train_epoch)
 
     cfg = recipe.train
     setup_determinism(cfg)
@@ -86,7 +87,7 @@ def epoch_seconds(recipe: Recipe, data, fast: bool) -> float:
         train_epoch(model, opt, sched, data, cfg, 0, default_loss(data.kind, cfg.label_smoothing), fmt)
         seconds = time.perf_counter() - t0
     det.fill_uninitialized_memory = True
-    torch.use_deterministic_algorithms(False)
+    set_deterministic(False)
     return seconds
 
 
