@@ -18,6 +18,7 @@ odd ones); the 1-minute load average is printed before each arm (the machine may
 Prints per rep and as mean +- std: wall seconds and mean member test top-1 of each arm, and the speedups.
 Usage: .venv/bin/python bench/fleet_shared.py [--reps 3] [--members 32] [--pefts probe] [--set train.epochs=6 ...]
        [--first-seed 0] [--step-reps 3]  (the base's step time, before/now, same run)
+       .venv/bin/python bench/fleet_shared.py --sweep-seeds 1-10  (the shared job's top-1 per seed only)
 """
 from __future__ import annotations
 
@@ -71,8 +72,7 @@ def epoch_seconds(recipe: Recipe, data, fast: bool) -> float:
 
     from toolkit.nn import build_model
     from toolkit.train.trainer import (batches, channels_last_grads, default_loss, make_optimizer,
-                                       make_scheduler, memory_format, set_deterministic, setup_determinism,
-                                       train_epoch)
+                                       make_scheduler, memory_format, setup_determinism, train_epoch)
 
     cfg = recipe.train
     setup_determinism(cfg)
@@ -87,8 +87,25 @@ def epoch_seconds(recipe: Recipe, data, fast: bool) -> float:
         train_epoch(model, opt, sched, data, cfg, 0, default_loss(data.kind, cfg.label_smoothing), fmt)
         seconds = time.perf_counter() - t0
     det.fill_uninitialized_memory = True
-    set_deterministic(False)
+    torch.use_deterministic_algorithms(False)
     return seconds
+
+
+def seed_sweep(recipe: Recipe, data, members: int, seeds: str, pefts: list[str]) -> int:
+    """The shared job alone for each seed in FIRST-LAST (base seed s, members s..s+members-1): how much its
+    members' top-1 moves with the seed."""
+    first, last = (int(v) for v in seeds.split("-"))
+    tops: dict[str, list[float]] = {"base": [], **{p: [] for p in pefts}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(first, last + 1):
+            sh = shared_fleet(recipe, data, members, seed, pefts, Path(tmp))
+            for k in tops:
+                tops[k].append(sh[k][1])
+            print(f"seed {seed}: base top-1 {sh['base'][1]:.2f}% | " +
+                  " | ".join(f"{p} members {sh[p][1]:.2f}%" for p in pefts), flush=True)
+    for k, v in tops.items():
+        print(f"  {k:<6} top-1 over seeds {first}-{last}: {_ms(v, '.2f')} % (min {min(v):.2f}, max {max(v):.2f})")
+    return 0
 
 
 def _ms(xs: list[float], fmt: str = ".1f") -> str:
@@ -106,6 +123,8 @@ def main() -> int:
     ap.add_argument("--first-seed", type=int, default=0, help="rep r uses seeds first_seed + 1000 r ...")
     ap.add_argument("--step-reps", type=int, default=3,
                     help="base epochs timed per optimizer implementation, interleaved (0: skip)")
+    ap.add_argument("--sweep-seeds", default="", metavar="FIRST-LAST",
+                    help="only the shared job (no scratch arm, no timing claim) for seeds FIRST..LAST: top-1s")
     args = ap.parse_args()
     scratch = load_recipe(MODELS / "kws-digits-fleet.toml", ["train.epochs=20", "train.lr=0.01", "train.threads=1"])
     shared = load_recipe(MODELS / "kws-digits-fleet-shared.toml", args.set)
@@ -113,6 +132,8 @@ def main() -> int:
     pefts = args.pefts.split(",") if args.pefts else [shared.fleet.peft]
     import matplotlib.pyplot  # noqa: F401  (the base's run folder draws its curve: import it before any clock runs)
 
+    if args.sweep_seeds:
+        return seed_sweep(shared, data, args.members, args.sweep_seeds, pefts)
     rows: dict[str, list] = {"scratch": [], "base": [], **{p: [] for p in pefts}}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):

@@ -1,5 +1,4 @@
-"""The trainer's fast step: torch's fused optimizer kernels and no NaN fill of new tensors in deterministic mode;
-deterministic mode switched on without importing torch._inductor (1.15 s per process).
+"""The trainer's fast step: torch's fused optimizer kernels and no NaN fill of new tensors in deterministic mode.
 
 Both must leave training deterministic and change the update only in the last bits (real FSDD batches, the
 fleet's width-0.25 DS-CNN); train() must leave the process's fill setting as it found it.
@@ -32,7 +31,7 @@ def _steps(recipe, data, optimizer: str, fused: bool, fill: bool, steps: int = 8
 
     from toolkit.nn import build_model
     from toolkit.train.trainer import (batches, channels_last_grads, default_loss, make_optimizer, memory_format,
-                                       set_deterministic, setup_determinism)
+                                       setup_determinism)
 
     cfg = dataclasses.replace(recipe.train, optimizer=optimizer)
     before = (det.fill_uninitialized_memory, torch.are_deterministic_algorithms_enabled())
@@ -55,7 +54,7 @@ def _steps(recipe, data, optimizer: str, fused: bool, fill: bool, steps: int = 8
         return {k: v.clone() for k, v in model.state_dict().items()}
     finally:
         det.fill_uninitialized_memory, deterministic = before
-        set_deterministic(deterministic)
+        torch.use_deterministic_algorithms(deterministic)
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
@@ -82,20 +81,3 @@ def test_train_restores_the_fill_setting(recipe_data, tmp_path):
     assert det.fill_uninitialized_memory is True
     train(recipe, tmp_path / "run", data=data, json_progress=True)
     assert det.fill_uninitialized_memory is True and (tmp_path / "run" / "metrics.json").is_file()
-
-
-def test_deterministic_mode_without_importing_inductor():
-    import subprocess
-    import sys
-
-    code = ("import sys, torch\n"
-            "from toolkit.recipe import TrainConfig\n"
-            "from toolkit.train.trainer import set_deterministic, setup_determinism\n"
-            "setup_determinism(TrainConfig())\n"
-            "on = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())\n"
-            "set_deterministic(False)\n"
-            "print(on, torch.are_deterministic_algorithms_enabled(), 'torch._inductor.config' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=str(repo_dir("models").parent))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[0] == "(True, True) False False"

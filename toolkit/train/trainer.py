@@ -34,19 +34,9 @@ Progress = Callable[[dict[str, Any]], None]                                 # ca
 def setup_determinism(cfg: TrainConfig) -> None:
     """Fixed threads, deterministic kernels, seeded RNGs."""
     torch.set_num_threads(max(1, cfg.threads))
-    set_deterministic(True, warn_only=True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-
-
-def set_deterministic(mode: bool, warn_only: bool = False) -> None:
-    """torch.use_deterministic_algorithms(mode, warn_only=...) without its first call's import of torch._inductor
-    (to set inductor's own flag; 1.15 s of one core, measured, paid by every `edgetk train` process) while
-    inductor is not loaded: nothing compiles with it then. Once it is loaded, the public call sets both."""
-    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-    else:
-        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def default_loss(kind: str, label_smoothing: float = 0.0) -> LossFn:
@@ -234,12 +224,12 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, json_pro
     import torch.utils.deterministic as det
 
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    fill, warn_only = det.fill_uninitialized_memory, torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = det.fill_uninitialized_memory
     try:
         return _train(recipe, Path(out_dir), resume, json_progress, loss_fn, param_filter, model, data, progress)
     finally:  # leave the process's torch settings as they were (pytest runs many things in one process)
         torch.set_num_threads(threads)
-        set_deterministic(deterministic, warn_only)
+        torch.use_deterministic_algorithms(deterministic)
         det.fill_uninitialized_memory = fill
 
 
