@@ -13,9 +13,19 @@ ICLR 2021): the synthetic samples are moved so that the training gradient they g
 gradient real samples of the same class give it, while the network itself trains on the synthetic set
 (inner loop). Second-order, several times dearer per iteration; published as stronger at 1 sample per class.
 
-Measured (bench/RESULTS.md): on image-digits 1 synthetic image per class beats 1 random real one by 24 points
-and 10 beat 10 by 5, also at another width; on kws-digits' MFCC maps dm is *worse* than the real samples it
-starts from (small class-consistent perturbations become a shortcut); gm is implemented but not benchmarked.
+Options (measured on kws-digits, where dm loses to the real samples it starts from; bench/RESULTS.md):
+- soft labels (`soft` = temperature T > 0; Bohdal et al. 2020, Qin et al. 2024): a model of the recipe trained
+  on the real set labels each synthetic sample with softmax(logits / T); the npz stores them (`soft` column) and the
+  trainer's cross-entropy takes them as targets, so `edgetk train OUT/recipe.toml` trains on them too. The bench
+  prints the same teacher's soft labels on the random real samples beside it (where a gain comes from).
+- nets = "trained": dm under the per-epoch snapshots of that trained model instead of random nets (after Zhao et
+  al., "Improved Distribution Matching", CVPR 2023).
+- smooth = F: the samples move by a change on an F-times coarser grid, bilinearly upsampled (no fine-grained
+  perturbation can form).
+None of them made kws-digits' synthetic set beat the random real samples (one-seed probes in bench/RESULTS.md):
+the drop is mostly the trained model's BatchNorm statistics, which the synthetic clips set away from real ones
+(N = 10: 55.0 % -> 75.0 % when the same model's BatchNorm statistics are recomputed on real clips; real 79.0 %).
+On image-digits dm beats random real images by 24 points at N = 1 and 5 at N = 10, also at another width.
 
 Both start from real samples of each class (seeded) and apply the same random shift to the real and the
 synthetic batch in an iteration (differentiable siamese augmentation, Zhao & Bilen, ICML 2021, reduced to
@@ -234,14 +244,20 @@ def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
     import torch.nn.functional as F
 
     n, k = data.n_classes, cfg.per_class
-    base = torch.from_numpy(x0)
     h, w = x0.shape[-2:]
-    delta = torch.zeros((*x0.shape[:-2], math.ceil(h / cfg.smooth), math.ceil(w / cfg.smooth)), requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=cfg.lr)
+    if cfg.smooth == 1:       # the samples themselves move
+        syn = torch.tensor(x0, requires_grad=True)
+        opt = torch.optim.Adam([syn], lr=cfg.lr)
 
-    def current():
-        d = delta if cfg.smooth == 1 else F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=True)
-        return base + d
+        def current():
+            return syn
+    else:                     # a change on a coarse grid, upsampled, moves them
+        base = torch.from_numpy(x0)
+        delta = torch.zeros((*x0.shape[:-2], math.ceil(h / cfg.smooth), math.ceil(w / cfg.smooth)), requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=cfg.lr)
+
+        def current():
+            return base + F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=True)
 
     rng = np.random.default_rng([cfg.seed, 29])
     width, losses = cfg.width or recipe.model.width, []
@@ -264,7 +280,7 @@ def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
         if progress is not None:
             progress(it, losses[-1])
     with torch.no_grad():
-        return current().numpy(), losses
+        return current().detach().clone().numpy(), losses
 
 
 def _statistics(net, x, n_classes: int, layers: bool) -> list:
