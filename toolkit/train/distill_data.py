@@ -371,20 +371,19 @@ def with_train_set(data: TaskData, x: np.ndarray, y: np.ndarray, soft: np.ndarra
 
 def fit(recipe: Recipe, data: TaskData, loss_fn: Any = None,
         on_epoch: Callable[[int, Any], None] | None = None) -> tuple[Any, float]:
-    """Train a fresh model of the recipe on data in memory, as `edgetk train` would (same seed, schedule and steps,
-    without its per-epoch checkpoint and test pass); returns (model, test metric value). `on_epoch(epoch, model)`
-    after each epoch (model in training layout and mode)."""
+    """Train a fresh model of the recipe on data in memory, as `edgetk train` would (same seed, schedule and steps),
+    without its per-epoch checkpoint and test pass, and with the for-loop optimizer rather than train()'s fused
+    kernel (bench/RESULTS.md's figures were measured so; the two differ in the last bits). Returns (model, test
+    metric value); `on_epoch(epoch, model)` runs after each epoch (model in training layout and mode)."""
     import torch
 
     from toolkit.nn import build_model
     from toolkit.train.evaluate import evaluate
-    from toolkit.train.trainer import (batches, channels_last_grads, default_loss, make_optimizer, make_scheduler,
-                                       memory_format, setup_determinism, train_epoch, trainable)
+    from toolkit.train.trainer import (batches, channels_last_grads, default_loss, determinism, make_optimizer,
+                                       make_scheduler, memory_format, train_epoch, trainable)
 
     cfg = recipe.train
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    try:
-        setup_determinism(cfg)
+    with determinism(cfg):
         model = build_model(recipe, data)
         fmt = memory_format(model, data.x_train)
         model.to(memory_format=fmt)
@@ -398,9 +397,6 @@ def fit(recipe: Recipe, data: TaskData, loss_fn: Any = None,
                 on_epoch(epoch, model)
         model.to(memory_format=torch.contiguous_format).eval()
         return model, float(evaluate(model, data)["value"])
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
 
 
 def npz_recipe(recipe: Recipe, npz_name: str, n_samples: int) -> Recipe:

@@ -39,6 +39,26 @@ def setup_determinism(cfg: TrainConfig) -> None:
     np.random.seed(cfg.seed % 2**32)
 
 
+@contextlib.contextmanager
+def determinism(cfg: TrainConfig) -> Iterator[None]:
+    """setup_determinism(cfg) for a training loop, and the process's torch settings restored afterwards (pytest
+    runs many things in one process). Without deterministic mode's NaN fill of every new tensor: a memset per
+    activation the kernels overwrite anyway, ~0.3 ms of a ~6 ms width-0.25 DS-CNN step (batch 32, 1 thread); the
+    weights are the same bits without it (tests/test_train_fast_step.py)."""
+    import torch.utils.deterministic as det
+
+    threads, deterministic, fill = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+                                    det.fill_uninitialized_memory)
+    try:
+        setup_determinism(cfg)
+        det.fill_uninitialized_memory = False
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        det.fill_uninitialized_memory = fill
+
+
 def default_loss(kind: str, label_smoothing: float = 0.0) -> LossFn:
     """Cross-entropy for classifiers, MSE reconstruction for anomaly autoencoders."""
     if kind == "anomaly":
@@ -55,7 +75,7 @@ def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], fused: bool = F
     stacked members keep the for-loop (their exactness against twins trained alone is measured with it).
     """
     check_choice("recipe", "train.optimizer", cfg.optimizer, ("adamw", "sgd"))
-    fast = {"fused": True} if fused and all(p.is_floating_point() for p in params) else {}
+    fast = {"fused": True} if fused else {}
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, **fast)
@@ -128,7 +148,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout masks depend on (seed, epoch) only
     x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     if data.soft_train is not None:   # soft labels (a distilled npz's `soft`): cross-entropy takes probabilities as targets
-        y_all = torch.from_numpy(data.soft_train.astype(np.float32))
+        y_all = torch.as_tensor(data.soft_train, dtype=torch.float32)
     total, count = 0.0, 0
     for idx in batches(len(x_all), cfg.batch_size, cfg.seed, epoch):
         t = torch.from_numpy(idx)
@@ -221,26 +241,14 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, json_pro
     `param_filter(name, param)` picks the trainable parameters (others are frozen), `model` and `data`
     replace the recipe's freshly built model and its dataset.
     """
-    import torch.utils.deterministic as det
-
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    fill = det.fill_uninitialized_memory
-    try:
+    with determinism(recipe.train):
         return _train(recipe, Path(out_dir), resume, json_progress, loss_fn, param_filter, model, data, progress)
-    finally:  # leave the process's torch settings as they were (pytest runs many things in one process)
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
-        det.fill_uninitialized_memory = fill
 
 
 def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn: LossFn | None,
            param_filter: ParamFilter | None, model: nn.Module | None, data: TaskData | None,
            progress: Progress | None) -> Path:
     cfg = recipe.train
-    setup_determinism(cfg)
-    # Deterministic mode also fills every new tensor with NaN, a memset per activation the kernels overwrite
-    # anyway: ~0.3 ms of a ~6 ms width-0.25 DS-CNN step (batch 32, 1 thread); the weights are the same bits without.
-    torch.utils.deterministic.fill_uninitialized_memory = False
     data = data if data is not None else load_dataset(recipe)
     model = model if model is not None else build_model(recipe, data)
     fmt = memory_format(model, data.x_train)
