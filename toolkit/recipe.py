@@ -142,6 +142,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0             # seeds weights init, shuffling and dropout
     threads: int = 1          # torch CPU threads (fixed so results are reproducible)
+    augment: tuple[str, ...] = ()  # per-batch input augmentation: shift | noise | mask | gain (toolkit/train/augment.py)
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,8 @@ def _build(cls: type, table: Any, source: str, section: str) -> Any:
             values[name] = _check_type(table[name], hints[name], source, f"{section}.{name}")
             if f"{section}.{name}" in CHOICES:
                 check_choice(source, f"{section}.{name}", values[name], CHOICES[f"{section}.{name}"])
+            if f"{section}.{name}" == "train.augment":
+                check_augment(values[name], source)
             if f"{section}.{name}" in MINIMUMS:
                 check_minimum(source, f"{section}.{name}", values[name], MINIMUMS[f"{section}.{name}"])
             check_bounds(source, f"{section}.{name}", values[name])
@@ -454,6 +457,19 @@ def check_choice(source: str, name: str, value: str, choices: typing.Iterable[st
     close = difflib.get_close_matches(value, choices, n=1)
     raise EdgetkError(f"{source or 'recipe'}: unknown {name}={value!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
                       fix=f"choose one of: {', '.join(choices)}")
+
+
+AUGMENTS = ("shift", "noise", "mask", "gain")   # train.augment names (toolkit/train/augment.py)
+
+
+def check_augment(names: typing.Sequence[str], source: str = "recipe") -> tuple[str, ...]:
+    """train.augment as a tuple; one EdgetkError for an unknown or repeated name."""
+    for n in names:
+        check_choice(source, "train.augment", n, AUGMENTS)
+    if len(set(names)) != len(names):
+        raise EdgetkError(f"{source or 'recipe'}: train.augment lists a name twice: {list(names)}",
+                          fix=f"list each of {', '.join(AUGMENTS)} at most once")
+    return tuple(names)
 
 
 def check_minimum(source: str, name: str, value: int, low: int) -> None:

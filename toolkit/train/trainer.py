@@ -20,6 +20,7 @@ from toolkit.fsio import atomic_write_text
 from toolkit.nn import build_model
 from toolkit.progress import bar
 from toolkit.recipe import Recipe, TrainConfig, check_choice, recipe_from_dict
+from toolkit.train import augment
 from toolkit.train.checkpoint import load_checkpoint, restore_loop, save_loop
 from toolkit.train.evaluate import evaluate
 from toolkit.train.rundir import write_results
@@ -150,9 +151,11 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
     if data.soft_train is not None:   # soft labels (a distilled npz's `soft`): cross-entropy takes probabilities as targets
         y_all = torch.as_tensor(data.soft_train, dtype=torch.float32)
     total, count = 0.0, 0
+    gen = augment.generator(cfg.seed, epoch) if cfg.augment else None   # [train] augment: draws of (seed, epoch) only
     for idx in batches(len(x_all), cfg.batch_size, cfg.seed, epoch):
         t = torch.from_numpy(idx)
-        xb = x_all[t] if fmt == torch.contiguous_format else x_all[t].contiguous(memory_format=fmt)
+        xb = x_all[t] if gen is None else augment.augment(x_all[t], cfg.augment, gen)
+        xb = xb if fmt == torch.contiguous_format else xb.contiguous(memory_format=fmt)
         loss = loss_fn(model, xb, y_all[t])
         opt.zero_grad(set_to_none=True)
         loss.backward()
