@@ -13,6 +13,12 @@ ICLR 2021): the synthetic samples are moved so that the training gradient they g
 gradient real samples of the same class give it, while the network itself trains on the synthetic set
 (inner loop). Second-order, several times dearer per iteration; published as stronger at 1 sample per class.
 
+Method "recover" (SRe2L, Yin, Xing & Shen, NeurIPS 2023): a model of the recipe trained on the real set (the
+teacher) stays fixed; the samples move so that it gives them their class under cross-entropy and each of its
+BatchNorm layers sees, over the synthetic batch, the per-channel mean and variance it stored for real data (its
+running statistics). Aimed at kws-digits' failure below (BatchNorm statistics); pair it with soft labels (SRe2L's
+relabel). Measured on kws-digits: below dm (bench/RESULTS.md).
+
 Options (measured on kws-digits, where dm loses to the real samples it starts from; bench/RESULTS.md):
 - soft labels (`soft` = temperature T > 0; Bohdal et al. 2020, Qin et al. 2024): a model of the recipe trained
   on the real set labels each synthetic sample with softmax(logits / T); the npz stores them (`soft` column) and the
@@ -27,9 +33,11 @@ the drop is mostly the trained model's BatchNorm statistics, which the synthetic
 (N = 10: 55.0 % -> 75.0 % when the same model's BatchNorm statistics are recomputed on real clips; real 79.0 %).
 On image-digits dm beats random real images by 24 points at N = 1 and 5 at N = 10, also at another width.
 
-Both start from real samples of each class (seeded) and apply the same random shift to the real and the
-synthetic batch in an iteration (differentiable siamese augmentation, Zhao & Bilen, ICML 2021, reduced to
-shifts, which are label-preserving for images and for MFCC frames). The random networks run in eval mode:
+All start from real samples of each class (seeded). dm and gm apply the same random draw to the real and the
+synthetic batch in an iteration (differentiable siamese augmentation, Zhao & Bilen, ICML 2021): the recipe's
+`[train] augment` family when it names one (toolkit/train/augment.py: shift, noise, mask, gain along the time
+axis; the written recipe keeps it, so a model trained on the set gets the same augmentation), else a shift of up
+to 1/8 of each axis (label-preserving for images and MFCC frames). recover draws per sample from the same family. The random networks run in eval mode:
 their BatchNorm layers are the identity at initialisation, so per-class batches need no shared statistics.
 
 The job writes OUT/synthetic.npz (the synthetic training samples, split "train", and the real test set's
@@ -56,10 +64,11 @@ from toolkit.errors import EdgetkError
 from toolkit.recipe import Recipe
 
 log = logging.getLogger(__name__)
-METHODS = ("dm", "gm")
+METHODS = ("dm", "gm", "recover")
 NETS = ("random", "trained")
-DEFAULT_ITERATIONS = {"dm": 300, "gm": 100}
-DEFAULT_LR = {"dm": 0.05, "gm": 0.05}
+DEFAULT_ITERATIONS = {"dm": 300, "gm": 100, "recover": 500}
+DEFAULT_LR = {"dm": 0.05, "gm": 0.05, "recover": 0.05}
+RECOVER_BN = 1.0  # recover: weight of the BatchNorm-statistics term beside the teacher's cross-entropy
 MIN_STEPS = 300   # optimizer steps a model trained on a synthetic set gets at least (N x classes samples are few)
 
 
@@ -68,15 +77,17 @@ class DistillDataConfig:
     """How a synthetic set is made."""
 
     per_class: int = 10        # synthetic samples per class
-    method: str = "dm"         # dm (distribution matching) | gm (gradient matching)
+    method: str = "dm"         # dm (distribution matching) | gm (gradient matching) | recover (SRe2L, a trained teacher)
     iterations: int = 0        # 0 = the method's default (dm 300, gm 100)
     lr: float = 0.0            # step size on the samples; 0 = the method's default (dm: Adam 0.05; gm: SGD 0.05, momentum 0.5)
     width: float = 0.0         # width of the random networks; 0 = the recipe's model.width
     real_batch: int = 64       # real samples per class per iteration
-    augment: bool = True       # the same random shift on real and synthetic batches
+    augment: bool = True       # the same random draw on real and synthetic batches: the recipe's train.augment
+                               # family when it names one (toolkit/train/augment.py), else a shift
     layers: bool = False       # dm: match every BatchNorm input's statistics too, not only the final embedding
     nets: str = "random"       # dm: embeddings of fresh random nets | "trained": snapshots of a model trained on the real set
     smooth: int = 1            # dm: > 1 = the samples move by a change on a grid this many times coarser, upsampled
+    moments: int = 1           # dm: 2 = match each class's embedding variance too (keeps the samples of a class apart)
     soft: float = 0.0          # > 0: soft labels, the trained model's softmax(logits / soft) per synthetic sample; 0: hard
     seed: int = 0
 
@@ -93,7 +104,7 @@ def check_config(cfg: DistillDataConfig) -> None:
 
     check_choice("distill-data", "method", cfg.method, METHODS)
     check_choice("distill-data", "nets", cfg.nets, NETS)
-    for name, low in (("per_class", 1), ("iterations", 0), ("real_batch", 1), ("seed", 0), ("smooth", 1)):
+    for name, low in (("per_class", 1), ("iterations", 0), ("real_batch", 1), ("seed", 0), ("smooth", 1), ("moments", 1)):
         v = getattr(cfg, name)
         if v < low:
             raise EdgetkError(f"distill-data: {name.replace('_', '-')} = {v} is below {low}",
@@ -152,20 +163,24 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
         x0, y = real_init(data, cfg.per_class, cfg.seed)
         snaps: list[dict] = []
         teacher_acc = None
-        if cfg.nets == "trained" or (cfg.soft > 0 and teacher is None):
+        if cfg.nets == "trained" or ((cfg.soft > 0 or cfg.method == "recover") and teacher is None):
             teacher, snaps, teacher_acc = _teacher(recipe, data, cfg)
         if cfg.method == "dm":
             x, losses = _dm(recipe, data, cfg, x0, progress, snaps)
-        else:
+        elif cfg.method == "gm":
             x, losses = _gm(recipe, data, cfg, x0, progress)
+        else:
+            x, losses = _recover(recipe, data, cfg, x0, progress, teacher)
         soft = soft_labels(teacher, x, cfg.soft) if cfg.soft > 0 else None
     finally:
         torch.set_num_threads(threads)
     width = cfg.width or recipe.model.width
     meta = {"method": cfg.method, "per_class": cfg.per_class, "recipe_sha256": recipe_hash(recipe), "task": recipe.task,
             "arch": recipe.model.arch, "width": width, "iterations": cfg.iterations, "lr": cfg.lr,
-            "real_batch": cfg.real_batch, "augment": cfg.augment, "seed": cfg.seed, "init": "real samples of each class",
-            "nets": cfg.nets, "smooth": cfg.smooth, "label_kind": f"soft (temperature {cfg.soft})" if cfg.soft > 0 else "hard",
+            "real_batch": cfg.real_batch, "augment": cfg.augment,
+            "augment_family": list(recipe.train.augment) if cfg.augment and recipe.train.augment else
+            (["shift"] if cfg.augment else []), "train_augment": list(recipe.train.augment), "seed": cfg.seed, "init": "real samples of each class",
+            "nets": cfg.nets, "smooth": cfg.smooth, "moments": cfg.moments, "label_kind": f"soft (temperature {cfg.soft})" if cfg.soft > 0 else "hard",
             "teacher_test_value": teacher_acc, "snapshots": len(snaps),
             "seconds": round(time.monotonic() - t0, 2), "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None, "labels": list(data.labels),
@@ -233,6 +248,19 @@ def _draw_shift(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, 
     return int(rng.integers(-lim[0], lim[0] + 1)), int(rng.integers(-lim[1], lim[1] + 1))
 
 
+def _siamese(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, rng: np.random.Generator, gen) -> Callable:
+    """One iteration's augmentation, the same draw for every batch it is applied to (Zhao & Bilen's siamese
+    augmentation): the recipe's train.augment family (shift, noise, mask, gain; toolkit/train/augment.py) when it
+    names one, else a shift of up to 1/8 of each spatial axis; the identity with cfg.augment off."""
+    from toolkit.train import augment
+
+    if cfg.augment and recipe.train.augment:
+        params = augment.draw(recipe.train.augment, data.input_shape, 1, gen)
+        return lambda x: augment.apply(x, params, gen)
+    dy, dx = _draw_shift(data.input_shape, rng) if cfg.augment else (0, 0)
+    return lambda x: shift(x, dy, dx)
+
+
 def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, progress,
         snaps: list[dict]) -> tuple[np.ndarray, list[float]]:
     """Distribution matching under random nets (or, nets = "trained", a random one of the trained model's
@@ -260,6 +288,7 @@ def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
             return base + F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=True)
 
     rng = np.random.default_rng([cfg.seed, 29])
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 29)
     width, losses = cfg.width or recipe.model.width, []
     trained = [_random_net(recipe, data, width, 0) for _ in snaps] if cfg.nets == "trained" else []
     for net, state in zip(trained, snaps):
@@ -268,10 +297,10 @@ def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
         net = (trained[int(rng.integers(len(trained)))] if trained
                else _random_net(recipe, data, width, cfg.seed * 1_000_003 + it))
         real = torch.cat(_real_batches(data, cfg.real_batch, rng))
-        dy, dx = _draw_shift(data.input_shape, rng) if cfg.augment else (0, 0)
+        aug = _siamese(recipe, data, cfg, rng, gen)
         with torch.no_grad():
-            target = _statistics(net, shift(real, dy, dx), n, cfg.layers)
-        got = _statistics(net, shift(current(), dy, dx), n, cfg.layers)
+            target = _statistics(net, aug(real), n, cfg.layers, cfg.moments)
+        got = _statistics(net, aug(current()), n, cfg.layers, cfg.moments)
         loss = sum((t - g).pow(2).sum() / t.pow(2).sum().clamp_min(1e-12) for t, g in zip(target, got)) / len(got)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -283,7 +312,7 @@ def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
         return current().detach().clone().numpy(), losses
 
 
-def _statistics(net, x, n_classes: int, layers: bool) -> list:
+def _statistics(net, x, n_classes: int, layers: bool, moments: int = 1) -> list:
     """Per-class mean embeddings [classes, F] (x holds the classes in equal consecutive blocks), and with
     `layers` per BatchNorm input its per-class channel means [classes, ch] and its channel variances [ch]."""
     from torch import nn
@@ -298,7 +327,8 @@ def _statistics(net, x, n_classes: int, layers: bool) -> list:
     finally:
         for h in hooks:
             h.remove()
-    out = [emb.reshape(n_classes, -1, emb.shape[1]).mean(1)]
+    per_class = emb.reshape(n_classes, -1, emb.shape[1])
+    out = [per_class.mean(1)] + ([per_class.var(1, unbiased=False)] if moments >= 2 and per_class.shape[1] > 1 else [])
     for f in seen:
         per = f.reshape(n_classes, -1, f.shape[1], f[0, 0].numel())        # [classes, k, ch, positions]
         out.append(per.mean((1, 3)))
@@ -316,6 +346,7 @@ def _gm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
     y_syn = torch.arange(n).repeat_interleave(k)
     opt = torch.optim.SGD([syn], lr=cfg.lr, momentum=0.5)
     rng = np.random.default_rng([cfg.seed, 31])
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 31)
     width, losses = cfg.width or recipe.model.width, []
     outer, inner = max(1, cfg.iterations // 10), 10
     for o in range(outer):
@@ -326,11 +357,11 @@ def _gm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
         net_opt = torch.optim.SGD(params, lr=0.01)
         for it in range(inner):
             real = _real_batches(data, cfg.real_batch, rng)
-            dy, dx = _draw_shift(data.input_shape, rng) if cfg.augment else (0, 0)
+            aug = _siamese(recipe, data, cfg, rng, gen)
             loss = torch.zeros(())
             for c in range(n):
-                g_real = torch.autograd.grad(F.cross_entropy(net(shift(real[c], dy, dx)), torch.full((len(real[c]),), c)), params)
-                s = shift(syn[c * k:(c + 1) * k], dy, dx)
+                g_real = torch.autograd.grad(F.cross_entropy(net(aug(real[c])), torch.full((len(real[c]),), c)), params)
+                s = aug(syn[c * k:(c + 1) * k])
                 g_syn = torch.autograd.grad(F.cross_entropy(net(s), y_syn[c * k:(c + 1) * k]), params, create_graph=True)
                 loss = loss + sum(_grad_distance(a.detach(), b) for a, b in zip(g_real, g_syn))
             opt.zero_grad(set_to_none=True)
@@ -343,6 +374,53 @@ def _gm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
             F.cross_entropy(net(syn.detach()), y_syn).backward()
             net_opt.step()
     return syn.detach().numpy(), losses
+
+
+def _recover(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, progress,
+             teacher) -> tuple[np.ndarray, list[float]]:
+    """SRe2L's "recover" (Yin, Xing & Shen, NeurIPS 2023): the samples move so that the trained teacher gives them
+    their class (cross-entropy) AND each of its BatchNorm layers sees, on the whole synthetic batch, the per-channel
+    mean and variance it stored for real data (its running statistics), under the augmentation family (independent
+    draws per sample). Pair it with the teacher's soft labels (--soft-labels, SRe2L's relabel)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    n, k = data.n_classes, cfg.per_class
+    syn = torch.tensor(x0, requires_grad=True)
+    y = torch.arange(n).repeat_interleave(k)
+    opt = torch.optim.Adam([syn], lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 37)
+    rng = np.random.default_rng([cfg.seed, 37])
+    teacher = teacher.eval()
+    bns = [m for m in teacher.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    seen: list = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) for m in bns]
+    losses: list[float] = []
+    try:
+        for it in range(cfg.iterations):
+            if cfg.augment and recipe.train.augment:
+                from toolkit.train import augment
+
+                xa = augment.augment(syn, recipe.train.augment, gen)
+            else:
+                xa = _siamese(recipe, data, cfg, rng, gen)(syn)
+            seen.clear()
+            ce = F.cross_entropy(teacher(xa), y)
+            stat = sum((f.transpose(0, 1).reshape(f.shape[1], -1).mean(1) - m.running_mean).pow(2).sum()
+                       + (f.transpose(0, 1).reshape(f.shape[1], -1).var(1, unbiased=False) - m.running_var).pow(2).sum()
+                       for f, m in zip(seen, bns))
+            loss = ce + RECOVER_BN * stat / max(1, len(bns))
+            opt.zero_grad(set_to_none=True)
+            syn.grad, = torch.autograd.grad(loss, [syn])
+            opt.step()
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(it, losses[-1])
+    finally:
+        for h in hooks:
+            h.remove()
+    return syn.detach().clone().numpy(), losses
 
 
 def _grad_distance(a, b):
