@@ -130,7 +130,7 @@ def main() -> int:
     ap.add_argument("--iterations", type=json.loads, default={},
                     help='per task (and method), e.g. {"kws-digits": 150} or {"kws-digits": {"dm": 150, "recover": 500}}')
     ap.add_argument("--options", type=json.loads, default={},
-                    help='per method, more DistillDataConfig fields, e.g. {"dm": {"lr": 0.02, "moments": 2}}')
+                    help='per method, more DistillDataConfig fields, e.g. {"recover": {"lr": 0.01}}')
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
     t0 = time.time()

@@ -87,7 +87,6 @@ class DistillDataConfig:
     layers: bool = False       # dm: match every BatchNorm input's statistics too, not only the final embedding
     nets: str = "random"       # dm: embeddings of fresh random nets | "trained": snapshots of a model trained on the real set
     smooth: int = 1            # dm: > 1 = the samples move by a change on a grid this many times coarser, upsampled
-    moments: int = 1           # dm: 2 = match each class's embedding variance too (keeps the samples of a class apart)
     soft: float = 0.0          # > 0: soft labels, the trained model's softmax(logits / soft) per synthetic sample; 0: hard
     seed: int = 0
 
@@ -104,7 +103,7 @@ def check_config(cfg: DistillDataConfig) -> None:
 
     check_choice("distill-data", "method", cfg.method, METHODS)
     check_choice("distill-data", "nets", cfg.nets, NETS)
-    for name, low in (("per_class", 1), ("iterations", 0), ("real_batch", 1), ("seed", 0), ("smooth", 1), ("moments", 1)):
+    for name, low in (("per_class", 1), ("iterations", 0), ("real_batch", 1), ("seed", 0), ("smooth", 1)):
         v = getattr(cfg, name)
         if v < low:
             raise EdgetkError(f"distill-data: {name.replace('_', '-')} = {v} is below {low}",
@@ -180,7 +179,7 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
             "real_batch": cfg.real_batch, "augment": cfg.augment,
             "augment_family": list(recipe.train.augment) if cfg.augment and recipe.train.augment else
             (["shift"] if cfg.augment else []), "train_augment": list(recipe.train.augment), "seed": cfg.seed, "init": "real samples of each class",
-            "nets": cfg.nets, "smooth": cfg.smooth, "moments": cfg.moments, "label_kind": f"soft (temperature {cfg.soft})" if cfg.soft > 0 else "hard",
+            "nets": cfg.nets, "smooth": cfg.smooth, "label_kind": f"soft (temperature {cfg.soft})" if cfg.soft > 0 else "hard",
             "teacher_test_value": teacher_acc, "snapshots": len(snaps),
             "seconds": round(time.monotonic() - t0, 2), "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None, "labels": list(data.labels),
@@ -299,8 +298,8 @@ def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
         real = torch.cat(_real_batches(data, cfg.real_batch, rng))
         aug = _siamese(recipe, data, cfg, rng, gen)
         with torch.no_grad():
-            target = _statistics(net, aug(real), n, cfg.layers, cfg.moments)
-        got = _statistics(net, aug(current()), n, cfg.layers, cfg.moments)
+            target = _statistics(net, aug(real), n, cfg.layers)
+        got = _statistics(net, aug(current()), n, cfg.layers)
         loss = sum((t - g).pow(2).sum() / t.pow(2).sum().clamp_min(1e-12) for t, g in zip(target, got)) / len(got)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -312,7 +311,7 @@ def _dm(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndarray, 
         return current().detach().clone().numpy(), losses
 
 
-def _statistics(net, x, n_classes: int, layers: bool, moments: int = 1) -> list:
+def _statistics(net, x, n_classes: int, layers: bool) -> list:
     """Per-class mean embeddings [classes, F] (x holds the classes in equal consecutive blocks), and with
     `layers` per BatchNorm input its per-class channel means [classes, ch] and its channel variances [ch]."""
     from torch import nn
@@ -327,8 +326,7 @@ def _statistics(net, x, n_classes: int, layers: bool, moments: int = 1) -> list:
     finally:
         for h in hooks:
             h.remove()
-    per_class = emb.reshape(n_classes, -1, emb.shape[1])
-    out = [per_class.mean(1)] + ([per_class.var(1, unbiased=False)] if moments >= 2 and per_class.shape[1] > 1 else [])
+    out = [emb.reshape(n_classes, -1, emb.shape[1]).mean(1)]
     for f in seen:
         per = f.reshape(n_classes, -1, f.shape[1], f[0, 0].numel())        # [classes, k, ch, positions]
         out.append(per.mean((1, 3)))
