@@ -8,7 +8,8 @@ trains the recipe as is; that model (width as in the recipe, same seed) is also 
 the synthetic set with its soft labels (softmax(logits / --soft), what `distill-data --soft-labels T` stores) and,
 the ablation, the random real samples with the same teacher's soft labels, so a gain can be told apart from the
 labels' share of it. Test top-1 on the real test set, mean +- std over the seeds, printed side by side.
---methods dm recover: one pair of synthetic arms per synthesis method, all from the same starting samples.
+--methods dm dm:centroids recover: one pair of synthetic arms per synthesis method (and start: :centroids = the
+k-means centroids of each class' samples, k = N, from the random real samples; else the random real samples).
 --augment (per task; default kws-digits: shift, noise, mask, gain): `[train] augment` for every small-set arm alike
 (synthetic and random real) and the synthesis' siamese augmentation family; the full-set model trains as the
 recipe is (no augmentation). image-digits: none by default (its figures stay comparable with earlier runs).
@@ -72,9 +73,10 @@ def run_task(task: str, args: argparse.Namespace) -> list[dict]:
         for n in args.per_class:
             x_real, y_real = real_init(data, n, seed)
             sets, seconds = {}, {}
-            for method, name in zip(args.methods, arms(args.methods)[::2]):
+            for spec, name in zip(args.methods, arms(args.methods)[::2]):
+                method, _, init = spec.partition(":")
                 cfg = DistillDataConfig(per_class=n, seed=seed, iterations=iterations(args, task, method), method=method,
-                                        nets=args.nets, soft=args.soft, **args.options.get(method, {}))
+                                        nets=args.nets, soft=args.soft, init=init or "real", **args.options.get(method, {}))
                 syn = distill(small, data, cfg, teacher=teacher)
                 sets[name] = with_train_set(data, syn.x, syn.y)
                 sets[f"{name}_soft"] = with_train_set(data, syn.x, syn.y, syn.soft)
@@ -122,7 +124,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--per-class", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--cross-width", type=float, default=0.5, help="the other width models train at")
-    ap.add_argument("--methods", nargs="+", default=["dm"], help="dm | gm | recover (one pair of synthetic arms each)")
+    ap.add_argument("--methods", nargs="+", default=["dm"], help="dm | gm | recover, each optionally :centroids (start from the "
+                    "k-means centroids); one pair of synthetic arms each, e.g. dm dm:centroids")
     ap.add_argument("--augment", type=json.loads, default=DEFAULT_AUGMENT,
                     help='per task, the small-set arms\' [train] augment, e.g. {"kws-digits": ["shift", "noise"]}')
     ap.add_argument("--nets", default="random", help="dm: random | trained")

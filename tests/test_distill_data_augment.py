@@ -50,3 +50,24 @@ def test_recover_moves_samples_toward_the_teachers_batchnorm_statistics():
     assert np.array_equal(syn.y, y) and np.isfinite(syn.x).all() and not np.allclose(syn.x, start)
     assert syn.meta["loss_last"] < syn.meta["loss_first"]
     assert syn.soft.shape == (10, 10) and np.allclose(syn.soft.sum(1), 1, atol=1e-5)
+
+
+def test_centroid_init_is_the_class_mean_at_one_per_class_and_kmeans_above(tmp_path, capsys):
+    from toolkit.data import load_dataset
+    from toolkit.train.distill_data import centroid_init
+
+    data = load_dataset(load_recipe(DIGITS))
+    x1, y1 = centroid_init(data, 1, 0)
+    for c in range(10):
+        assert np.allclose(x1[c], data.x_train[data.y_train == c].mean(0), atol=1e-5) and y1[c] == c
+    x3, y3 = centroid_init(data, 3, 0)
+    assert x3.shape == (30, 1, 8, 8) and np.array_equal(x3, centroid_init(data, 3, 0)[0])
+    for c in range(10):   # k-means: each training sample is nearer its own centroid, the centroids are distinct
+        own = data.x_train[data.y_train == c].reshape(-1, 64)
+        cen = x3[y3 == c].reshape(3, 64)
+        assert len({tuple(v) for v in cen.round(4)}) == 3
+        spread = ((own[:, None] - cen[None]) ** 2).sum(-1).min(1).mean()
+        assert spread < ((own - own.mean(0)) ** 2).sum(1).mean()
+    assert main(["distill-data", str(DIGITS), "--init", "centroid", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'centroids'" in err and "fix:" in err

@@ -15,6 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=0, help="optimisation steps (0 = the method's default)")
     p.add_argument("--nets", default="random", help="dm: random (fresh random nets, default) | trained (per-epoch "
                    "snapshots of a model trained on the real set first)")
+    p.add_argument("--init", default="real", help="start: real (random real samples of each class, default) | centroids "
+                   "(their k-means centroids; one per class = the class mean)")
     p.add_argument("--smooth", type=int, default=1, metavar="F", help="dm: move the samples on a grid F times coarser (default 1)")
     p.add_argument("--soft-labels", type=float, default=0.0, metavar="T", help="store soft labels: a model trained on the "
                    "real set labels each sample, softmax(logits / T); edgetk train on OUT/recipe.toml uses them (0 = hard)")
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from toolkit.train.distill_data import DistillDataConfig, distill, write
 
     cfg = DistillDataConfig(per_class=args.per_class, method=args.method, iterations=args.iterations,
-                            width=args.width, seed=args.seed, nets=args.nets, smooth=args.smooth, soft=args.soft_labels)
+                            width=args.width, seed=args.seed, nets=args.nets, smooth=args.smooth, soft=args.soft_labels,
+                            init=args.init)
     cfg.resolved()                                   # bad options fail before the data is loaded
     recipe = load_recipe(args.recipe, args.overrides)
     data = load_dataset(recipe)

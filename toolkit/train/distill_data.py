@@ -33,7 +33,8 @@ the drop is mostly the trained model's BatchNorm statistics, which the synthetic
 (N = 10: 55.0 % -> 75.0 % when the same model's BatchNorm statistics are recomputed on real clips; real 79.0 %).
 On image-digits dm beats random real images by 24 points at N = 1 and 5 at N = 10, also at another width.
 
-All start from real samples of each class (seeded). dm and gm apply the same random draw to the real and the
+All start from real samples of each class (seeded), or with init = "centroids" from the k-means centroids of each
+class' samples (one per class: the class mean). dm and gm apply the same random draw to the real and the
 synthetic batch in an iteration (differentiable siamese augmentation, Zhao & Bilen, ICML 2021): the recipe's
 `[train] augment` family when it names one (toolkit/train/augment.py: shift, noise, mask, gain along the time
 axis; the written recipe keeps it, so a model trained on the set gets the same augmentation), else a shift of up
@@ -66,6 +67,7 @@ from toolkit.recipe import Recipe
 log = logging.getLogger(__name__)
 METHODS = ("dm", "gm", "recover")
 NETS = ("random", "trained")
+INITS = ("real", "centroids")
 DEFAULT_ITERATIONS = {"dm": 300, "gm": 100, "recover": 500}
 DEFAULT_LR = {"dm": 0.05, "gm": 0.05, "recover": 0.05}
 RECOVER_BN = 1.0  # recover: weight of the BatchNorm-statistics term beside the teacher's cross-entropy
@@ -87,6 +89,7 @@ class DistillDataConfig:
     layers: bool = False       # dm: match every BatchNorm input's statistics too, not only the final embedding
     nets: str = "random"       # dm: embeddings of fresh random nets | "trained": snapshots of a model trained on the real set
     smooth: int = 1            # dm: > 1 = the samples move by a change on a grid this many times coarser, upsampled
+    init: str = "real"         # start: real = random real samples of each class | centroids = their k-means centroids
     soft: float = 0.0          # > 0: soft labels, the trained model's softmax(logits / soft) per synthetic sample; 0: hard
     seed: int = 0
 
@@ -103,6 +106,7 @@ def check_config(cfg: DistillDataConfig) -> None:
 
     check_choice("distill-data", "method", cfg.method, METHODS)
     check_choice("distill-data", "nets", cfg.nets, NETS)
+    check_choice("distill-data", "init", cfg.init, INITS)
     for name, low in (("per_class", 1), ("iterations", 0), ("real_batch", 1), ("seed", 0), ("smooth", 1)):
         v = getattr(cfg, name)
         if v < low:
@@ -145,6 +149,22 @@ def real_init(data: TaskData, per_class: int, seed: int) -> tuple[np.ndarray, np
     return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
 
 
+def centroid_init(data: TaskData, per_class: int, seed: int, rounds: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the k-means centroids (k = per_class; Lloyd's algorithm, `rounds` rounds) of its training samples,
+    started at real_init's samples: one sample per class = the class mean. A start that already holds the class'
+    average (kws-digits, N = 1, seed 0: 35.3 % trained on the 10 class means vs 24.3 % on 10 random clips)."""
+    x0, y = real_init(data, per_class, seed)
+    out = []
+    for c in range(data.n_classes):
+        x = data.x_train[data.y_train == c].reshape(int((data.y_train == c).sum()), -1).astype(np.float64)
+        cen = x0[y == c].reshape(per_class, -1).astype(np.float64)
+        for _ in range(rounds):
+            near = ((x * x).sum(1)[:, None] - 2 * x @ cen.T + (cen * cen).sum(1)[None]).argmin(1)
+            cen = np.stack([x[near == j].mean(0) if (near == j).any() else cen[j] for j in range(per_class)])
+        out.append(cen.reshape(per_class, *data.x_train.shape[1:]))
+    return np.concatenate(out).astype(np.float32), y
+
+
 def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
             progress: Callable[[int, float], None] | None = None, teacher: Any = None) -> Synthetic:
     """Synthesize cfg.per_class samples per class for the recipe's architecture (cfg.method). `teacher`: a model
@@ -159,7 +179,7 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
     torch.set_num_threads(max(1, recipe.train.threads))
     t0 = time.monotonic()
     try:
-        x0, y = real_init(data, cfg.per_class, cfg.seed)
+        x0, y = (real_init if cfg.init == "real" else centroid_init)(data, cfg.per_class, cfg.seed)
         snaps: list[dict] = []
         teacher_acc = None
         if cfg.nets == "trained" or ((cfg.soft > 0 or cfg.method == "recover") and teacher is None):
@@ -178,7 +198,7 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
             "arch": recipe.model.arch, "width": width, "iterations": cfg.iterations, "lr": cfg.lr,
             "real_batch": cfg.real_batch, "augment": cfg.augment,
             "augment_family": list(recipe.train.augment) if cfg.augment and recipe.train.augment else
-            (["shift"] if cfg.augment else []), "train_augment": list(recipe.train.augment), "seed": cfg.seed, "init": "real samples of each class",
+            (["shift"] if cfg.augment else []), "train_augment": list(recipe.train.augment), "seed": cfg.seed, "init": "real samples of each class" if cfg.init == "real" else "k-means centroids of each class",
             "nets": cfg.nets, "smooth": cfg.smooth, "label_kind": f"soft (temperature {cfg.soft})" if cfg.soft > 0 else "hard",
             "teacher_test_value": teacher_acc, "snapshots": len(snaps),
             "seconds": round(time.monotonic() - t0, 2), "loss_first": losses[0] if losses else None,
