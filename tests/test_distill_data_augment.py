@@ -71,3 +71,15 @@ def test_centroid_init_is_the_class_mean_at_one_per_class_and_kmeans_above(tmp_p
     assert main(["distill-data", str(DIGITS), "--init", "centroid", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'centroids'" in err and "fix:" in err
+
+
+def test_kmeans_method_is_the_centroids_unoptimised():
+    from toolkit.data import load_dataset
+    from toolkit.train.distill_data import centroid_init
+
+    recipe = load_recipe(DIGITS, ["model.width=0.25"])
+    data = load_dataset(recipe)
+    syn = distill(recipe, data, DistillDataConfig(per_class=2, method="kmeans", seed=4))
+    x, y = centroid_init(data, 2, 4)
+    assert np.array_equal(syn.x, x) and np.array_equal(syn.y, y) and syn.meta["iterations"] == 0
+    assert syn.meta["init"] == "k-means centroids of each class"

@@ -19,6 +19,9 @@ BatchNorm layers sees, over the synthetic batch, the per-channel mean and varian
 running statistics). Aimed at kws-digits' failure below (BatchNorm statistics); pair it with soft labels (SRe2L's
 relabel). Measured on kws-digits: below dm (bench/RESULTS.md).
 
+Method "kmeans": the k-means centroids of each class' training samples (k = N; `centroid_init`), no optimisation:
+averages of real clips, not real clips. On kws-digits at N = 10 it beats dm (bench/RESULTS.md).
+
 Options (measured on kws-digits, where dm loses to the real samples it starts from; bench/RESULTS.md):
 - soft labels (`soft` = temperature T > 0; Bohdal et al. 2020, Qin et al. 2024): a model of the recipe trained
   on the real set labels each synthetic sample with softmax(logits / T); the npz stores them (`soft` column) and the
@@ -65,11 +68,11 @@ from toolkit.errors import EdgetkError
 from toolkit.recipe import Recipe
 
 log = logging.getLogger(__name__)
-METHODS = ("dm", "gm", "recover")
+METHODS = ("dm", "gm", "recover", "kmeans")
 NETS = ("random", "trained")
 INITS = ("real", "centroids")
-DEFAULT_ITERATIONS = {"dm": 300, "gm": 100, "recover": 500}
-DEFAULT_LR = {"dm": 0.05, "gm": 0.05, "recover": 0.05}
+DEFAULT_ITERATIONS = {"dm": 300, "gm": 100, "recover": 500, "kmeans": 0}
+DEFAULT_LR = {"dm": 0.05, "gm": 0.05, "recover": 0.05, "kmeans": 0.0}
 RECOVER_BN = 1.0  # recover: weight of the BatchNorm-statistics term beside the teacher's cross-entropy
 MIN_STEPS = 300   # optimizer steps a model trained on a synthetic set gets at least (N x classes samples are few)
 
@@ -179,7 +182,7 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
     torch.set_num_threads(max(1, recipe.train.threads))
     t0 = time.monotonic()
     try:
-        x0, y = (real_init if cfg.init == "real" else centroid_init)(data, cfg.per_class, cfg.seed)
+        x0, y = (real_init if cfg.init == "real" and cfg.method != "kmeans" else centroid_init)(data, cfg.per_class, cfg.seed)
         snaps: list[dict] = []
         teacher_acc = None
         if cfg.nets == "trained" or ((cfg.soft > 0 or cfg.method == "recover") and teacher is None):
@@ -188,6 +191,8 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
             x, losses = _dm(recipe, data, cfg, x0, progress, snaps)
         elif cfg.method == "gm":
             x, losses = _gm(recipe, data, cfg, x0, progress)
+        elif cfg.method == "kmeans":          # the centroids themselves, no optimisation
+            x, losses = x0, []
         else:
             x, losses = _recover(recipe, data, cfg, x0, progress, teacher)
         soft = soft_labels(teacher, x, cfg.soft) if cfg.soft > 0 else None
@@ -198,7 +203,7 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
             "arch": recipe.model.arch, "width": width, "iterations": cfg.iterations, "lr": cfg.lr,
             "real_batch": cfg.real_batch, "augment": cfg.augment,
             "augment_family": list(recipe.train.augment) if cfg.augment and recipe.train.augment else
-            (["shift"] if cfg.augment else []), "train_augment": list(recipe.train.augment), "seed": cfg.seed, "init": "real samples of each class" if cfg.init == "real" else "k-means centroids of each class",
+            (["shift"] if cfg.augment else []), "train_augment": list(recipe.train.augment), "seed": cfg.seed, "init": "real samples of each class" if cfg.init == "real" and cfg.method != "kmeans" else "k-means centroids of each class",
             "nets": cfg.nets, "smooth": cfg.smooth, "label_kind": f"soft (temperature {cfg.soft})" if cfg.soft > 0 else "hard",
             "teacher_test_value": teacher_acc, "snapshots": len(snaps),
             "seconds": round(time.monotonic() - t0, 2), "loss_first": losses[0] if losses else None,
