@@ -75,7 +75,7 @@ def test_gradient_matching_moves_the_samples(digits):
 @pytest.mark.parametrize("argv, words", [
     (["--per-class", "0"], "per-class = 0"),
     (["--per-class", "-3"], "per-class = -3"),
-    (["--method", "kmeans"], "unknown method='kmeans'"),
+    (["--method", "herding"], "unknown method='herding'"),
     (["--per-class", "500"], "fewer than --per-class 500"),
 ])
 def test_bad_inputs_are_one_error(argv, words, tmp_path, capsys):

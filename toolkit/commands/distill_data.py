@@ -11,7 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("distill-data", help="distil a recipe's training set into a few synthetic samples per class")
     p.add_argument("recipe", type=Path, help="recipe TOML of a classification task, e.g. models/image-digits.toml")
     p.add_argument("--per-class", type=int, default=10, metavar="N", help="synthetic samples per class (default 10)")
-    p.add_argument("--method", default="dm", help="dm: distribution matching (default, cheap) | gm: gradient matching")
+    p.add_argument("--method", default="dm", help="dm: distribution matching (default, cheap) | gm: gradient matching | "
+                   "recover: SRe2L (a model trained on the real set) | kmeans: each class' k-means centroids")
     p.add_argument("--iterations", type=int, default=0, help="optimisation steps (0 = the method's default)")
     p.add_argument("--nets", default="random", help="dm: random (fresh random nets, default) | trained (per-epoch "
                    "snapshots of a model trained on the real set first)")

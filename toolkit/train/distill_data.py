@@ -31,9 +31,12 @@ Options (measured on kws-digits, where dm loses to the real samples it starts fr
   al., "Improved Distribution Matching", CVPR 2023).
 - smooth = F: the samples move by a change on an F-times coarser grid, bilinearly upsampled (no fine-grained
   perturbation can form).
-None of them made kws-digits' synthetic set beat the random real samples (one-seed probes in bench/RESULTS.md):
-the drop is mostly the trained model's BatchNorm statistics, which the synthetic clips set away from real ones
-(N = 10: 55.0 % -> 75.0 % when the same model's BatchNorm statistics are recomputed on real clips; real 79.0 %).
+None of them made kws-digits' synthetic set beat the random real samples without augmentation (one-seed probes in
+bench/RESULTS.md): the drop is mostly the trained model's BatchNorm statistics, which the synthetic clips set away
+from real ones (N = 10: 55.0 % -> 75.0 % when the same model's BatchNorm statistics are recomputed on real clips).
+What works there (3 seeds, both widths, bench/RESULTS.md): `[train] augment = ["shift", "noise", "mask", "gain"]`
+on every small-set arm, and dm started from the class means (init = "centroids") at N = 1 (+20 points over random
+real clips), the k-means centroids themselves (method "kmeans") at N = 10 (+9 to +10).
 On image-digits dm beats random real images by 24 points at N = 1 and 5 at N = 10, also at another width.
 
 All start from real samples of each class (seeded), or with init = "centroids" from the k-means centroids of each
