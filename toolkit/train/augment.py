@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from toolkit.recipe import AUGMENTS as NAMES  # noqa: F401  (the names, for callers)
-from toolkit.recipe import check_augment as check  # noqa: F401  (one EdgetkError for bad names)
+from toolkit.recipe import AUGMENTS as NAMES  # noqa: F401  (the names, for callers; checked by recipe.check_augment)
 
 SHIFT = 1 / 6      # largest shift, share of the axis
 NOISE = 0.15       # noise std, share of the batch's std

@@ -185,7 +185,8 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
     torch.set_num_threads(max(1, recipe.train.threads))
     t0 = time.monotonic()
     try:
-        x0, y = (real_init if cfg.init == "real" and cfg.method != "kmeans" else centroid_init)(data, cfg.per_class, cfg.seed)
+        from_centroids = cfg.init == "centroids" or cfg.method == "kmeans"
+        x0, y = (centroid_init if from_centroids else real_init)(data, cfg.per_class, cfg.seed)
         snaps: list[dict] = []
         teacher_acc = None
         if cfg.nets == "trained" or ((cfg.soft > 0 or cfg.method == "recover") and teacher is None):
@@ -204,9 +205,9 @@ def distill(recipe: Recipe, data: TaskData, cfg: DistillDataConfig,
     width = cfg.width or recipe.model.width
     meta = {"method": cfg.method, "per_class": cfg.per_class, "recipe_sha256": recipe_hash(recipe), "task": recipe.task,
             "arch": recipe.model.arch, "width": width, "iterations": cfg.iterations, "lr": cfg.lr,
-            "real_batch": cfg.real_batch, "augment": cfg.augment,
-            "augment_family": list(recipe.train.augment) if cfg.augment and recipe.train.augment else
-            (["shift"] if cfg.augment else []), "train_augment": list(recipe.train.augment), "seed": cfg.seed, "init": "real samples of each class" if cfg.init == "real" and cfg.method != "kmeans" else "k-means centroids of each class",
+            "real_batch": cfg.real_batch, "augment": cfg.augment, "augment_family": list(_family(recipe, cfg)),
+            "train_augment": list(recipe.train.augment), "seed": cfg.seed,
+            "init": "k-means centroids of each class" if from_centroids else "real samples of each class",
             "nets": cfg.nets, "smooth": cfg.smooth, "label_kind": f"soft (temperature {cfg.soft})" if cfg.soft > 0 else "hard",
             "teacher_test_value": teacher_acc, "snapshots": len(snaps),
             "seconds": round(time.monotonic() - t0, 2), "loss_first": losses[0] if losses else None,
@@ -273,6 +274,11 @@ def _draw_shift(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, 
     """A random shift of up to 1/8 of each spatial axis (at least one step where the axis has more than 4)."""
     lim = [max(1, n // 8) if n > 4 else 0 for n in shape[-2:]]
     return int(rng.integers(-lim[0], lim[0] + 1)), int(rng.integers(-lim[1], lim[1] + 1))
+
+
+def _family(recipe: Recipe, cfg: DistillDataConfig) -> tuple[str, ...]:
+    """The synthesis' augmentation: the recipe's train.augment family when it names one, else a shift; () when off."""
+    return (recipe.train.augment or ("shift",)) if cfg.augment else ()
 
 
 def _siamese(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, rng: np.random.Generator, gen) -> Callable:
@@ -412,6 +418,8 @@ def _recover(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndar
     import torch.nn.functional as F
     from torch import nn
 
+    from toolkit.train import augment
+
     n, k = data.n_classes, cfg.per_class
     syn = torch.tensor(x0, requires_grad=True)
     y = torch.arange(n).repeat_interleave(k)
@@ -425,17 +433,11 @@ def _recover(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndar
     losses: list[float] = []
     try:
         for it in range(cfg.iterations):
-            if cfg.augment and recipe.train.augment:
-                from toolkit.train import augment
-
-                xa = augment.augment(syn, recipe.train.augment, gen)
-            else:
-                xa = _siamese(recipe, data, cfg, rng, gen)(syn)
+            xa = (augment.augment(syn, recipe.train.augment, gen) if cfg.augment and recipe.train.augment
+                  else _siamese(recipe, data, cfg, rng, gen)(syn))
             seen.clear()
             ce = F.cross_entropy(teacher(xa), y)
-            stat = sum((f.transpose(0, 1).reshape(f.shape[1], -1).mean(1) - m.running_mean).pow(2).sum()
-                       + (f.transpose(0, 1).reshape(f.shape[1], -1).var(1, unbiased=False) - m.running_var).pow(2).sum()
-                       for f, m in zip(seen, bns))
+            stat = sum(_bn_mismatch(f, m) for f, m in zip(seen, bns))
             loss = ce + RECOVER_BN * stat / max(1, len(bns))
             opt.zero_grad(set_to_none=True)
             syn.grad, = torch.autograd.grad(loss, [syn])
@@ -447,6 +449,13 @@ def _recover(recipe: Recipe, data: TaskData, cfg: DistillDataConfig, x0: np.ndar
         for h in hooks:
             h.remove()
     return syn.detach().clone().numpy(), losses
+
+
+def _bn_mismatch(f, bn):
+    """Squared distance of a BatchNorm input's per-channel batch mean and variance from the layer's running ones."""
+    per_channel = f.transpose(0, 1).reshape(f.shape[1], -1)
+    return ((per_channel.mean(1) - bn.running_mean).pow(2).sum()
+            + (per_channel.var(1, unbiased=False) - bn.running_var).pow(2).sum())
 
 
 def _grad_distance(a, b):
