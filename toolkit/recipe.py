@@ -143,6 +143,7 @@ class TrainConfig:
     seed: int = 0             # seeds weights init, shuffling and dropout
     threads: int = 1          # torch CPU threads (fixed so results are reproducible)
     augment: tuple[str, ...] = ()  # per-batch input augmentation: shift | noise | mask | gain (toolkit/train/augment.py)
+    kernel: str = "torch"     # torch | fused: the DS-CNN's whole training step as one C call (toolkit/train/fused.py)
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ TOP_LEVEL = {"task": str, "description": str}
 # String fields with a fixed set of values, checked on load (data.name / model.arch are checked
 # against the loader and model registries when used, before anything is written).
 CHOICES: dict[str, tuple[str, ...]] = {"train.optimizer": ("adamw", "sgd"), "train.scheduler": ("cosine", "none"),
+                                       "train.kernel": ("torch", "fused"),
                                        "fleet.dtype": ("float32", "float64")}
 CHOICES.update({"fleet.mode": ("scratch", "specialize"), "fleet.peft": ("probe", "top", "bitfit", "lora")})
 CHOICES.update({"data.split": ("auto", "folders", "group", "fraction"), "data.on_error": ("raise", "skip"),

@@ -142,9 +142,10 @@ def _grad_channels_last(module: nn.Module, args: tuple) -> None:
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: TaskData, cfg: TrainConfig,
                 epoch: int, loss_fn: LossFn, fmt: torch.memory_format = torch.contiguous_format,
-                step: Callable[[float], None] | None = None) -> float:
+                step: Callable[[float], None] | None = None, fused: Any = None) -> float:
     """One pass over the training set (batches in layout fmt); returns the mean loss. `step(batch_loss)` after
-    each batch (progress display only)."""
+    each batch (progress display only). `fused` (a toolkit.train.fused.FusedDSCNN, [train] kernel = "fused")
+    computes the loss and the gradients instead of loss_fn and autograd."""
     model.train()
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout masks depend on (seed, epoch) only
     x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
@@ -156,12 +157,15 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
         t = torch.from_numpy(idx)
         xb = x_all[t] if gen is None else augment.augment(x_all[t], cfg.augment, gen)
         xb = xb if fmt == torch.contiguous_format else xb.contiguous(memory_format=fmt)
-        loss = loss_fn(model, xb, y_all[t])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if fused is not None:
+            value = fused.step(xb, y_all[t])
+        else:
+            loss = loss_fn(model, xb, y_all[t])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            value = float(loss.detach())
         opt.step()
         sched.step()
-        value = float(loss.detach())
         total += value * len(idx)
         count += len(idx)
         if step is not None:
@@ -169,6 +173,20 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
     if not math.isfinite(total):
         raise EdgetkError(f"training diverged at epoch {epoch + 1} (loss is {total})", fix="lower train.lr")
     return total / max(1, count)
+
+
+def fused_step(cfg: TrainConfig, model: nn.Module, data: TaskData, loss_fn: LossFn | None) -> Any:
+    """The C training step for [train] kernel = "fused" (None for "torch"); one EdgetkError for what it cannot
+    train (another loss, soft labels, another task kind; the architecture and frozen parameters: FusedDSCNN)."""
+    if cfg.kernel != "fused":
+        return None
+    from toolkit.train.fused import FusedDSCNN, unsupported
+
+    if loss_fn is not None:
+        raise unsupported("a replaced loss (pretraining, distillation)")
+    if data.kind != "classification" or data.soft_train is not None:
+        raise unsupported(f"a {data.kind} task" if data.kind != "classification" else "soft labels")
+    return FusedDSCNN(model, cfg.label_smoothing)
 
 
 def trainable(model: nn.Module, param_filter: ParamFilter | None) -> list[nn.Parameter]:
@@ -254,10 +272,12 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
     cfg = recipe.train
     data = data if data is not None else load_dataset(recipe)
     model = model if model is not None else build_model(recipe, data)
-    fmt = memory_format(model, data.x_train)
+    check_choice("recipe", "train.kernel", cfg.kernel, ("torch", "fused"))
+    fmt = memory_format(model, data.x_train) if cfg.kernel == "torch" else torch.contiguous_format
     model.to(memory_format=fmt)                            # back to contiguous below, before anyone else sees it
     opt = make_optimizer(cfg, trainable(model, param_filter), fused=True)
     sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
+    fused = fused_step(cfg, model, data, loss_fn)
     first, history = _start(recipe, out, resume, model, opt, sched)
     loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
     n_batches = len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0))
@@ -267,7 +287,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
             with bar(f"epoch {epoch + 1}/{cfg.epochs}", n_batches, "batch", quiet=json_progress) as b, \
                     channels_last_grads(model, fmt):
                 loss = train_epoch(model, opt, sched, data, cfg, epoch, loss_fn, fmt,
-                                   step=lambda v: b.advance(1, f"loss {v:.4f}"))
+                                   step=lambda v: b.advance(1, f"loss {v:.4f}"), fused=fused)
             m = evaluate(model, data)
             history.append({"epoch": epoch + 1, "loss": loss, "metric": m["metric"], "value": m["value"],
                             "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0})

@@ -1,0 +1,127 @@
+"""`[train] kernel = "fused"`: the DS-CNN's whole training step (forward with BatchNorm batch statistics, softmax
+cross-entropy, backward into every gradient) as one call into C (toolkit/native/train/dscnn_train.c), built with the
+host gcc for this CPU (-O3 -march=native, channels fixed at compile time) and cached like edgetk's other host
+builds. The optimizer step stays torch's (fused AdamW), the model stays the nn.Module: its parameters and
+BatchNorm buffers are the C code's memory, so checkpoints, export and evaluation see the same tensors.
+
+Same function as the module in training mode up to float rounding (tests/test_train_fused.py), deterministic,
+single-threaded. Scope: the DS-CNN, classification with hard labels (label smoothing allowed), every parameter
+trainable, no dropout; anything else is one EdgetkError naming what is not supported.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import platform
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from toolkit.errors import EdgetkError
+
+SOURCE = Path(__file__).resolve().parent.parent / "native" / "train" / "dscnn_train.c"
+KERNELS = ("torch", "fused")
+
+
+def _cpu_id() -> str:
+    """What -march=native compiled for (part of the cache key: a cache shared between machines must not hand a
+    build for one CPU to another)."""
+    try:
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    import hashlib
+
+    return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=8)
+def _library(channels: int) -> ctypes.CDLL:
+    from toolkit.native.build import build_shared, load_shared
+
+    path = build_shared([SOURCE], name=f"dscnn_train_c{channels}",
+                        extra_flags=("-O3", "-march=native", f"-DCH={channels}", f"-DEDGETK_CPU={_cpu_id()}", "-lm"))
+    lib = load_shared(path)
+    lib.dscnn_train_step.restype = ctypes.c_float
+    lib.dscnn_train_step.argtypes = [ctypes.c_void_p] * 9
+    lib.dscnn_work_floats.restype = ctypes.c_long
+    lib.dscnn_work_floats.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def unsupported(what: str) -> EdgetkError:
+    return EdgetkError(f'train.kernel = "fused" does not support {what}',
+                       fix='set train.kernel = "torch" (the default) for this recipe')
+
+
+def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
+
+
+class FusedDSCNN:
+    """The C training step bound to one DS-CNN's tensors: `step(x, y)` writes every parameter's .grad (the same
+    tensors each step) and updates the BatchNorm running statistics; returns the batch's mean loss."""
+
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0) -> None:
+        from toolkit.nn.dscnn import DSCNN
+
+        if not isinstance(model, DSCNN):
+            raise unsupported(f"the {type(model).__name__} architecture (only dscnn)")
+        stem_conv = model.stem[0]
+        if stem_conv.in_channels != 1:
+            raise unsupported(f"{stem_conv.in_channels} input channels (only 1)")
+        drop = model.head[2].p
+        if drop:
+            raise unsupported(f"dropout {drop}")
+        convs = [stem_conv] + [layer[0] for block in model.blocks for layer in block]
+        norms = [model.stem[1]] + [layer[1] for block in model.blocks for layer in block]
+        fc = model.head[3]
+        for bn in norms:
+            if bn.momentum is None or not bn.track_running_stats or not bn.affine:
+                raise unsupported("BatchNorm without momentum, running statistics or affine parameters")
+        if len({bn.eps for bn in norms} | {bn.momentum for bn in norms}) > 2:
+            raise unsupported("BatchNorms with different eps or momentum")
+        self.params = [t for conv, bn in zip(convs, norms) for t in (conv.weight, bn.weight, bn.bias)]
+        self.params += [fc.weight, fc.bias]
+        if {id(p) for p in self.params} != {id(p) for p in model.parameters()}:
+            raise unsupported("a DS-CNN with parameters outside its convs, BatchNorms and classifier")
+        if not all(p.requires_grad for p in self.params):
+            raise unsupported("frozen parameters (a param filter)")
+        if not all(p.dtype == torch.float32 and p.is_contiguous() and p.device.type == "cpu" for p in self.params):
+            raise unsupported("parameters that are not contiguous float32 on the CPU")
+        self.channels = stem_conv.out_channels
+        self.geo_stem = (*stem_conv.kernel_size, *stem_conv.stride, *stem_conv.padding)
+        self.blocks, self.classes = len(model.blocks), fc.out_features
+        self.lib = _library(self.channels)
+        self.grads = [torch.zeros_like(p) for p in self.params]
+        stats = [t for bn in norms for t in (bn.running_mean, bn.running_var)]
+        self._tensors = (stats, [bn.num_batches_tracked for bn in norms])  # kept alive: C holds their addresses
+        self._p, self._g = _pointers(self.params), _pointers(self.grads)
+        self._s, self._t = _pointers(stats), _pointers(self._tensors[1])
+        self._f = torch.tensor([norms[0].momentum, norms[0].eps, label_smoothing], dtype=torch.float32)
+        self._work = torch.empty(0)
+
+    def _geometry(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if c != 1:
+            raise unsupported(f"inputs of {c} channels")
+        return torch.tensor([n, h, w, *self.geo_stem, self.blocks, self.classes], dtype=torch.int32)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One forward + backward of the batch (x [N, 1, H, W] float32, y [N] int64 class indices)."""
+        x = x.contiguous().to(torch.float32)
+        y = y.contiguous().to(torch.int64)
+        if y.ndim != 1 or len(y) != len(x):
+            raise unsupported("soft or multi-dimensional targets")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.classes):
+            raise EdgetkError(f"a label is outside 0..{self.classes - 1}", fix="check the dataset's labels")
+        geo = self._geometry(x)
+        need = int(self.lib.dscnn_work_floats(geo.data_ptr()))
+        if self._work.numel() < need:
+            self._work = torch.empty(need, dtype=torch.float32)
+        loss = self.lib.dscnn_train_step(geo.data_ptr(), self._f.data_ptr(), self._p, self._g, self._s, self._t,
+                                         x.data_ptr(), y.data_ptr(), self._work.data_ptr())
+        for p, g in zip(self.params, self.grads):
+            p.grad = g
+        return float(loss)
