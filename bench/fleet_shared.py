@@ -5,8 +5,8 @@
             stacks of 4, one worker process per core, exact members): every member trains its whole network
             on its speaker's clips;
   shared    models/kws-digits-fleet-shared.toml as `edgetk train` runs it: its base trained once on every
-            speaker's training clips (toolkit.train.train with the recipe's [train], a run folder as the job
-            writes it, then load_run), then each member specializes it ([fleet] mode = "specialize",
+            speaker's training clips (toolkit.train.train with the recipe's [train], kernel "fused": the C
+            training step, a run folder as the job writes it, then load_run), then each member specializes it ([fleet] mode = "specialize",
             toolkit.specialize.fleet.train_shared_fleet, the same [train] for the tops): the frozen base's
             activations below the member's top are computed once per speaker, every member's top (--pefts:
             probe, top, bitfit, lora; default the recipe's peft) trains above them, all members stacked in one
@@ -14,10 +14,11 @@
 Headline: the whole shared job (base training + specialization) against the scratch fleet; the specialization
 alone (a base "pretrained once" and reused by later fleets) is printed too. Both arms get the dataset already
 loaded (the scratch arm does) and run in this process, interleaved (scratch first in even reps, shared first in
-odd ones); the 1-minute load average is printed before each arm (the machine may be shared).
+odd ones); the 1-minute load average is printed before each arm (the machine may be shared). Rep 0's shared arm
+also pays gcc's build of the fused kernel into an empty folder (what a machine's first job pays once).
 Prints per rep and as mean +- std: wall seconds and mean member test top-1 of each arm, and the speedups.
 Usage: .venv/bin/python bench/fleet_shared.py [--reps 3] [--members 32] [--pefts probe] [--set train.epochs=6 ...]
-       [--first-seed 0] [--step-reps 3]  (the base's step time, before/now, same run)
+       [--first-seed 0] [--step-reps 3]  (the base's step time with [train] kernel torch and fused, same run)
        .venv/bin/python bench/fleet_shared.py --sweep-seeds 1-10  (the shared job's top-1 per seed only)
 """
 from __future__ import annotations
@@ -64,31 +65,41 @@ def shared_fleet(recipe: Recipe, data, members: int, seed: int, pefts: list[str]
     return out
 
 
-def epoch_seconds(recipe: Recipe, data, fast: bool) -> float:
-    """Wall seconds of one training epoch of the recipe's model as the trainer runs it (train_epoch, 1 thread,
-    deterministic mode), fast: the trainer's fused optimizer and no NaN fill of new tensors; else the former
-    for-loop AdamW with the fill."""
-    import torch.utils.deterministic as det
-
+def epoch_seconds(recipe: Recipe, data, kernel: str) -> float:
+    """Wall seconds of one training epoch of the recipe's base as the trainer runs it (train_epoch, 1 thread,
+    deterministic mode) with [train] kernel = `kernel` (torch: autograd on channels-last and torch's fused AdamW;
+    fused: the C training step and the C AdamW)."""
     from toolkit.nn import build_model
-    from toolkit.train.trainer import (batches, channels_last_grads, default_loss, make_optimizer,
-                                       make_scheduler, memory_format, setup_determinism, train_epoch)
+    from toolkit.train.trainer import (batches, channels_last_grads, default_loss, determinism, fused_step,
+                                       make_optimizer, make_scheduler, memory_format, train_epoch)
 
-    cfg = recipe.train
-    setup_determinism(cfg)
-    det.fill_uninitialized_memory = not fast
-    model = build_model(recipe, data)
-    fmt = memory_format(model, data.x_train)
-    model.to(memory_format=fmt)
-    opt = make_optimizer(cfg, list(model.parameters()), fused=fast)
-    sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
-    with channels_last_grads(model, fmt):
-        t0 = time.perf_counter()
-        train_epoch(model, opt, sched, data, cfg, 0, default_loss(data.kind, cfg.label_smoothing), fmt)
-        seconds = time.perf_counter() - t0
-    det.fill_uninitialized_memory = True
-    torch.use_deterministic_algorithms(False)
-    return seconds
+    cfg = dataclasses.replace(recipe.train, kernel=kernel)
+    with determinism(cfg):
+        model = build_model(recipe, data)
+        fmt = memory_format(model, data.x_train) if kernel == "torch" else torch.contiguous_format
+        model.to(memory_format=fmt)
+        fused = fused_step(cfg, model, data, None)
+        opt = fused.optimizer(cfg) if fused else make_optimizer(cfg, list(model.parameters()), fused=True)
+        sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
+        with channels_last_grads(model, fmt):
+            t0 = time.perf_counter()
+            train_epoch(model, opt, sched, data, cfg, 0, default_loss(data.kind, cfg.label_smoothing), fmt,
+                        fused=fused)
+            return time.perf_counter() - t0
+
+
+def kernel_build_seconds(recipe: Recipe, data, tmp: Path) -> float:
+    """gcc's build of the fused kernel for the recipe's base into an empty folder (what the first job on a machine
+    pays; later jobs load it from the build cache); 0 for the torch kernel."""
+    if recipe.train.kernel != "fused":
+        return 0.0
+    from toolkit.nn import build_model
+    from toolkit.train import fused
+
+    channels = build_model(recipe, data).stem[0].out_channels
+    t0 = time.perf_counter()
+    fused.build(channels, cache=tmp / f"kernel-{time.monotonic_ns()}")
+    return time.perf_counter() - t0
 
 
 def seed_sweep(recipe: Recipe, data, members: int, seeds: str, pefts: list[str]) -> int:
@@ -122,7 +133,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=0, help="processes of the scratch fleet (0 = one per core)")
     ap.add_argument("--first-seed", type=int, default=0, help="rep r uses seeds first_seed + 1000 r ...")
     ap.add_argument("--step-reps", type=int, default=3,
-                    help="base epochs timed per optimizer implementation, interleaved (0: skip)")
+                    help="base epochs timed per [train] kernel (torch, fused), interleaved (0: skip)")
     ap.add_argument("--sweep-seeds", default="", metavar="FIRST-LAST",
                     help="only the shared job (no scratch arm, no timing claim) for seeds FIRST..LAST: top-1s")
     args = ap.parse_args()
@@ -145,36 +156,40 @@ def main() -> int:
                     ms, s = fleet_run(scratch, data, args.members, seed, "float32", 4, args.workers, 1, True)
                     acc = statistics.mean(m.test_top1 for m in ms)
                 else:
+                    build = kernel_build_seconds(shared, data, Path(tmp)) if rep == 0 else 0.0
                     sh = shared_fleet(shared, data, args.members, seed, pefts, Path(tmp))
             rows["scratch"].append((s, acc, loads["scratch"]))
-            rows["base"].append((*sh["base"], loads["shared"]))
-            b = sh["base"][0]
+            rows["base"].append((sh["base"][0] + build, sh["base"][1], loads["shared"]))
+            b = sh["base"][0] + build
             line = " | ".join(f"{p}: {sh[p][0]:.2f} s (cache {sh[p][2]['cache_s']:.2f}, tops {sh[p][2]['train_s']:.2f}, "
                               f"{sh[p][2]['trainable_params']} trainable params/member), top-1 {sh[p][1]:.2f}%, "
                               f"base + specialization {b + sh[p][0]:.2f} s = {s / (b + sh[p][0]):.1f}x "
                               f"(specialization alone {s / sh[p][0]:.1f}x)" for p in pefts)
             for p in pefts:
                 rows[p].append(sh[p][:2])
+            built = f" incl. the fused kernel's gcc build {build:.2f} s" if build else ""
             print(f"rep {rep} (seeds {seed}-{seed + args.members - 1}): scratch {s:.1f} s, top-1 {acc:.2f}% "
-                  f"[load {loads['scratch']:.1f}] | base {b:.2f} s (its top-1 {sh['base'][1]:.2f}% on all test "
-                  f"clips) [load {loads['shared']:.1f}] | {line}", flush=True)
+                  f"[load {loads['scratch']:.1f}] | base {b:.2f} s{built} (its top-1 {sh['base'][1]:.2f}% on all "
+                  f"test clips) [load {loads['shared']:.1f}] | {line}", flush=True)
     steps = len(batches(len(data.x_train), shared.train.batch_size, shared.train.seed, 0))
-    times: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(args.step_reps):      # the base's step time, before (for-loop AdamW, NaN fill) and now, interleaved
-        for fast in (False, True):
+    times: dict[str, list[float]] = {"torch": [], "fused": []}
+    for _ in range(args.step_reps):      # the base's step time with each [train] kernel, interleaved
+        for kernel in times:
             load = os.getloadavg()[0]
-            times[fast].append(epoch_seconds(shared, data, fast))
-            print(f"  base epoch ({steps} steps of batch {shared.train.batch_size}), "
-                  f"{'fused AdamW, no fill' if fast else 'for-loop AdamW, fill'}: "
-                  f"{times[fast][-1]:.3f} s = {1000 * times[fast][-1] / steps:.2f} ms/step [load {load:.1f}]", flush=True)
+            times[kernel].append(epoch_seconds(shared, data, kernel))
+            print(f"  base epoch ({steps} steps of batch {shared.train.batch_size}), kernel {kernel}: "
+                  f"{times[kernel][-1]:.3f} s = {1000 * times[kernel][-1] / steps:.2f} ms/step [load {load:.1f}]",
+                  flush=True)
     if args.step_reps:
-        b, a = (min(times[f]) * 1000 / steps for f in (False, True))
-        print(f"  base step time (best of {args.step_reps}): {b:.2f} ms before, {a:.2f} ms now ({b / a:.2f}x); "
-              f"{shared.train.epochs} epochs = {shared.train.epochs * steps} steps: {shared.train.epochs * steps * a / 1000:.2f} s of steps")
+        b, a = (min(times[k]) * 1000 / steps for k in times)
+        print(f"  base step time (best of {args.step_reps}): kernel torch {b:.2f} ms, fused {a:.2f} ms ({b / a:.2f}x); "
+              f"{shared.train.epochs} epochs = {shared.train.epochs * steps} steps: "
+              f"{shared.train.epochs * steps * min(times[shared.train.kernel]) / steps:.2f} s of steps")
     sc, t = rows["scratch"], shared.train
     print(f"kws-digits fleet, {args.members} members (DS-CNN width {scratch.model.width}), {args.reps} reps, same run; "
           f"scratch: 20 epochs, AdamW lr 0.01, batch 32 (bench/fleet.py); shared: {t.epochs} epochs, "
-          f"{t.optimizer} lr {t.lr} ({t.scheduler}), batch {t.batch_size}, {t.threads} thread(s), base and tops")
+          f"{t.optimizer} lr {t.lr} ({t.scheduler}), batch {t.batch_size}, {t.threads} thread(s), base and tops, "
+          f"base kernel {t.kernel}")
     print(f"  scratch (bench/fleet.py batched job)   {_ms([s for s, _, _ in sc], '.2f')} s   member top-1 "
           f"{_ms([a for _, a, _ in sc], '.2f')} %   load {_ms([x for _, _, x in sc])}")
     print(f"  shared base, trained in the job        {_ms([s for s, _, _ in rows['base']], '.2f')} s   base top-1 "

@@ -75,11 +75,11 @@ def _compile(cc: str, args: list[str], out: Path, what: str) -> Path:
 
 
 def _build(sources: list[Path], include_dirs: list[Path], flags: tuple[str, ...], suffix: str, what: str,
-           cc: str) -> Path:
+           cc: str, cache: Path | None = None) -> Path:
     require_tool(cc, f"build {what}")
     inc = [f"-I{d}" for d in include_dirs]
     key = source_digest(sources + _headers_of(sources, include_dirs), (*flags, *inc, suffix), cc)[:32]
-    out = cache_root() / f"{what.replace(' ', '_')}-{key}{suffix}"
+    out = (cache or cache_root()) / f"{what.replace(' ', '_')}-{key}{suffix}"
     if out.is_file():
         return out
     log.info("compiling %s (%d sources)", what, len(sources))
@@ -87,10 +87,13 @@ def _build(sources: list[Path], include_dirs: list[Path], flags: tuple[str, ...]
 
 
 def build_shared(sources: Iterable[str | os.PathLike], include_dirs: Iterable[str | os.PathLike] = (), *,
-                 name: str = "lib", extra_flags: tuple[str, ...] = (), cc: str = "gcc") -> Path:
-    """A host shared library of `sources` (gcc -std=c99 -O2 -fPIC -shared -Werror), cached by content."""
+                 name: str = "lib", extra_flags: tuple[str, ...] = (), cc: str = "gcc",
+                 cache: str | os.PathLike | None = None) -> Path:
+    """A host shared library of `sources` (gcc -std=c99 -O2 -fPIC -shared -Werror), cached by content (in
+    `cache`, default cache_root())."""
     flags = (*HOST_CFLAGS, "-fPIC", "-shared", *extra_flags)
-    return _build([Path(s) for s in sources], [Path(d) for d in include_dirs], flags, ".so", name, cc)
+    return _build([Path(s) for s in sources], [Path(d) for d in include_dirs], flags, ".so", name, cc,
+                  Path(cache) if cache is not None else None)
 
 
 def build_executable(sources: Iterable[str | os.PathLike], include_dirs: Iterable[str | os.PathLike] = (), *,

@@ -36,17 +36,26 @@ def _cpu_id() -> str:
     return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:16]
 
 
+def build(channels: int, cache: str | Path | None = None) -> Path:
+    """The kernel for `channels` built for this CPU (gcc -O3 -march=native), from the build cache (toolkit.native.build;
+    `cache`: another folder) when it is there: ~0.8 s of gcc once per machine, compiler and channel count."""
+    from toolkit.native.build import build_shared
+
+    return build_shared([SOURCE], name=f"dscnn_train_c{channels}", cache=cache,
+                        extra_flags=("-O3", "-march=native", f"-DCH={channels}", f"-DEDGETK_CPU={_cpu_id()}", "-lm"))
+
+
 @functools.lru_cache(maxsize=8)
 def _library(channels: int) -> ctypes.CDLL:
-    from toolkit.native.build import build_shared, load_shared
+    from toolkit.native.build import load_shared
 
-    path = build_shared([SOURCE], name=f"dscnn_train_c{channels}",
-                        extra_flags=("-O3", "-march=native", f"-DCH={channels}", f"-DEDGETK_CPU={_cpu_id()}", "-lm"))
-    lib = load_shared(path)
+    lib = load_shared(build(channels))
     lib.dscnn_train_step.restype = ctypes.c_float
     lib.dscnn_train_step.argtypes = [ctypes.c_void_p] * 9
     lib.dscnn_work_floats.restype = ctypes.c_long
     lib.dscnn_work_floats.argtypes = [ctypes.c_void_p]
+    lib.adamw_step.restype = None
+    lib.adamw_step.argtypes = [ctypes.c_int32] + [ctypes.c_void_p] * 7
     return lib
 
 
@@ -125,3 +134,58 @@ class FusedDSCNN:
         for p, g in zip(self.params, self.grads):
             p.grad = g
         return float(loss)
+
+    def optimizer(self, cfg) -> torch.optim.Optimizer:
+        """The optimizer of [train]: AdamW as one C call over every tensor (torch's update and state_dict), SGD
+        as the trainer makes it."""
+        from toolkit.train.trainer import make_optimizer
+
+        if cfg.optimizer != "adamw":
+            return make_optimizer(cfg, self.params, fused=True)
+        return AdamW(self.params, self.lib, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class AdamW(torch.optim.AdamW):
+    """torch.optim.AdamW (the same hyperparameters, state and state_dict, so checkpoints resume either way) whose
+    step is one C call over all its tensors: ~0.1 ms instead of ~0.45 for torch's fused kernel and its Python
+    around it (29 tensors of a width-0.25 DS-CNN). One parameter group, no amsgrad, no maximize, no closure."""
+
+    def __init__(self, params: list[nn.Parameter], lib: ctypes.CDLL, lr: float, weight_decay: float) -> None:
+        super().__init__(params, lr=lr, weight_decay=weight_decay)
+        self._lib = lib
+        self._bound: tuple = ()
+
+    def _pointers(self, ps: list[torch.Tensor]) -> tuple:
+        state = []
+        for p in ps:
+            st = self.state[p]
+            if not st:                                  # as torch initializes it (float32 step on the CPU)
+                st["step"] = torch.tensor(0.0, dtype=torch.float32)
+                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state.append((p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"]))
+        key = tuple(id(t) for row in state for t in row) + tuple(id(p) for p in ps)
+        if key != (self._bound[0] if self._bound else None):   # new tensors (first step, load_state_dict)
+            cols = list(zip(*state))
+            for t in (*ps, *cols[0], *cols[1], *cols[2]):
+                if not (t.is_contiguous() and t.dtype == torch.float32):
+                    raise unsupported("AdamW state that is not contiguous float32")
+            self._bound = (key, torch.tensor([p.numel() for p in ps], dtype=torch.int64), _pointers(ps),
+                           *(_pointers(list(c)) for c in cols), state)
+        return self._bound
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102
+        if closure is not None or len(self.param_groups) != 1:
+            raise unsupported("an optimizer closure or several parameter groups")
+        group = self.param_groups[0]
+        if group["amsgrad"] or group["maximize"]:
+            raise unsupported("amsgrad or maximize")
+        ps = [p for p in group["params"] if p.grad is not None]
+        if not ps:
+            return None
+        _, sizes, p_ptr, g_ptr, m_ptr, v_ptr, s_ptr, _ = self._pointers(ps)
+        beta1, beta2 = group["betas"]
+        h = (ctypes.c_double * 5)(float(group["lr"]), beta1, beta2, group["eps"], group["weight_decay"])
+        self._lib.adamw_step(len(ps), sizes.data_ptr(), p_ptr, g_ptr, m_ptr, v_ptr, s_ptr, h)
+        return None

@@ -275,9 +275,10 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
     check_choice("recipe", "train.kernel", cfg.kernel, ("torch", "fused"))
     fmt = memory_format(model, data.x_train) if cfg.kernel == "torch" else torch.contiguous_format
     model.to(memory_format=fmt)                            # back to contiguous below, before anyone else sees it
-    opt = make_optimizer(cfg, trainable(model, param_filter), fused=True)
-    sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
+    params = trainable(model, param_filter)
     fused = fused_step(cfg, model, data, loss_fn)
+    opt = fused.optimizer(cfg) if fused is not None else make_optimizer(cfg, params, fused=True)
+    sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
     first, history = _start(recipe, out, resume, model, opt, sched)
     loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
     n_batches = len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0))

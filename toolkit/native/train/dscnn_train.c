@@ -39,11 +39,12 @@ static Geo geometry(const int32_t *g)
 }
 
 /* Floats of workspace a step needs: per layer its normalized conv output and its activation, two gradient
- * buffers, pooled features, probabilities, per-layer mean and 1/std, transposed stem weights. */
+ * buffers, pooled features, probabilities, per-layer mean and 1/std, transposed stem weights, padded input. */
 long dscnn_work_floats(const int32_t *g)
 {
     Geo s = geometry(g);
-    return 2 * s.layers * s.npc + 2 * s.npc + s.n * CH + s.n * s.classes + 2 * s.layers * CH + s.kh * s.kw * CH;
+    return 2 * s.layers * s.npc + 2 * s.npc + s.n * CH + s.n * s.classes + 2 * s.layers * CH + s.kh * s.kw * CH +
+           s.n * ((s.h - 1) * s.sh + s.kh) * ((s.w - 1) * s.sw + s.kw);
 }
 
 int dscnn_channels(void) { return CH; }
@@ -69,16 +70,25 @@ static inline vf ld(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void st(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf relu_mask(vf v, vf gate) { return (vf)((vi)v & (gate > (vf){0})); }   /* v where gate > 0 */
 
-/* sum over rows [0, m) of f(row) into double[CH], f given as a macro body over `r` and `j` producing a vf */
+/* sum over rows [0, m) of `expr` (a vf of row r, vector j) into double[CH]: in float over CHUNK rows with four
+ * independent accumulators (one would make every add wait for the one before), then into the doubles. */
 #define ROW_SUM(out, m, expr)                                                     \
     do {                                                                          \
         for (long r0 = 0; r0 < (m); r0 += CHUNK) {                                \
-            long r1 = r0 + CHUNK < (m) ? r0 + CHUNK : (m);                        \
-            vf acc_[NV] = {0};                                                    \
-            for (long r = r0; r < r1; r++)                                        \
-                for (int j = 0; j < NV; j++) acc_[j] += (expr);                   \
+            long r1 = r0 + CHUNK < (m) ? r0 + CHUNK : (m), r = r0;                \
+            vf acc_[4][NV];                                                       \
+            memset(acc_, 0, sizeof acc_);                                         \
+            for (; r + 4 <= r1; r += 4)                                           \
+                for (int u = 0; u < 4; u++) {                                     \
+                    r += u;                                                       \
+                    for (int j = 0; j < NV; j++) acc_[u][j] += (expr);            \
+                    r -= u;                                                       \
+                }                                                                 \
+            for (; r < r1; r++)                                                   \
+                for (int j = 0; j < NV; j++) acc_[0][j] += (expr);                \
             for (int j = 0; j < NV; j++)                                          \
-                for (int k = 0; k < VW; k++) (out)[j * VW + k] += acc_[j][k];     \
+                for (int k = 0; k < VW; k++)                                      \
+                    (out)[j * VW + k] += (acc_[0][j][k] + acc_[1][j][k]) + (acc_[2][j][k] + acc_[3][j][k]); \
         }                                                                         \
     } while (0)
 
@@ -144,48 +154,70 @@ static void bn_relu_backward(float *restrict da, const float *restrict a, const 
         }
 }
 
-static void stem_forward(const Geo *s, const float *restrict x, const float *restrict wt, float *restrict z)
+/* The input zero-padded to [N][HP][WP] (HP = (H - 1) SH + KH, WP = (W - 1) SW + KW: every tap reads inside it). */
+static void pad_input(const Geo *s, const float *restrict x, float *restrict xp)
 {
+    const long hp = (s->h - 1) * s->sh + s->kh, wp = (s->w - 1) * s->sw + s->kw;
     for (long n = 0; n < s->n; n++)
-        for (long oh = 0; oh < s->h; oh++)
-            for (long ow = 0; ow < s->w; ow++) {
-                vf acc[NV] = {0};
-                for (long kh = 0; kh < s->kh; kh++) {
-                    long ih = oh * s->sh + kh - s->ph;
-                    if (ih < 0 || ih >= s->hin) continue;
-                    for (long kw = 0; kw < s->kw; kw++) {
-                        long iw = ow * s->sw + kw - s->pw;
-                        if (iw < 0 || iw >= s->win) continue;
-                        float xv = x[(n * s->hin + ih) * s->win + iw];
-                        const float *w = wt + (kh * s->kw + kw) * CH;
-                        for (int j = 0; j < NV; j++) acc[j] += xv * ld(w + j * VW);
-                    }
-                }
-                float *out = z + ((n * s->h + oh) * s->w + ow) * CH;
-                for (int j = 0; j < NV; j++) st(out + j * VW, acc[j]);
+        for (long i = 0; i < hp; i++)
+            for (long j = 0; j < wp; j++) {
+                long ih = i - s->ph, iw = j - s->pw;
+                xp[(n * hp + i) * wp + j] = ih >= 0 && ih < s->hin && iw >= 0 && iw < s->win ?
+                    x[(n * s->hin + ih) * s->win + iw] : 0.0f;
             }
 }
 
-/* The stem's weight gradient, tap by tap (the accumulator stays in registers): dw_t is [KH*KW][CH]. */
-static void stem_backward(const Geo *s, const float *restrict x, const float *restrict dz, float *restrict dw_t)
+/* `cols` (a constant where inlined: 4, or 1 for the rest) adjacent output columns of the stem from the padded
+ * input rows at xrow (row stride wp), each with its own accumulator. */
+static inline __attribute__((always_inline)) void stem_cols(const Geo *s, const float *restrict xrow, long wp,
+                                                           const float *restrict wt, float *restrict out, const int cols)
 {
+    vf acc[4][NV];
+    memset(acc, 0, sizeof acc);
     for (long kh = 0; kh < s->kh; kh++)
         for (long kw = 0; kw < s->kw; kw++) {
-            vf acc[NV] = {0};
-            for (long n = 0; n < s->n; n++)
-                for (long oh = 0; oh < s->h; oh++) {
-                    long ih = oh * s->sh + kh - s->ph;
-                    if (ih < 0 || ih >= s->hin) continue;
-                    for (long ow = 0; ow < s->w; ow++) {
-                        long iw = ow * s->sw + kw - s->pw;
-                        if (iw < 0 || iw >= s->win) continue;
-                        float xv = x[(n * s->hin + ih) * s->win + iw];
-                        const float *d = dz + ((n * s->h + oh) * s->w + ow) * CH;
-                        for (int j = 0; j < NV; j++) acc[j] += xv * ld(d + j * VW);
+            const float *w = wt + (kh * s->kw + kw) * CH;
+            for (int b = 0; b < cols; b++) {
+                float xv = xrow[kh * wp + b * s->sw + kw];
+                for (int j = 0; j < NV; j++) acc[b][j] += xv * ld(w + j * VW);
+            }
+        }
+    for (int b = 0; b < cols; b++)
+        for (int j = 0; j < NV; j++) st(out + b * CH + j * VW, acc[b][j]);
+}
+
+/* The stem conv on the padded input, four output columns at a time. */
+static void stem_forward(const Geo *s, const float *restrict xp, const float *restrict wt, float *restrict z)
+{
+    const long hp = (s->h - 1) * s->sh + s->kh, wp = (s->w - 1) * s->sw + s->kw;
+    for (long n = 0; n < s->n; n++)
+        for (long oh = 0; oh < s->h; oh++) {
+            const float *xrow = xp + (n * hp + oh * s->sh) * wp;
+            float *out = z + (n * s->h + oh) * s->w * CH;
+            long ow = 0;
+            for (; ow + 4 <= s->w; ow += 4) stem_cols(s, xrow + ow * s->sw, wp, wt, out + ow * CH, 4);
+            for (; ow < s->w; ow++) stem_cols(s, xrow + ow * s->sw, wp, wt, out + ow * CH, 1);
+        }
+}
+
+/* The stem's weight gradient into dw_t [KH*KW][CH]: position by position, every tap its own accumulator. */
+static void stem_backward(const Geo *s, const float *restrict xp, const float *restrict dz, float *restrict dw_t)
+{
+    const long hp = (s->h - 1) * s->sh + s->kh, wp = (s->w - 1) * s->sw + s->kw, taps = s->kh * s->kw;
+    memset(dw_t, 0, sizeof(float) * taps * CH);
+    for (long n = 0; n < s->n; n++)
+        for (long oh = 0; oh < s->h; oh++)
+            for (long ow = 0; ow < s->w; ow++) {
+                vf d[NV];
+                for (int j = 0; j < NV; j++) d[j] = ld(dz + ((n * s->h + oh) * s->w + ow) * CH + j * VW);
+                for (long kh = 0; kh < s->kh; kh++) {
+                    const float *row = xp + (n * hp + oh * s->sh + kh) * wp + ow * s->sw;
+                    for (long kw = 0; kw < s->kw; kw++) {
+                        float *w = dw_t + (kh * s->kw + kw) * CH;
+                        for (int j = 0; j < NV; j++) st(w + j * VW, ld(w + j * VW) + row[kw] * d[j]);
                     }
                 }
-            for (int j = 0; j < NV; j++) st(dw_t + (kh * s->kw + kw) * CH + j * VW, acc[j]);
-        }
+            }
 }
 
 /* Depthwise 3x3, padding 1, stride 1; wt is [9][CH] (tap-major). */
@@ -249,20 +281,30 @@ static void dw_backward(const Geo *s, const float *restrict a, const float *rest
         for (int j = 0; j < NV; j++) st(dw_t + t * CH + j * VW, acc_w[t][j]);
 }
 
-/* Pointwise 1x1: z[r][o] = sum_i a[r][i] w[o][i]; wt is [i][o]. */
+/* `nb` rows (a constant where inlined: 4, or 1 for the rest) of the pointwise conv, each its own accumulator. */
+static inline __attribute__((always_inline)) void pw_rows(const float *restrict a, vf wv[CH][NV], float *restrict z,
+                                                         const int nb)
+{
+    vf acc[4][NV];
+    memset(acc, 0, sizeof acc);
+    for (int i = 0; i < CH; i++)
+        for (int b = 0; b < nb; b++) {
+            float v = a[b * CH + i];
+            for (int j = 0; j < NV; j++) acc[b][j] += v * wv[i][j];
+        }
+    for (int b = 0; b < nb; b++)
+        for (int j = 0; j < NV; j++) st(z + b * CH + j * VW, acc[b][j]);
+}
+
+/* Pointwise 1x1: z[r][o] = sum_i a[r][i] w[o][i]; wt is [i][o]. Four rows at a time. */
 static void pw_forward(long rows, const float *restrict a, const float *restrict wt, float *restrict z)
 {
     vf wv[CH][NV];
     for (int i = 0; i < CH; i++)
         for (int j = 0; j < NV; j++) wv[i][j] = ld(wt + i * CH + j * VW);
-    for (long r = 0; r < rows; r++) {
-        vf acc[NV] = {0};
-        for (int i = 0; i < CH; i++) {
-            float v = a[r * CH + i];
-            for (int j = 0; j < NV; j++) acc[j] += v * wv[i][j];
-        }
-        for (int j = 0; j < NV; j++) st(z + r * CH + j * VW, acc[j]);
-    }
+    long r = 0;
+    for (; r + 4 <= rows; r += 4) pw_rows(a + r * CH, wv, z + r * CH, 4);
+    for (; r < rows; r++) pw_rows(a + r * CH, wv, z + r * CH, 1);
 }
 
 /* Pointwise backward: da[r][i] = sum_o dz[r][o] w[o][i]; dw[o][i] = sum_r dz[r][o] a[r][i] (torch's layout). */
@@ -304,13 +346,15 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
     float *xhat = work, *act = xhat + L * s.npc, *ga = act + L * s.npc, *gb = ga + s.npc;
     float *pooled = gb + s.npc, *prob = pooled + s.n * CH, *mean = prob + s.n * K, *invstd = mean + L * CH;
     float *tw = invstd + L * CH;                              /* transposed weights: stem [KH*KW][CH] */
+    float *xp = tw + s.kh * s.kw * CH;                        /* the input, zero-padded */
     float wt[CH * CH > 9 * CH ? CH * CH : 9 * CH];             /* per layer: dw [9][CH] or pw [CH_in][CH_out] */
 
     /* forward */
     const float *sw = params[0];
     for (long k = 0; k < s.kh * s.kw; k++)
         for (int c = 0; c < CH; c++) tw[k * CH + c] = sw[c * s.kh * s.kw + k];
-    stem_forward(&s, x, tw, xhat);
+    pad_input(&s, x, xp);
+    stem_forward(&s, xp, tw, xhat);
     bn_relu_forward(xhat, act, params[1], params[2], stats[0], stats[1], tracked[0], mean, invstd, m, momentum, eps);
     for (long l = 1; l < L; l++) {
         const float *w = params[3 * l];
@@ -374,7 +418,7 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
         bn_relu_backward(ga, act + l * s.npc, xhat + l * s.npc, params[3 * l + 1], invstd + l * CH,
                          grads[3 * l + 1], grads[3 * l + 2], m);
         if (l == 0) {
-            stem_backward(&s, x, ga, tw);
+            stem_backward(&s, xp, ga, tw);
             float *gw = grads[0];
             for (long k = 0; k < s.kh * s.kw; k++)
                 for (int c = 0; c < CH; c++) gw[c * s.kh * s.kw + k] = tw[k * CH + c];
@@ -392,4 +436,27 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
         float *t = ga; ga = gb; gb = t;
     }
     return (float)(loss / (double)s.n);
+}
+
+/* torch.optim.AdamW's update (amsgrad off), over `count` tensors in one call: step += 1; p *= 1 - lr wd;
+ * m += (1 - b1)(g - m); v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^step) m / (sqrt(v) / sqrt(1 - b2^step) + eps).
+ * h: lr, beta1, beta2, eps, weight decay. The state tensors are the torch optimizer's own (its state_dict). */
+void adamw_step(int32_t count, const int64_t *sizes, float *const *params, float *const *grads, float *const *m,
+                float *const *v, float *const *steps, const double *h)
+{
+    const double lr = h[0], b1 = h[1], b2 = h[2], eps = h[3], wd = h[4];
+    for (int32_t t = 0; t < count; t++) {
+        float *restrict p = params[t], *restrict mt = m[t], *restrict vt = v[t];
+        const float *restrict g = grads[t];
+        double step = (double)(*steps[t] += 1.0f);
+        const float decay = (float)(1.0 - lr * wd), a1 = (float)(1.0 - b1), fb2 = (float)b2, a2 = (float)(1.0 - b2);
+        const float step_size = (float)(lr / (1.0 - pow(b1, step)));
+        const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, step)), feps = (float)eps;
+        for (int64_t i = 0; i < sizes[t]; i++) {
+            p[i] *= decay;
+            mt[i] += a1 * (g[i] - mt[i]);
+            vt[i] = fb2 * vt[i] + a2 * g[i] * g[i];
+            p[i] -= step_size * mt[i] / (sqrtf(vt[i]) / bc2_sqrt + feps);
+        }
+    }
 }
