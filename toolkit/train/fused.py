@@ -4,8 +4,9 @@ host gcc for this CPU (-O3 -march=native, channels fixed at compile time) and ca
 builds. The optimizer step stays torch's (fused AdamW), the model stays the nn.Module: its parameters and
 BatchNorm buffers are the C code's memory, so checkpoints, export and evaluation see the same tensors.
 
-Same function as the module in training mode up to float rounding (tests/test_train_fused.py), deterministic,
-single-threaded. Scope: the DS-CNN, classification with hard labels (label smoothing allowed), every parameter
+Same function as the module in training mode up to float rounding (tests/test_train_fused.py), deterministic:
+the same bits run to run for a thread count (`threads`: the batch's samples split between them, every sum combined
+in thread order; 2 threads round differently from 1 in the last bits). Scope: the DS-CNN, classification with hard labels (label smoothing allowed), every parameter
 trainable, no dropout; anything else is one EdgetkError naming what is not supported.
 """
 from __future__ import annotations
@@ -42,7 +43,8 @@ def build(channels: int, cache: str | Path | None = None) -> Path:
     from toolkit.native.build import build_shared
 
     return build_shared([SOURCE], name=f"dscnn_train_c{channels}", cache=cache,
-                        extra_flags=("-O3", "-march=native", f"-DCH={channels}", f"-DEDGETK_CPU={_cpu_id()}", "-lm"))
+                        extra_flags=("-O3", "-march=native", "-pthread", f"-DCH={channels}", f"-DEDGETK_CPU={_cpu_id()}",
+                                     "-lm"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -51,9 +53,12 @@ def _library(channels: int) -> ctypes.CDLL:
 
     lib = load_shared(build(channels))
     lib.dscnn_train_step.restype = ctypes.c_float
-    lib.dscnn_train_step.argtypes = [ctypes.c_void_p] * 9
+    lib.dscnn_train_step.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_int32]
     lib.dscnn_work_floats.restype = ctypes.c_long
-    lib.dscnn_work_floats.argtypes = [ctypes.c_void_p]
+    lib.dscnn_work_floats.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+    lib.dscnn_threads_ready.restype = ctypes.c_int
+    lib.dscnn_threads_ready.argtypes = [ctypes.c_int32]
+    lib.dscnn_max_threads.restype = ctypes.c_int
     lib.adamw_step.restype = None
     lib.adamw_step.argtypes = [ctypes.c_int32] + [ctypes.c_void_p] * 7
     return lib
@@ -70,9 +75,11 @@ def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array:
 
 class FusedDSCNN:
     """The C training step bound to one DS-CNN's tensors: `step(x, y)` writes every parameter's .grad (the same
-    tensors each step) and updates the BatchNorm running statistics; returns the batch's mean loss."""
+    tensors each step) and updates the BatchNorm running statistics; returns the batch's mean loss. `threads`:
+    how many share a step, 1..8 (None: torch.get_num_threads(), which the trainer sets to [train] threads, at
+    most 8); the C library starts its workers once per process."""
 
-    def __init__(self, model: nn.Module, label_smoothing: float = 0.0) -> None:
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0, threads: int | None = None) -> None:
         from toolkit.nn.dscnn import DSCNN
 
         if not isinstance(model, DSCNN):
@@ -103,6 +110,8 @@ class FusedDSCNN:
         self.geo_stem = (*stem_conv.kernel_size, *stem_conv.stride, *stem_conv.padding)
         self.blocks, self.classes = len(model.blocks), fc.out_features
         self.lib = _library(self.channels)
+        most = int(self.lib.dscnn_max_threads())
+        self.threads = self._threads(min(torch.get_num_threads(), most) if threads is None else threads, most)
         self.grads = [torch.zeros_like(p) for p in self.params]
         stats = [t for bn in norms for t in (bn.running_mean, bn.running_var)]
         self._tensors = (stats, [bn.num_batches_tracked for bn in norms])  # kept alive: C holds their addresses
@@ -110,6 +119,16 @@ class FusedDSCNN:
         self._s, self._t = _pointers(stats), _pointers(self._tensors[1])
         self._f = torch.tensor([norms[0].momentum, norms[0].eps, label_smoothing], dtype=torch.float32)
         self._work = torch.empty(0)
+
+    def _threads(self, threads: int, most: int) -> int:
+        if not 1 <= threads <= most:
+            raise EdgetkError(f'train.kernel = "fused" runs on 1..{most} threads, not {threads}',
+                              fix=f"set train.threads to 1..{most}")
+        got = int(self.lib.dscnn_threads_ready(threads))
+        if got != threads:
+            raise EdgetkError(f"the fused kernel could start only {got} of {threads} threads",
+                              fix="set train.threads lower, or free threads (ulimit -u)")
+        return threads
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -126,11 +145,11 @@ class FusedDSCNN:
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.classes):
             raise EdgetkError(f"a label is outside 0..{self.classes - 1}", fix="check the dataset's labels")
         geo = self._geometry(x)
-        need = int(self.lib.dscnn_work_floats(geo.data_ptr()))
+        need = int(self.lib.dscnn_work_floats(geo.data_ptr(), self.threads))
         if self._work.numel() < need:
             self._work = torch.empty(need, dtype=torch.float32)
         loss = self.lib.dscnn_train_step(geo.data_ptr(), self._f.data_ptr(), self._p, self._g, self._s, self._t,
-                                         x.data_ptr(), y.data_ptr(), self._work.data_ptr())
+                                         x.data_ptr(), y.data_ptr(), self._work.data_ptr(), self.threads)
         for p, g in zip(self.params, self.grads):
             p.grad = g
         return float(loss)

@@ -4,15 +4,26 @@
  *
  * Why: the DS-CNN's training step in eager torch is ~100 kernel calls, each a pass over a [N, C, 25, 5]
  * activation; here a layer is one or two passes over channels-last rows of CH floats (one vector register at
- * CH = 16), with no allocation. Deterministic: fixed loop order, one thread.
+ * CH = 16), with no allocation. Deterministic: fixed loop order.
+ *
+ * Threads (dscnn_train_step's `threads`, 1..MAXT): thread t takes samples [N t / T, N (t + 1) / T). BatchNorm's
+ * batch sums, the loss and every weight gradient are per-thread partials combined in thread order (0, 1, ...), so
+ * a thread count gives the same bits run to run (another count: other rounding in the last bits); one thread is
+ * the plain loop, no pool. The T - 1 workers are created once per process (per library) and wait between steps:
+ * spinning, then sched_yield, then on a condition variable after ~1 ms idle; in-step barriers spin a little,
+ * then sched_yield (the cores may be shared).
  *
  * Network (geo[] below): stem Conv(1 -> CH, KH x KW, stride SH x SW, padding PH x PW, no bias) + BN + ReLU, then
  * `blocks` x [depthwise 3x3 (padding 1) + BN + ReLU, pointwise 1x1 + BN + ReLU], global average pool, Linear(CH ->
  * classes). Activations are channels-last [N, H, W, CH]; the input is [N, 1, H_in, W_in]. CH is fixed at compile
  * time (-DCH=16) so the channel loops vectorize. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef CH
 #error "compile with -DCH=<channels>"
@@ -38,14 +49,26 @@ static Geo geometry(const int32_t *g)
     return s;
 }
 
-/* Floats of workspace a step needs: per layer its normalized conv output and its activation, two gradient
- * buffers, pooled features, probabilities, per-layer mean and 1/std, transposed stem weights, padded input. */
-long dscnn_work_floats(const int32_t *g)
+#define MAXT 8                                     /* most threads a step may use */
+
+/* Floats of one thread's weight-gradient partials (threads 1..T-1; thread 0 writes the gradients themselves):
+ * stem [KH*KW][CH], per block dw [9][CH] and pw [CH][CH], classifier [classes][CH] + [classes]. */
+static long grad_floats(const Geo *s)
+{
+    return s->kh * s->kw * CH + s->blocks * (9 * CH + CH * CH) + s->classes * (CH + 1);
+}
+
+/* Floats of workspace a step on `threads` threads needs: per layer its normalized conv output and its activation,
+ * two gradient buffers, pooled features, probabilities, per-layer mean and 1/std, transposed stem weights, padded
+ * input, the gradient partials of threads 1..T-1. */
+long dscnn_work_floats(const int32_t *g, int32_t threads)
 {
     Geo s = geometry(g);
     return 2 * s.layers * s.npc + 2 * s.npc + s.n * CH + s.n * s.classes + 2 * s.layers * CH + s.kh * s.kw * CH +
-           s.n * ((s.h - 1) * s.sh + s.kh) * ((s.w - 1) * s.sw + s.kw);
+           s.n * ((s.h - 1) * s.sh + s.kh) * ((s.w - 1) * s.sw + s.kw) + (threads - 1) * grad_floats(&s);
 }
+
+int dscnn_max_threads(void) { return MAXT; }
 
 int dscnn_channels(void) { return CH; }
 
@@ -92,30 +115,208 @@ static inline vf relu_mask(vf v, vf gate) { return (vf)((vi)v & (gate > (vf){0})
         }                                                                         \
     } while (0)
 
-/* BatchNorm (batch statistics) + ReLU over M rows of CH: z becomes x_hat, a = max(0, gamma x_hat + beta). */
-static void bn_relu_forward(float *restrict z, float *restrict a, const float *restrict gamma,
-                            const float *restrict beta, float *restrict rmean, float *restrict rvar,
-                            int64_t *tracked, float *restrict mean_out, float *restrict invstd_out, long m,
-                            float momentum, float eps)
+/* ---- threads: a persistent pool of workers, a spin barrier, ordered reductions ---- */
+
+typedef struct Job Job;
+static void work(Job *job, int t);
+
+static inline void cpu_relax(void)
 {
-    double s[CH] = {0}, v[CH] = {0};
-    vf mu[NV], is[NV], g[NV], b[NV];
-    ROW_SUM(s, m, ld(z + r * CH + j * VW));
-    for (int c = 0; c < CH; c++) mean_out[c] = (float)(s[c] / (double)m);
-    for (int j = 0; j < NV; j++) mu[j] = ld(mean_out + j * VW);
-    ROW_SUM(v, m, (ld(z + r * CH + j * VW) - mu[j]) * (ld(z + r * CH + j * VW) - mu[j]));
-    for (int c = 0; c < CH; c++) {
-        invstd_out[c] = (float)(1.0 / sqrt(v[c] / (double)m + eps));
-        rmean[c] = (1.0f - momentum) * rmean[c] + momentum * mean_out[c];
-        rvar[c] = (1.0f - momentum) * rvar[c] + momentum * (float)(v[c] / (double)(m > 1 ? m - 1 : 1));
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+#define SPINS 2000                                 /* pause-spins before a waiting thread starts to sched_yield */
+#define IDLE_NS 1000000L                           /* a worker idle this long sleeps on the condition variable */
+
+static void backoff(unsigned *spins)
+{
+    if (*spins < SPINS) {
+        ++*spins;
+        cpu_relax();
+    } else {
+        sched_yield();
     }
-    *tracked += 1;
+}
+
+static long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static struct {
+    pthread_mutex_t step;                          /* one step at a time on the pool */
+    pthread_mutex_t lock;                          /* with wake: sleeping workers */
+    pthread_cond_t wake;
+    int workers, active, sleepers;
+    unsigned gen;                                  /* bumped per step: the workers' signal to run */
+    unsigned start_gen[MAXT];
+    Job *job;
+    int done __attribute__((aligned(64)));         /* workers finished with this step */
+    int bar_count __attribute__((aligned(64)));
+    int bar_sense;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, {0}, 0, 0,
+          0, 0};
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+/* In the child of a fork(): no workers (the parent's are not copied), fresh locks. */
+static void pool_after_fork(void)
+{
+    pthread_mutex_init(&pool.step, NULL);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pool.workers = pool.sleepers = 0;
+}
+
+static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+/* Wait until pool.gen moves past *seen: spin, yield, then sleep once idle for IDLE_NS. */
+static void wait_step(unsigned *seen)
+{
+    unsigned spins = 0;
+    long start = now_ns();
+    for (long polls = 0; __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE) == *seen; polls++) {
+        if (spins < SPINS || polls % 64 || now_ns() - start < IDLE_NS) {
+            backoff(&spins);
+            continue;
+        }
+        pthread_mutex_lock(&pool.lock);
+        __atomic_add_fetch(&pool.sleepers, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&pool.gen, __ATOMIC_SEQ_CST) == *seen) pthread_cond_wait(&pool.wake, &pool.lock);
+        __atomic_sub_fetch(&pool.sleepers, 1, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&pool.lock);
+    }
+    *seen = __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE);
+}
+
+static void *worker(void *arg)
+{
+    const int t = (int)(intptr_t)arg;
+    unsigned seen = pool.start_gen[t];
+    for (;;) {
+        wait_step(&seen);
+        if (t < pool.active) work(pool.job, t);
+        __atomic_add_fetch(&pool.done, 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+/* Workers 1..threads-1 started (once per process; a forked child starts its own), pool.step held. Returns the
+ * threads usable. */
+static int pool_ready(int threads)
+{
+    while (pool.workers < threads - 1) {
+        const int t = pool.workers + 1;
+        pthread_t tid;
+        pool.start_gen[t] = pool.gen;
+        if (pthread_create(&tid, NULL, worker, (void *)(intptr_t)t) != 0) break;
+        pthread_detach(tid);
+        pool.workers = t;
+    }
+    return pool.workers + 1;
+}
+
+/* The threads a step on `threads` threads gets (1 if the workers could not be started); FusedDSCNN asks once. */
+int dscnn_threads_ready(int32_t threads)
+{
+    if (threads <= 1) return 1;
+    pthread_once(&pool_once, pool_init);
+    pthread_mutex_lock(&pool.step);
+    int got = pool_ready(threads < MAXT ? threads : MAXT);
+    pthread_mutex_unlock(&pool.step);
+    return got < threads ? got : threads;
+}
+
+/* Every thread of the step arrives before any leaves (sense-reversing; *sense is the thread's own). */
+static void barrier(int threads, int *sense)
+{
+    if (threads == 1) return;
+    const int s = !*sense;
+    *sense = s;
+    if (__atomic_add_fetch(&pool.bar_count, 1, __ATOMIC_ACQ_REL) == threads) {
+        __atomic_store_n(&pool.bar_count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&pool.bar_sense, s, __ATOMIC_RELEASE);
+    } else {
+        unsigned spins = 0;
+        while (__atomic_load_n(&pool.bar_sense, __ATOMIC_ACQUIRE) != s) backoff(&spins);
+    }
+}
+
+/* One step's shared state. Reductions alternate between two slot sets: a thread writes set k % 2 only after the
+ * barrier of reduction k - 1, which every thread reaches after it has read set (k - 2) % 2. */
+struct Job {
+    Geo s;
+    float momentum, eps, smooth;
+    float *const *params, *const *grads, *const *stats;
+    int64_t *const *tracked;
+    const float *x;
+    const int64_t *y;
+    float *xhat, *act, *ga, *gb, *pooled, *prob, *mean, *invstd, *tw, *xp, *part;
+    int threads;
+    double loss[MAXT];
+    double red[2][MAXT][2 * CH];
+};
+
+typedef struct {                                   /* one thread's view of the step */
+    Job *job;
+    int t, sense;
+    long phase;
+} Ctx;
+
+/* out[0..w*CH) = the threads' `mine` summed in thread order (mine: this thread's partial). */
+static void reduce(Ctx *c, const double *mine, int w, double *out)
+{
+    Job *j = c->job;
+    const long k = c->phase++ & 1;
+    if (j->threads == 1) {
+        memcpy(out, mine, sizeof(double) * w * CH);
+        return;
+    }
+    memcpy(j->red[k][c->t], mine, sizeof(double) * w * CH);
+    barrier(j->threads, &c->sense);
+    memcpy(out, j->red[k][0], sizeof(double) * w * CH);
+    for (int t = 1; t < j->threads; t++)
+        for (int i = 0; i < w * CH; i++) out[i] += j->red[k][t][i];
+}
+
+/* BatchNorm (batch statistics over all M rows of the step) + ReLU over this thread's `rows` rows of CH: z becomes
+ * x_hat, a = max(0, gamma x_hat + beta). Thread 0 writes the mean, 1/std and running statistics. */
+static void bn_relu_forward(Ctx *c, float *restrict z, float *restrict a, const float *restrict gamma,
+                            const float *restrict beta, float *restrict rmean, float *restrict rvar,
+                            int64_t *tracked, float *restrict mean_out, float *restrict invstd_out, long rows, long m)
+{
+    const float momentum = c->job->momentum, eps = c->job->eps;
+    double s[CH], v[CH], part[CH] = {0};
+    float mean[CH], invstd[CH];
+    vf mu[NV], is[NV], g[NV], b[NV];
+    ROW_SUM(part, rows, ld(z + r * CH + j * VW));
+    reduce(c, part, 1, s);
+    for (int k = 0; k < CH; k++) mean[k] = (float)(s[k] / (double)m);
+    for (int j = 0; j < NV; j++) mu[j] = ld(mean + j * VW);
+    memset(part, 0, sizeof part);
+    ROW_SUM(part, rows, (ld(z + r * CH + j * VW) - mu[j]) * (ld(z + r * CH + j * VW) - mu[j]));
+    reduce(c, part, 1, v);
+    for (int k = 0; k < CH; k++) invstd[k] = (float)(1.0 / sqrt(v[k] / (double)m + eps));
+    if (c->t == 0) {
+        for (int k = 0; k < CH; k++) {
+            mean_out[k] = mean[k];
+            invstd_out[k] = invstd[k];
+            rmean[k] = (1.0f - momentum) * rmean[k] + momentum * mean[k];
+            rvar[k] = (1.0f - momentum) * rvar[k] + momentum * (float)(v[k] / (double)(m > 1 ? m - 1 : 1));
+        }
+        *tracked += 1;
+    }
     for (int j = 0; j < NV; j++) {
-        is[j] = ld(invstd_out + j * VW);
+        is[j] = ld(invstd + j * VW);
         g[j] = ld(gamma + j * VW);
         b[j] = ld(beta + j * VW);
     }
-    for (long r = 0; r < m; r++)
+    for (long r = 0; r < rows; r++)
         for (int j = 0; j < NV; j++) {
             vf xh = (ld(z + r * CH + j * VW) - mu[j]) * is[j];
             vf y = g[j] * xh + b[j];
@@ -124,19 +325,23 @@ static void bn_relu_forward(float *restrict z, float *restrict a, const float *r
         }
 }
 
-/* ReLU + BatchNorm backward, in place: da (the gradient at the ReLU's output) becomes the gradient at the conv's
- * output; the affine parameters' gradients go to dgamma, dbeta. */
-static void bn_relu_backward(float *restrict da, const float *restrict a, const float *restrict xhat,
+/* ReLU + BatchNorm backward over this thread's rows, in place: da (the gradient at the ReLU's output) becomes the
+ * gradient at the conv's output; thread 0 writes the affine parameters' gradients to dgamma, dbeta. */
+static void bn_relu_backward(Ctx *cx, float *restrict da, const float *restrict a, const float *restrict xhat,
                              const float *restrict gamma, const float *restrict invstd, float *restrict dgamma,
-                             float *restrict dbeta, long m)
+                             float *restrict dbeta, long rows, long m)
 {
-    double sd[CH] = {0}, sdx[CH] = {0};
-    ROW_SUM(sd, m, relu_mask(ld(da + r * CH + j * VW), ld(a + r * CH + j * VW)));
-    ROW_SUM(sdx, m, relu_mask(ld(da + r * CH + j * VW), ld(a + r * CH + j * VW)) * ld(xhat + r * CH + j * VW));
+    double part[2 * CH] = {0}, sums[2 * CH], *sd = sums, *sdx = sums + CH;
+    ROW_SUM(part, rows, relu_mask(ld(da + r * CH + j * VW), ld(a + r * CH + j * VW)));
+    ROW_SUM(part + CH, rows,
+            relu_mask(ld(da + r * CH + j * VW), ld(a + r * CH + j * VW)) * ld(xhat + r * CH + j * VW));
+    reduce(cx, part, 2, sums);
     float k[CH], mb[CH], mg[CH];
     for (int c = 0; c < CH; c++) {
-        dgamma[c] = (float)sdx[c];
-        dbeta[c] = (float)sd[c];
+        if (cx->t == 0) {
+            dgamma[c] = (float)sdx[c];
+            dbeta[c] = (float)sd[c];
+        }
         k[c] = gamma[c] * invstd[c];
         mb[c] = (float)(sd[c] / (double)m);
         mg[c] = (float)(sdx[c] / (double)m);
@@ -147,7 +352,7 @@ static void bn_relu_backward(float *restrict da, const float *restrict a, const 
         mbv[j] = ld(mb + j * VW);
         mgv[j] = ld(mg + j * VW);
     }
-    for (long r = 0; r < m; r++)
+    for (long r = 0; r < rows; r++)
         for (int j = 0; j < NV; j++) {
             vf dy = relu_mask(ld(da + r * CH + j * VW), ld(a + r * CH + j * VW));
             st(da + r * CH + j * VW, kv[j] * (dy - mbv[j] - ld(xhat + r * CH + j * VW) * mgv[j]));
@@ -155,10 +360,10 @@ static void bn_relu_backward(float *restrict da, const float *restrict a, const 
 }
 
 /* The input zero-padded to [N][HP][WP] (HP = (H - 1) SH + KH, WP = (W - 1) SW + KW: every tap reads inside it). */
-static void pad_input(const Geo *s, const float *restrict x, float *restrict xp)
+static void pad_input(const Geo *s, long n0, long n1, const float *restrict x, float *restrict xp)
 {
     const long hp = (s->h - 1) * s->sh + s->kh, wp = (s->w - 1) * s->sw + s->kw;
-    for (long n = 0; n < s->n; n++)
+    for (long n = n0; n < n1; n++)
         for (long i = 0; i < hp; i++)
             for (long j = 0; j < wp; j++) {
                 long ih = i - s->ph, iw = j - s->pw;
@@ -186,11 +391,12 @@ static inline __attribute__((always_inline)) void stem_cols(const Geo *s, const 
         for (int j = 0; j < NV; j++) st(out + b * CH + j * VW, acc[b][j]);
 }
 
-/* The stem conv on the padded input, four output columns at a time. */
-static void stem_forward(const Geo *s, const float *restrict xp, const float *restrict wt, float *restrict z)
+/* The stem conv on the padded input (samples [n0, n1)), four output columns at a time. */
+static void stem_forward(const Geo *s, long n0, long n1, const float *restrict xp, const float *restrict wt,
+                         float *restrict z)
 {
     const long hp = (s->h - 1) * s->sh + s->kh, wp = (s->w - 1) * s->sw + s->kw;
-    for (long n = 0; n < s->n; n++)
+    for (long n = n0; n < n1; n++)
         for (long oh = 0; oh < s->h; oh++) {
             const float *xrow = xp + (n * hp + oh * s->sh) * wp;
             float *out = z + (n * s->h + oh) * s->w * CH;
@@ -200,12 +406,13 @@ static void stem_forward(const Geo *s, const float *restrict xp, const float *re
         }
 }
 
-/* The stem's weight gradient into dw_t [KH*KW][CH]: position by position, every tap its own accumulator. */
-static void stem_backward(const Geo *s, const float *restrict xp, const float *restrict dz, float *restrict dw_t)
+/* The stem's weight gradient over samples [n0, n1) into dw_t [KH*KW][CH]: position by position. */
+static void stem_backward(const Geo *s, long n0, long n1, const float *restrict xp, const float *restrict dz,
+                          float *restrict dw_t)
 {
     const long hp = (s->h - 1) * s->sh + s->kh, wp = (s->w - 1) * s->sw + s->kw, taps = s->kh * s->kw;
     memset(dw_t, 0, sizeof(float) * taps * CH);
-    for (long n = 0; n < s->n; n++)
+    for (long n = n0; n < n1; n++)
         for (long oh = 0; oh < s->h; oh++)
             for (long ow = 0; ow < s->w; ow++) {
                 vf d[NV];
@@ -220,13 +427,14 @@ static void stem_backward(const Geo *s, const float *restrict xp, const float *r
             }
 }
 
-/* Depthwise 3x3, padding 1, stride 1; wt is [9][CH] (tap-major). */
-static void dw_forward(const Geo *s, const float *restrict a, const float *restrict wt, float *restrict z)
+/* Depthwise 3x3, padding 1, stride 1, samples [n0, n1); wt is [9][CH] (tap-major). */
+static void dw_forward(const Geo *s, long n0, long n1, const float *restrict a, const float *restrict wt,
+                       float *restrict z)
 {
     vf k[9][NV];
     for (int t = 0; t < 9; t++)
         for (int j = 0; j < NV; j++) k[t][j] = ld(wt + t * CH + j * VW);
-    for (long n = 0; n < s->n; n++)
+    for (long n = n0; n < n1; n++)
         for (long h = 0; h < s->h; h++)
             for (long w = 0; w < s->w; w++) {
                 vf acc[NV] = {0};
@@ -245,9 +453,10 @@ static void dw_forward(const Geo *s, const float *restrict a, const float *restr
             }
 }
 
-/* Depthwise backward: the input's gradient (the same taps, mirrored) and the weights' ([9][CH]). */
-static void dw_backward(const Geo *s, const float *restrict a, const float *restrict dz, const float *restrict wt,
-                        float *restrict da, float *restrict dw_t)
+/* Depthwise backward over samples [n0, n1): the input's gradient (the same taps, mirrored) and the weights'
+ * ([9][CH]). */
+static void dw_backward(const Geo *s, long n0, long n1, const float *restrict a, const float *restrict dz,
+                        const float *restrict wt, float *restrict da, float *restrict dw_t)
 {
     vf k[9][NV], acc_w[9][NV];
     for (int t = 0; t < 9; t++)
@@ -255,7 +464,7 @@ static void dw_backward(const Geo *s, const float *restrict a, const float *rest
             k[t][j] = ld(wt + t * CH + j * VW);
             acc_w[t][j] = (vf){0};
         }
-    for (long n = 0; n < s->n; n++)
+    for (long n = n0; n < n1; n++)
         for (long h = 0; h < s->h; h++)
             for (long w = 0; w < s->w; w++) {
                 vf acc[NV] = {0}, in[NV];
@@ -333,55 +542,52 @@ static void pw_backward(long rows, const float *restrict a, const float *restric
         for (int j = 0; j < NV; j++) st(dw + o * CH + j * VW, acc_w[o][j]);
 }
 
-/* params (torch's tensors, contiguous): stem.w [CH,1,KH,KW], stem.gamma, stem.beta, then per block dw.w [CH,1,3,3],
- * gamma, beta, pw.w [CH,CH,1,1], gamma, beta; then fc.w [classes, CH], fc.b [classes]. grads: the same list.
- * stats: per BatchNorm running_mean, running_var; tracked: per BatchNorm num_batches_tracked. y: int64 labels.
- * fgeo: momentum, eps, label smoothing. Returns the batch's mean loss. */
-float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params, float *const *grads,
-                       float *const *stats, int64_t *const *tracked, const float *x, const int64_t *y, float *work)
+/* Thread t's share of the step: samples [n0, n1) through forward, loss and backward. Its weight gradients go to
+ * the gradients themselves (thread 0) or to its partials in job->part (the caller adds those in thread order). */
+static void work(Job *job, int t)
 {
-    Geo s = geometry(g);
-    const float momentum = fgeo[0], eps = fgeo[1], smooth = fgeo[2];
-    const long m = s.n * s.p, L = s.layers, K = s.classes;
-    float *xhat = work, *act = xhat + L * s.npc, *ga = act + L * s.npc, *gb = ga + s.npc;
-    float *pooled = gb + s.npc, *prob = pooled + s.n * CH, *mean = prob + s.n * K, *invstd = mean + L * CH;
-    float *tw = invstd + L * CH;                              /* transposed weights: stem [KH*KW][CH] */
-    float *xp = tw + s.kh * s.kw * CH;                        /* the input, zero-padded */
+    const Geo s = job->s;
+    const long n0 = s.n * t / job->threads, n1 = s.n * (t + 1) / job->threads;
+    const long m = s.n * s.p, L = s.layers, K = s.classes, rows = (n1 - n0) * s.p, r0 = n0 * s.p * CH;
+    const float smooth = job->smooth;
+    float *const *params = job->params, *const *grads = job->grads;
+    float *xhat = job->xhat, *act = job->act, *ga = job->ga, *gb = job->gb, *pooled = job->pooled;
+    float *prob = job->prob, *invstd = job->invstd, *tw = job->tw, *xp = job->xp;
+    float *part = t == 0 ? NULL : job->part + (t - 1) * grad_floats(&s);   /* stem, blocks, classifier */
     float wt[CH * CH > 9 * CH ? CH * CH : 9 * CH];             /* per layer: dw [9][CH] or pw [CH_in][CH_out] */
+    Ctx c = {job, t, 0, 0};
 
     /* forward */
-    const float *sw = params[0];
-    for (long k = 0; k < s.kh * s.kw; k++)
-        for (int c = 0; c < CH; c++) tw[k * CH + c] = sw[c * s.kh * s.kw + k];
-    pad_input(&s, x, xp);
-    stem_forward(&s, xp, tw, xhat);
-    bn_relu_forward(xhat, act, params[1], params[2], stats[0], stats[1], tracked[0], mean, invstd, m, momentum, eps);
+    pad_input(&s, n0, n1, job->x, xp);
+    stem_forward(&s, n0, n1, xp, tw, xhat);
+    bn_relu_forward(&c, xhat + r0, act + r0, params[1], params[2], job->stats[0], job->stats[1], job->tracked[0],
+                    job->mean, invstd, rows, m);
     for (long l = 1; l < L; l++) {
         const float *w = params[3 * l];
         float *in = act + (l - 1) * s.npc, *z = xhat + l * s.npc;
         if (l % 2 == 1) {                                     /* depthwise */
             for (int k = 0; k < 9; k++)
-                for (int c = 0; c < CH; c++) wt[k * CH + c] = w[c * 9 + k];
-            dw_forward(&s, in, wt, z);
+                for (int ch = 0; ch < CH; ch++) wt[k * CH + ch] = w[ch * 9 + k];
+            dw_forward(&s, n0, n1, in, wt, z);
         } else {                                              /* pointwise */
             for (int i = 0; i < CH; i++)
                 for (int o = 0; o < CH; o++) wt[i * CH + o] = w[o * CH + i];
-            pw_forward(m, in, wt, z);
+            pw_forward(rows, in + r0, wt, z + r0);
         }
-        bn_relu_forward(z, act + l * s.npc, params[3 * l + 1], params[3 * l + 2], stats[2 * l], stats[2 * l + 1],
-                        tracked[l], mean + l * CH, invstd + l * CH, m, momentum, eps);
+        bn_relu_forward(&c, z + r0, act + l * s.npc + r0, params[3 * l + 1], params[3 * l + 2], job->stats[2 * l],
+                        job->stats[2 * l + 1], job->tracked[l], job->mean + l * CH, invstd + l * CH, rows, m);
     }
     const float *last = act + (L - 1) * s.npc, *fw = params[3 * L], *fb = params[3 * L + 1];
     double loss = 0.0;
-    for (long n = 0; n < s.n; n++) {
-        double pool[CH] = {0};
+    for (long n = n0; n < n1; n++) {
+        double pool_[CH] = {0};
         for (long p = 0; p < s.p; p++)
-            for (int c = 0; c < CH; c++) pool[c] += last[(n * s.p + p) * CH + c];
-        for (int c = 0; c < CH; c++) pooled[n * CH + c] = (float)(pool[c] / (double)s.p);
+            for (int ch = 0; ch < CH; ch++) pool_[ch] += last[(n * s.p + p) * CH + ch];
+        for (int ch = 0; ch < CH; ch++) pooled[n * CH + ch] = (float)(pool_[ch] / (double)s.p);
         double mx = -INFINITY, z = 0.0, lg[K];
         for (long k = 0; k < K; k++) {
             double v = fb[k];
-            for (int c = 0; c < CH; c++) v += (double)fw[k * CH + c] * pooled[n * CH + c];
+            for (int ch = 0; ch < CH; ch++) v += (double)fw[k * CH + ch] * pooled[n * CH + ch];
             lg[k] = v;
             mx = v > mx ? v : mx;
         }
@@ -391,50 +597,126 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
             prob[n * K + k] = (float)exp(lg[k] - lse);
             sum_logp += lg[k] - lse;
         }
-        loss += -(1.0 - smooth) * (lg[y[n]] - lse) - smooth / (double)K * sum_logp;
+        loss += -(1.0 - smooth) * (lg[job->y[n]] - lse) - smooth / (double)K * sum_logp;
     }
+    job->loss[t] = loss;
 
     /* backward: classifier */
-    float *gfw = grads[3 * L], *gfb = grads[3 * L + 1];
+    const long g_dw = s.kh * s.kw * CH, g_fc = g_dw + s.blocks * (9 * CH + CH * CH);
+    float *gfw = part ? part + g_fc : grads[3 * L], *gfb = part ? part + g_fc + K * CH : grads[3 * L + 1];
     memset(gfw, 0, sizeof(float) * K * CH);
     memset(gfb, 0, sizeof(float) * K);
-    for (long n = 0; n < s.n; n++) {
+    for (long n = n0; n < n1; n++) {
         float dp[CH] = {0};
         for (long k = 0; k < K; k++) {
-            float q = (float)(smooth / (double)K) + (k == y[n] ? (float)(1.0 - smooth) : 0.0f);
+            float q = (float)(smooth / (double)K) + (k == job->y[n] ? (float)(1.0 - smooth) : 0.0f);
             float d = (prob[n * K + k] - q) / (float)s.n;
             gfb[k] += d;
-            for (int c = 0; c < CH; c++) {
-                gfw[k * CH + c] += d * pooled[n * CH + c];
-                dp[c] += d * fw[k * CH + c];
+            for (int ch = 0; ch < CH; ch++) {
+                gfw[k * CH + ch] += d * pooled[n * CH + ch];
+                dp[ch] += d * fw[k * CH + ch];
             }
         }
-        for (int c = 0; c < CH; c++) dp[c] /= (float)s.p;
+        for (int ch = 0; ch < CH; ch++) dp[ch] /= (float)s.p;
         for (long p = 0; p < s.p; p++) memcpy(ga + (n * s.p + p) * CH, dp, sizeof dp);
     }
     /* backward: layers, last to first; ga holds the gradient at the layer's activation */
     for (long l = L - 1; l >= 0; l--) {
         const float *w = params[3 * l];
-        bn_relu_backward(ga, act + l * s.npc, xhat + l * s.npc, params[3 * l + 1], invstd + l * CH,
-                         grads[3 * l + 1], grads[3 * l + 2], m);
-        if (l == 0) {
-            stem_backward(&s, xp, ga, tw);
-            float *gw = grads[0];
-            for (long k = 0; k < s.kh * s.kw; k++)
-                for (int c = 0; c < CH; c++) gw[c * s.kh * s.kw + k] = tw[k * CH + c];
+        float *pl = part ? part + g_dw + (l - 1) / 2 * (9 * CH + CH * CH) : NULL;   /* block (l - 1) / 2 */
+        bn_relu_backward(&c, ga + r0, act + l * s.npc + r0, xhat + l * s.npc + r0, params[3 * l + 1],
+                         invstd + l * CH, grads[3 * l + 1], grads[3 * l + 2], rows, m);
+        if (l == 0) {                      /* the transposed stem weights are no longer read: thread 0's sum */
+            stem_backward(&s, n0, n1, xp, ga, part ? part : tw);
+            for (long k = 0; !part && k < s.kh * s.kw; k++)
+                for (int ch = 0; ch < CH; ch++) grads[0][ch * s.kh * s.kw + k] = tw[k * CH + ch];
         } else if (l % 2 == 1) {
             for (int k = 0; k < 9; k++)
-                for (int c = 0; c < CH; c++) wt[k * CH + c] = w[c * 9 + k];
+                for (int ch = 0; ch < CH; ch++) wt[k * CH + ch] = w[ch * 9 + k];
             float dwt[9 * CH];
-            dw_backward(&s, act + (l - 1) * s.npc, ga, wt, gb, dwt);
-            float *gw = grads[3 * l];
-            for (int k = 0; k < 9; k++)
-                for (int c = 0; c < CH; c++) gw[c * 9 + k] = dwt[k * CH + c];
+            dw_backward(&s, n0, n1, act + (l - 1) * s.npc, ga, wt, gb, part ? pl : dwt);
+            if (!part) {
+                float *gw = grads[3 * l];
+                for (int k = 0; k < 9; k++)
+                    for (int ch = 0; ch < CH; ch++) gw[ch * 9 + k] = dwt[k * CH + ch];
+            }
         } else {
-            pw_backward(m, act + (l - 1) * s.npc, ga, w, gb, grads[3 * l]);
+            pw_backward(rows, act + (l - 1) * s.npc + r0, ga + r0, w, gb + r0, part ? pl + 9 * CH : grads[3 * l]);
         }
-        float *t = ga; ga = gb; gb = t;
+        float *tmp = ga; ga = gb; gb = tmp;
     }
+}
+
+/* The gradients = thread 0's + the partials of threads 1..T-1, in that order (torch's layouts from the partials'). */
+static void add_partials(const Job *job)
+{
+    const Geo *s = &job->s;
+    const long taps = s->kh * s->kw, K = s->classes, L = s->layers;
+    for (int t = 1; t < job->threads; t++) {
+        const float *part = job->part + (t - 1) * grad_floats(s);
+        for (long k = 0; k < taps; k++)
+            for (int c = 0; c < CH; c++) job->grads[0][c * taps + k] += part[k * CH + c];
+        part += taps * CH;
+        for (long l = 1; l < L; l += 2, part += 9 * CH + CH * CH) {
+            for (int k = 0; k < 9; k++)
+                for (int c = 0; c < CH; c++) job->grads[3 * l][c * 9 + k] += part[k * CH + c];
+            for (int i = 0; i < CH * CH; i++) job->grads[3 * (l + 1)][i] += part[9 * CH + i];
+        }
+        for (long i = 0; i < K * CH; i++) job->grads[3 * L][i] += part[i];
+        for (long k = 0; k < K; k++) job->grads[3 * L + 1][k] += part[K * CH + k];
+    }
+}
+
+/* params (torch's tensors, contiguous): stem.w [CH,1,KH,KW], stem.gamma, stem.beta, then per block dw.w [CH,1,3,3],
+ * gamma, beta, pw.w [CH,CH,1,1], gamma, beta; then fc.w [classes, CH], fc.b [classes]. grads: the same list.
+ * stats: per BatchNorm running_mean, running_var; tracked: per BatchNorm num_batches_tracked. y: int64 labels.
+ * fgeo: momentum, eps, label smoothing. threads: as dscnn_threads_ready returned; work: dscnn_work_floats(g,
+ * threads) floats. Returns the batch's mean loss. */
+float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params, float *const *grads,
+                       float *const *stats, int64_t *const *tracked, const float *x, const int64_t *y, float *work_,
+                       int32_t threads)
+{
+    Job job;
+    Geo s = geometry(g);
+    const long L = s.layers, K = s.classes;
+    job.s = s;
+    job.momentum = fgeo[0], job.eps = fgeo[1], job.smooth = fgeo[2];
+    job.params = params, job.grads = grads, job.stats = stats, job.tracked = tracked, job.x = x, job.y = y;
+    job.xhat = work_, job.act = job.xhat + L * s.npc, job.ga = job.act + L * s.npc, job.gb = job.ga + s.npc;
+    job.pooled = job.gb + s.npc, job.prob = job.pooled + s.n * CH, job.mean = job.prob + s.n * K;
+    job.invstd = job.mean + L * CH;
+    job.tw = job.invstd + L * CH;                            /* transposed weights: stem [KH*KW][CH] */
+    job.xp = job.tw + s.kh * s.kw * CH;                      /* the input, zero-padded */
+    job.part = job.xp + s.n * ((s.h - 1) * s.sh + s.kh) * ((s.w - 1) * s.sw + s.kw);
+    job.threads = threads < 1 ? 1 : threads > MAXT ? MAXT : threads;
+    const float *sw = params[0];
+    for (long k = 0; k < s.kh * s.kw; k++)
+        for (int c = 0; c < CH; c++) job.tw[k * CH + c] = sw[c * s.kh * s.kw + k];
+    if (job.threads == 1) {
+        work(&job, 0);
+    } else {
+        pthread_once(&pool_once, pool_init);
+        pthread_mutex_lock(&pool.step);
+        const int ready = pool_ready(job.threads);
+        job.threads = ready < job.threads ? ready : job.threads;
+        pool.job = &job;
+        pool.active = job.threads;
+        pool.done = 0;
+        pool.bar_count = 0;
+        pool.bar_sense = 0;
+        __atomic_add_fetch(&pool.gen, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&pool.sleepers, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_broadcast(&pool.wake);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        work(&job, 0);
+        for (unsigned spins = 0; __atomic_load_n(&pool.done, __ATOMIC_ACQUIRE) < pool.workers;) backoff(&spins);
+        add_partials(&job);
+        pthread_mutex_unlock(&pool.step);
+    }
+    double loss = job.loss[0];
+    for (int t = 1; t < job.threads; t++) loss += job.loss[t];
     return (float)(loss / (double)s.n);
 }
 
