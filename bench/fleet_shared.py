@@ -19,7 +19,8 @@ also pays gcc's build of the fused kernel into an empty folder (what a machine's
 Prints per rep and as mean +- std: wall seconds and mean member test top-1 of each arm, and the speedups.
 Usage: .venv/bin/python bench/fleet_shared.py [--reps 3] [--members 32] [--pefts probe] [--set train.epochs=6 ...]
        [--first-seed 0] [--step-reps 3]  (the base's step time with [train] kernel torch and fused, same run)
-       .venv/bin/python bench/fleet_shared.py --sweep-seeds 1-10  (the shared job's top-1 per seed only)
+       .venv/bin/python bench/fleet_shared.py --sweep-seeds 1-10 [--sweep-scratch]  (top-1 per seed only: the
+       shared job's; with --sweep-scratch also the from-scratch fleet's on the same seeds)
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ import torch  # noqa: E402
 from fleet import fleet_run  # noqa: E402  (bench/fleet.py: the from-scratch fleet)
 from toolkit.data import load_dataset  # noqa: E402
 from toolkit.recipe import Recipe, load_recipe  # noqa: E402
-from toolkit.specialize.fleet import split_members, train_shared_fleet  # noqa: E402
+from toolkit.specialize.fleet import split_members, tops_config, train_shared_fleet  # noqa: E402
 from toolkit.train.trainer import batches  # noqa: E402
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -54,13 +55,14 @@ def shared_fleet(recipe: Recipe, data, members: int, seed: int, pefts: list[str]
     r = recipe.replace(train=dataclasses.replace(recipe.train, seed=seed),
                        extra={k: v for k, v in recipe.extra.items() if k != "fleet"})
     t0 = time.perf_counter()
-    run = load_run(train(r, tmp / f"base-{seed}", data=data))
+    run = load_run(train(r, tmp / f"base-{seed}", data=data), data=data)
     out = {"base": (time.perf_counter() - t0, 100 * run.metrics["value"])}
     torch.set_num_threads(max(1, recipe.train.threads))
     f = recipe.fleet
     for peft in pefts:
         ms = split_members(data, members, seed)
-        info = train_shared_fleet(run.model, ms, r.train, peft, f.top_layers, f.rank, f.alpha, f.stack, f.exact)
+        info = train_shared_fleet(run.model, ms, tops_config(r.train, f.epochs), peft, f.top_layers, f.rank,
+                                  f.alpha, f.stack, f.exact)
         out[peft] = (info["seconds"], statistics.mean(m.test_top1 for m in ms), info)
     return out
 
@@ -102,18 +104,23 @@ def kernel_build_seconds(recipe: Recipe, data, tmp: Path) -> float:
     return time.perf_counter() - t0
 
 
-def seed_sweep(recipe: Recipe, data, members: int, seeds: str, pefts: list[str]) -> int:
+def seed_sweep(recipe: Recipe, data, members: int, seeds: str, pefts: list[str], scratch: Recipe | None = None,
+               workers: int = 0) -> int:
     """The shared job alone for each seed in FIRST-LAST (base seed s, members s..s+members-1): how much its
-    members' top-1 moves with the seed."""
+    members' top-1 moves with the seed; with `scratch`, the from-scratch fleet's members on the same seeds too."""
     first, last = (int(v) for v in seeds.split("-"))
-    tops: dict[str, list[float]] = {"base": [], **{p: [] for p in pefts}}
+    tops: dict[str, list[float]] = {"base": [], **{p: [] for p in pefts}, **({"scratch": []} if scratch else {})}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(first, last + 1):
             sh = shared_fleet(recipe, data, members, seed, pefts, Path(tmp))
+            if scratch is not None:
+                ms, _ = fleet_run(scratch, data, members, seed, "float32", 4, workers, 1, True)
+                sh["scratch"] = (0.0, statistics.mean(m.test_top1 for m in ms))
             for k in tops:
                 tops[k].append(sh[k][1])
             print(f"seed {seed}: base top-1 {sh['base'][1]:.2f}% | " +
-                  " | ".join(f"{p} members {sh[p][1]:.2f}%" for p in pefts), flush=True)
+                  " | ".join(f"{p} members {sh[p][1]:.2f}%" for p in pefts) +
+                  (f" | scratch members {sh['scratch'][1]:.2f}%" if scratch else ""), flush=True)
     for k, v in tops.items():
         print(f"  {k:<6} top-1 over seeds {first}-{last}: {_ms(v, '.2f')} % (min {min(v):.2f}, max {max(v):.2f})")
     return 0
@@ -136,6 +143,8 @@ def main() -> int:
                     help="base epochs timed per [train] kernel (torch, fused), interleaved (0: skip)")
     ap.add_argument("--sweep-seeds", default="", metavar="FIRST-LAST",
                     help="only the shared job (no scratch arm, no timing claim) for seeds FIRST..LAST: top-1s")
+    ap.add_argument("--sweep-scratch", action="store_true",
+                    help="with --sweep-seeds: the from-scratch fleet's top-1 on the same seeds too")
     args = ap.parse_args()
     scratch = load_recipe(MODELS / "kws-digits-fleet.toml", ["train.epochs=20", "train.lr=0.01", "train.threads=1"])
     shared = load_recipe(MODELS / "kws-digits-fleet-shared.toml", args.set)
@@ -144,7 +153,8 @@ def main() -> int:
     import matplotlib.pyplot  # noqa: F401  (the base's run folder draws its curve: import it before any clock runs)
 
     if args.sweep_seeds:
-        return seed_sweep(shared, data, args.members, args.sweep_seeds, pefts)
+        return seed_sweep(shared, data, args.members, args.sweep_seeds, pefts,
+                          scratch if args.sweep_scratch else None, args.workers)
     rows: dict[str, list] = {"scratch": [], "base": [], **{p: [] for p in pefts}}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):

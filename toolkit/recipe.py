@@ -200,6 +200,7 @@ class FleetConfig:
     top_layers: int = 2        # specialize: conv/linear layers from the output that train (top, bitfit, lora)
     rank: int = 4              # specialize, lora: LoRA rank
     alpha: float = 8.0         # specialize, lora: update scale alpha / rank
+    epochs: int = 0            # specialize: epochs of the members' training above the base (0 = [train] epochs)
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -222,7 +223,7 @@ CHOICES.update({"data.split": ("auto", "folders", "group", "fraction"), "data.on
                 "data.color": ("grayscale", "rgb")})
 CHOICES["frontend.type"] = FRONTEND_TYPES
 # Integer fields with a lower bound, checked on load.
-MINIMUMS: dict[str, int] = {"fleet.workers": 0}
+MINIMUMS: dict[str, int] = {"fleet.workers": 0, "fleet.epochs": 0}
 
 
 @dataclass(frozen=True)

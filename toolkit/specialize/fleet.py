@@ -59,7 +59,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -454,6 +454,11 @@ def merged_member(base: nn.Module, example: torch.Tensor | None, cut: int, top: 
     for p in model.parameters():
         p.requires_grad_(True)
     return model.eval()
+
+
+def tops_config(train: TrainConfig, epochs: int) -> TrainConfig:
+    """The [train] settings the members' tops train with: [fleet] epochs when set (> 0), else [train]'s own."""
+    return replace(train, epochs=epochs) if epochs > 0 else train
 
 
 def train_shared_fleet(base: nn.Module, members: list[Member], cfg: TrainConfig, peft: str = "probe",

@@ -238,7 +238,7 @@ def _specialize_members(recipe: Recipe, out: Path, data: TaskData, members: list
     every member above its frozen layers (toolkit.specialize.fleet.train_shared_fleet); the summary's timings."""
     import time
 
-    from toolkit.specialize.fleet import train_shared_fleet
+    from toolkit.specialize.fleet import tops_config, train_shared_fleet
     from toolkit.train import load_run
 
     cfg = recipe.fleet
@@ -247,18 +247,19 @@ def _specialize_members(recipe: Recipe, out: Path, data: TaskData, members: list
                           fix="remove [fleet] dtype or set it to \"float32\"")
     t0 = time.perf_counter()
     base_dir = Path(cfg.base) if cfg.base else out / "base"
-    if not cfg.base and not (base_dir / "metrics.json").is_file():
+    trained = not cfg.base and not (base_dir / "metrics.json").is_file()
+    if trained:
         log.info("fleet: training the shared base on every group's training data into %s", base_dir)
         _train(recipe.replace(extra={k: v for k, v in recipe.extra.items() if k != "fleet"},
                               description=f"shared base of the {recipe.task} fleet"), base_dir,
-               json_progress=json_progress)
+               json_progress=json_progress, data=data)
     base_s = time.perf_counter() - t0
-    base = load_run(base_dir)
+    base = load_run(base_dir, data=data if trained else None)     # trained just now on this very dataset
     if base.recipe.model != recipe.model or base.recipe.task != recipe.task:
         raise EdgetkError(f"the fleet's base run {base_dir} is {base.recipe.task} {base.recipe.model}, the recipe "
                           f"wants {recipe.task} {recipe.model}", fix="make [model] match the base run's recipe")
-    t = train_shared_fleet(base.model, members, recipe.train, cfg.peft, cfg.top_layers, cfg.rank, cfg.alpha,
-                           cfg.stack, cfg.exact)
+    t = train_shared_fleet(base.model, members, tops_config(recipe.train, cfg.epochs), cfg.peft, cfg.top_layers,
+                           cfg.rank, cfg.alpha, cfg.stack, cfg.exact)
     return {"seconds": t["seconds"], "base_run": str(base_dir), "base_seconds": base_s if not cfg.base else 0.0,
             "base_value": base.metrics["value"], "peft": cfg.peft, "cache_seconds": t["cache_s"],
             "top_seconds": t["train_s"], "trainable_params_per_member": t["trainable_params"]}

@@ -83,8 +83,10 @@ def write_curve(path: Path, history: list[dict], title: str) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """Read a finished run folder: recipe, model with its weights (eval mode), dataset and metrics."""
+def load_run(run_dir: str | Path, data: TaskData | None = None) -> Run:
+    """Read a finished run folder: recipe, model with its weights (eval mode), dataset and metrics. `data`: the
+    run's dataset when the caller has it loaded already (a job that just trained the run): not read again, still
+    checked against the run's recorded split."""
     d = Path(run_dir)
     for name in ("recipe.toml", "model.safetensors", "metrics.json"):
         if not (d / name).is_file():
@@ -93,7 +95,7 @@ def load_run(run_dir: str | Path) -> Run:
             raise EdgetkError(f"{d} is not a finished training run ({name} is missing)", fix=fix)
     recipe = recipe_from_dict(tomllib.loads((d / "recipe.toml").read_text(encoding="utf-8")), source=str(d / "recipe.toml"))
     metrics = _read_metrics(d / "metrics.json")
-    data = load_dataset(recipe)
+    data = data if data is not None else load_dataset(recipe)
     if (d / "split.json").is_file():
         from toolkit.data.split import check_record
 
