@@ -2,8 +2,9 @@
 
 Against autograd on the same nn.Module: the loss, every parameter's gradient and the BatchNorm running statistics
 agree within float rounding, for each vector width the C code picks (8, 12, 16, 32 channels), other stem
-geometries and a short last batch. In the trainer: deterministic bit for bit, exact resume, the same accuracy
-class as the torch kernel on real FSDD clips, and one clear error for what it does not support.
+geometries and a short last batch, on 1 and 2 threads (odd batches, a batch of 1: one thread gets no sample).
+In the trainer: deterministic bit for bit, exact resume (1 and 2 threads), the same accuracy class as the torch
+kernel on real FSDD clips, a forked child's own workers, and one clear error for what it does not support.
 """
 from __future__ import annotations
 
@@ -38,16 +39,17 @@ def _autograd(model, x, y, smoothing):
     return float(loss.detach())
 
 
-@pytest.mark.parametrize("channels,stem,shape,n,smoothing", [
+GEOMETRIES = [
     (16, ((10, 4), (2, 2), (5, 1)), (49, 10), 32, 0.0),    # the fleet's width-0.25 DS-CNN: one 16-lane vector
     (32, ((10, 4), (2, 2), (5, 1)), (49, 10), 7, 0.1),     # width 0.5, a short last batch, label smoothing
     (8, ((3, 3), (1, 1), (1, 1)), (20, 9), 5, 0.0),        # 8 lanes, another stem and input
     (12, ((5, 2), (2, 1), (0, 1)), (33, 6), 3, 0.2),       # 12 channels: 4-lane vectors, no padding in h
-])
-def test_fused_step_equals_autograd(channels, stem, shape, n, smoothing):
+]
+
+
+def _model(channels, stem):
     from toolkit.nn.dscnn import DSCNN, DSCNNConfig
     from toolkit.nn.layers import ConvBNReLU
-    from toolkit.train.fused import FusedDSCNN
 
     torch.manual_seed(channels)
     model = DSCNN(DSCNNConfig(n_classes=7, channels=channels, blocks=3))
@@ -59,9 +61,21 @@ def test_fused_step_equals_autograd(channels, stem, shape, n, smoothing):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.normal_()
                 m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("channels,stem,shape,n,smoothing", GEOMETRIES + [
+    (16, ((10, 4), (2, 2), (5, 1)), (49, 10), 1, 0.1),     # one sample: on 2 threads, thread 0 has none
+])
+def test_fused_step_equals_autograd(channels, stem, shape, n, smoothing, threads):
+    from toolkit.train.fused import FusedDSCNN
+
+    model = _model(channels, stem)
     ref = copy.deepcopy(model)
     x, y = torch.randn(n, 1, *shape), torch.randint(0, 7, (n,))
-    fused = FusedDSCNN(model, smoothing)
+    fused = FusedDSCNN(model, smoothing, threads=threads)
+    assert fused.threads == threads
     for step in range(2):                              # the second step reuses the gradient tensors and workspace
         got, want = fused.step(x, y), _autograd(ref, x, y, smoothing)
         assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
@@ -77,13 +91,59 @@ def test_fused_step_equals_autograd(channels, stem, shape, n, smoothing):
         assert scale > 1e-3
 
 
+def _steps(model, x, y, threads: int, steps: int = 3) -> list[bytes]:
+    """The bits of the losses, gradients and BatchNorm buffers over `steps` fused steps of a copy of model."""
+    from toolkit.train.fused import FusedDSCNN
+
+    m = copy.deepcopy(model)
+    f = FusedDSCNN(m, 0.1, threads=threads)
+    out = []
+    for _ in range(steps):
+        out.append(torch.tensor(f.step(x, y)).numpy().tobytes())
+        out += [g.numpy().tobytes() for g in f.grads] + [b.numpy().tobytes() for b in m.buffers()]
+    return out
+
+
+@pytest.mark.parametrize("channels,stem,shape,n,smoothing", GEOMETRIES)
+def test_two_threads_are_deterministic(channels, stem, shape, n, smoothing):
+    """2 threads: the same bits run to run (BatchNorm sums, loss and weight gradients combined in thread order);
+    1 thread the same bits as 1 thread; a 32-sample batch on 2 threads rounds differently from 1 thread (the
+    sums split differently: evidence that the step did run on two threads)."""
+    model = _model(channels, stem)
+    x, y = torch.randn(n, 1, *shape), torch.randint(0, 7, (n,))
+    two = _steps(model, x, y, 2)
+    assert _steps(model, x, y, 2) == two
+    one = _steps(model, x, y, 1)
+    assert _steps(model, x, y, 1) == one
+    if n == 32:
+        assert one != two
+
+
+def test_fused_workers_in_a_forked_child():
+    """A child forked after the parent's 2-thread steps has no workers of its own until its first step starts
+    them: its step completes (no wait on the parent's threads) with the parent's bits."""
+    import multiprocessing
+
+    model = _model(16, ((10, 4), (2, 2), (5, 1)))
+    x, y = torch.randn(9, 1, 49, 10), torch.randint(0, 7, (9,))
+    want = _steps(model, x, y, 2, steps=1)
+    queue = multiprocessing.get_context("fork").SimpleQueue()
+    child = multiprocessing.get_context("fork").Process(target=lambda: queue.put(_steps(model, x, y, 2, steps=1)))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert queue.get() == want
+
+
 def test_fused_training_is_deterministic_resumes_exactly_and_learns(shared, tmp_path: Path):
     from toolkit.data import load_dataset
     from toolkit.train import train
     from toolkit.train.checkpoint import load_checkpoint  # noqa: F401  (the run folders below are checkpointed)
 
-    def recipe(kernel: str):
-        r = load_recipe(RECIPE, ["train.epochs=4", TWO_SPEAKERS, f"train.kernel={kernel}"])
+    def recipe(kernel: str, threads: int = 1):
+        r = load_recipe(RECIPE, ["train.epochs=4", TWO_SPEAKERS, f"train.kernel={kernel}", f"train.threads={threads}"])
         return r.replace(extra={k: v for k, v in r.extra.items() if k != "fleet"})
 
     data = load_dataset(recipe("fused"))
@@ -101,6 +161,14 @@ def test_fused_training_is_deterministic_resumes_exactly_and_learns(shared, tmp_
         train(recipe("fused"), tmp_path / "c", data=data, progress=stop_after_2)
     train(recipe("fused"), tmp_path / "c", data=data, resume=True)
     assert _weights(tmp_path / "c") == _weights(a)                     # resumed after epoch 2: the same bits
+
+    two = train(recipe("fused", 2), tmp_path / "two", data=data)        # [train] threads = 2: the kernel's too
+    assert _weights(train(recipe("fused", 2), tmp_path / "two-b", data=data)) == _weights(two)
+    assert _weights(two) != _weights(a)                                # 2 threads round differently from 1
+    with pytest.raises(Stop):
+        train(recipe("fused", 2), tmp_path / "two-c", data=data, progress=stop_after_2)
+    train(recipe("fused", 2), tmp_path / "two-c", data=data, resume=True)
+    assert _weights(tmp_path / "two-c") == _weights(two)
 
     t = train(recipe("torch"), tmp_path / "t", data=data)
     assert _weights(t) != _weights(a)                                  # another kernel: other rounding
@@ -121,6 +189,9 @@ def test_fused_kernel_refuses_what_it_cannot_train(tmp_path: Path):
         FusedDSCNN(frozen)
     with pytest.raises(EdgetkError, match="architecture"):
         FusedDSCNN(torch.nn.Linear(3, 3))
+    with pytest.raises(EdgetkError, match="1..8 threads") as e:
+        FusedDSCNN(DSCNN(DSCNNConfig(n_classes=3, width=0.25)), threads=9)
+    assert "train.threads" in e.value.fix
     f = FusedDSCNN(DSCNN(DSCNNConfig(n_classes=3, width=0.25)))
     with pytest.raises(EdgetkError, match="label"):
         f.step(torch.zeros(2, 1, 49, 10), torch.tensor([0, 3]))
