@@ -6,12 +6,15 @@
  * activation; here a layer is one or two passes over channels-last rows of CH floats (one vector register at
  * CH = 16), with no allocation. Deterministic: fixed loop order.
  *
- * Threads (dscnn_train_step's `threads`, 1..MAXT): thread t takes samples [N t / T, N (t + 1) / T). BatchNorm's
- * batch sums, the loss and every weight gradient are per-thread partials combined in thread order (0, 1, ...), so
- * a thread count gives the same bits run to run (another count: other rounding in the last bits); one thread is
- * the plain loop, no pool. The T - 1 workers are created once per process (per library) and wait between steps:
- * spinning, then sched_yield, then on a condition variable after ~1 ms idle; in-step barriers spin a little,
- * then sched_yield (the cores may be shared).
+ * Threads (dscnn_train_step's `threads` T, 1..MAXT): the batch's samples are split into T slots, slot t taking
+ * samples [N t / T, N (t + 1) / T). The step is a sequence of phases (the code between two BatchNorm reductions);
+ * a phase is one segment per slot, each writing only its slot's rows and partials. BatchNorm's batch sums, the loss
+ * and every weight gradient are per-slot partials combined in slot order (0, 1, ...), so T gives the same bits run
+ * to run whichever thread ran which segment (another T: other rounding in the last bits; T = 1 is the plain loop,
+ * no pool). The calling thread and T - 1 workers (created once per process, per library) claim a phase's segments
+ * with one atomic; whoever finishes the phase's last segment opens the next. A worker that is not running (a
+ * shared core) leaves its segments to the caller instead of stalling it. Waits spin a little, then sched_yield;
+ * a worker idle ~1 ms sleeps on a condition variable.
  *
  * Network (geo[] below): stem Conv(1 -> CH, KH x KW, stride SH x SW, padding PH x PW, no bias) + BN + ReLU, then
  * `blocks` x [depthwise 3x3 (padding 1) + BN + ReLU, pointwise 1x1 + BN + ReLU], global average pool, Linear(CH ->
@@ -115,10 +118,10 @@ static inline vf relu_mask(vf v, vf gate) { return (vf)((vi)v & (gate > (vf){0})
         }                                                                         \
     } while (0)
 
-/* ---- threads: a persistent pool of workers, a spin barrier, ordered reductions ---- */
+/* ---- threads: a persistent pool of workers that claim the step's segments, phase by phase ---- */
 
 typedef struct Job Job;
-static void work(Job *job, int t);
+static void segment(Job *job, int t, long p);
 
 static inline void cpu_relax(void)
 {
@@ -131,6 +134,7 @@ static inline void cpu_relax(void)
 
 #define SPINS 2000                                 /* pause-spins before a waiting thread starts to sched_yield */
 #define IDLE_NS 1000000L                           /* a worker idle this long sleeps on the condition variable */
+#define PHASE_BITS 12                              /* a claim: (gen << PHASE_BITS | phase) << 16 | slots claimed */
 
 static void backoff(unsigned *spins)
 {
@@ -153,15 +157,15 @@ static struct {
     pthread_mutex_t step;                          /* one step at a time on the pool */
     pthread_mutex_t lock;                          /* with wake: sleeping workers */
     pthread_cond_t wake;
-    int workers, active, sleepers;
+    int workers, sleepers, threads;
+    long phases;
     unsigned gen;                                  /* bumped per step: the workers' signal to run */
     unsigned start_gen[MAXT];
     Job *job;
-    int done __attribute__((aligned(64)));         /* workers finished with this step */
-    int bar_count __attribute__((aligned(64)));
-    int bar_sense;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, {0}, 0, 0,
-          0, 0};
+    uint64_t claim __attribute__((aligned(64)));   /* the open phase (tagged with gen) and its slots claimed */
+    int done __attribute__((aligned(64)));         /* the open phase's segments finished */
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, {0}, 0, 0,
+          0};
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
 /* In the child of a fork(): no workers (the parent's are not copied), fresh locks. */
@@ -174,6 +178,33 @@ static void pool_after_fork(void)
 }
 
 static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+static uint64_t ticket(unsigned gen, long phase) { return ((uint64_t)gen << PHASE_BITS | (uint64_t)phase) << 16; }
+
+/* Claim and run segments of step `gen` until its last phase is done (or, for a late worker, the step is over). A
+ * segment claimed under the step's tag keeps the step (and its Job) alive until it is counted done. */
+static void execute(unsigned gen)
+{
+    unsigned spins = 0;
+    for (;;) {
+        uint64_t c = __atomic_load_n(&pool.claim, __ATOMIC_ACQUIRE);
+        if (c >> (16 + PHASE_BITS) != gen) return;  /* another step's: this one is over */
+        const long p = (long)((c >> 16) & ((1u << PHASE_BITS) - 1));
+        const int t = (int)(c & 0xffff), threads = pool.threads;
+        if (p >= pool.phases) return;
+        if (t >= threads) {                        /* every segment of the phase taken: wait for it to close */
+            backoff(&spins);
+            continue;
+        }
+        if (!__atomic_compare_exchange_n(&pool.claim, &c, c + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) continue;
+        spins = 0;
+        segment(pool.job, t, p);
+        if (__atomic_add_fetch(&pool.done, 1, __ATOMIC_ACQ_REL) == threads) {   /* the phase's last: open the next */
+            __atomic_store_n(&pool.done, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&pool.claim, ticket(gen, p + 1), __ATOMIC_RELEASE);
+        }
+    }
+}
 
 /* Wait until pool.gen moves past *seen: spin, yield, then sleep once idle for IDLE_NS. */
 static void wait_step(unsigned *seen)
@@ -196,12 +227,10 @@ static void wait_step(unsigned *seen)
 
 static void *worker(void *arg)
 {
-    const int t = (int)(intptr_t)arg;
-    unsigned seen = pool.start_gen[t];
+    unsigned seen = pool.start_gen[(intptr_t)arg];
     for (;;) {
         wait_step(&seen);
-        if (t < pool.active) work(pool.job, t);
-        __atomic_add_fetch(&pool.done, 1, __ATOMIC_RELEASE);
+        execute(seen);
     }
     return NULL;
 }
@@ -221,7 +250,7 @@ static int pool_ready(int threads)
     return pool.workers + 1;
 }
 
-/* The threads a step on `threads` threads gets (1 if the workers could not be started); FusedDSCNN asks once. */
+/* The threads a step on `threads` threads gets (fewer if the workers could not be started); FusedDSCNN asks once. */
 int dscnn_threads_ready(int32_t threads)
 {
     if (threads <= 1) return 1;
@@ -232,23 +261,8 @@ int dscnn_threads_ready(int32_t threads)
     return got < threads ? got : threads;
 }
 
-/* Every thread of the step arrives before any leaves (sense-reversing; *sense is the thread's own). */
-static void barrier(int threads, int *sense)
-{
-    if (threads == 1) return;
-    const int s = !*sense;
-    *sense = s;
-    if (__atomic_add_fetch(&pool.bar_count, 1, __ATOMIC_ACQ_REL) == threads) {
-        __atomic_store_n(&pool.bar_count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&pool.bar_sense, s, __ATOMIC_RELEASE);
-    } else {
-        unsigned spins = 0;
-        while (__atomic_load_n(&pool.bar_sense, __ATOMIC_ACQUIRE) != s) backoff(&spins);
-    }
-}
-
-/* One step's shared state. Reductions alternate between two slot sets: a thread writes set k % 2 only after the
- * barrier of reduction k - 1, which every thread reaches after it has read set (k - 2) % 2. */
+/* One step's shared state. Phase p's segments write their partials to red[p % 2][slot] and read (combined in slot
+ * order) red[(p - 1) % 2]: set p % 2 was last read in phase p - 1, which is closed before phase p opens. */
 struct Job {
     Geo s;
     float momentum, eps, smooth;
@@ -262,56 +276,60 @@ struct Job {
     double red[2][MAXT][2 * CH];
 };
 
-typedef struct {                                   /* one thread's view of the step */
-    Job *job;
-    int t, sense;
-    long phase;
-} Ctx;
-
-/* out[0..w*CH) = the threads' `mine` summed in thread order (mine: this thread's partial). */
-static void reduce(Ctx *c, const double *mine, int w, double *out)
+/* out[0..w*CH) = the slots' partials of phase p - 1 summed in slot order. */
+static void combine(const Job *jb, long p, int w, double *out)
 {
-    Job *j = c->job;
-    const long k = c->phase++ & 1;
-    if (j->threads == 1) {
-        memcpy(out, mine, sizeof(double) * w * CH);
-        return;
-    }
-    memcpy(j->red[k][c->t], mine, sizeof(double) * w * CH);
-    barrier(j->threads, &c->sense);
-    memcpy(out, j->red[k][0], sizeof(double) * w * CH);
-    for (int t = 1; t < j->threads; t++)
-        for (int i = 0; i < w * CH; i++) out[i] += j->red[k][t][i];
+    const long k = (p - 1) & 1;
+    memcpy(out, jb->red[k][0], sizeof(double) * w * CH);
+    for (int t = 1; t < jb->threads; t++)
+        for (int i = 0; i < w * CH; i++) out[i] += jb->red[k][t][i];
 }
 
-/* BatchNorm (batch statistics over all M rows of the step) + ReLU over this thread's `rows` rows of CH: z becomes
- * x_hat, a = max(0, gamma x_hat + beta). Thread 0 writes the mean, 1/std and running statistics. */
-static void bn_relu_forward(Ctx *c, float *restrict z, float *restrict a, const float *restrict gamma,
-                            const float *restrict beta, float *restrict rmean, float *restrict rvar,
-                            int64_t *tracked, float *restrict mean_out, float *restrict invstd_out, long rows, long m)
+/* Phase p, slot t: the slot's partial BatchNorm sum of its `rows` rows of z. */
+static void bn_sum(Job *jb, int t, long p, const float *restrict z, long rows)
 {
-    const float momentum = c->job->momentum, eps = c->job->eps;
-    double s[CH], v[CH], part[CH] = {0};
-    float mean[CH], invstd[CH];
-    vf mu[NV], is[NV], g[NV], b[NV];
+    double part[CH] = {0};
     ROW_SUM(part, rows, ld(z + r * CH + j * VW));
-    reduce(c, part, 1, s);
-    for (int k = 0; k < CH; k++) mean[k] = (float)(s[k] / (double)m);
+    memcpy(jb->red[p & 1][t], part, sizeof part);
+}
+
+/* The batch mean of layer l (slot 0 keeps it in jb->mean), then the slot's partial sum of squared deviations. */
+static void bn_var(Job *jb, int t, long p, long l, const float *restrict z, long rows)
+{
+    double s[CH], part[CH] = {0};
+    float mean[CH];
+    vf mu[NV];
+    combine(jb, p, 1, s);
+    for (int k = 0; k < CH; k++) mean[k] = (float)(s[k] / (double)(jb->s.n * jb->s.p));
+    if (t == 0) memcpy(jb->mean + l * CH, mean, sizeof mean);
     for (int j = 0; j < NV; j++) mu[j] = ld(mean + j * VW);
-    memset(part, 0, sizeof part);
     ROW_SUM(part, rows, (ld(z + r * CH + j * VW) - mu[j]) * (ld(z + r * CH + j * VW) - mu[j]));
-    reduce(c, part, 1, v);
-    for (int k = 0; k < CH; k++) invstd[k] = (float)(1.0 / sqrt(v[k] / (double)m + eps));
-    if (c->t == 0) {
+    memcpy(jb->red[p & 1][t], part, sizeof part);
+}
+
+/* BatchNorm (batch statistics) + ReLU over the slot's rows of layer l: z becomes x_hat, a = max(0, gamma x_hat +
+ * beta). Slot 0 writes 1/std and the running statistics. */
+static void bn_norm(Job *jb, int t, long p, long l, float *restrict z, float *restrict a, long rows)
+{
+    const long m = jb->s.n * jb->s.p;
+    const float momentum = jb->momentum, *gamma = jb->params[3 * l + 1], *beta = jb->params[3 * l + 2];
+    const float *mean = jb->mean + l * CH;
+    double v[CH];
+    float invstd[CH];
+    vf mu[NV], is[NV], g[NV], b[NV];
+    combine(jb, p, 1, v);
+    for (int k = 0; k < CH; k++) invstd[k] = (float)(1.0 / sqrt(v[k] / (double)m + jb->eps));
+    if (t == 0) {
+        float *rmean = jb->stats[2 * l], *rvar = jb->stats[2 * l + 1];
+        memcpy(jb->invstd + l * CH, invstd, sizeof invstd);
         for (int k = 0; k < CH; k++) {
-            mean_out[k] = mean[k];
-            invstd_out[k] = invstd[k];
             rmean[k] = (1.0f - momentum) * rmean[k] + momentum * mean[k];
             rvar[k] = (1.0f - momentum) * rvar[k] + momentum * (float)(v[k] / (double)(m > 1 ? m - 1 : 1));
         }
-        *tracked += 1;
+        *jb->tracked[l] += 1;
     }
     for (int j = 0; j < NV; j++) {
+        mu[j] = ld(mean + j * VW);
         is[j] = ld(invstd + j * VW);
         g[j] = ld(gamma + j * VW);
         b[j] = ld(beta + j * VW);
@@ -325,22 +343,32 @@ static void bn_relu_forward(Ctx *c, float *restrict z, float *restrict a, const 
         }
 }
 
-/* ReLU + BatchNorm backward over this thread's rows, in place: da (the gradient at the ReLU's output) becomes the
- * gradient at the conv's output; thread 0 writes the affine parameters' gradients to dgamma, dbeta. */
-static void bn_relu_backward(Ctx *cx, float *restrict da, const float *restrict a, const float *restrict xhat,
-                             const float *restrict gamma, const float *restrict invstd, float *restrict dgamma,
-                             float *restrict dbeta, long rows, long m)
+/* The slot's partial sums for ReLU + BatchNorm backward: sum(dy), sum(dy x_hat) over its rows (dy: da masked by
+ * the ReLU). */
+static void bn_back_sums(Job *jb, int t, long p, const float *restrict da, const float *restrict a,
+                         const float *restrict xhat, long rows)
 {
-    double part[2 * CH] = {0}, sums[2 * CH], *sd = sums, *sdx = sums + CH;
+    double part[2 * CH] = {0};
     ROW_SUM(part, rows, relu_mask(ld(da + r * CH + j * VW), ld(a + r * CH + j * VW)));
     ROW_SUM(part + CH, rows,
             relu_mask(ld(da + r * CH + j * VW), ld(a + r * CH + j * VW)) * ld(xhat + r * CH + j * VW));
-    reduce(cx, part, 2, sums);
+    memcpy(jb->red[p & 1][t], part, sizeof part);
+}
+
+/* ReLU + BatchNorm backward of layer l over the slot's rows, in place: da (the gradient at the ReLU's output)
+ * becomes the gradient at the conv's output; slot 0 writes the affine parameters' gradients. */
+static void bn_back(Job *jb, int t, long p, long l, float *restrict da, const float *restrict a,
+                    const float *restrict xhat, long rows)
+{
+    const long m = jb->s.n * jb->s.p;
+    const float *gamma = jb->params[3 * l + 1], *invstd = jb->invstd + l * CH;
+    double sums[2 * CH], *sd = sums, *sdx = sums + CH;
+    combine(jb, p, 2, sums);
     float k[CH], mb[CH], mg[CH];
     for (int c = 0; c < CH; c++) {
-        if (cx->t == 0) {
-            dgamma[c] = (float)sdx[c];
-            dbeta[c] = (float)sd[c];
+        if (t == 0) {
+            jb->grads[3 * l + 1][c] = (float)sdx[c];
+            jb->grads[3 * l + 2][c] = (float)sd[c];
         }
         k[c] = gamma[c] * invstd[c];
         mb[c] = (float)(sd[c] / (double)m);
@@ -542,52 +570,44 @@ static void pw_backward(long rows, const float *restrict a, const float *restric
         for (int j = 0; j < NV; j++) st(dw + o * CH + j * VW, acc_w[o][j]);
 }
 
-/* Thread t's share of the step: samples [n0, n1) through forward, loss and backward. Its weight gradients go to
- * the gradients themselves (thread 0) or to its partials in job->part (the caller adds those in thread order). */
-static void work(Job *job, int t)
-{
-    const Geo s = job->s;
-    const long n0 = s.n * t / job->threads, n1 = s.n * (t + 1) / job->threads;
-    const long m = s.n * s.p, L = s.layers, K = s.classes, rows = (n1 - n0) * s.p, r0 = n0 * s.p * CH;
-    const float smooth = job->smooth;
-    float *const *params = job->params, *const *grads = job->grads;
-    float *xhat = job->xhat, *act = job->act, *ga = job->ga, *gb = job->gb, *pooled = job->pooled;
-    float *prob = job->prob, *invstd = job->invstd, *tw = job->tw, *xp = job->xp;
-    float *part = t == 0 ? NULL : job->part + (t - 1) * grad_floats(&s);   /* stem, blocks, classifier */
-    float wt[CH * CH > 9 * CH ? CH * CH : 9 * CH];             /* per layer: dw [9][CH] or pw [CH_in][CH_out] */
-    Ctx c = {job, t, 0, 0};
 
-    /* forward */
-    pad_input(&s, n0, n1, job->x, xp);
-    stem_forward(&s, n0, n1, xp, tw, xhat);
-    bn_relu_forward(&c, xhat + r0, act + r0, params[1], params[2], job->stats[0], job->stats[1], job->tracked[0],
-                    job->mean, invstd, rows, m);
-    for (long l = 1; l < L; l++) {
-        const float *w = params[3 * l];
-        float *in = act + (l - 1) * s.npc, *z = xhat + l * s.npc;
-        if (l % 2 == 1) {                                     /* depthwise */
-            for (int k = 0; k < 9; k++)
-                for (int ch = 0; ch < CH; ch++) wt[k * CH + ch] = w[ch * 9 + k];
-            dw_forward(&s, n0, n1, in, wt, z);
-        } else {                                              /* pointwise */
-            for (int i = 0; i < CH; i++)
-                for (int o = 0; o < CH; o++) wt[i * CH + o] = w[o * CH + i];
-            pw_forward(rows, in + r0, wt, z + r0);
-        }
-        bn_relu_forward(&c, z + r0, act + l * s.npc + r0, params[3 * l + 1], params[3 * l + 2], job->stats[2 * l],
-                        job->stats[2 * l + 1], job->tracked[l], job->mean + l * CH, invstd + l * CH, rows, m);
+/* The forward conv of layer l (1..L-1) over samples [n0, n1). */
+static void conv_forward(const Job *j, long l, long n0, long n1)
+{
+    const Geo *s = &j->s;
+    const float *w = j->params[3 * l], *in = j->act + (l - 1) * s->npc;
+    float *z = j->xhat + l * s->npc;
+    float wt[CH * CH > 9 * CH ? CH * CH : 9 * CH];             /* dw [9][CH] or pw [CH_in][CH_out] */
+    if (l % 2 == 1) {                                         /* depthwise */
+        for (int k = 0; k < 9; k++)
+            for (int c = 0; c < CH; c++) wt[k * CH + c] = w[c * 9 + k];
+        dw_forward(s, n0, n1, in, wt, z);
+    } else {                                                  /* pointwise */
+        for (int i = 0; i < CH; i++)
+            for (int o = 0; o < CH; o++) wt[i * CH + o] = w[o * CH + i];
+        pw_forward((n1 - n0) * s->p, in + n0 * s->p * CH, wt, z + n0 * s->p * CH);
     }
-    const float *last = act + (L - 1) * s.npc, *fw = params[3 * L], *fb = params[3 * L + 1];
+}
+
+/* Pooling, classifier, loss (into j->loss[t]) and the classifier's backward over samples [n0, n1): its weight
+ * gradients (slot 0: the gradients; others: their partials at fc) and the gradient at the last activation (ga). */
+static void head(Job *j, int t, long n0, long n1, float *fc)
+{
+    const Geo *s = &j->s;
+    const long L = s->layers, K = s->classes;
+    const float smooth = j->smooth, *last = j->act + (L - 1) * s->npc, *fw = j->params[3 * L];
+    const float *fb = j->params[3 * L + 1];
+    float *pooled = j->pooled, *prob = j->prob, *gfw = fc ? fc : j->grads[3 * L], *gfb = fc ? fc + K * CH : j->grads[3 * L + 1];
     double loss = 0.0;
     for (long n = n0; n < n1; n++) {
         double pool_[CH] = {0};
-        for (long p = 0; p < s.p; p++)
-            for (int ch = 0; ch < CH; ch++) pool_[ch] += last[(n * s.p + p) * CH + ch];
-        for (int ch = 0; ch < CH; ch++) pooled[n * CH + ch] = (float)(pool_[ch] / (double)s.p);
+        for (long p = 0; p < s->p; p++)
+            for (int c = 0; c < CH; c++) pool_[c] += last[(n * s->p + p) * CH + c];
+        for (int c = 0; c < CH; c++) pooled[n * CH + c] = (float)(pool_[c] / (double)s->p);
         double mx = -INFINITY, z = 0.0, lg[K];
         for (long k = 0; k < K; k++) {
             double v = fb[k];
-            for (int ch = 0; ch < CH; ch++) v += (double)fw[k * CH + ch] * pooled[n * CH + ch];
+            for (int c = 0; c < CH; c++) v += (double)fw[k * CH + c] * pooled[n * CH + c];
             lg[k] = v;
             mx = v > mx ? v : mx;
         }
@@ -597,57 +617,96 @@ static void work(Job *job, int t)
             prob[n * K + k] = (float)exp(lg[k] - lse);
             sum_logp += lg[k] - lse;
         }
-        loss += -(1.0 - smooth) * (lg[job->y[n]] - lse) - smooth / (double)K * sum_logp;
+        loss += -(1.0 - smooth) * (lg[j->y[n]] - lse) - smooth / (double)K * sum_logp;
     }
-    job->loss[t] = loss;
-
-    /* backward: classifier */
-    const long g_dw = s.kh * s.kw * CH, g_fc = g_dw + s.blocks * (9 * CH + CH * CH);
-    float *gfw = part ? part + g_fc : grads[3 * L], *gfb = part ? part + g_fc + K * CH : grads[3 * L + 1];
+    j->loss[t] = loss;
     memset(gfw, 0, sizeof(float) * K * CH);
     memset(gfb, 0, sizeof(float) * K);
     for (long n = n0; n < n1; n++) {
         float dp[CH] = {0};
         for (long k = 0; k < K; k++) {
-            float q = (float)(smooth / (double)K) + (k == job->y[n] ? (float)(1.0 - smooth) : 0.0f);
-            float d = (prob[n * K + k] - q) / (float)s.n;
+            float q = (float)(smooth / (double)K) + (k == j->y[n] ? (float)(1.0 - smooth) : 0.0f);
+            float d = (prob[n * K + k] - q) / (float)s->n;
             gfb[k] += d;
-            for (int ch = 0; ch < CH; ch++) {
-                gfw[k * CH + ch] += d * pooled[n * CH + ch];
-                dp[ch] += d * fw[k * CH + ch];
+            for (int c = 0; c < CH; c++) {
+                gfw[k * CH + c] += d * pooled[n * CH + c];
+                dp[c] += d * fw[k * CH + c];
             }
         }
-        for (int ch = 0; ch < CH; ch++) dp[ch] /= (float)s.p;
-        for (long p = 0; p < s.p; p++) memcpy(ga + (n * s.p + p) * CH, dp, sizeof dp);
-    }
-    /* backward: layers, last to first; ga holds the gradient at the layer's activation */
-    for (long l = L - 1; l >= 0; l--) {
-        const float *w = params[3 * l];
-        float *pl = part ? part + g_dw + (l - 1) / 2 * (9 * CH + CH * CH) : NULL;   /* block (l - 1) / 2 */
-        bn_relu_backward(&c, ga + r0, act + l * s.npc + r0, xhat + l * s.npc + r0, params[3 * l + 1],
-                         invstd + l * CH, grads[3 * l + 1], grads[3 * l + 2], rows, m);
-        if (l == 0) {                      /* the transposed stem weights are no longer read: thread 0's sum */
-            stem_backward(&s, n0, n1, xp, ga, part ? part : tw);
-            for (long k = 0; !part && k < s.kh * s.kw; k++)
-                for (int ch = 0; ch < CH; ch++) grads[0][ch * s.kh * s.kw + k] = tw[k * CH + ch];
-        } else if (l % 2 == 1) {
-            for (int k = 0; k < 9; k++)
-                for (int ch = 0; ch < CH; ch++) wt[k * CH + ch] = w[ch * 9 + k];
-            float dwt[9 * CH];
-            dw_backward(&s, n0, n1, act + (l - 1) * s.npc, ga, wt, gb, part ? pl : dwt);
-            if (!part) {
-                float *gw = grads[3 * l];
-                for (int k = 0; k < 9; k++)
-                    for (int ch = 0; ch < CH; ch++) gw[ch * 9 + k] = dwt[k * CH + ch];
-            }
-        } else {
-            pw_backward(rows, act + (l - 1) * s.npc + r0, ga + r0, w, gb + r0, part ? pl + 9 * CH : grads[3 * l]);
-        }
-        float *tmp = ga; ga = gb; gb = tmp;
+        for (int c = 0; c < CH; c++) dp[c] /= (float)s->p;
+        for (long p = 0; p < s->p; p++) memcpy(j->ga + (n * s->p + p) * CH, dp, sizeof dp);
     }
 }
 
-/* The gradients = thread 0's + the partials of threads 1..T-1, in that order (torch's layouts from the partials'). */
+/* The backward conv of layer l over samples [n0, n1): the gradient at its input (into gin; none for the stem) and
+ * its weights' (slot 0: the gradients; others: their partials at pl, [taps][CH] / [CH_out][CH_in]). */
+static void conv_backward(const Job *j, long l, long n0, long n1, const float *gout, float *gin, float *pl)
+{
+    const Geo *s = &j->s;
+    const float *w = j->params[3 * l];
+    if (l == 0) {                          /* the transposed stem weights are no longer read: slot 0's sum */
+        stem_backward(s, n0, n1, j->xp, gout, pl ? pl : j->tw);
+        for (long k = 0; !pl && k < s->kh * s->kw; k++)
+            for (int c = 0; c < CH; c++) j->grads[0][c * s->kh * s->kw + k] = j->tw[k * CH + c];
+    } else if (l % 2 == 1) {
+        float wt[9 * CH], dwt[9 * CH];
+        for (int k = 0; k < 9; k++)
+            for (int c = 0; c < CH; c++) wt[k * CH + c] = w[c * 9 + k];
+        dw_backward(s, n0, n1, j->act + (l - 1) * s->npc, gout, wt, gin, pl ? pl : dwt);
+        for (int k = 0; !pl && k < 9; k++)
+            for (int c = 0; c < CH; c++) j->grads[3 * l][c * 9 + k] = dwt[k * CH + c];
+    } else {
+        const long r0 = n0 * s->p * CH;
+        pw_backward((n1 - n0) * s->p, j->act + (l - 1) * s->npc + r0, gout + r0, w, gin + r0,
+                    pl ? pl + 9 * CH : j->grads[3 * l]);
+    }
+}
+
+/* Phases of a step with L layers: 0: stem + its sum; layer l: 2l + 1 (variance), 2l + 2 (normalize, then the next
+ * layer's conv and sum, or after the last layer the head and its backward sums); then the backward of layer
+ * L - 1 - i as phase 2L + 1 + i (BatchNorm backward, conv backward, the next layer's backward sums). */
+static long phases(const Geo *s) { return 3 * s->layers + 1; }
+
+/* Phase p of slot t: samples [N t / T, N (t + 1) / T). Slot 0 writes the weight gradients themselves, the others
+ * their partials in j->part (dscnn_train_step adds those in slot order). */
+static void segment(Job *j, int t, long p)
+{
+    const Geo *s = &j->s;
+    const long L = s->layers, n0 = s->n * t / j->threads, n1 = s->n * (t + 1) / j->threads;
+    const long rows = (n1 - n0) * s->p, r0 = n0 * s->p * CH;
+    float *part = t == 0 ? NULL : j->part + (t - 1) * grad_floats(s);   /* stem, blocks, classifier */
+    if (p == 0) {
+        pad_input(s, n0, n1, j->x, j->xp);
+        stem_forward(s, n0, n1, j->xp, j->tw, j->xhat);
+        bn_sum(j, t, p, j->xhat + r0, rows);
+    } else if (p <= 2 * L) {
+        const long l = (p - 1) / 2;
+        float *z = j->xhat + l * s->npc + r0, *a = j->act + l * s->npc + r0;
+        if (p % 2 == 1) {
+            bn_var(j, t, p, l, z, rows);
+        } else {
+            bn_norm(j, t, p, l, z, a, rows);
+            if (l + 1 < L) {
+                conv_forward(j, l + 1, n0, n1);
+                bn_sum(j, t, p, j->xhat + (l + 1) * s->npc + r0, rows);
+            } else {
+                head(j, t, n0, n1, part ? part + grad_floats(s) - s->classes * (CH + 1) : NULL);
+                bn_back_sums(j, t, p, j->ga + r0, a, z, rows);
+            }
+        }
+    } else {
+        const long l = L - 1 - (p - 2 * L - 1);
+        float *gout = (L - 1 - l) % 2 == 0 ? j->ga : j->gb, *gin = gout == j->ga ? j->gb : j->ga;
+        float *pl = part ? part + s->kh * s->kw * CH + (l - 1) / 2 * (9 * CH + CH * CH) : NULL;   /* block */
+        bn_back(j, t, p, l, gout + r0, j->act + l * s->npc + r0, j->xhat + l * s->npc + r0, rows);
+        conv_backward(j, l, n0, n1, gout, gin, l == 0 ? part : pl);
+        if (l > 0)
+            bn_back_sums(j, t, p, gin + r0, j->act + (l - 1) * s->npc + r0, j->xhat + (l - 1) * s->npc + r0, rows);
+    }
+}
+
+
+/* The gradients = slot 0's + the partials of slots 1..T-1, in that order (torch's layouts from the partials'). */
 static void add_partials(const Job *job)
 {
     const Geo *s = &job->s;
@@ -667,13 +726,14 @@ static void add_partials(const Job *job)
     }
 }
 
+
 /* params (torch's tensors, contiguous): stem.w [CH,1,KH,KW], stem.gamma, stem.beta, then per block dw.w [CH,1,3,3],
  * gamma, beta, pw.w [CH,CH,1,1], gamma, beta; then fc.w [classes, CH], fc.b [classes]. grads: the same list.
  * stats: per BatchNorm running_mean, running_var; tracked: per BatchNorm num_batches_tracked. y: int64 labels.
  * fgeo: momentum, eps, label smoothing. threads: as dscnn_threads_ready returned; work: dscnn_work_floats(g,
  * threads) floats. Returns the batch's mean loss. */
 float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params, float *const *grads,
-                       float *const *stats, int64_t *const *tracked, const float *x, const int64_t *y, float *work_,
+                       float *const *stats, int64_t *const *tracked, const float *x, const int64_t *y, float *work,
                        int32_t threads)
 {
     Job job;
@@ -682,7 +742,7 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
     job.s = s;
     job.momentum = fgeo[0], job.eps = fgeo[1], job.smooth = fgeo[2];
     job.params = params, job.grads = grads, job.stats = stats, job.tracked = tracked, job.x = x, job.y = y;
-    job.xhat = work_, job.act = job.xhat + L * s.npc, job.ga = job.act + L * s.npc, job.gb = job.ga + s.npc;
+    job.xhat = work, job.act = job.xhat + L * s.npc, job.ga = job.act + L * s.npc, job.gb = job.ga + s.npc;
     job.pooled = job.gb + s.npc, job.prob = job.pooled + s.n * CH, job.mean = job.prob + s.n * K;
     job.invstd = job.mean + L * CH;
     job.tw = job.invstd + L * CH;                            /* transposed weights: stem [KH*KW][CH] */
@@ -693,25 +753,25 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
     for (long k = 0; k < s.kh * s.kw; k++)
         for (int c = 0; c < CH; c++) job.tw[k * CH + c] = sw[c * s.kh * s.kw + k];
     if (job.threads == 1) {
-        work(&job, 0);
+        for (long p = 0; p < phases(&s); p++) segment(&job, 0, p);
     } else {
         pthread_once(&pool_once, pool_init);
         pthread_mutex_lock(&pool.step);
         const int ready = pool_ready(job.threads);
         job.threads = ready < job.threads ? ready : job.threads;
+        const unsigned gen = pool.gen + 1;
         pool.job = &job;
-        pool.active = job.threads;
+        pool.threads = job.threads;
+        pool.phases = phases(&s);
         pool.done = 0;
-        pool.bar_count = 0;
-        pool.bar_sense = 0;
-        __atomic_add_fetch(&pool.gen, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&pool.claim, ticket(gen, 0), __ATOMIC_RELEASE);
+        __atomic_store_n(&pool.gen, gen, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&pool.sleepers, __ATOMIC_SEQ_CST)) {
             pthread_mutex_lock(&pool.lock);
             pthread_cond_broadcast(&pool.wake);
             pthread_mutex_unlock(&pool.lock);
         }
-        work(&job, 0);
-        for (unsigned spins = 0; __atomic_load_n(&pool.done, __ATOMIC_ACQUIRE) < pool.workers;) backoff(&spins);
+        execute(gen);
         add_partials(&job);
         pthread_mutex_unlock(&pool.step);
     }
@@ -719,6 +779,7 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
     for (int t = 1; t < job.threads; t++) loss += job.loss[t];
     return (float)(loss / (double)s.n);
 }
+
 
 /* torch.optim.AdamW's update (amsgrad off), over `count` tensors in one call: step += 1; p *= 1 - lr wd;
  * m += (1 - b1)(g - m); v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^step) m / (sqrt(v) / sqrt(1 - b2^step) + eps).
