@@ -597,7 +597,8 @@ static void head(Job *j, int t, long n0, long n1, float *fc)
     const long L = s->layers, K = s->classes;
     const float smooth = j->smooth, *last = j->act + (L - 1) * s->npc, *fw = j->params[3 * L];
     const float *fb = j->params[3 * L + 1];
-    float *pooled = j->pooled, *prob = j->prob, *gfw = fc ? fc : j->grads[3 * L], *gfb = fc ? fc + K * CH : j->grads[3 * L + 1];
+    float *pooled = j->pooled, *prob = j->prob;
+    float *gfw = fc ? fc : j->grads[3 * L], *gfb = fc ? fc + K * CH : j->grads[3 * L + 1];
     double loss = 0.0;
     for (long n = n0; n < n1; n++) {
         double pool_[CH] = {0};
