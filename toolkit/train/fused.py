@@ -5,9 +5,12 @@ builds. The optimizer step stays torch's (fused AdamW), the model stays the nn.M
 BatchNorm buffers are the C code's memory, so checkpoints, export and evaluation see the same tensors.
 
 Same function as the module in training mode up to float rounding (tests/test_train_fused.py), deterministic:
-the same bits run to run for a thread count (`threads`: the batch's samples split between them, every sum combined
-in thread order; 2 threads round differently from 1 in the last bits). Scope: the DS-CNN, classification with hard labels (label smoothing allowed), every parameter
-trainable, no dropout; anything else is one EdgetkError naming what is not supported.
+the same bits run to run for a thread count (`threads`: the batch's samples split into that many slots, every
+sum combined in slot order; 2 threads round differently from 1 in the last bits). Two threads want the second
+core free: a torch op with an OpenMP region just before the step (torch on 2 threads: indexing a batch out of the
+training set) leaves torch's OpenMP thread spinning there for milliseconds. Scope: the DS-CNN, classification
+with hard labels (label smoothing allowed), every parameter trainable, no dropout; anything else is one
+EdgetkError naming what is not supported.
 """
 from __future__ import annotations
 
