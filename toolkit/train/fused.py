@@ -177,7 +177,16 @@ class AdamW(torch.optim.AdamW):
         self._lib = lib
         self._bound: tuple = ()
 
+    def load_state_dict(self, state_dict: dict) -> None:  # noqa: D102  (new state tensors: bind them again)
+        self._bound = ()
+        super().load_state_dict(state_dict)
+
     def _pointers(self, ps: list[torch.Tensor]) -> tuple:
+        """The C call's arrays over ps and their state, built on the first step and again only when the
+        parameters with a gradient, their gradient tensors or (load_state_dict) their state tensors change."""
+        grads = [p.grad for p in ps]
+        if self._bound and len(grads) == len(self._bound[0]) and all(a is b for a, b in zip(grads, self._bound[0])):
+            return self._bound
         state = []
         for p in ps:
             st = self.state[p]
@@ -185,15 +194,13 @@ class AdamW(torch.optim.AdamW):
                 st["step"] = torch.tensor(0.0, dtype=torch.float32)
                 st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state.append((p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"]))
-        key = tuple(id(t) for row in state for t in row) + tuple(id(p) for p in ps)
-        if key != (self._bound[0] if self._bound else None):   # new tensors (first step, load_state_dict)
-            cols = list(zip(*state))
-            for t in (*ps, *cols[0], *cols[1], *cols[2]):
-                if not (t.is_contiguous() and t.dtype == torch.float32):
-                    raise unsupported("AdamW state that is not contiguous float32")
-            self._bound = (key, torch.tensor([p.numel() for p in ps], dtype=torch.int64), _pointers(ps),
-                           *(_pointers(list(c)) for c in cols), state)
+            state.append((st["exp_avg"], st["exp_avg_sq"], st["step"]))
+        cols = list(zip(*state))
+        for t in (*ps, *grads, *cols[0], *cols[1]):
+            if not (t.is_contiguous() and t.dtype == torch.float32):
+                raise unsupported("AdamW state that is not contiguous float32")
+        self._bound = (grads, torch.tensor([p.numel() for p in ps], dtype=torch.int64), _pointers(ps),
+                       _pointers(grads), *(_pointers(list(c)) for c in cols), (ps, state))   # kept alive: C reads them
         return self._bound
 
     @torch.no_grad()
