@@ -134,7 +134,7 @@ static inline void cpu_relax(void)
 
 #define SPINS 2000                                 /* pause-spins before a waiting thread starts to sched_yield */
 #define IDLE_NS 1000000L                           /* a worker idle this long sleeps on the condition variable */
-#define PHASE_BITS 12                              /* a claim: (gen << PHASE_BITS | phase) << 16 | slots claimed */
+#define PHASE_BITS 12                              /* a claim: (gen << PHASE_BITS | phase) << 16 | slot bits */
 
 static void backoff(unsigned *spins)
 {
@@ -181,22 +181,27 @@ static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
 
 static uint64_t ticket(unsigned gen, long phase) { return ((uint64_t)gen << PHASE_BITS | (uint64_t)phase) << 16; }
 
-/* Claim and run segments of step `gen` until its last phase is done (or, for a late worker, the step is over). A
- * segment claimed under the step's tag keeps the step (and its Job) alive until it is counted done. */
-static void execute(unsigned gen)
+/* Claim and run segments of step `gen` until its last phase is done (or, for a late worker, the step is over): the
+ * thread's own slot `home` first (its rows stay in its core's cache phase after phase), then any slot nobody has
+ * claimed by the time it is done with its own (a thread that is not running). A segment claimed under the step's
+ * tag keeps the step (and its Job) alive until it is counted done. */
+static void execute(unsigned gen, int home)
 {
     unsigned spins = 0;
     for (;;) {
         uint64_t c = __atomic_load_n(&pool.claim, __ATOMIC_ACQUIRE);
         if (c >> (16 + PHASE_BITS) != gen) return;  /* another step's: this one is over */
         const long p = (long)((c >> 16) & ((1u << PHASE_BITS) - 1));
-        const int t = (int)(c & 0xffff), threads = pool.threads;
+        const int threads = pool.threads;
+        const unsigned taken = (unsigned)(c & 0xffff), all = (1u << threads) - 1;
         if (p >= pool.phases) return;
-        if (t >= threads) {                        /* every segment of the phase taken: wait for it to close */
+        if (taken == all) {                        /* every segment of the phase taken: wait for it to close */
             backoff(&spins);
             continue;
         }
-        if (!__atomic_compare_exchange_n(&pool.claim, &c, c + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) continue;
+        const int t = home < threads && !(taken >> home & 1) ? home : __builtin_ctz(~taken & all);
+        if (!__atomic_compare_exchange_n(&pool.claim, &c, c | 1u << t, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
         spins = 0;
         segment(pool.job, t, p);
         if (__atomic_add_fetch(&pool.done, 1, __ATOMIC_ACQ_REL) == threads) {   /* the phase's last: open the next */
@@ -230,7 +235,7 @@ static void *worker(void *arg)
     unsigned seen = pool.start_gen[(intptr_t)arg];
     for (;;) {
         wait_step(&seen);
-        execute(seen);
+        execute(seen, (int)(intptr_t)arg);
     }
     return NULL;
 }
@@ -772,7 +777,7 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
             pthread_cond_broadcast(&pool.wake);
             pthread_mutex_unlock(&pool.lock);
         }
-        execute(gen);
+        execute(gen, 0);
         add_partials(&job);
         pthread_mutex_unlock(&pool.step);
     }
