@@ -11,9 +11,10 @@
  * a phase is one segment per slot, each writing only its slot's rows and partials. BatchNorm's batch sums, the loss
  * and every weight gradient are per-slot partials combined in slot order (0, 1, ...), so T gives the same bits run
  * to run whichever thread ran which segment (another T: other rounding in the last bits; T = 1 is the plain loop,
- * no pool). The calling thread and T - 1 workers (created once per process, per library) claim a phase's segments
- * with one atomic; whoever finishes the phase's last segment opens the next. A worker that is not running (a
- * shared core) leaves its segments to the caller instead of stalling it. Waits spin a little, then sched_yield;
+ * no pool). The calling thread (slot 0) and T - 1 workers (created once per process, per library; worker t: slot
+ * t) claim a phase's segments in one atomic word: each its own slot first, then any slot still unclaimed once its
+ * own is done, so a worker that is not running (a shared core) leaves its segments to the others instead of
+ * stalling them; whoever finishes the phase's last segment opens the next. Waits spin a little, then sched_yield;
  * a worker idle ~1 ms sleeps on a condition variable.
  *
  * Network (geo[] below): stem Conv(1 -> CH, KH x KW, stride SH x SW, padding PH x PW, no bias) + BN + ReLU, then
