@@ -193,9 +193,9 @@ static void execute(unsigned gen, int home)
         uint64_t c = __atomic_load_n(&pool.claim, __ATOMIC_ACQUIRE);
         if (c >> (16 + PHASE_BITS) != gen) return;  /* another step's: this one is over */
         const long p = (long)((c >> 16) & ((1u << PHASE_BITS) - 1));
-        const int threads = pool.threads;
+        const int threads = __atomic_load_n(&pool.threads, __ATOMIC_RELAXED);   /* the next step's, for a late */
         const unsigned taken = (unsigned)(c & 0xffff), all = (1u << threads) - 1;
-        if (p >= pool.phases) return;
+        if (p >= __atomic_load_n(&pool.phases, __ATOMIC_RELAXED)) return;     /* worker: its claim then fails */
         if (taken == all) {                        /* every segment of the phase taken: wait for it to close */
             backoff(&spins);
             continue;
@@ -768,9 +768,9 @@ float dscnn_train_step(const int32_t *g, const float *fgeo, float *const *params
         job.threads = ready < job.threads ? ready : job.threads;
         const unsigned gen = pool.gen + 1;
         pool.job = &job;
-        pool.threads = job.threads;
-        pool.phases = phases(&s);
-        pool.done = 0;
+        __atomic_store_n(&pool.threads, job.threads, __ATOMIC_RELAXED);
+        __atomic_store_n(&pool.phases, phases(&s), __ATOMIC_RELAXED);
+        __atomic_store_n(&pool.done, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&pool.claim, ticket(gen, 0), __ATOMIC_RELEASE);
         __atomic_store_n(&pool.gen, gen, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&pool.sleepers, __ATOMIC_SEQ_CST)) {
