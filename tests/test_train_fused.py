@@ -4,7 +4,8 @@ Against autograd on the same nn.Module: the loss, every parameter's gradient and
 agree within float rounding, for each vector width the C code picks (8, 12, 16, 32 channels), other stem
 geometries and a short last batch, on 1 and 2 threads (odd batches, a batch of 1: one thread gets no sample).
 In the trainer: deterministic bit for bit, exact resume (1 and 2 threads), the same accuracy class as the torch
-kernel on real FSDD clips, a forked child's own workers, and one clear error for what it does not support.
+kernel on real FSDD clips, a forked child's own workers, no data race under ThreadSanitizer, and one clear error
+for what it does not support.
 """
 from __future__ import annotations
 
