@@ -46,8 +46,8 @@ def build(channels: int, cache: str | Path | None = None) -> Path:
     from toolkit.native.build import build_shared
 
     return build_shared([SOURCE], name=f"dscnn_train_c{channels}", cache=cache,
-                        extra_flags=("-O3", "-march=native", "-pthread", f"-DCH={channels}", f"-DEDGETK_CPU={_cpu_id()}",
-                                     "-lm"))
+                        extra_flags=("-O3", "-march=native", "-pthread", f"-DCH={channels}",
+                                     f"-DEDGETK_CPU={_cpu_id()}", "-lm"))
 
 
 @functools.lru_cache(maxsize=8)
