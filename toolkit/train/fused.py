@@ -122,6 +122,7 @@ class FusedDSCNN:
         self._s, self._t = _pointers(stats), _pointers(self._tensors[1])
         self._f = torch.tensor([norms[0].momentum, norms[0].eps, label_smoothing], dtype=torch.float32)
         self._work = torch.empty(0)
+        self._shapes: dict[tuple[int, ...], tuple[torch.Tensor, int]] = {}
 
     def _threads(self, threads: int, most: int) -> int:
         if not 1 <= threads <= most:
@@ -133,22 +134,28 @@ class FusedDSCNN:
                               fix="set train.threads lower, or free threads (ulimit -u)")
         return threads
 
-    def _geometry(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        if c != 1:
-            raise unsupported(f"inputs of {c} channels")
-        return torch.tensor([n, h, w, *self.geo_stem, self.blocks, self.classes], dtype=torch.int32)
+    def _geometry(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, int]:
+        """The C call's geometry for a batch shape, and the workspace floats it needs (kept per shape: a training
+        run sees two, the full batch and the last)."""
+        if shape not in self._shapes:
+            n, c, h, w = shape
+            if c != 1:
+                raise unsupported(f"inputs of {c} channels")
+            geo = torch.tensor([n, h, w, *self.geo_stem, self.blocks, self.classes], dtype=torch.int32)
+            self._shapes[shape] = (geo, int(self.lib.dscnn_work_floats(geo.data_ptr(), self.threads)))
+        return self._shapes[shape]
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One forward + backward of the batch (x [N, 1, H, W] float32, y [N] int64 class indices)."""
         x = x.contiguous().to(torch.float32)
         y = y.contiguous().to(torch.int64)
-        if y.ndim != 1 or len(y) != len(x):
-            raise unsupported("soft or multi-dimensional targets")
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.classes):
-            raise EdgetkError(f"a label is outside 0..{self.classes - 1}", fix="check the dataset's labels")
-        geo = self._geometry(x)
-        need = int(self.lib.dscnn_work_floats(geo.data_ptr(), self.threads))
+        if y.ndim != 1 or len(y) != len(x) or x.ndim != 4:
+            raise unsupported("soft or multi-dimensional targets" if y.ndim != 1 else f"inputs of shape {tuple(x.shape)}")
+        if len(y):
+            low, high = (int(v) for v in torch.aminmax(y))
+            if low < 0 or high >= self.classes:
+                raise EdgetkError(f"a label is outside 0..{self.classes - 1}", fix="check the dataset's labels")
+        geo, need = self._geometry(tuple(x.shape))
         if self._work.numel() < need:
             self._work = torch.empty(need, dtype=torch.float32)
         loss = self.lib.dscnn_train_step(geo.data_ptr(), self._f.data_ptr(), self._p, self._g, self._s, self._t,

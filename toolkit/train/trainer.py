@@ -177,7 +177,11 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
 
 def fused_step(cfg: TrainConfig, model: nn.Module, data: TaskData, loss_fn: LossFn | None) -> Any:
     """The C training step for [train] kernel = "fused" (None for "torch"); one EdgetkError for what it cannot
-    train (another loss, soft labels, another task kind; the architecture and frozen parameters: FusedDSCNN)."""
+    train (another loss, soft labels, another task kind; the architecture and frozen parameters: FusedDSCNN).
+
+    The step runs on [train] threads of its own; torch is left on 1 thread for what it still does in the loop
+    (batch gather, augmentation, per-epoch evaluation): with 2, its OpenMP workers spin after each small op on the
+    core the kernel's worker needs (a 2-thread epoch measured no faster than 1 thread until torch ran on 1)."""
     if cfg.kernel != "fused":
         return None
     from toolkit.train.fused import FusedDSCNN, unsupported
@@ -186,7 +190,9 @@ def fused_step(cfg: TrainConfig, model: nn.Module, data: TaskData, loss_fn: Loss
         raise unsupported("a replaced loss (pretraining, distillation)")
     if data.kind != "classification" or data.soft_train is not None:
         raise unsupported(f"a {data.kind} task" if data.kind != "classification" else "soft labels")
-    return FusedDSCNN(model, cfg.label_smoothing)
+    fused = FusedDSCNN(model, cfg.label_smoothing, threads=max(1, cfg.threads))
+    torch.set_num_threads(1)                           # determinism() restores the caller's count afterwards
+    return fused
 
 
 def trainable(model: nn.Module, param_filter: ParamFilter | None) -> list[nn.Parameter]:
