@@ -68,14 +68,14 @@ def shared_fleet(recipe: Recipe, data, members: int, seed: int, pefts: list[str]
 
 
 def epoch_seconds(recipe: Recipe, data, kernel: str) -> float:
-    """Wall seconds of one training epoch of the recipe's base as the trainer runs it (train_epoch, 1 thread,
-    deterministic mode) with [train] kernel = `kernel` (torch: autograd on channels-last and torch's fused AdamW;
-    fused: the C training step and the C AdamW)."""
+    """Wall seconds of one training epoch of the recipe's base as the trainer runs it (train_epoch, deterministic
+    mode) with [train] kernel = `kernel` (torch: autograd on channels-last and torch's fused AdamW, 1 thread, its
+    fastest here; fused: the C training step and the C AdamW on the recipe's threads)."""
     from toolkit.nn import build_model
     from toolkit.train.trainer import (batches, channels_last_grads, default_loss, determinism, fused_step,
                                        make_optimizer, make_scheduler, memory_format, train_epoch)
 
-    cfg = dataclasses.replace(recipe.train, kernel=kernel)
+    cfg = dataclasses.replace(recipe.train, kernel=kernel, threads=1 if kernel == "torch" else recipe.train.threads)
     with determinism(cfg):
         model = build_model(recipe, data)
         fmt = memory_format(model, data.x_train) if kernel == "torch" else torch.contiguous_format

@@ -15,7 +15,8 @@ from toolkit.recipe import load_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RECIPE = repo_dir("models") / "kws-digits-fleet-shared.toml"
-TINY = ["train.epochs=1", "train.batch_size=64", 'data.groups=["george", "jackson"]']
+TINY = ["train.epochs=1", "train.batch_size=64", 'data.groups=["george", "jackson"]', "train.threads=1",
+        "train.kernel=torch"]   # the torch path (the recipe ships the fused kernel on 2 threads)
 
 
 @pytest.fixture(scope="module")
