@@ -51,6 +51,8 @@ def test_job_writes_plain_member_runs_over_the_shared_base(fleet, base_and_data)
     summary = json.loads((fleet / "fleet.json").read_text())
     assert summary["mode"] == "specialize" and summary["peft"] == "probe" and len(summary["members"]) == 3
     assert summary["base_run"] == str(fleet / "base") and summary["base_seconds"] > 0
+    assert summary["top_epochs"] == load_recipe(RECIPE).fleet.epochs > 0          # [fleet] epochs, not [train]'s 1
+    assert len((fleet / "base" / "history.jsonl").read_text().splitlines()) == 1
     parts = chain_of(base.model, torch.as_tensor(data.x_test[:2]))
     cut = cut_index(parts, "probe", 2)                               # the shipped recipe: the classifier trains
     frozen = [(i, p.state_dict()) for i, p in enumerate(parts[:cut]) if p.state_dict()]
@@ -136,3 +138,34 @@ def test_a_forward_that_is_not_a_chain_is_refused():
     with pytest.raises(EdgetkError, match="not a chain of its layers") as e:
         chain_of(Branches(), torch.ones(2, 4))
     assert 'mode = "scratch"' in e.value.fix
+
+
+def test_fleet_epochs_sets_the_tops_training(base_and_data):
+    """[fleet] epochs (0 = [train] epochs) is what the members' tops train for: more epochs, other weights."""
+    from toolkit.recipe import TrainConfig
+    from toolkit.specialize.fleet import split_members, tops_config, train_shared_fleet
+
+    base, data = base_and_data
+    train = TrainConfig(epochs=1, batch_size=64, lr=0.01)
+    assert tops_config(train, 0) is train and tops_config(train, 3).epochs == 3
+    heads = []
+    for epochs in (0, 3):
+        m = split_members(data, 1, 7)
+        train_shared_fleet(base.model, m, tops_config(train, epochs), "probe")
+        heads.append(m[0].model.head[3].weight.detach().clone())
+    assert not torch.equal(*heads)
+
+
+def test_load_run_takes_the_loaded_dataset_and_still_checks_its_split(fleet, base_and_data):
+    """load_run(data=): a job that just trained the run passes its dataset instead of reading it again; the
+    run's recorded split is still checked against it."""
+    from toolkit.data import load_dataset
+    from toolkit.train import load_run
+
+    base, data = base_and_data
+    again = load_run(fleet / "base", data=data)
+    assert again.data is data and all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
+                                                                         base.model.state_dict().values()))
+    other = load_dataset(load_recipe(RECIPE, [*TINY[:-1], 'data.groups=["george", "jackson"]']))
+    with pytest.raises(EdgetkError):
+        load_run(fleet / "base", data=other)

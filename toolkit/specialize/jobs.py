@@ -258,11 +258,12 @@ def _specialize_members(recipe: Recipe, out: Path, data: TaskData, members: list
     if base.recipe.model != recipe.model or base.recipe.task != recipe.task:
         raise EdgetkError(f"the fleet's base run {base_dir} is {base.recipe.task} {base.recipe.model}, the recipe "
                           f"wants {recipe.task} {recipe.model}", fix="make [model] match the base run's recipe")
-    t = train_shared_fleet(base.model, members, tops_config(recipe.train, cfg.epochs), cfg.peft, cfg.top_layers,
-                           cfg.rank, cfg.alpha, cfg.stack, cfg.exact)
+    tops = tops_config(recipe.train, cfg.epochs)
+    t = train_shared_fleet(base.model, members, tops, cfg.peft, cfg.top_layers, cfg.rank, cfg.alpha, cfg.stack,
+                           cfg.exact)
     return {"seconds": t["seconds"], "base_run": str(base_dir), "base_seconds": base_s if not cfg.base else 0.0,
             "base_value": base.metrics["value"], "peft": cfg.peft, "cache_seconds": t["cache_s"],
-            "top_seconds": t["train_s"], "trainable_params_per_member": t["trainable_params"]}
+            "top_seconds": t["train_s"], "top_epochs": tops.epochs, "trainable_params_per_member": t["trainable_params"]}
 
 
 def write_member(out: Path, recipe: Recipe, member, data: TaskData) -> dict:
