@@ -26,10 +26,9 @@ TWO_SPEAKERS = 'data.groups=["george", "jackson"]'
 
 @pytest.fixture(scope="module")
 def require_tools():
-    import shutil
+    from conftest import require_tool
 
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc not found; fix: apt-get install gcc (the fused kernel is built with the host compiler)")
+    require_tool("gcc", "apt-get install gcc (the fused kernel is built with the host compiler)")
 
 
 def _autograd(model, x, y, smoothing):
