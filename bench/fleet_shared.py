@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from fleet import fleet_run  # noqa: E402  (bench/fleet.py: the from-scratch fleet)
 from toolkit.data import load_dataset  # noqa: E402
 from toolkit.recipe import Recipe, load_recipe  # noqa: E402
-from toolkit.specialize.fleet import split_members, tops_config, train_shared_fleet  # noqa: E402
+from toolkit.specialize.fleet import group_config, split_members, tops_config, train_shared_fleet  # noqa: E402
 from toolkit.train.trainer import batches  # noqa: E402
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -62,7 +62,7 @@ def shared_fleet(recipe: Recipe, data, members: int, seed: int, pefts: list[str]
     for peft in pefts:
         ms = split_members(data, members, seed)
         info = train_shared_fleet(run.model, ms, tops_config(r.train, f.epochs), peft, f.top_layers, f.rank,
-                                  f.alpha, f.stack, f.exact)
+                                  f.alpha, f.stack, f.exact, group_config(r.train, f.group_epochs, f.group_lr))
         out[peft] = (info["seconds"], statistics.mean(m.test_top1 for m in ms), info)
     return out
 
@@ -171,7 +171,8 @@ def main() -> int:
             rows["scratch"].append((s, acc, loads["scratch"]))
             rows["base"].append((sh["base"][0] + build, sh["base"][1], loads["shared"]))
             b = sh["base"][0] + build
-            line = " | ".join(f"{p}: {sh[p][0]:.2f} s (cache {sh[p][2]['cache_s']:.2f}, tops {sh[p][2]['train_s']:.2f}, "
+            line = " | ".join(f"{p}: {sh[p][0]:.2f} s (per-group fine-tunes {sh[p][2]['group_s']:.2f}, "
+                              f"cache {sh[p][2]['cache_s']:.2f}, tops {sh[p][2]['train_s']:.2f}, "
                               f"{sh[p][2]['trainable_params']} trainable params/member), top-1 {sh[p][1]:.2f}%, "
                               f"base + specialization {b + sh[p][0]:.2f} s = {s / (b + sh[p][0]):.1f}x "
                               f"(specialization alone {s / sh[p][0]:.1f}x)" for p in pefts)

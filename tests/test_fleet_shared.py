@@ -169,3 +169,32 @@ def test_load_run_takes_the_loaded_dataset_and_still_checks_its_split(fleet, bas
     other = load_dataset(load_recipe(RECIPE, [*TINY[:-1], 'data.groups=["george", "jackson"]']))
     with pytest.raises(EdgetkError):
         load_run(fleet / "base", data=other)
+
+
+def test_group_fine_tune_gives_each_group_its_own_network(base_and_data):
+    """[fleet] group_epochs: the whole base is fine-tuned once per group (every layer moves, the base itself does
+    not), that group's members are plain copies of its network with their own classifier, and the fine-tune is
+    deterministic (the same weights again)."""
+    from toolkit.recipe import TrainConfig
+    from toolkit.specialize.fleet import group_config, group_model, split_members, train_shared_fleet
+
+    base, data = base_and_data
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
+    train = TrainConfig(epochs=1, batch_size=64, lr=0.01)
+    assert group_config(train, 0, 0.005) is None
+    cfg = group_config(train, 2, 0.005)
+    assert cfg.epochs == 2 and cfg.lr == 0.005 and cfg.batch_size == 64
+    members = split_members(data, 4, 3)                       # 3 speakers: one of them twice
+    t = train_shared_fleet(base.model, members, train, "probe", group_cfg=cfg)
+    assert t["group_s"] > 0
+    assert all(torch.equal(v, base.model.state_dict()[k]) for k, v in before.items())   # the base is untouched
+    for m in members:
+        tuned = group_model(base.model, m.x_train, m.y_train, cfg)
+        sd, bsd = m.model.state_dict(), base.model.state_dict()
+        stem = "stem.0.weight"
+        assert torch.equal(sd[stem], tuned.state_dict()[stem])          # below the top: the group's network
+        assert not torch.equal(sd[stem], bsd[stem])                      # which moved away from the base
+        assert not torch.equal(sd["head.3.weight"], tuned.state_dict()["head.3.weight"])   # its own classifier
+    same = [m for m in members if m.group == members[0].group]
+    assert len(same) == 2 and torch.equal(same[0].model.state_dict()["blocks.3.1.0.weight"],
+                                          same[1].model.state_dict()["blocks.3.1.0.weight"])

@@ -201,6 +201,8 @@ class FleetConfig:
     rank: int = 4              # specialize, lora: LoRA rank
     alpha: float = 8.0         # specialize, lora: update scale alpha / rank
     epochs: int = 0            # specialize: epochs of the members' training above the base (0 = [train] epochs)
+    group_epochs: int = 0      # specialize: first fine-tune the whole base on each group's data this long (0 = off)
+    group_lr: float = 0.005    # specialize: that fine-tune's peak learning rate (the rest of [train] as for the base)
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -223,7 +225,7 @@ CHOICES.update({"data.split": ("auto", "folders", "group", "fraction"), "data.on
                 "data.color": ("grayscale", "rgb")})
 CHOICES["frontend.type"] = FRONTEND_TYPES
 # Integer fields with a lower bound, checked on load.
-MINIMUMS: dict[str, int] = {"fleet.workers": 0, "fleet.epochs": 0}
+MINIMUMS: dict[str, int] = {"fleet.workers": 0}
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,8 @@ BOUNDS: dict[str, Bound] = {
     "finetune.top_layers": Bound(1, 1 << 16),
     "fleet.members": Bound(0, 1 << 20), "fleet.stack": Bound(1, 1 << 16), "fleet.workers": Bound(0, 4096),
     "fleet.top_layers": Bound(1, 1 << 16), "fleet.rank": Bound(1, 1 << 16), "fleet.alpha": Bound(0, 1e6, low_open=True),
+    "fleet.epochs": Bound(0, 1_000_000), "fleet.group_epochs": Bound(0, 1_000_000),
+    "fleet.group_lr": Bound(0, 100, low_open=True),
     "data.window": Bound(0, 1 << 31), "data.stride": Bound(0, 1 << 31), "data.train_fraction": Bound(0, 1, high_open=True),
     "data.split_seed": SEED,  # data.test_fraction: check_data
     "data.sample_rate": Bound(0, 1 << 24), "data.clip_samples": Bound(0, 1 << 31), "data.channel": Bound(-1, 1 << 16),

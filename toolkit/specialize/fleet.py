@@ -461,39 +461,71 @@ def tops_config(train: TrainConfig, epochs: int) -> TrainConfig:
     return replace(train, epochs=epochs) if epochs > 0 else train
 
 
+def group_config(train: TrainConfig, epochs: int, lr: float) -> TrainConfig | None:
+    """The [train] settings of the per-group fine-tune ([fleet] group_epochs, group_lr), None when it is off."""
+    return replace(train, epochs=epochs, lr=lr) if epochs > 0 else None
+
+
+def group_model(base: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> nn.Module:
+    """A copy of the base with every parameter fine-tuned on one group's training data (x, y) by the trainer's
+    epoch loop with cfg: its epochs, learning rate, kernel, threads and augmentation; in eval mode."""
+    import copy
+
+    from toolkit.data import TaskData
+    from toolkit.train.trainer import (batches, default_loss, determinism, fused_step, make_optimizer,
+                                       make_scheduler, train_epoch)
+
+    model = copy.deepcopy(base).requires_grad_(True)
+    with torch.no_grad():
+        classes = int(model.eval()(torch.as_tensor(x[:1])).shape[1])       # the labels' count, for TaskData
+    data = TaskData(x, y, x[:0], y[:0], [str(c) for c in range(classes)], "classification")
+    with determinism(cfg):
+        fused = fused_step(cfg, model, data, None)
+        opt = fused.optimizer(cfg) if fused is not None else make_optimizer(cfg, list(model.parameters()), fused=True)
+        sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(x), cfg.batch_size, cfg.seed, 0)))
+        for epoch in range(cfg.epochs):
+            train_epoch(model, opt, sched, data, cfg, epoch, default_loss(data.kind, cfg.label_smoothing), fused=fused)
+    return model.eval()
+
+
 def train_shared_fleet(base: nn.Module, members: list[Member], cfg: TrainConfig, peft: str = "probe",
                        top_layers: int = 2, rank: int = 4, alpha: float = 8.0, stack: int = 32,
-                       exact: bool = False) -> dict:
+                       exact: bool = False, group_cfg: TrainConfig | None = None) -> dict:
     """Specialize the trained `base` to every member: fill each member's model (a plain merged copy of the
     base), test_top1 and extra["top"] (its unmerged top); return timings {"cache_s", "train_s", "seconds"}.
 
     stack: members per grouped-operator pass (probe/top/bitfit); LoRA members train one after another.
+    group_cfg ([fleet] group_epochs > 0): first fine-tune the whole base on each group's training data
+    (group_model); the group's members then specialize that network instead of the base ("group_s": its time).
     """
     t0 = time.perf_counter()
     base = base.eval()
-    example = torch.as_tensor(members[0].x_train[:2])
-    parts = chain_of(base, example)
-    cut = cut_index(parts, peft, top_layers)
-    cache: dict[str, torch.Tensor] = {}
-    for m in members:                                   # one forward of the frozen base per group's data
-        if m.group not in cache:
-            cache[m.group] = frozen_features(parts, cut, m.x_train)
-    t_cache = time.perf_counter() - t0
+    cut = cut_index(chain_of(base, torch.as_tensor(members[0].x_train[:2])), peft, top_layers)  # checked once
+    first: dict[str, Member] = {}
+    for m in members:
+        first.setdefault(m.group, m)
+    groups = {g: base if group_cfg is None else group_model(base, m.x_train, m.y_train, group_cfg)
+              for g, m in first.items()}           # one network per group: the base, or the base fine-tuned on it
+    t_group = time.perf_counter() - t0
+    parts = {g: _chain_parts(net) for g, net in groups.items()}   # copies of the checked chain
+    cache = {g: frozen_features(parts[g], cut, m.x_train) for g, m in first.items()}  # one forward per group
+    t_cache = time.perf_counter() - t0 - t_group
     feats = [cache[m.group] for m in members]
     tops = []
     for m in members:
         torch.manual_seed(m.seed)                       # LoRA's init: the member's seed
-        tops.append(member_top(parts, cut, peft, rank, alpha))
+        tops.append(member_top(parts[m.group], cut, peft, rank, alpha))
     size = 1 if peft == "lora" else max(1, stack)
     for i in range(0, len(members), size):
         _train_tops(members[i:i + size], feats[i:i + size], tops[i:i + size], cfg, exact)
-    t_train = time.perf_counter() - t0 - t_cache
+    t_train = time.perf_counter() - t0 - t_group - t_cache
     for m, top in zip(members, tops):
-        m.model = merged_member(base, None, cut, top)
+        m.model = merged_member(groups[m.group], None, cut, top)
         m.extra["top"] = top
         m.test_top1 = evaluate(m.model, m.x_test, m.y_test)
     seconds = time.perf_counter() - t0
-    return {"cache_s": t_cache, "train_s": t_train, "seconds": seconds, "cut": cut, "parts": len(parts),
+    return {"group_s": t_group, "cache_s": t_cache, "train_s": t_train, "seconds": seconds, "cut": cut,
+            "parts": len(parts[members[0].group]),
             "trainable_params": sum(p.numel() for p in tops[0].parameters() if p.requires_grad)}
 
 

@@ -238,7 +238,7 @@ def _specialize_members(recipe: Recipe, out: Path, data: TaskData, members: list
     every member above its frozen layers (toolkit.specialize.fleet.train_shared_fleet); the summary's timings."""
     import time
 
-    from toolkit.specialize.fleet import tops_config, train_shared_fleet
+    from toolkit.specialize.fleet import group_config, tops_config, train_shared_fleet
     from toolkit.train import load_run
 
     cfg = recipe.fleet
@@ -260,9 +260,10 @@ def _specialize_members(recipe: Recipe, out: Path, data: TaskData, members: list
                           f"wants {recipe.task} {recipe.model}", fix="make [model] match the base run's recipe")
     tops = tops_config(recipe.train, cfg.epochs)
     t = train_shared_fleet(base.model, members, tops, cfg.peft, cfg.top_layers, cfg.rank, cfg.alpha, cfg.stack,
-                           cfg.exact)
+                           cfg.exact, group_config(recipe.train, cfg.group_epochs, cfg.group_lr))
     return {"seconds": t["seconds"], "base_run": str(base_dir), "base_seconds": base_s if not cfg.base else 0.0,
             "base_value": base.metrics["value"], "peft": cfg.peft, "cache_seconds": t["cache_s"],
+            "group_seconds": t["group_s"], "group_epochs": cfg.group_epochs,
             "top_seconds": t["train_s"], "top_epochs": tops.epochs, "trainable_params_per_member": t["trainable_params"]}
 
 
