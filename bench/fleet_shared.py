@@ -72,17 +72,14 @@ def epoch_seconds(recipe: Recipe, data, kernel: str) -> float:
     mode) with [train] kernel = `kernel` (torch: autograd on channels-last and torch's fused AdamW, 1 thread, its
     fastest here; fused: the C training step and the C AdamW on the recipe's threads)."""
     from toolkit.nn import build_model
-    from toolkit.train.trainer import (batches, channels_last_grads, default_loss, determinism, fused_step,
-                                       make_optimizer, make_scheduler, memory_format, train_epoch)
+    from toolkit.train.trainer import channels_last_grads, default_loss, determinism, loop_parts, memory_format, train_epoch
 
     cfg = dataclasses.replace(recipe.train, kernel=kernel, threads=1 if kernel == "torch" else recipe.train.threads)
     with determinism(cfg):
         model = build_model(recipe, data)
         fmt = memory_format(model, data.x_train) if kernel == "torch" else torch.contiguous_format
         model.to(memory_format=fmt)
-        fused = fused_step(cfg, model, data, None)
-        opt = fused.optimizer(cfg) if fused else make_optimizer(cfg, list(model.parameters()), fused=True)
-        sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
+        fused, opt, sched = loop_parts(cfg, model, data)
         with channels_last_grads(model, fmt):
             t0 = time.perf_counter()
             train_epoch(model, opt, sched, data, cfg, 0, default_loss(data.kind, cfg.label_smoothing), fmt,

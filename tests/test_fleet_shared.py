@@ -1,9 +1,9 @@
 """Fleets that specialize one shared base ([fleet] mode = "specialize"): a tiny real fleet on FSDD.
 
-The job trains the base once, caches its frozen activations per speaker and trains every member's top
-above them; each member is written as a plain DS-CNN run folder whose outputs equal its unmerged
-specialization (frozen base below the cut + the member's top, LoRA unfolded) and whose frozen layers are
-the base's, bit for bit.
+The job trains the base once (the shipped recipe then fine-tunes it once per speaker), caches the frozen
+activations per speaker and trains every member's top above them; each member is written as a plain DS-CNN run
+folder whose outputs equal its unmerged specialization (frozen network below the cut + the member's top, LoRA
+unfolded) and whose frozen layers are its speaker's network (the base, or the base fine-tuned), bit for bit.
 """
 from __future__ import annotations
 
@@ -44,26 +44,35 @@ def base_and_data(fleet):
 
 
 def test_job_writes_plain_member_runs_over_the_shared_base(fleet, base_and_data):
-    from toolkit.specialize.fleet import chain_of, cut_index
+    """The shipped recipe fine-tunes the base once per speaker ([fleet] group_epochs) before the members' heads:
+    below the cut each member is its speaker's network bit for bit (recomputed here: the job is deterministic),
+    which moved away from the base; above it, its own trained classifier."""
+    from toolkit.specialize.fleet import chain_of, cut_index, group_config, group_model, split_members
     from toolkit.train import load_run
 
     base, data = base_and_data
+    recipe = load_recipe(RECIPE, TINY)
     summary = json.loads((fleet / "fleet.json").read_text())
     assert summary["mode"] == "specialize" and summary["peft"] == "probe" and len(summary["members"]) == 3
     assert summary["base_run"] == str(fleet / "base") and summary["base_seconds"] > 0
-    assert summary["top_epochs"] == load_recipe(RECIPE).fleet.epochs > 0          # [fleet] epochs, not [train]'s 1
+    assert summary["top_epochs"] == recipe.fleet.epochs > 0                   # [fleet] epochs, not [train]'s 1
+    assert summary["group_epochs"] == recipe.fleet.group_epochs > 0 and summary["group_seconds"] > 0
     assert len((fleet / "base" / "history.jsonl").read_text().splitlines()) == 1
-    parts = chain_of(base.model, torch.as_tensor(data.x_test[:2]))
+    example = torch.as_tensor(data.x_test[:2])
+    parts = chain_of(base.model, example)
     cut = cut_index(parts, "probe", 2)                               # the shipped recipe: the classifier trains
-    frozen = [(i, p.state_dict()) for i, p in enumerate(parts[:cut]) if p.state_dict()]
-    for row in summary["members"]:
+    cfg = group_config(recipe.train, recipe.fleet.group_epochs, recipe.fleet.group_lr)
+    for row, m in zip(summary["members"], split_members(data, 3, recipe.train.seed)):
         run = load_run(Path(row["run_dir"]))
         assert type(run.model) is type(base.model) and run.recipe.fleet is None
         assert run.model.state_dict().keys() == base.model.state_dict().keys()
-        mparts = chain_of(run.model, torch.as_tensor(data.x_test[:2]))
-        for i, st in frozen:                                           # below the cut: the base, bit for bit
-            assert all(torch.equal(v, mparts[i].state_dict()[k]) for k, v in st.items())
-        top_w = [torch.equal(p.weight, q.weight) for p, q in zip(parts[cut:], mparts[cut:]) if hasattr(p, "weight")]
+        mparts = chain_of(run.model, example)
+        gparts = chain_of(group_model(base.model, m.x_train, m.y_train, cfg), example)
+        for i in range(cut):                                         # below the cut: its speaker's network
+            for k, v in gparts[i].state_dict().items():
+                assert torch.equal(v, mparts[i].state_dict()[k]), (row["name"], i, k)
+        assert not torch.equal(mparts[0].weight, parts[0].weight)   # which the fine-tune moved off the base
+        top_w = [torch.equal(p.weight, q.weight) for p, q in zip(gparts[cut:], mparts[cut:]) if hasattr(p, "weight")]
         assert not all(top_w), "the member's top trained"
         assert run.metrics["fleet_member"] == row["name"] and run.metrics["n_test"] == 50
 

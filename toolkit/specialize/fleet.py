@@ -472,17 +472,14 @@ def group_model(base: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig)
     import copy
 
     from toolkit.data import TaskData
-    from toolkit.train.trainer import (batches, default_loss, determinism, fused_step, make_optimizer,
-                                       make_scheduler, train_epoch)
+    from toolkit.train.trainer import default_loss, determinism, loop_parts, train_epoch
 
     model = copy.deepcopy(base).requires_grad_(True)
     with torch.no_grad():
         classes = int(model.eval()(torch.as_tensor(x[:1])).shape[1])       # the labels' count, for TaskData
     data = TaskData(x, y, x[:0], y[:0], [str(c) for c in range(classes)], "classification")
     with determinism(cfg):
-        fused = fused_step(cfg, model, data, None)
-        opt = fused.optimizer(cfg) if fused is not None else make_optimizer(cfg, list(model.parameters()), fused=True)
-        sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(x), cfg.batch_size, cfg.seed, 0)))
+        fused, opt, sched = loop_parts(cfg, model, data)
         for epoch in range(cfg.epochs):
             train_epoch(model, opt, sched, data, cfg, epoch, default_loss(data.kind, cfg.label_smoothing), fused=fused)
     return model.eval()

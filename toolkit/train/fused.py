@@ -1,8 +1,9 @@
 """`[train] kernel = "fused"`: the DS-CNN's whole training step (forward with BatchNorm batch statistics, softmax
 cross-entropy, backward into every gradient) as one call into C (toolkit/native/train/dscnn_train.c), built with the
 host gcc for this CPU (-O3 -march=native, channels fixed at compile time) and cached like edgetk's other host
-builds. The optimizer step stays torch's (fused AdamW), the model stays the nn.Module: its parameters and
-BatchNorm buffers are the C code's memory, so checkpoints, export and evaluation see the same tensors.
+builds; AdamW's update is one more C call (class AdamW: torch's optimizer, its state and state_dict, with a C step).
+The model stays the nn.Module: its parameters and BatchNorm buffers are the C code's memory, so checkpoints,
+resume, export and evaluation see the same tensors.
 
 Same function as the module in training mode up to float rounding (tests/test_train_fused.py), deterministic:
 the same bits run to run for a thread count (`threads`: the batch's samples split into that many slots, every
@@ -25,7 +26,6 @@ from torch import nn
 from toolkit.errors import EdgetkError
 
 SOURCE = Path(__file__).resolve().parent.parent / "native" / "train" / "dscnn_train.c"
-KERNELS = ("torch", "fused")
 
 
 def _cpu_id() -> str:
@@ -99,7 +99,7 @@ class FusedDSCNN:
         for bn in norms:
             if bn.momentum is None or not bn.track_running_stats or not bn.affine:
                 raise unsupported("BatchNorm without momentum, running statistics or affine parameters")
-        if len({bn.eps for bn in norms} | {bn.momentum for bn in norms}) > 2:
+        if len({(bn.eps, bn.momentum) for bn in norms}) > 1:
             raise unsupported("BatchNorms with different eps or momentum")
         self.params = [t for conv, bn in zip(convs, norms) for t in (conv.weight, bn.weight, bn.bias)]
         self.params += [fc.weight, fc.bias]

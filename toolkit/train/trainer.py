@@ -19,7 +19,7 @@ from toolkit.errors import EdgetkError
 from toolkit.fsio import atomic_write_text
 from toolkit.nn import build_model
 from toolkit.progress import bar
-from toolkit.recipe import Recipe, TrainConfig, check_choice, recipe_from_dict
+from toolkit.recipe import CHOICES, Recipe, TrainConfig, check_choice, recipe_from_dict
 from toolkit.train import augment
 from toolkit.train.checkpoint import load_checkpoint, restore_loop, save_loop
 from toolkit.train.evaluate import evaluate
@@ -182,6 +182,7 @@ def fused_step(cfg: TrainConfig, model: nn.Module, data: TaskData, loss_fn: Loss
     The step runs on [train] threads of its own; torch is left on 1 thread for what it still does in the loop
     (batch gather, augmentation, per-epoch evaluation): with 2, its OpenMP workers spin after each small op on the
     core the kernel's worker needs (a 2-thread epoch measured no faster than 1 thread until torch ran on 1)."""
+    check_choice("recipe", "train.kernel", cfg.kernel, CHOICES["train.kernel"])
     if cfg.kernel != "fused":
         return None
     from toolkit.train.fused import FusedDSCNN, unsupported
@@ -193,6 +194,18 @@ def fused_step(cfg: TrainConfig, model: nn.Module, data: TaskData, loss_fn: Loss
     fused = FusedDSCNN(model, cfg.label_smoothing, threads=max(1, cfg.threads))
     torch.set_num_threads(1)                           # determinism() restores the caller's count afterwards
     return fused
+
+
+def loop_parts(cfg: TrainConfig, model: nn.Module, data: TaskData, loss_fn: LossFn | None = None,
+               params: list[nn.Parameter] | None = None) -> tuple[Any, torch.optim.Optimizer, Any]:
+    """What a training loop over `data` with cfg steps with: the C step (fused_step; None for kernel "torch"),
+    the optimizer over `params` (default: the trainable ones; the kernel's own AdamW when fused) and the per-step
+    scheduler over cfg.epochs."""
+    fused = fused_step(cfg, model, data, loss_fn)
+    params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    opt = fused.optimizer(cfg) if fused is not None else make_optimizer(cfg, params, fused=True)
+    sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
+    return fused, opt, sched
 
 
 def trainable(model: nn.Module, param_filter: ParamFilter | None) -> list[nn.Parameter]:
@@ -278,13 +291,9 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
     cfg = recipe.train
     data = data if data is not None else load_dataset(recipe)
     model = model if model is not None else build_model(recipe, data)
-    check_choice("recipe", "train.kernel", cfg.kernel, ("torch", "fused"))
-    fmt = memory_format(model, data.x_train) if cfg.kernel == "torch" else torch.contiguous_format
+    fmt = memory_format(model, data.x_train) if cfg.kernel != "fused" else torch.contiguous_format
     model.to(memory_format=fmt)                            # back to contiguous below, before anyone else sees it
-    params = trainable(model, param_filter)
-    fused = fused_step(cfg, model, data, loss_fn)
-    opt = fused.optimizer(cfg) if fused is not None else make_optimizer(cfg, params, fused=True)
-    sched = make_scheduler(cfg, opt, cfg.epochs * len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0)))
+    fused, opt, sched = loop_parts(cfg, model, data, loss_fn, trainable(model, param_filter))
     first, history = _start(recipe, out, resume, model, opt, sched)
     loss_fn = loss_fn or default_loss(data.kind, cfg.label_smoothing)
     n_batches = len(batches(len(data.x_train), cfg.batch_size, cfg.seed, 0))
