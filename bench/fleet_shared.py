@@ -6,8 +6,9 @@
             on its speaker's clips;
   shared    models/kws-digits-fleet-shared.toml as `edgetk train` runs it: its base trained once on every
             speaker's training clips (toolkit.train.train with the recipe's [train], kernel "fused": the C
-            training step, a run folder as the job writes it, then load_run), then each member specializes it ([fleet] mode = "specialize",
-            toolkit.specialize.fleet.train_shared_fleet, the same [train] for the tops): the frozen base's
+            training step, a run folder as the job writes it, then load_run), fine-tuned once per speaker
+            ([fleet] group_epochs, group_lr), then each member specializes its speaker's network ([fleet] mode =
+            "specialize", toolkit.specialize.fleet.train_shared_fleet, the tops for [fleet] epochs): the frozen
             activations below the member's top are computed once per speaker, every member's top (--pefts:
             probe, top, bitfit, lora; default the recipe's peft) trains above them, all members stacked in one
             pass (LoRA: one after another); members are merged plain DS-CNNs, evaluated as such.
@@ -77,7 +78,7 @@ def epoch_seconds(recipe: Recipe, data, kernel: str) -> float:
     cfg = dataclasses.replace(recipe.train, kernel=kernel, threads=1 if kernel == "torch" else recipe.train.threads)
     with determinism(cfg):
         model = build_model(recipe, data)
-        fmt = memory_format(model, data.x_train) if kernel == "torch" else torch.contiguous_format
+        fmt = memory_format(model, data.x_train, kernel)
         model.to(memory_format=fmt)
         fused, opt, sched = loop_parts(cfg, model, data)
         with channels_last_grads(model, fmt):

@@ -212,7 +212,6 @@ def test_fused_threads_under_thread_sanitizer(tmp_path: Path):
 def test_fused_training_is_deterministic_resumes_exactly_and_learns(shared, tmp_path: Path):
     from toolkit.data import load_dataset
     from toolkit.train import train
-    from toolkit.train.checkpoint import load_checkpoint  # noqa: F401  (the run folders below are checkpointed)
 
     def recipe(kernel: str, threads: int = 1):
         r = load_recipe(RECIPE, ["train.epochs=4", TWO_SPEAKERS, f"train.kernel={kernel}", f"train.threads={threads}"])

@@ -97,8 +97,9 @@ def batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     return [b for b in out if len(b) > 1] or out
 
 
-def memory_format(model: nn.Module, x: np.ndarray) -> torch.memory_format:
-    """The layout to train in: channels-last for a float32 model with Conv2d layers on 4-D input, else contiguous.
+def memory_format(model: nn.Module, x: np.ndarray, kernel: str = "torch") -> torch.memory_format:
+    """The layout to train in: channels-last for a float32 model with Conv2d layers on 4-D input, else contiguous
+    (and contiguous for [train] kernel = "fused": the C step reads torch's contiguous tensors).
 
     oneDNN's CPU convolutions are faster channels-last (measured, 1 thread, one AdamW step: DS-CNN width 1.0
     batch 64 52 vs 78 ms; the pretraining recipe's DS-CNN, batch 32, 21 vs 33 ms; the IMU 1-D CNN 3.9 vs 4.5 ms; the 8x8
@@ -106,7 +107,7 @@ def memory_format(model: nn.Module, x: np.ndarray) -> torch.memory_format:
     """
     p = next(model.parameters(), None)
     conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    ok = conv and x.ndim == 4 and p is not None and p.dtype == torch.float32
+    ok = kernel != "fused" and conv and x.ndim == 4 and p is not None and p.dtype == torch.float32
     return torch.channels_last if ok else torch.contiguous_format
 
 
@@ -291,7 +292,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, json_progress: bool, loss_fn
     cfg = recipe.train
     data = data if data is not None else load_dataset(recipe)
     model = model if model is not None else build_model(recipe, data)
-    fmt = memory_format(model, data.x_train) if cfg.kernel != "fused" else torch.contiguous_format
+    fmt = memory_format(model, data.x_train, cfg.kernel)
     model.to(memory_format=fmt)                            # back to contiguous below, before anyone else sees it
     fused, opt, sched = loop_parts(cfg, model, data, loss_fn, trainable(model, param_filter))
     first, history = _start(recipe, out, resume, model, opt, sched)

@@ -74,8 +74,6 @@ long dscnn_work_floats(const int32_t *g, int32_t threads)
 
 int dscnn_max_threads(void) { return MAXT; }
 
-int dscnn_channels(void) { return CH; }
-
 /* Rows of CH floats as NV vectors of VW lanes (GCC vector extensions: the compiler's own loop vectorizer leaves
  * most of these loops scalar once it has unrolled the CH-long channel loops). Loads and stores go through memcpy:
  * no alignment is assumed. */
