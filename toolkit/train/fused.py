@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from toolkit.errors import EdgetkError
+from toolkit.train import eager
 
 SOURCE = Path(__file__).resolve().parent.parent / "native" / "train" / "dscnn_train.c"
 
@@ -174,10 +175,11 @@ class FusedDSCNN:
         return AdamW(self.params, self.lib, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-class AdamW(torch.optim.AdamW):
-    """torch.optim.AdamW (the same hyperparameters, state and state_dict, so checkpoints resume either way) whose
-    step is one C call over all its tensors: ~0.1 ms instead of ~0.45 for torch's fused kernel and its Python
-    around it (29 tensors of a width-0.25 DS-CNN). One parameter group, no amsgrad, no maximize, no closure."""
+class AdamW(eager.AdamW):
+    """torch.optim.AdamW (the same hyperparameters, state and state_dict, so checkpoints resume either way; the
+    class of toolkit.train.eager, which skips torch's compiler import) whose step is one C call over all its
+    tensors: ~0.1 ms instead of ~0.45 for torch's fused kernel and its Python around it (29 tensors of a
+    width-0.25 DS-CNN). One parameter group, no amsgrad, no maximize, no closure."""
 
     def __init__(self, params: list[nn.Parameter], lib: ctypes.CDLL, lr: float, weight_decay: float) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay)

@@ -22,6 +22,7 @@ from toolkit.progress import bar
 from toolkit.recipe import CHOICES, Recipe, TrainConfig, check_choice, recipe_from_dict
 from toolkit.train import augment
 from toolkit.train.checkpoint import load_checkpoint, restore_loop, save_loop
+from toolkit.train.eager import SGD, AdamW, set_deterministic
 from toolkit.train.evaluate import evaluate
 from toolkit.train.rundir import write_results
 
@@ -35,7 +36,7 @@ Progress = Callable[[dict[str, Any]], None]                                 # ca
 def setup_determinism(cfg: TrainConfig) -> None:
     """Fixed threads, deterministic kernels, seeded RNGs."""
     torch.set_num_threads(max(1, cfg.threads))
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    set_deterministic(True, warn_only=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
 
@@ -56,7 +57,7 @@ def determinism(cfg: TrainConfig) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+        set_deterministic(deterministic)
         det.fill_uninitialized_memory = fill
 
 
@@ -74,12 +75,13 @@ def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], fused: bool = F
     same update up to the last bit: max 1.2e-7 apart after 50 AdamW steps). A DS-CNN width 0.25 (29 tensors) AdamW
     step: 0.92 ms for-loop, 0.58 foreach, 0.14 fused (1 thread), of a ~6 ms batch-32 training step. The fleet's
     stacked members keep the for-loop (their exactness against twins trained alone is measured with it).
+    The classes are torch's without its compiler's import (toolkit.train.eager).
     """
     check_choice("recipe", "train.optimizer", cfg.optimizer, ("adamw", "sgd"))
     fast = {"fused": True} if fused else {}
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, **fast)
+        return AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
+    return SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, **fast)
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
