@@ -68,6 +68,32 @@ def test_augment_ops_on_a_real_clip():
     assert xs.grad is not None and xs.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("names", [(), ("shift", "noise"), ("shift", "noise", "mask", "gain"), ("mask", "gain")])
+def test_epoch_wide_augmentation_is_batch_by_batch_bit_for_bit(names):
+    """The trainer's augmented_batches (a chunk of batches at a time) against augment() batch after batch on
+    real kws-digits clips: the same bits, the same draws (the generator ends in the same state), for a whole
+    epoch in one chunk, in chunks that split it, batch by batch, and with a short last batch."""
+    import numpy as np
+
+    from toolkit.data import load_dataset
+    from toolkit.train import augment
+    from toolkit.train.trainer import batches
+
+    r = load_recipe(REPO_ROOT / "models" / "kws-digits.toml", ["frontend.type=none"])
+    x = torch.from_numpy(load_dataset(r).x_train[:203])
+    order = batches(len(x), 32, 5, 1)
+    assert len(order[-1]) == 11
+    for chunk in (8192, 70, 1):
+        g1, g2 = augment.generator(5, 1), augment.generator(5, 1)
+        want = [augment.augment(x[torch.from_numpy(b)], names, g1) for b in order]
+        got = list(augment.augmented_batches(x, order, names, g2, chunk))
+        assert [t.shape for t in got] == [t.shape for t in want]
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), (names, chunk)
+        assert torch.equal(torch.randn(4, generator=g1), torch.randn(4, generator=g2))
+    if names:
+        assert not torch.equal(got[0], x[torch.from_numpy(np.asarray(order[0]))])
+
+
 @pytest.mark.parametrize("value, words", [('["shfit"]', "did you mean 'shift'"), ('["noise", "noise"]', "twice"),
                                           ('"noise"', "must be tuple")])
 def test_bad_augment_is_one_error(value, words):

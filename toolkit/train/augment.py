@@ -18,7 +18,7 @@ batch: the same shift, mask and gain on both, Zhao & Bilen's siamese augmentatio
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from toolkit.recipe import AUGMENTS as NAMES  # noqa: F401  (the names, for callers; checked by recipe.check_augment)
 
@@ -56,9 +56,20 @@ def apply(x, params: dict[str, Any], gen):
     """x [N, C, L, ...] augmented with `params` (from draw; noise is drawn here from gen), differentiable in x."""
     import torch
 
-    names = params["names"]
-    if not names:
+    if not params["names"]:
         return x
+    x = _per_sample(x, params)
+    if "noise" in params["names"]:
+        std = x.detach().std() if x.numel() > 1 else torch.ones((), dtype=x.dtype)
+        x = x + NOISE * std * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    return x
+
+
+def _per_sample(x, params: dict[str, Any]):
+    """apply's shift, mask and gain: each sample's own values, whatever batch it sits in."""
+    import torch
+
+    names = params["names"]
     length = x.shape[2]
     view = (-1, 1, length) + (1,) * (x.dim() - 3)          # per-sample values along L
     steps = torch.arange(length)
@@ -73,12 +84,51 @@ def apply(x, params: dict[str, Any], gen):
         x = x * (~hidden).to(x.dtype).expand(x.shape[0], length).reshape(view)
     if "gain" in names:
         x = x * params["gain"].to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 1))
-    if "noise" in names:
-        std = x.detach().std() if x.numel() > 1 else torch.ones((), dtype=x.dtype)
-        x = x + NOISE * std * torch.randn(x.shape, generator=gen, dtype=x.dtype)
     return x
 
 
 def augment(x, names: Sequence[str], gen):
     """A batch x [N, C, L, ...] with independent draws per sample."""
     return apply(x, draw(names, x.shape[1:], x.shape[0], gen), gen) if names else x
+
+
+def augmented_batches(x, batches: Sequence, names: Sequence[str], gen, chunk: int = 8192) -> Iterator:
+    """The training batches x[b] for b in `batches` (index arrays), each augmented: the same bits and the same
+    draws from gen as `augment(x[b], names, gen)` batch after batch, computed a chunk of batches (about `chunk`
+    samples) at a time. One batch's augmentation is ~20 small torch ops, ~0.25 ms: a third of the fused
+    kernel's whole training step; a chunk pays them once. Per batch stay only the draws (in the same order)
+    and the noise's scale, the batch's own standard deviation."""
+    import numpy as np
+    import torch
+
+    i = 0
+    while i < len(batches):
+        j, n = i, 0
+        while j < len(batches) and (j == i or n + len(batches[j]) <= chunk):
+            n, j = n + len(batches[j]), j + 1
+        sizes = [len(b) for b in batches[i:j]]
+        xs = x[torch.from_numpy(np.concatenate(batches[i:j]))]
+        if not names:
+            yield from torch.split(xs, sizes)
+            i = j
+            continue
+        draws, noise = [], []
+        for size in sizes:                              # the draws of augment() batch by batch, in its order
+            draws.append(draw(names, x.shape[1:], size, gen))
+            if "noise" in names:
+                noise.append(torch.randn((size, *x.shape[1:]), generator=gen, dtype=x.dtype))
+        params = {"names": tuple(names)}
+        for key in ("shift", "gain"):
+            if key in names:
+                params[key] = torch.cat([d[key] for d in draws])
+        if "mask" in names:
+            params["mask"] = (torch.cat([d["mask"][0] for d in draws]), draws[0]["mask"][1])
+        xs = _per_sample(xs, params)
+        parts = torch.split(xs, sizes)
+        if "noise" in names:
+            ones = torch.ones((), dtype=x.dtype)
+            scale = torch.cat([(NOISE * (p.std() if p.numel() > 1 else ones)).expand(len(p)) for p in parts])
+            xs = xs + scale.reshape((-1,) + (1,) * (xs.dim() - 1)) * torch.cat(noise)
+            parts = torch.split(xs, sizes)
+        yield from parts
+        i = j

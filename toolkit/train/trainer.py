@@ -156,9 +156,9 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, data: 
         y_all = torch.as_tensor(data.soft_train, dtype=torch.float32)
     total, count = 0.0, 0
     gen = augment.generator(cfg.seed, epoch) if cfg.augment else None   # [train] augment: draws of (seed, epoch) only
-    for idx in batches(len(x_all), cfg.batch_size, cfg.seed, epoch):
+    order = batches(len(x_all), cfg.batch_size, cfg.seed, epoch)
+    for idx, xb in zip(order, augment.augmented_batches(x_all, order, cfg.augment, gen)):
         t = torch.from_numpy(idx)
-        xb = x_all[t] if gen is None else augment.augment(x_all[t], cfg.augment, gen)
         xb = xb if fmt == torch.contiguous_format else xb.contiguous(memory_format=fmt)
         if fused is not None:
             value = fused.step(xb, y_all[t])
