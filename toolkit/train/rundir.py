@@ -58,16 +58,22 @@ def write_split(out: Path, data: TaskData) -> None:
         atomic_write_json(out / "split.json", split_record(data))
 
 
+# Fixed margins instead of fig.tight_layout() (a second layout pass, 1/3 of write_curve's time): each side of the
+# 6-inch width holds a y label, its ticks and a tick label like "0.0025" or "99.25".
+_CURVE_MARGIN = 0.16
+
+
 def write_curve(path: Path, history: list[dict], title: str) -> None:
-    """Training loss and test metric per epoch, as a PNG (matplotlib Agg)."""
+    """Training loss and test metric per epoch, as a PNG (matplotlib's Agg canvas, no pyplot)."""
     import io
 
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=_CURVE_MARGIN, right=1 - _CURVE_MARGIN, bottom=0.15, top=0.9)
+    ax = fig.add_subplot()
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["loss"] for h in history], color="tab:blue", label="train loss")
     ax.set_xlabel("epoch")
@@ -76,10 +82,8 @@ def write_curve(path: Path, history: list[dict], title: str) -> None:
     ax2.plot(epochs, [h["value"] for h in history], color="tab:orange", label=history[0]["metric"] if history else "")
     ax2.set_ylabel(history[0]["metric"] if history else "metric")
     ax.set_title(title)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
