@@ -209,37 +209,6 @@ def test_group_fine_tune_gives_each_group_its_own_network(base_and_data):
                                           same[1].model.state_dict()["blocks.3.1.0.weight"])
 
 
-def test_copy_model_is_deepcopy_without_its_walk(base_and_data):
-    """copy_model (how merged_member copies its group's network) gives what copy.deepcopy gives: the same
-    modules, attributes, parameters and buffers bit for bit with their strides and flags, tied weights still tied,
-    its own hook tables; and no tensor of the copy aliases the original's."""
-    import copy
-
-    from toolkit.specialize.fleet import copy_model
-
-    base, _ = base_and_data
-    tied = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
-    tied[1].weight = tied[0].weight
-    tied[2].extra = [1, 2]                                        # an attribute deepcopy copies, not shares
-    tied[2].register_forward_hook(lambda mod, args, out: out)
-    lstm = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LSTM(3, 3))   # a class deepcopy copies its own way
-    for model in (base.model, copy.deepcopy(base.model).train(), tied.train(), lstm):
-        got, want = copy_model(model), copy.deepcopy(model)
-        assert [type(m) for m in got.modules()] == [type(m) for m in want.modules()]
-        assert [m.training for m in got.modules()] == [m.training for m in model.modules()]
-        for (n, a), (_, b), (_, o) in zip(got.state_dict(keep_vars=True).items(),
-                                          want.state_dict(keep_vars=True).items(),
-                                          model.state_dict(keep_vars=True).items()):
-            assert type(a) is type(b) and a.requires_grad == b.requires_grad and a.stride() == b.stride(), n
-            assert torch.equal(a, b) and a.data_ptr() != o.data_ptr(), n
-        for m, o in zip(got.modules(), model.modules()):
-            assert {k: v for k, v in vars(m).items() if not k.startswith("_")} == \
-                {k: v for k, v in vars(o).items() if not k.startswith("_")}
-            assert m._forward_hooks.keys() == o._forward_hooks.keys() and m._forward_hooks is not o._forward_hooks
-    got = copy_model(tied)
-    assert got[1].weight is got[0].weight and got[2].extra == [1, 2] and got[2].extra is not tied[2].extra
-
-
 def test_members_are_independent_plain_models(base_and_data):
     """Every merged member owns its tensors: none shares memory with another member, its group's network or the
     base, so changing one member's weights leaves the others alone; each is in eval mode with every parameter
