@@ -412,8 +412,6 @@ def cut_index(parts: list[nn.Module], peft: str, top_layers: int) -> int:
 
 def member_top(parts: list[nn.Module], cut: int, peft: str, rank: int = 4, alpha: float = 8.0) -> nn.Sequential:
     """A member's trainable top: a copy of parts[cut:], frozen except what the peft mode trains (eval mode)."""
-    import copy
-
     from toolkit.specialize.peft import LoRAConv2d, LoRALinear, _replace
 
     top = copy.deepcopy(nn.Sequential(*parts[cut:])).eval()
@@ -468,8 +466,6 @@ def group_config(train: TrainConfig, epochs: int, lr: float) -> TrainConfig | No
 def group_model(base: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> nn.Module:
     """A copy of the base with every parameter fine-tuned on one group's training data (x, y) by the trainer's
     epoch loop with cfg: its epochs, learning rate, kernel, threads and augmentation; in eval mode."""
-    import copy
-
     from toolkit.data import TaskData
     from toolkit.train.trainer import default_loss, determinism, loop_parts, train_epoch
 
