@@ -6,8 +6,8 @@ Two places in torch 2.13 import it on first use: `torch.use_deterministic_algori
 zero_grad carry `torch._disable_dynamo`, its step `_use_grad_for_differentiable`: decorators whose only job in
 eager mode is to import dynamo and tell it not to trace). `set_deterministic` sets torch's flag alone (and
 inductor's too when something already loaded it), and the optimizers here call those methods' undecorated
-functions: the same update, state and state_dict (tests/test_train_eager.py runs a fresh process and checks
-both that torch._dynamo stays unloaded and that the weights equal torch's own optimizers' bit for bit).
+functions: the same update, state and state_dict (tests/test_train_eager.py: in a fresh process that trains,
+torch._dynamo and torch._inductor stay unloaded; the weights equal torch's own optimizers' bit for bit).
 A torch whose methods lose their `__wrapped__` falls back to the decorated ones (slower start, same result).
 """
 from __future__ import annotations
