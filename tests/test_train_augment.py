@@ -83,10 +83,10 @@ def test_epoch_wide_augmentation_is_batch_by_batch_bit_for_bit(names):
     x = torch.from_numpy(load_dataset(r).x_train[:203])
     order = batches(len(x), 32, 5, 1)
     assert len(order[-1]) == 11
-    for chunk in (8192, 70, 1):
+    for chunk in (8192, 70, 1):                               # samples: the whole epoch, 2-3 batches, one
         g1, g2 = augment.generator(5, 1), augment.generator(5, 1)
         want = [augment.augment(x[torch.from_numpy(b)], names, g1) for b in order]
-        got = list(augment.augmented_batches(x, order, names, g2, chunk))
+        got = list(augment.augmented_batches(x, order, names, g2, chunk * x[0].numel() * 4))
         assert [t.shape for t in got] == [t.shape for t in want]
         assert all(torch.equal(a, b) for a, b in zip(got, want)), (names, chunk)
         assert torch.equal(torch.randn(4, generator=g1), torch.randn(4, generator=g2))

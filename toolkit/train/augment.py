@@ -92,15 +92,16 @@ def augment(x, names: Sequence[str], gen):
     return apply(x, draw(names, x.shape[1:], x.shape[0], gen), gen) if names else x
 
 
-def augmented_batches(x, batches: Sequence, names: Sequence[str], gen, chunk: int = 8192) -> Iterator:
+def augmented_batches(x, batches: Sequence, names: Sequence[str], gen, chunk_bytes: int = 32 << 20) -> Iterator:
     """The training batches x[b] for b in `batches` (index arrays), each augmented: the same bits and the same
-    draws from gen as `augment(x[b], names, gen)` batch after batch, computed a chunk of batches (about `chunk`
-    samples) at a time. One batch's augmentation is ~20 small torch ops, ~0.25 ms: a third of the fused
-    kernel's whole training step; a chunk pays them once. Per batch stay only the draws (in the same order)
-    and the noise's scale, the batch's own standard deviation."""
+    draws from gen as `augment(x[b], names, gen)` batch after batch, computed a chunk of batches (whole batches,
+    up to `chunk_bytes` of samples; at least one batch) at a time. One batch's augmentation is ~20 small torch
+    ops, ~0.25 ms: a third of the fused kernel's whole training step; a chunk pays them once. Per batch stay only
+    the draws (in the same order) and the noise's scale, the batch's own standard deviation."""
     import numpy as np
     import torch
 
+    chunk = max(1, chunk_bytes // max(1, x[0].numel() * x.element_size())) if len(x) else 1
     i = 0
     while i < len(batches):
         j, n = i, 0
