@@ -1,7 +1,8 @@
 """Training-time augmentation of input batches: `[train] augment = ["shift", "noise", "mask", "gain"]`.
 
-Applied per batch in the trainer's epoch loop (toolkit/train/trainer.py `train_epoch`), so `edgetk train` on any
-recipe and the in-memory trainer of dataset distillation (`distill_data.fit`) use the same code. Inputs are the
+Applied per batch in the trainer's epoch loop (toolkit/train/trainer.py `train_epoch`, through `augmented_batches`:
+a chunk of batches at a time, the same bits as batch by batch), so `edgetk train` on any recipe and the in-memory
+trainer of dataset distillation (`distill_data.fit`) use the same code. Inputs are the
 model's input layout [N, C, L, ...]; the augmented axis is the first one after the channels (L): time frames for
 MFCC clips [1, frames, coefficients] and for sensor windows [channels, samples], rows for images. Per sample:
 
