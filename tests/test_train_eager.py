@@ -113,4 +113,4 @@ def test_set_deterministic_sets_torchs_flag():
         set_deterministic(False)
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
-        set_deterministic(*before) if before[0] else set_deterministic(False)
+        set_deterministic(before[0], warn_only=before[1])
