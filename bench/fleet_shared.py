@@ -148,8 +148,9 @@ def main() -> int:
     shared = load_recipe(MODELS / "kws-digits-fleet-shared.toml", args.set)
     data = load_dataset(scratch)
     pefts = args.pefts.split(",") if args.pefts else [shared.fleet.peft]
-    import matplotlib.backends.backend_agg  # noqa: F401  (the base's run folder draws its curve (rundir.write_curve):
-    import matplotlib.figure  # noqa: F401  its modules are imported before any clock runs)
+    # the base's run folder draws its curve (rundir.write_curve): its modules are imported before any clock runs
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
 
     if args.sweep_seeds:
         return seed_sweep(shared, data, args.members, args.sweep_seeds, pefts,

@@ -1,4 +1,4 @@
-"""toolkit.train.eager: training never imports torch's compiler (torch._dynamo, torch._inductor: ~1.3 s of a
+"""toolkit.train.eager: training never imports torch's compiler (torch._dynamo, torch._inductor: ~0.9 s of a
 process's first job), and its optimizers are torch's, bit for bit.
 
 A fresh process runs what `edgetk train` and the shared-base fleet job run (the fused kernel and the torch

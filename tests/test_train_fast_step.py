@@ -69,7 +69,8 @@ def test_fused_step_is_deterministic_and_matches_the_for_loop(recipe_data, optim
     moved = max(float((slow[k] - start[k]).abs().max()) for k in slow if slow[k].is_floating_point())
     # The same update: one step from the same gradients differs in the last bits only (3e-8 measured). Later
     # steps see those bits in their gradients and Adam's division by sqrt(v) amplifies them where v is tiny
-    # (8 steps: under 1e-4 on the machine this test was written on, 7e-3 on a Sapphire Rapids), so the comparison is of one step.
+    # (8 steps: under 1e-4 on the machine this test was written on, 7e-3 on a Sapphire Rapids), so the comparison
+    # is of one step.
     one = [_steps(recipe, data, optimizer, fused=f, fill=not f, steps=1) for f in (False, True)]
     apart = max(float((one[0][k] - one[1][k]).abs().max()) for k in slow if slow[k].is_floating_point())
     assert moved > 1e-2 and apart < 1e-6, (moved, apart)                           # trained, same update

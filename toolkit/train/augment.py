@@ -105,32 +105,34 @@ def augmented_batches(x, batches: Sequence, names: Sequence[str], gen, chunk_byt
     chunk = max(1, chunk_bytes // max(1, x[0].numel() * x.element_size())) if len(x) else 1
     i = 0
     while i < len(batches):
-        j, n = i, 0
-        while j < len(batches) and (j == i or n + len(batches[j]) <= chunk):
+        j, n = i + 1, len(batches[i])                      # whole batches up to `chunk` samples, at least one
+        while j < len(batches) and n + len(batches[j]) <= chunk:
             n, j = n + len(batches[j]), j + 1
         sizes = [len(b) for b in batches[i:j]]
         xs = x[torch.from_numpy(np.concatenate(batches[i:j]))]
-        if not names:
-            yield from torch.split(xs, sizes)
-            i = j
-            continue
-        draws, noise = [], []
-        for size in sizes:                              # the draws of augment() batch by batch, in its order
-            draws.append(draw(names, x.shape[1:], size, gen))
-            if "noise" in names:
-                noise.append(torch.randn((size, *x.shape[1:]), generator=gen, dtype=x.dtype))
-        params = {"names": tuple(names)}
-        for key in ("shift", "gain"):
-            if key in names:
-                params[key] = torch.cat([d[key] for d in draws])
-        if "mask" in names:
-            params["mask"] = (torch.cat([d["mask"][0] for d in draws]), draws[0]["mask"][1])
-        xs = _per_sample(xs, params)
-        parts = torch.split(xs, sizes)
-        if "noise" in names:
-            ones = torch.ones((), dtype=x.dtype)
-            scale = torch.cat([(NOISE * (p.std() if p.numel() > 1 else ones)).expand(len(p)) for p in parts])
-            xs = xs + scale.reshape((-1,) + (1,) * (xs.dim() - 1)) * torch.cat(noise)
-            parts = torch.split(xs, sizes)
-        yield from parts
+        yield from torch.split(_augment_chunk(xs, sizes, names, gen) if names else xs, sizes)
         i = j
+
+
+def _augment_chunk(xs, sizes: list[int], names: Sequence[str], gen):
+    """augmented_batches' work on one chunk of consecutive batches (their sizes)."""
+    import torch
+
+    draws, noise = [], []
+    for size in sizes:                                  # the draws of augment() batch by batch, in its order
+        draws.append(draw(names, xs.shape[1:], size, gen))
+        if "noise" in names:
+            noise.append(torch.randn((size, *xs.shape[1:]), generator=gen, dtype=xs.dtype))
+    params = {"names": tuple(names)}
+    for key in ("shift", "gain"):
+        if key in names:
+            params[key] = torch.cat([d[key] for d in draws])
+    if "mask" in names:
+        params["mask"] = (torch.cat([d["mask"][0] for d in draws]), draws[0]["mask"][1])
+    xs = _per_sample(xs, params)
+    if "noise" in names:                                # each batch's own std, as apply() takes it
+        ones = torch.ones((), dtype=xs.dtype)
+        scale = torch.cat([(NOISE * (p.std() if p.numel() > 1 else ones)).expand(len(p))
+                           for p in torch.split(xs, sizes)])
+        xs = xs + scale.reshape((-1,) + (1,) * (xs.dim() - 1)) * torch.cat(noise)
+    return xs
